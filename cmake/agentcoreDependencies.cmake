@@ -1,0 +1,7 @@
+# Public dependencies of agentcore. agentcoreConfig.cmake repeats these with
+# find_dependency, so keep the two lists in step.
+include(GNUInstallDirs)
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS headers json)
+find_package(fmt REQUIRED CONFIG)

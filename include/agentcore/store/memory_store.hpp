@@ -1,0 +1,49 @@
+// agentcore/store/memory_store.hpp: the in-process store. Nothing survives
+// the process; use it for tests, simulations and single-run swarms.
+//
+//   auto clk = std::make_shared<agentcore::virtual_clock>();
+//   auto s = agentcore::store::memory_store::create({.clock = clk});
+//   auto lease = s->grant(std::chrono::seconds(10)).value();
+#pragma once
+
+#include <agentcore/core/clock.hpp>
+#include <agentcore/store/store.hpp>
+
+#include <memory>
+
+namespace agentcore::store {
+
+namespace detail {
+class engine;
+}
+
+struct memory_store_options {
+  /// Clock for lease expiry; the process's steady clock when null.
+  std::shared_ptr<agentcore::clock> clock;
+  /// Watch events retained; a watcher further behind gets `compacted`.
+  std::size_t history_limit = 100'000;
+};
+
+class memory_store final : public store {
+public:
+  static std::unique_ptr<memory_store> create(memory_store_options options = {});
+  ~memory_store() override;
+
+private:
+  explicit memory_store(std::shared_ptr<detail::engine> e);
+
+  result<std::optional<key_value>> do_get(std::string_view key) override;
+  result<range_result> do_range(std::string_view prefix, range_options options) override;
+  result<commit_result> do_commit(const txn& t) override;
+  result<revision> do_current_revision() override;
+  result<lease_id> do_grant(std::chrono::seconds ttl) override;
+  result<lease_status> do_keep_alive(lease_id id) override;
+  result<void> do_revoke(lease_id id) override;
+  result<lease_status> do_lease_info(lease_id id) override;
+  result<std::unique_ptr<watcher>> do_watch(std::string prefix, revision from) override;
+  void do_close() override;
+
+  std::shared_ptr<detail::engine> engine_;
+};
+
+}  // namespace agentcore::store

@@ -1,0 +1,82 @@
+#include <agentcore/core/event_bus.hpp>
+
+namespace agentcore {
+
+void event_bus::subscription::reset() {
+  if (bus_ && sub_) bus_->remove(sub_);
+  bus_ = nullptr;
+  sub_.reset();
+}
+
+event_bus::subscription event_bus::add(std::type_index type, std::function<void(const queued&)> f) {
+  auto s = std::make_shared<subscriber>();
+  s->type = type;
+  s->typed = std::move(f);
+  std::lock_guard lock(mutex_);
+  subscribers_.push_back(s);
+  return {this, std::move(s)};
+}
+
+event_bus::subscription event_bus::subscribe_all(std::function<void(const event&)> f) {
+  auto s = std::make_shared<subscriber>();
+  s->untyped = std::move(f);
+  std::lock_guard lock(mutex_);
+  subscribers_.push_back(s);
+  return {this, std::move(s)};
+}
+
+void event_bus::remove(const std::shared_ptr<subscriber>& s) {
+  std::unique_lock lock(mutex_);
+  s->active = false;
+  std::erase(subscribers_, s);
+  // Wait out a delivery to this subscriber on another thread, so the caller may
+  // destroy what the callback captured. From inside the callback, do not wait.
+  idle_.wait(lock, [&] { return current_ != s.get() || deliverer_ == std::this_thread::get_id(); });
+}
+
+std::uint64_t event_bus::published() const {
+  std::lock_guard lock(mutex_);
+  return next_seq_ - 1;
+}
+
+void event_bus::enqueue(queued q) {
+  std::unique_lock lock(mutex_);
+  q.seq = next_seq_++;
+  queue_.push_back(std::move(q));
+  // One thread delivers at a time; the others leave their event in the queue
+  // and return. That gives one global order and no concurrent callbacks,
+  // and a publish from inside a callback is simply queued behind.
+  if (delivering_) return;
+  delivering_ = true;
+  deliverer_ = std::this_thread::get_id();
+  while (!queue_.empty()) {
+    queued item = std::move(queue_.front());
+    queue_.pop_front();
+    // Subscribers present at publish time: those still active now. A
+    // subscriber added after this event's seq still gets it; that is harmless
+    // and simpler than versioning the list.
+    auto subs = subscribers_;
+    std::optional<event> untyped;
+    for (auto& s : subs) {
+      if (!s->active) continue;
+      if (s->type && *s->type != item.type) continue;
+      if (!s->type && !untyped) untyped = event{item.seq, item.name, item.to_json(item.payload)};
+      current_ = s.get();
+      lock.unlock();
+      try {
+        if (s->type) s->typed(item);
+        else s->untyped(*untyped);
+      } catch (...) {
+        // A subscriber's exception must not stop delivery to the others, nor
+        // unwind into the publisher; it is dropped here by design.
+      }
+      lock.lock();
+      current_ = nullptr;
+      idle_.notify_all();
+    }
+  }
+  delivering_ = false;
+  deliverer_ = {};
+}
+
+}  // namespace agentcore

@@ -1,0 +1,25 @@
+// Completing a type-erased handler later, never inside the initiating call.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/prefer.hpp>
+
+#include <tuple>
+#include <utility>
+
+namespace agentcore::detail {
+
+/// Posts `h(args...)` to the handler's associated executor (the system
+/// executor when it has none), with blocking.never so it never runs inline.
+template <class Signature, class... Args>
+void post_completion(boost::asio::any_completion_handler<Signature> h, Args&&... args) {
+  namespace asio = boost::asio;
+  auto ex = asio::prefer(asio::get_associated_executor(h), asio::execution::blocking.never);
+  ex.execute([h = std::move(h), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+    std::apply([&](auto&&... a) { std::move(h)(std::move(a)...); }, std::move(tup));
+  });
+}
+
+}  // namespace agentcore::detail
