@@ -75,6 +75,13 @@ public:
   std::size_t key_count_locked() const { return kvs_.size(); }
   std::size_t live_bytes_locked() const { return live_bytes_; }
 
+  /// Runs f(*this) under the engine's lock: a record boundary.
+  template <class F>
+  void with_lock(F&& f) {
+    std::lock_guard lock(mutex_);
+    f(*this);
+  }
+
   struct watch_state;
 
 private:

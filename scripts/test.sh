@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs the dependencies, then builds and runs every test twice:
+#   1. build/asan     Debug with AddressSanitizer + UndefinedBehaviorSanitizer
+#                     (all tests but the slow `packaging` label)
+#   2. build/release  Release, all tests including packaging
+# Both runs happen even if the first fails; the release run's ctest summary is
+# printed last, and the exit status is non-zero if either run failed.
+#
+# env: AGENTCORE_JOBS  build parallelism (default: number of CPUs); ctest runs -j2,
+#                      and a test that needs the machine to itself sets RUN_SERIAL.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+bash scripts/install-deps.sh
+
+jobs=${AGENTCORE_JOBS:-$(nproc)}
+logs=$root/build/test-logs
+mkdir -p "$logs"
+
+# A UBSan report fails its test (-fno-sanitize-recover); give it a stack too.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+# run_suite NAME BUILD_DIR CTEST_ARGS... -- CMAKE_ARGS...
+# Configures, builds and tests one tree; records a one-line status in
+# status_<NAME> and returns non-zero on any failure without stopping the script.
+run_suite() {
+  local name=$1 dir=$2
+  shift 2
+  local ctest_args=()
+  while (($#)) && [[ $1 != -- ]]; do ctest_args+=("$1"); shift; done
+  shift
+  local log=$logs/$name.ctest.log
+  rm -f "$log"
+
+  echo
+  echo "==== test.sh: ${name}: configure ${dir}"
+  if ! cmake -S "$root" -B "$dir" -G Ninja "$@"; then
+    printf -v "status_${name}" '%s' "${name}: FAILED (configure)"
+    return 1
+  fi
+  echo "==== test.sh: ${name}: build"
+  if ! cmake --build "$dir" -j "$jobs"; then
+    printf -v "status_${name}" '%s' "${name}: FAILED (build)"
+    return 1
+  fi
+  echo "==== test.sh: ${name}: ctest ${ctest_args[*]}"
+  # --no-tests=error: a tree that registers no tests is a broken build, not a pass.
+  if ! ctest --test-dir "$dir" --output-on-failure --no-tests=error -j 2 "${ctest_args[@]}" 2>&1 | tee "$log"; then
+    printf -v "status_${name}" '%s' "${name}: FAILED (tests; log: ${log})"
+    return 1
+  fi
+  printf -v "status_${name}" '%s' "${name}: passed"
+}
+
+# The lines ctest ends a run with: "N% tests passed, ...", the label and time
+# summaries, and the list of failed tests.
+ctest_summary() {
+  local log=$1
+  [[ -f $log ]] || return 0
+  sed -n '/tests passed, .* failed out of/,$p' "$log"
+  grep -q 'tests passed, .* failed out of' "$log" || tail -n 5 "$log"
+}
+
+status_asan="asan: not run"
+status_release="release: not run"
+failed=0
+
+run_suite asan build/asan -LE packaging -- \
+  -DCMAKE_BUILD_TYPE=Debug -DAGENTCORE_SANITIZE=ON \
+  -DAGENTCORE_BUILD_TESTS=ON -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_BENCH=ON || failed=1
+
+run_suite release build/release -- \
+  -DCMAKE_BUILD_TYPE=Release -DAGENTCORE_SANITIZE=OFF \
+  -DAGENTCORE_BUILD_TESTS=ON -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_BENCH=ON || failed=1
+
+echo
+echo "==== test.sh: summary"
+echo "${status_asan}"
+echo "${status_release}"
+if [[ -f $logs/asan.ctest.log ]]; then
+  echo
+  echo "---- asan ctest summary (build/asan)"
+  ctest_summary "$logs/asan.ctest.log"
+fi
+echo
+echo "---- release ctest summary (build/release)"
+ctest_summary "$logs/release.ctest.log"
+exit "$failed"

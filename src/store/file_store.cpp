@@ -1,0 +1,583 @@
+#include <agentcore/store/file_store.hpp>
+
+#include "detail/complete.hpp"
+#include "store/engine.hpp"
+#include "store/wal.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agentcore::store {
+
+namespace fs = std::filesystem;
+using detail::engine;
+
+namespace {
+
+error_info os_error(std::string_view what, const fs::path& file, int err = errno) {
+  return fail(error::io_error, fmt::format("store: {} '{}' failed: {}", what, file.string(), std::strerror(err)));
+}
+
+error_info write_all(int fd, const char* p, std::size_t n, const fs::path& file) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return os_error("write to", file);
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return {};
+}
+
+error_info sync_fd(int fd, const fs::path& file) {
+  if (::fdatasync(fd) != 0) return os_error("fdatasync of", file);
+  return {};
+}
+
+error_info sync_dir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return os_error("open directory", dir);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return os_error("fsync of directory", dir, err);
+  return {};
+}
+
+result<std::string> read_file(const fs::path& file) {
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return os_error("open", file);
+  std::string data;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) data.reserve(static_cast<std::size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return os_error("read of", file, err);
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return data;
+}
+
+}  // namespace
+
+class file_store::impl final : public detail::journal {
+public:
+  impl(fs::path dir, file_store_options options) : dir_(std::move(dir)), options_(std::move(options)) {
+    if (!options_.clock) options_.clock = default_clock();
+    if (options_.segment_bytes < 4096) options_.segment_bytes = 4096;
+    engine_ = std::make_shared<engine>(detail::engine_options{options_.clock, options_.history_limit}, this);
+  }
+
+  ~impl() override { shutdown(fail(error::closed, fmt::format("store: '{}' was closed", dir_.string()))); }
+
+  result<void> open() {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) return fail(error::io_error, fmt::format("store: cannot create directory '{}': {}", dir_.string(), ec.message()));
+    if (auto e = lock()) return e;
+    if (auto e = recover()) return e;
+    writer_ = std::thread([this] { run(); });
+    return {};
+  }
+
+  void shutdown(error_info reason) {
+    {
+      std::lock_guard lk(mu_);
+      if (stopped_) return;
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+    engine_->close(std::move(reason));
+    std::lock_guard lk(mu_);
+    stopped_ = true;
+    durable_cv_.notify_all();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+    lock_fd_ = -1;
+  }
+
+  // --- journal: called with the engine's lock held ---
+  std::uint64_t append_txn(revision rev, const std::vector<op>& ops) override {
+    std::lock_guard lk(mu_);
+    std::size_t before = pending_.size();
+    detail::encode_txn(pending_, rev, ops);
+    return appended(before);
+  }
+  std::uint64_t append_grant(lease_id id, std::int64_t ttl) override {
+    std::lock_guard lk(mu_);
+    std::size_t before = pending_.size();
+    detail::encode_grant(pending_, id, ttl);
+    return appended(before);
+  }
+  std::uint64_t append_revoke(lease_id id, revision rev) override {
+    std::lock_guard lk(mu_);
+    std::size_t before = pending_.size();
+    detail::encode_revoke(pending_, id, rev);
+    return appended(before);
+  }
+  void after_append(const engine& e) override {
+    std::unique_lock lk(mu_);
+    if (segment_fill_ < options_.segment_bytes && !force_snapshot_) return;
+    boundary b{pending_.size(), std::nullopt};
+    std::size_t due = std::max(options_.snapshot_min_bytes, 2 * e.live_bytes_locked());
+    if (force_snapshot_ || since_snapshot_ >= due) {
+      lk.unlock();  // copying the image can take a while; the engine lock keeps it consistent
+      auto img = e.image_locked();
+      lk.lock();
+      b.image = std::move(img);
+      since_snapshot_ = 0;
+      force_snapshot_ = false;
+    }
+    segment_fill_ = detail::file_header_size;
+    boundaries_.push_back(std::move(b));
+    lk.unlock();
+    work_cv_.notify_one();
+  }
+
+  /// Waits until the record with `ticket` is on disk (per the fsync policy).
+  error_info wait(std::uint64_t ticket) {
+    if (ticket == 0) return {};
+    std::unique_lock lk(mu_);
+    durable_cv_.wait(lk, [&] { return durable_ >= ticket || failed_ || stopped_; });
+    if (durable_ >= ticket) return {};
+    return failed_ ? failed_ : fail(error::closed, "store: closed before the commit was written");
+  }
+
+  void async_commit(txn t, asio::any_completion_handler<store::commit_signature> handler) {
+    auto r = engine_->commit(t);
+    if (!r) return agentcore::detail::post_completion(std::move(handler), r.error().code(), commit_result{});
+    std::unique_lock lk(mu_);
+    if (r->ticket == 0 || durable_ >= r->ticket) {
+      lk.unlock();
+      return agentcore::detail::post_completion(std::move(handler), error_code(), std::move(r->result));
+    }
+    if (failed_ || stop_) {
+      auto ec = failed_ ? failed_.code() : make_error_code(error::closed);
+      lk.unlock();
+      return agentcore::detail::post_completion(std::move(handler), ec, commit_result{});
+    }
+    waiters_.push_back({r->ticket, std::move(handler), std::move(r->result)});
+  }
+
+  result<void> snapshot_now() {
+    std::uint64_t target;
+    {
+      std::lock_guard lk(mu_);
+      target = snapshots_ + 1;
+    }
+    engine_->with_lock([&](const engine& e) {
+      {
+        std::lock_guard lk(mu_);
+        force_snapshot_ = true;
+      }
+      after_append(e);
+    });
+    std::unique_lock lk(mu_);
+    durable_cv_.wait(lk, [&] { return snapshots_ >= target || failed_ || stopped_; });
+    if (snapshots_ >= target) return {};
+    return failed_ ? failed_ : fail(error::closed, "store: closed before the snapshot was written");
+  }
+
+  file_store_stats stats() const {
+    std::lock_guard lk(mu_);
+    return {records_written_, syncs_, snapshots_, log_bytes_};
+  }
+
+  std::shared_ptr<engine> engine_;
+  recovery_report report_;
+  fs::path dir_;
+
+private:
+  struct boundary {
+    std::size_t offset;                         // in the pending buffer
+    std::optional<detail::engine_image> image;  // snapshot to write at it
+  };
+  struct waiter {
+    std::uint64_t ticket;
+    asio::any_completion_handler<store::commit_signature> handler;
+    commit_result result;
+  };
+
+  std::uint64_t appended(std::size_t before) {
+    std::size_t n = pending_.size() - before;
+    segment_fill_ += n;
+    since_snapshot_ += n;
+    ++records_written_;
+    bool was_idle = before == 0;
+    if (was_idle) work_cv_.notify_one();
+    return ++appended_;
+  }
+
+  error_info lock() {
+    fs::path file = dir_ / "LOCK";
+    lock_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) return os_error("open", file);
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      int err = errno;
+      std::string pid = "unknown";
+      if (auto text = read_file(file); text && !text->empty()) pid = text->substr(0, text->find('\n'));
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      if (err == EWOULDBLOCK)
+        return fail(error::in_use, fmt::format("store: directory '{}' is in use by pid {}; stop that process or "
+                                               "open another directory",
+                                               dir_.string(), pid));
+      return os_error("lock", file, err);
+    }
+    std::string me = fmt::format("{}\n", ::getpid());
+    if (::ftruncate(lock_fd_, 0) != 0) return os_error("truncate", file);
+    if (::pwrite(lock_fd_, me.data(), me.size(), 0) < 0) return os_error("write to", file);
+    return {};
+  }
+
+  error_info recover() {
+    std::map<std::uint64_t, fs::path> segments, snapshots;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      std::string name = entry.path().filename().string();
+      std::uint64_t seq = 0;
+      if (detail::parse_file_name(name, "wal-", ".log", seq)) segments[seq] = entry.path();
+      else if (detail::parse_file_name(name, "snap-", ".snap", seq)) snapshots[seq] = entry.path();
+      else if (name.ends_with(".snap.tmp")) fs::remove(entry.path(), ec);  // an unfinished snapshot
+    }
+    if (ec) return fail(error::io_error, fmt::format("store: cannot list '{}': {}", dir_.string(), ec.message()));
+
+    std::uint64_t first = 1;
+    if (!snapshots.empty()) {
+      auto [seq, path] = *snapshots.rbegin();
+      auto data = read_file(path);
+      if (!data) return data.error();
+      auto img = detail::decode_snapshot(*data, path.string(), seq);
+      if (!img) return img.error();
+      engine_->restore(std::move(*img));
+      report_.snapshot = path.filename().string();
+      first = seq;
+    } else if (!segments.empty() && segments.begin()->first != 1) {
+      return fail(error::corrupt, fmt::format("store: '{}' has no snapshot and its first log segment is '{}'; "
+                                              "'{}' is missing: restore it from a backup",
+                                              dir_.string(), segments.begin()->second.filename().string(),
+                                              detail::segment_file_name(1)));
+    }
+    std::vector<std::pair<std::uint64_t, fs::path>> replay;
+    for (auto& [seq, path] : segments)
+      if (seq >= first) replay.emplace_back(seq, path);
+    for (std::size_t i = 0; i < replay.size(); ++i) {
+      std::uint64_t want = first + i;
+      if (replay[i].first != want)
+        return fail(error::corrupt, fmt::format("store: log segment '{}' is missing from '{}' (found '{}' after it); "
+                                                "restore it from a backup",
+                                                detail::segment_file_name(want), dir_.string(),
+                                                replay[i].second.filename().string()));
+    }
+    for (std::size_t i = 0; i < replay.size(); ++i) {
+      auto& [seq, path] = replay[i];
+      bool last = i + 1 == replay.size();
+      auto data = read_file(path);
+      if (!data) return data.error();
+      auto r = detail::replay_segment(*data, path.string(), seq, last, *engine_);
+      if (!r) return r.error();
+      report_.records += r->records;
+      report_.segments += 1;
+      since_snapshot_ += r->valid_end;
+      if (r->torn) {
+        std::size_t keep = std::max<std::size_t>(r->valid_end, detail::file_header_size);
+        report_.torn_tail = fmt::format("store: file '{}' had a torn record at offset {} ({} bytes); reopened without "
+                                        "it (it was never acknowledged)",
+                                        path.string(), r->valid_end, data->size() - r->valid_end);
+        if (r->valid_end < detail::file_header_size) {
+          // The crash hit while the segment was being created: write its header again.
+          std::string h = detail::segment_header(seq);
+          int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+          if (fd < 0) return os_error("open", path);
+          auto e = write_all(fd, h.data(), h.size(), path);
+          if (!e) e = sync_fd(fd, path);
+          ::close(fd);
+          if (e) return e;
+        } else if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0) {
+          return os_error("truncate", path);
+        }
+      }
+    }
+    seq_ = replay.empty() ? first : replay.back().first;
+    // Segments and snapshots older than the snapshot in use are leftovers of
+    // a crash during cleanup.
+    for (auto& [seq, path] : segments)
+      if (seq < first) fs::remove(path, ec);
+    for (auto& [seq, path] : snapshots)
+      if (seq < first) fs::remove(path, ec);
+
+    fs::path cur = dir_ / detail::segment_file_name(seq_);
+    if (replay.empty()) {
+      if (auto e = create_segment(seq_)) return e;
+    } else {
+      fd_ = ::open(cur.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd_ < 0) return os_error("open", cur);
+    }
+    segment_fill_ = static_cast<std::size_t>(fs::file_size(cur, ec));
+    log_bytes_ = 0;
+    for (auto& [seq, path] : replay) log_bytes_ += fs::file_size(path, ec);
+    auto rev = engine_->current_revision();
+    report_.rev = rev ? *rev : 0;
+    return {};
+  }
+
+  error_info create_segment(std::uint64_t seq) {
+    fs::path file = dir_ / detail::segment_file_name(seq);
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return os_error("create", file);
+    std::string h = detail::segment_header(seq);
+    auto e = write_all(fd, h.data(), h.size(), file);
+    if (!e && options_.fsync != fsync_policy::none) e = sync_fd(fd, file);
+    if (!e && options_.fsync != fsync_policy::none) e = sync_dir(dir_);
+    if (e) {
+      ::close(fd);
+      return e;
+    }
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+    seq_ = seq;
+    return {};
+  }
+
+  error_info write_snapshot(std::uint64_t seq, const detail::engine_image& img) {
+    fs::path tmp = dir_ / (detail::snapshot_file_name(seq) + ".tmp");
+    fs::path final_path = dir_ / detail::snapshot_file_name(seq);
+    std::string data = detail::encode_snapshot(seq, img);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return os_error("create", tmp);
+    auto e = write_all(fd, data.data(), data.size(), tmp);
+    if (!e && options_.fsync != fsync_policy::none) e = sync_fd(fd, tmp);
+    ::close(fd);
+    if (e) return e;
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) return os_error("rename of", tmp);
+    if (options_.fsync != fsync_policy::none)
+      if (auto e2 = sync_dir(dir_)) return e2;
+    // Now everything before segment `seq` is covered by the snapshot.
+    std::error_code ec;
+    std::uint64_t removed_bytes = 0;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      std::string name = entry.path().filename().string();
+      std::uint64_t s = 0;
+      if (detail::parse_file_name(name, "wal-", ".log", s) && s < seq) {
+        removed_bytes += fs::file_size(entry.path(), ec);
+        fs::remove(entry.path(), ec);
+      } else if (detail::parse_file_name(name, "snap-", ".snap", s) && s < seq) {
+        fs::remove(entry.path(), ec);
+      }
+    }
+    std::lock_guard lk(mu_);
+    log_bytes_ -= std::min(log_bytes_, removed_bytes);
+    return {};
+  }
+
+  error_info write_batch(const std::string& buf, std::vector<boundary>& bounds) {
+    std::size_t pos = 0;
+    fs::path cur = dir_ / detail::segment_file_name(seq_);
+    for (auto& b : bounds) {
+      if (auto e = write_all(fd_, buf.data() + pos, b.offset - pos, cur)) return e;
+      add_log_bytes(b.offset - pos);
+      pos = b.offset;
+      if (options_.fsync != fsync_policy::none) {
+        if (auto e = sync_fd(fd_, cur)) return e;
+        count_sync();
+      }
+      if (auto e = create_segment(seq_ + 1)) return e;
+      add_log_bytes(detail::file_header_size);
+      cur = dir_ / detail::segment_file_name(seq_);
+      if (b.image) {
+        if (auto e = write_snapshot(seq_, *b.image)) return e;
+        std::lock_guard lk(mu_);
+        ++snapshots_;
+      }
+    }
+    if (auto e = write_all(fd_, buf.data() + pos, buf.size() - pos, cur)) return e;
+    add_log_bytes(buf.size() - pos);
+    auto now = std::chrono::steady_clock::now();
+    if (options_.fsync == fsync_policy::always ||
+        (options_.fsync == fsync_policy::batch && now - last_sync_ >= options_.batch_interval)) {
+      if (auto e = sync_fd(fd_, cur)) return e;
+      count_sync();
+      last_sync_ = now;
+      dirty_ = false;
+    } else {
+      dirty_ = options_.fsync == fsync_policy::batch;
+    }
+    return {};
+  }
+
+  void add_log_bytes(std::size_t n) {
+    std::lock_guard lk(mu_);
+    log_bytes_ += n;
+  }
+  void count_sync() {
+    std::lock_guard lk(mu_);
+    ++syncs_;
+  }
+
+  void run() {
+    std::string buf;
+    std::unique_lock lk(mu_);
+    for (;;) {
+      auto has_work = [&] { return !pending_.empty() || !boundaries_.empty() || stop_; };
+      if (dirty_) {
+        if (!work_cv_.wait_for(lk, options_.batch_interval, has_work)) {
+          lk.unlock();
+          fs::path cur = dir_ / detail::segment_file_name(seq_);
+          auto e = sync_fd(fd_, cur);
+          lk.lock();
+          if (e) {
+            fail_locked(lk, std::move(e));
+            return;
+          }
+          ++syncs_;
+          dirty_ = false;
+          last_sync_ = std::chrono::steady_clock::now();
+          continue;
+        }
+      } else {
+        work_cv_.wait(lk, has_work);
+      }
+      if (pending_.empty() && boundaries_.empty()) {
+        if (stop_) break;
+        continue;
+      }
+      buf.clear();
+      buf.swap(pending_);
+      auto bounds = std::move(boundaries_);
+      boundaries_.clear();
+      std::uint64_t upto = appended_;
+      lk.unlock();
+      error_info e = write_batch(buf, bounds);
+      lk.lock();
+      if (e) {
+        fail_locked(lk, std::move(e));
+        return;
+      }
+      durable_ = upto;
+      complete_waiters_locked(lk);
+      durable_cv_.notify_all();
+    }
+    if (dirty_ && fd_ >= 0) {
+      lk.unlock();
+      (void)sync_fd(fd_, dir_ / detail::segment_file_name(seq_));
+      lk.lock();
+    }
+  }
+
+  void complete_waiters_locked(std::unique_lock<std::mutex>& lk) {
+    std::vector<waiter> done;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->ticket <= durable_) {
+        done.push_back(std::move(*it));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (done.empty()) return;
+    lk.unlock();
+    for (auto& w : done) agentcore::detail::post_completion(std::move(w.handler), error_code(), std::move(w.result));
+    lk.lock();
+  }
+
+  // Fail-stop: after a failed write or sync nothing more is acknowledged
+  // (the kernel may have dropped the dirty pages; retrying would lie).
+  void fail_locked(std::unique_lock<std::mutex>& lk, error_info e) {
+    failed_ = fail(e.code().value() == static_cast<int>(error::closed) ? error::closed : error::io_error,
+                   e.message() + "; the store stopped accepting commits: reopen it to recover what is on disk");
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    durable_cv_.notify_all();
+    lk.unlock();
+    for (auto& w : waiters) agentcore::detail::post_completion(std::move(w.handler), failed_.code(), commit_result{});
+    engine_->close(failed_);
+    lk.lock();
+  }
+
+  file_store_options options_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, durable_cv_;
+  std::string pending_;
+  std::vector<boundary> boundaries_;
+  std::deque<waiter> waiters_;
+  std::uint64_t appended_ = 0, durable_ = 0;
+  std::size_t segment_fill_ = 0, since_snapshot_ = 0;
+  bool force_snapshot_ = false, stop_ = false, stopped_ = false, dirty_ = false;
+  error_info failed_;
+  std::uint64_t records_written_ = 0, syncs_ = 0, snapshots_ = 0, log_bytes_ = 0;
+  std::chrono::steady_clock::time_point last_sync_{};
+  int fd_ = -1, lock_fd_ = -1;
+  std::uint64_t seq_ = 1;
+  std::thread writer_;
+};
+
+result<std::unique_ptr<file_store>> file_store::open(const fs::path& dir, file_store_options options) {
+  auto p = std::make_unique<impl>(dir, std::move(options));
+  if (auto r = p->open(); !r) return r.error();
+  return std::unique_ptr<file_store>(new file_store(std::move(p)));
+}
+
+file_store::file_store(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+file_store::~file_store() = default;
+
+const recovery_report& file_store::recovery() const noexcept { return impl_->report_; }
+const fs::path& file_store::directory() const noexcept { return impl_->dir_; }
+file_store_stats file_store::stats() const { return impl_->stats(); }
+result<void> file_store::snapshot_now() { return impl_->snapshot_now(); }
+
+result<std::optional<key_value>> file_store::do_get(std::string_view key) { return impl_->engine_->get(key); }
+result<range_result> file_store::do_range(std::string_view prefix, range_options options) {
+  return impl_->engine_->range(prefix, options);
+}
+result<commit_result> file_store::do_commit(const txn& t) {
+  auto r = impl_->engine_->commit(t);
+  if (!r) return r.error();
+  if (auto e = impl_->wait(r->ticket)) return e;
+  return std::move(r->result);
+}
+result<revision> file_store::do_current_revision() { return impl_->engine_->current_revision(); }
+result<lease_id> file_store::do_grant(std::chrono::seconds ttl) {
+  auto r = impl_->engine_->grant(ttl);
+  if (!r) return r.error();
+  if (auto e = impl_->wait(r->second)) return e;
+  return r->first;
+}
+result<lease_status> file_store::do_keep_alive(lease_id id) { return impl_->engine_->keep_alive(id); }
+result<void> file_store::do_revoke(lease_id id) {
+  auto r = impl_->engine_->revoke(id);
+  if (!r) return r.error();
+  if (auto e = impl_->wait(*r)) return e;
+  return {};
+}
+result<lease_status> file_store::do_lease_info(lease_id id) { return impl_->engine_->lease_info(id); }
+result<std::unique_ptr<watcher>> file_store::do_watch(std::string prefix, revision from) {
+  return impl_->engine_->watch(std::move(prefix), from);
+}
+void file_store::do_close() {
+  impl_->shutdown(fail(error::closed, fmt::format("store: '{}' was closed", impl_->dir_.string())));
+}
+void file_store::do_async_commit(txn t, asio::any_completion_handler<commit_signature> handler) {
+  impl_->async_commit(std::move(t), std::move(handler));
+}
+
+}  // namespace agentcore::store

@@ -1,0 +1,37 @@
+// The backends the store conformance suite runs on. A backend fixture makes
+// stores and moves their lease clock; the suite uses nothing else, so a new
+// backend joins by adding a fixture here.
+#pragma once
+
+#include "support/temp_dir.hpp"
+
+#include <agentcore/core/clock.hpp>
+#include <agentcore/store/file_store.hpp>
+#include <agentcore/store/memory_store.hpp>
+
+#include <doctest/doctest.h>
+
+namespace agentcore::test {
+
+struct memory_backend {
+  static constexpr const char* name = "memory";
+  std::shared_ptr<virtual_clock> clock = std::make_shared<virtual_clock>();
+  std::unique_ptr<store::store> make(std::size_t history_limit = 100'000) {
+    return store::memory_store::create({.clock = clock, .history_limit = history_limit});
+  }
+  void advance(std::chrono::seconds d) { clock->advance(d); }
+};
+
+struct file_backend {
+  static constexpr const char* name = "file";
+  std::shared_ptr<virtual_clock> clock = std::make_shared<virtual_clock>();
+  temp_dir dir{"conformance"};
+  std::unique_ptr<store::store> make(std::size_t history_limit = 100'000) {
+    auto r = store::file_store::open(dir.path(), {.clock = clock, .history_limit = history_limit});
+    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    return std::move(*r);
+  }
+  void advance(std::chrono::seconds d) { clock->advance(d); }
+};
+
+}  // namespace agentcore::test
