@@ -1,1 +1,324 @@
+// file_store: durability, recovery and the errors a damaged directory gives.
+#include "support/temp_dir.hpp"
 
+#include <agentcore/store/file_store.hpp>
+
+#include <boost/asio/use_future.hpp>
+#include <doctest/doctest.h>
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <fstream>
+#include <unistd.h>
+
+using namespace agentcore;
+using namespace agentcore::store;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<file_store> open_ok(const fs::path& dir, file_store_options o = {}) {
+  auto r = file_store::open(dir, std::move(o));
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  return std::move(*r);
+}
+
+void fill(store::store& s, int n, std::string_view prefix = "k") {
+  for (int i = 0; i < n; ++i) {
+    auto r = s.commit(txn().put(fmt::format("{}{:05}", prefix, i % 50), fmt::format("value-{}", i)));
+    REQUIRE(r.has_value());
+    REQUIRE(r->succeeded);
+  }
+}
+
+std::vector<fs::path> files(const fs::path& dir, std::string_view prefix) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+void write(const fs::path& p, const std::string& data) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+}  // namespace
+
+TEST_CASE("store.file.reopen_keeps_everything") {
+  test::temp_dir dir("file");
+  auto clk = std::make_shared<virtual_clock>();
+  lease_id lease = 0;
+  {
+    auto s = open_ok(dir.path(), {.clock = clk});
+    fill(*s, 200);
+    lease = s->grant(30s).value();
+    REQUIRE(s->commit(txn().put("claim/a", "w1", lease).erase("k00003")).value().succeeded);
+  }
+  auto s = open_ok(dir.path(), {.clock = clk});
+  CHECK(s->recovery().records == 202);
+  CHECK_FALSE(s->recovery().torn_tail);
+  CHECK(s->current_revision().value() == 201);
+  CHECK(s->get("k00049").value()->value == "value-199");
+  CHECK(s->get("k00049").value()->version == 4);
+  CHECK_FALSE(s->get("k00003").value().has_value());
+  // The lease came back with its full TTL restarted, and still owns its key.
+  CHECK(s->get("claim/a").value()->lease == lease);
+  clk->advance(29s);
+  CHECK(s->get("claim/a").value().has_value());
+  clk->advance(2s);
+  CHECK_FALSE(s->get("claim/a").value().has_value());
+  // New leases do not reuse old ids.
+  CHECK(s->grant(5s).value() > lease);
+}
+
+TEST_CASE("store.file.expiry_is_durable") {
+  test::temp_dir dir("file");
+  auto clk = std::make_shared<virtual_clock>();
+  {
+    auto s = open_ok(dir.path(), {.clock = clk});
+    auto l = s->grant(5s).value();
+    REQUIRE(s->commit(txn().put("claim/a", "w", l)).value().succeeded);
+    clk->advance(6s);
+    CHECK_FALSE(s->get("claim/a").value().has_value());
+    REQUIRE(s->commit(txn().put("after", "1")).value().succeeded);  // waits for the expiry record too
+  }
+  auto s = open_ok(dir.path(), {.clock = clk});
+  CHECK_FALSE(s->get("claim/a").value().has_value());
+  CHECK(s->get("after").value()->mod_revision == s->current_revision().value());
+}
+
+TEST_CASE("store.file.second_open_is_refused_with_pid") {
+  test::temp_dir dir("file");
+  auto s = open_ok(dir.path());
+  auto again = file_store::open(dir.path());
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error() == error::in_use);
+  CHECK(again.error().message().find(std::to_string(::getpid())) != std::string::npos);
+  s.reset();
+  CHECK(file_store::open(dir.path()).has_value());  // released on close
+}
+
+TEST_CASE("store.file.torn_tail_is_truncated_and_reported") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 20);
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  auto data = read(seg);
+  auto full = data.size();
+  write(seg, data.substr(0, full - 5));  // the last record lost its last 5 bytes
+  {
+    auto s = open_ok(dir.path());
+    REQUIRE(s->recovery().torn_tail);
+    CHECK(s->recovery().torn_tail->find(seg.filename().string()) != std::string::npos);
+    CHECK(s->recovery().records == 19);
+    CHECK(s->current_revision().value() == 19);
+    CHECK_FALSE(s->get("k00019").value().has_value());  // the torn commit, never acknowledged
+    CHECK(s->get("k00018").value()->value == "value-18");
+    // It works after recovery, and what it writes now is read back later.
+    REQUIRE(s->commit(txn().put("after", "x")).value().succeeded);
+  }
+  auto s = open_ok(dir.path());
+  CHECK_FALSE(s->recovery().torn_tail);
+  CHECK(s->get("after").value()->value == "x");
+  CHECK(s->current_revision().value() == 20);
+}
+
+TEST_CASE("store.file.torn_checksum_at_tail_is_truncated") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 10);
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  auto data = read(seg);
+  data.back() ^= 0x5a;  // last record's bytes half-written
+  write(seg, data);
+  auto s = open_ok(dir.path());
+  REQUIRE(s->recovery().torn_tail);
+  CHECK(s->current_revision().value() == 9);
+}
+
+TEST_CASE("store.file.corruption_before_the_tail_is_an_error_naming_file_and_offset") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 10);
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  auto data = read(seg);
+  data[24 + 8 + 3] ^= 0x01;  // inside the first record's payload
+  write(seg, data);
+  auto r = file_store::open(dir.path());
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == error::corrupt);
+  CHECK(r.error().message().find(seg.filename().string()) != std::string::npos);
+  CHECK(r.error().message().find("offset 24") != std::string::npos);
+  // Nothing was truncated: the damaged file is left as it was for repair.
+  CHECK(read(seg) == data);
+}
+
+TEST_CASE("store.file.truncated_or_missing_segment_is_an_error") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path(), {.segment_bytes = 4096, .snapshot_min_bytes = 1u << 30});
+    fill(*s, 400);
+  }
+  auto segs = files(dir.path(), "wal-");
+  REQUIRE(segs.size() >= 3);
+  SUBCASE("truncated middle segment") {
+    auto data = read(segs[1]);
+    write(segs[1], data.substr(0, data.size() - 10));
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::corrupt);
+    CHECK(r.error().message().find(segs[1].filename().string()) != std::string::npos);
+  }
+  SUBCASE("missing middle segment") {
+    fs::remove(segs[1]);
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::corrupt);
+    CHECK(r.error().message().find(segs[1].filename().string()) != std::string::npos);
+  }
+  SUBCASE("missing first segment") {
+    fs::remove(segs[0]);
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message().find("missing") != std::string::npos);
+  }
+}
+
+TEST_CASE("store.file.future_format_and_record_type_are_refused") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 3);
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  auto data = read(seg);
+  SUBCASE("segment format from the future") {
+    auto changed = data;
+    changed[8] = 9;
+    write(seg, changed);
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::unsupported_format);
+    CHECK(r.error().message().find("format 9") != std::string::npos);
+  }
+  SUBCASE("record type from the future") {
+    // Append a well-framed record of type 77.
+    std::string payload = "\x4d" "future";
+    std::string rec(8, '\0');
+    std::uint32_t len = static_cast<std::uint32_t>(payload.size());
+    std::memcpy(rec.data(), &len, 4);
+    extern std::uint32_t test_crc32c(const std::string&);
+    std::uint32_t crc = test_crc32c(payload);
+    std::memcpy(rec.data() + 4, &crc, 4);
+    write(seg, data + rec + payload);
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::unsupported_format);
+    CHECK(r.error().message().find("type 77") != std::string::npos);
+    CHECK(r.error().message().find(fmt::format("offset {}", data.size())) != std::string::npos);
+  }
+  SUBCASE("foreign file with a store name") {
+    write(seg, std::string(100, 'x'));
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::corrupt);
+    CHECK(r.error().message().find("header") != std::string::npos);
+  }
+}
+
+TEST_CASE("store.file.snapshots_bound_disk_use_and_reopen_equal") {
+  test::temp_dir dir("file");
+  std::vector<key_value> before;
+  {
+    auto s = open_ok(dir.path(), {.segment_bytes = 8192, .snapshot_min_bytes = 16384});
+    fill(*s, 5000);  // 50 live keys, 5000 commits
+    CHECK(s->stats().snapshots >= 3);
+    before = s->range("").value().kvs;
+  }
+  std::uintmax_t total = 0;
+  for (auto& e : fs::directory_iterator(dir.path())) total += e.file_size();
+  // 5000 commits of ~30 bytes would be ~150 KB of log; live data is ~1 KB.
+  CHECK(total < 64 * 1024);
+  CHECK(files(dir.path(), "snap-").size() == 1);
+  auto s = open_ok(dir.path(), {.segment_bytes = 8192, .snapshot_min_bytes = 16384});
+  CHECK_FALSE(s->recovery().snapshot.empty());
+  CHECK(s->range("").value().kvs == before);
+  CHECK(s->current_revision().value() == 5000);
+}
+
+TEST_CASE("store.file.snapshot_now_and_corrupt_snapshot") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 100);
+    REQUIRE(s->snapshot_now().has_value());
+    fill(*s, 10, "after");
+  }
+  {
+    auto s = open_ok(dir.path());
+    CHECK_FALSE(s->recovery().snapshot.empty());
+    CHECK(s->recovery().records == 10);
+    CHECK(s->get("after00009").value().has_value());
+    CHECK(s->current_revision().value() == 110);
+  }
+  auto snap = files(dir.path(), "snap-").back();
+  auto data = read(snap);
+  data[data.size() / 2] ^= 0x10;
+  write(snap, data);
+  auto r = file_store::open(dir.path());
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == error::corrupt);
+  CHECK(r.error().message().find(snap.filename().string()) != std::string::npos);
+}
+
+TEST_CASE("store.file.group_commit_shares_syncs") {
+  test::temp_dir dir("file");
+  auto s = open_ok(dir.path());
+  constexpr int threads = 16, per = 40;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) REQUIRE(s->commit(txn().put(fmt::format("t{}", t), std::to_string(i))).has_value());
+    });
+  for (auto& t : ts) t.join();
+  auto st = s->stats();
+  CHECK(st.records_written == threads * per);
+  // Every commit was acknowledged after a sync, and syncs were shared.
+  CHECK(st.syncs >= 1);
+  CHECK(st.syncs < st.records_written);
+}
+
+TEST_CASE("store.file.async_commit_completes_after_write") {
+  test::temp_dir dir("file");
+  auto s = open_ok(dir.path());
+  std::vector<std::future<commit_result>> fs;
+  for (int i = 0; i < 50; ++i) fs.push_back(s->async_commit(txn().put(fmt::format("a{}", i), "v"), boost::asio::use_future));
+  for (auto& f : fs) CHECK(f.get().succeeded);
+  s.reset();
+  auto again = open_ok(dir.path());
+  CHECK(again->range("a").value().kvs.size() == 50);
+}
+
+// A CRC-32C for building test records; the library's own is internal.
+std::uint32_t test_crc32c(const std::string& s) {
+  std::uint32_t crc = ~0u;
+  for (unsigned char c : s) {
+    crc ^= c;
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+  }
+  return ~crc;
+}
