@@ -27,6 +27,7 @@ public:
       case error::invalid_task: return "invalid task";
       case error::canceled: return "operation canceled";
       case error::too_many_attempts: return "too many attempts";
+      case error::claim_lost: return "the claim was lost (lease expired or task reassigned)";
     }
     return "unknown agentcore error " + std::to_string(ev);
   }

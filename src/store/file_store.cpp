@@ -138,7 +138,7 @@ public:
   void after_append(const engine& e) override {
     std::unique_lock lk(mu_);
     if (segment_fill_ < options_.segment_bytes && !force_snapshot_) return;
-    boundary b{pending_.size(), std::nullopt};
+    boundary b{0, std::nullopt};
     std::size_t due = std::max(options_.snapshot_min_bytes, 2 * e.live_bytes_locked());
     if (force_snapshot_ || since_snapshot_ >= due) {
       lk.unlock();  // copying the image can take a while; the engine lock keeps it consistent
@@ -148,6 +148,9 @@ public:
       since_snapshot_ = 0;
       force_snapshot_ = false;
     }
+    // Taken only now: while the image was copied, the writer may have taken
+    // the pending buffer (nothing was appended: the engine lock is held).
+    b.offset = pending_.size();
     segment_fill_ = detail::file_header_size;
     boundaries_.push_back(std::move(b));
     lk.unlock();

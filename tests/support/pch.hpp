@@ -1,5 +1,6 @@
 #pragma once
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <agentcore/core/error.hpp>
 #include <agentcore/core/json.hpp>

@@ -37,6 +37,7 @@ enum class error {
   invalid_task,        ///< a task's JSON or fields are not valid
   canceled,            ///< the operation was cancelled
   too_many_attempts,   ///< an optimistic retry loop gave up
+  claim_lost,          ///< the worker no longer holds the task's claim
 };
 
 }  // namespace agentcore

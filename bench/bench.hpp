@@ -1,0 +1,45 @@
+// bench/bench.hpp: what a benchmark area hands back to agentcore-bench's
+// driver: named figures, each with the target it is judged against. The
+// driver (main.cpp) owns repetition, medians and output; an area only measures.
+//
+//   std::vector<bench::figure> run_store(const bench::run_options& o);  // one run
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace agentcore::bench {
+
+/// A target a figure should meet: `value >= limit` or `value <= limit`.
+struct bound {
+  bool at_least = true;
+  double limit = 0;
+
+  bool met(double v) const { return at_least ? v >= limit : v <= limit; }
+};
+
+struct figure {
+  std::string name;
+  double value = 0;
+  int decimals = 0;  ///< digits printed after the point: rates are whole numbers, ratios are not
+  std::optional<bound> target;
+};
+
+struct run_options {
+  bool quick = false;          ///< smaller sizes and shorter durations (CI smoke test)
+  std::filesystem::path dir;   ///< scratch directory; exists, owned by the driver
+};
+
+/// Any failure that makes a run's figures meaningless (a store error, a lost
+/// claim). The driver prints what() and exits 1.
+struct failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// One run of the store area. Throws `failure`.
+std::vector<figure> run_store(const run_options& options);
+
+}  // namespace agentcore::bench

@@ -1,0 +1,527 @@
+#include <agentcore/board/task_board.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <set>
+
+namespace agentcore::board {
+
+namespace {
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+std::int64_t now_ms() { return now_us() / 1000; }
+
+std::string last_component(std::string_view key) {
+  auto slash = key.rfind('/');
+  return std::string(slash == std::string_view::npos ? key : key.substr(slash + 1));
+}
+
+bool same_content(const task& a, const task& b) {
+  return a.title == b.title && a.description == b.description && a.subsystem == b.subsystem &&
+         a.priority == b.priority && a.dependencies == b.dependencies && a.contract == b.contract &&
+         a.parent == b.parent;
+}
+
+error_info gave_up(std::string_view what, const task_id& id, int attempts) {
+  return fail(error::too_many_attempts,
+              fmt::format("board: {} of task '{}' lost {} optimistic races in a row; the board is too contended: "
+                          "retry later or raise board_options::max_attempts",
+                          what, id.str(), attempts));
+}
+
+error_info too_big(std::string_view what, const task_id& id, const store::txn& x) {
+  return fail(error::invalid_argument,
+              fmt::format("board: {} of task '{}' touches {} keys in one transaction; the store allows {}: "
+                          "use fewer children or dependents",
+                          what, id.str(), x.ops.size(), store::max_txn_ops));
+}
+
+}  // namespace
+
+void tag_invoke(json::value_from_tag, json::value& v, const task_transition& t) {
+  v = {{"id", t.id.str()},
+       {"from", to_string(t.from)},
+       {"to", to_string(t.to)},
+       {"worker", t.worker ? json::value(t.worker->str()) : json::value(nullptr)},
+       {"revision", t.rev}};
+}
+
+task_board::task_board(store::store& s, board_options options) : store_(s), options_(std::move(options)) {
+  if (options_.shards == 0) options_.shards = 1;
+  if (options_.shards > 256) options_.shards = 256;
+  if (options_.claim_window == 0) options_.claim_window = 1;
+  if (options_.max_attempts < 1) options_.max_attempts = 1;
+  rng_.seed(std::random_device{}());
+}
+
+board_stats task_board::stats() const noexcept { return {claims_.load(), conflicts_.load()}; }
+
+std::uint64_t task_board::random(std::uint64_t bound) {
+  std::lock_guard lock(rng_mutex_);
+  return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(rng_);
+}
+
+std::string task_board::ready_key(const task& t) const {
+  auto shard = std::hash<std::string>{}(t.id.str()) % options_.shards;
+  return fmt::format("{}ready/{:04}/{:02x}/{:016x}/{}", options_.prefix, max_priority - t.priority, shard,
+                     static_cast<std::uint64_t>(t.ready_since_us), t.id.str());
+}
+
+void task_board::add_ready(store::txn& x, task& t) {
+  t.ready_since_us = now_us();
+  x.put(ready_key(t), "");
+}
+
+void task_board::publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w,
+                         store::revision rev) {
+  if (options_.events) options_.events->publish(task_transition{id, from, to, w, rev});
+}
+
+result<std::optional<task_board::loaded>> task_board::load(const task_id& id) {
+  auto kv = store_.get(task_key(id));
+  if (!kv) return kv.error();
+  if (!*kv) return std::optional<loaded>();
+  auto t = task_from_json(std::string_view((*kv)->value));
+  if (!t)
+    return error_info(t.error().code(), fmt::format("board: stored task '{}' (key '{}') does not parse: {}", id.str(),
+                                              (*kv)->key, t.error().message()));
+  return std::optional<loaded>(loaded{std::move(*t), (*kv)->version});
+}
+
+result<std::optional<task>> task_board::get(const task_id& id) {
+  auto l = load(id);
+  if (!l) return l.error();
+  if (!*l) return std::optional<task>();
+  return std::optional<task>(std::move((*l)->t));
+}
+
+result<std::vector<task>> task_board::list(std::optional<task_state> state) {
+  auto r = store_.range(options_.prefix + "task/");
+  if (!r) return r.error();
+  std::vector<task> out;
+  for (auto& kv : r->kvs) {
+    auto t = task_from_json(std::string_view(kv.value));
+    if (!t)
+      return error_info(t.error().code(), fmt::format("board: stored task at key '{}' does not parse: {}", kv.key,
+                                                t.error().message()));
+    if (!state || t->state == *state) out.push_back(std::move(*t));
+  }
+  return out;
+}
+
+result<std::unique_ptr<store::watcher>> task_board::watch(store::revision from) {
+  return store_.watch(options_.prefix + "task/", from);
+}
+
+result<store::lease_status> task_board::heartbeat(store::lease_id lease) { return store_.keep_alive(lease); }
+
+result<task> task_board::propose(task t) {
+  if (auto e = validate(t)) return e;
+  t.state = task_state::proposed;
+  t.claimed_by.reset();
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto existing = load(t.id);
+    if (!existing) return existing.error();
+    if (*existing) {
+      if (same_content((*existing)->t, t)) return std::move((*existing)->t);
+      return fail(error::already_exists,
+                  fmt::format("board: task '{}' already exists with different content; propose it under a new id",
+                              t.id.str()));
+    }
+    store::txn x;
+    x.if_absent(task_key(t.id));
+    bool all_merged = true;
+    for (const auto& d : t.dependencies) {
+      auto dl = load(d);
+      if (!dl) return dl.error();
+      x.if_version(task_key(d), *dl ? (*dl)->version : 0);
+      if (!*dl || (*dl)->t.state != task_state::merged) {
+        all_merged = false;
+        x.put(waiting_key(d, t.id), "");
+        x.put(blocked_key(t.id, d), "");
+      }
+    }
+    task stored = t;
+    if (all_merged) {
+      stored.state = task_state::ready;
+      add_ready(x, stored);
+    }
+    x.put(task_key(t.id), to_json(stored));
+    if (x.ops.size() > store::max_txn_ops) return too_big("proposal", t.id, x);
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(t.id, task_state::proposed, stored.state, std::nullopt, c->rev);
+      return stored;
+    }
+  }
+  return gave_up("proposal", t.id, options_.max_attempts);
+}
+
+result<std::optional<task>> task_board::claim(const worker_id& worker, store::lease_id lease) {
+  if (auto why = validate_id(worker.str()); !why.empty())
+    return fail(error::invalid_argument, fmt::format("board: worker id: {}", why));
+  bool reconciled = false;
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    bool conflict = false;
+    auto r = try_claim_once(worker, lease, conflict);
+    if (!r) return r.error();
+    if (*r) {
+      ++claims_;
+      return r;
+    }
+    if (conflict) {
+      ++conflicts_;
+      continue;
+    }
+    if (reconciled) return r;
+    reconciled = true;
+    auto n = reconcile();
+    if (!n) return n.error();
+    if (*n == 0) return r;
+  }
+  return gave_up("claim", task_id(worker.str()), options_.max_attempts);
+}
+
+result<std::optional<task>> task_board::try_claim_once(const worker_id& worker, store::lease_id lease, bool& conflict) {
+  const std::string ready_prefix = options_.prefix + "ready/";
+  auto top = store_.range(ready_prefix, {.limit = 1});
+  if (!top) return top.error();
+  if (top->kvs.empty()) return std::optional<task>();
+  // ready/<prio>/...: the first key has the highest priority present.
+  std::string_view rest = std::string_view(top->kvs[0].key).substr(ready_prefix.size());
+  std::string prio(rest.substr(0, rest.find('/')));
+
+  std::vector<store::key_value> window;
+  auto start = random(options_.shards);
+  for (unsigned i = 0; i < options_.shards && window.empty(); ++i) {
+    auto shard = (start + i) % options_.shards;
+    auto r = store_.range(fmt::format("{}{}/{:02x}/", ready_prefix, prio, shard), {.limit = options_.claim_window});
+    if (!r) return r.error();
+    window = std::move(r->kvs);
+  }
+  if (window.empty()) {  // another claimer took the last ones meanwhile
+    conflict = true;
+    return std::optional<task>();
+  }
+  const store::key_value& pick = window[random(window.size())];
+  task_id id(last_component(pick.key));
+  auto l = load(id);
+  if (!l) return l.error();
+  if (!*l || (*l)->t.state != task_state::ready) {
+    conflict = true;  // the index moved on under us
+    return std::optional<task>();
+  }
+  task t = std::move((*l)->t);
+  t.state = task_state::claimed;
+  t.attempts += 1;
+  t.claimed_by = worker;
+  store::txn x;
+  x.if_version(task_key(id), (*l)->version).if_version(pick.key, pick.version).if_absent(claim_key(id));
+  x.erase(pick.key);
+  x.put(task_key(id), to_json(t));
+  x.put(claim_key(id), worker.str(), lease);
+  x.put(claimed_key(id), worker.str());
+  auto c = store_.commit(x);
+  if (!c) {
+    if (c.error() == error::lease_not_found)
+      return fail(error::lease_not_found,
+                  fmt::format("board: worker '{}' cannot claim: its lease {} has expired; grant a new lease",
+                              worker.str(), lease));
+    return c.error();
+  }
+  if (!c->succeeded) {
+    conflict = true;
+    return std::optional<task>();
+  }
+  publish(id, task_state::ready, task_state::claimed, worker, c->rev);
+  return std::optional<task>(std::move(t));
+}
+
+result<task> task_board::leave_claim(const task_id& id, const worker_id& worker, task_state to, json::value report,
+                                     std::string note) {
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto l = load(id);
+    if (!l) return l.error();
+    if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
+    task t = std::move((*l)->t);
+    auto ck = store_.get(claim_key(id));
+    if (!ck) return ck.error();
+    if (t.state != task_state::claimed || t.claimed_by != worker || !*ck || (*ck)->value != worker.str()) {
+      if (t.state != task_state::claimed && t.state != task_state::ready && t.claimed_by == worker)
+        return illegal(id, t.state, to);
+      return fail(error::claim_lost,
+                  fmt::format("board: worker '{}' no longer holds task '{}' (it is {}{}): its claim was lost, "
+                              "probably because its lease expired; stop work on it",
+                              worker.str(), id.str(), to_string(t.state),
+                              t.claimed_by && t.claimed_by != worker ? fmt::format(", held by '{}'", t.claimed_by->str())
+                                                                     : std::string()));
+    }
+    task_state from = t.state;
+    t.state = to;
+    if (to != task_state::submitted) t.claimed_by.reset();
+    if (!report.is_null()) t.result = std::move(report);
+    if (!note.empty()) t.notes.push_back({worker.str(), note, now_ms()});
+    store::txn x;
+    x.if_version(task_key(id), (*l)->version).if_version(claim_key(id), (*ck)->version);
+    x.erase(claim_key(id)).erase(claimed_key(id));
+    if (to == task_state::ready) add_ready(x, t);
+    x.put(task_key(id), to_json(t));
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(id, from, to, worker, c->rev);
+      return t;
+    }
+  }
+  return gave_up(to_string(to), id, options_.max_attempts);
+}
+
+result<task> task_board::release(const task_id& id, const worker_id& worker, std::string note) {
+  return leave_claim(id, worker, task_state::ready, nullptr, std::move(note));
+}
+result<task> task_board::submit(const task_id& id, const worker_id& worker, json::value report) {
+  return leave_claim(id, worker, task_state::submitted, std::move(report), {});
+}
+result<task> task_board::abandon(const task_id& id, const worker_id& worker, json::value report) {
+  return leave_claim(id, worker, task_state::abandoned, std::move(report), {});
+}
+
+result<task> task_board::finish(const task_id& id, task_state outcome, json::value report) {
+  if (outcome != task_state::merged && outcome != task_state::rejected && outcome != task_state::failed)
+    return fail(error::invalid_argument, fmt::format("board: finish task '{}' as {}: the outcome must be merged, "
+                                                     "rejected or failed",
+                                                     id.str(), to_string(outcome)));
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto l = load(id);
+    if (!l) return l.error();
+    if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
+    task t = std::move((*l)->t);
+    task_state from = t.state;
+    if (!is_legal(from, outcome) || (outcome != task_state::failed && from != task_state::submitted))
+      return illegal(id, from, outcome);
+    std::optional<worker_id> worker = t.claimed_by;
+    t.state = outcome;
+    if (!report.is_null()) t.result = report;
+    store::txn x;
+    x.if_version(task_key(id), (*l)->version);
+    if (from == task_state::claimed) x.erase(claim_key(id)).erase(claimed_key(id));
+    std::vector<task_id> promoted;
+    if (outcome == task_state::merged) {
+      auto waiting = store_.range(options_.prefix + "waiting/" + id.str() + "/");
+      if (!waiting) return waiting.error();
+      for (const auto& w : waiting->kvs) {
+        task_id dep(last_component(w.key));
+        x.erase(w.key).erase(blocked_key(dep, id));
+        auto blocked = store_.range(options_.prefix + "blocked/" + dep.str() + "/");
+        if (!blocked) return blocked.error();
+        // Compare every unmet-dependency key we counted, so two dependencies
+        // merging at once cannot both think the other is still pending.
+        for (const auto& b : blocked->kvs) x.if_version(b.key, b.version);
+        if (blocked->kvs.size() != 1) continue;
+        auto dl = load(dep);
+        if (!dl) return dl.error();
+        if (!*dl || (*dl)->t.state != task_state::proposed) continue;
+        task d = std::move((*dl)->t);
+        d.state = task_state::ready;
+        add_ready(x, d);
+        x.if_version(task_key(dep), (*dl)->version);
+        x.put(task_key(dep), to_json(d));
+        promoted.push_back(dep);
+      }
+    }
+    x.put(task_key(id), to_json(t));
+    if (x.ops.size() > store::max_txn_ops) return too_big("finish", id, x);
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(id, from, outcome, worker, c->rev);
+      for (const auto& p : promoted) publish(p, task_state::proposed, task_state::ready, std::nullopt, c->rev);
+      return t;
+    }
+  }
+  return gave_up("finish", id, options_.max_attempts);
+}
+
+result<task> task_board::requeue(const task_id& id, std::string note) {
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto l = load(id);
+    if (!l) return l.error();
+    if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
+    task t = std::move((*l)->t);
+    task_state from = t.state;
+    if (from == task_state::claimed || !is_legal(from, task_state::ready)) return illegal(id, from, task_state::ready);
+    auto blocked = store_.range(options_.prefix + "blocked/" + id.str() + "/", {.limit = 1});
+    if (!blocked) return blocked.error();
+    store::txn x;
+    x.if_version(task_key(id), (*l)->version);
+    t.claimed_by.reset();
+    if (!note.empty()) t.notes.push_back({"board", std::move(note), now_ms()});
+    if (blocked->kvs.empty()) {
+      t.state = task_state::ready;
+      add_ready(x, t);
+    } else {
+      t.state = task_state::proposed;
+      x.if_version(blocked->kvs[0].key, blocked->kvs[0].version);
+    }
+    x.put(task_key(id), to_json(t));
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(id, from, t.state, std::nullopt, c->rev);
+      return t;
+    }
+  }
+  return gave_up("requeue", id, options_.max_attempts);
+}
+
+result<std::vector<task>> task_board::split(const task_id& parent, std::vector<task> children) {
+  if (children.empty())
+    return fail(error::invalid_argument, fmt::format("board: split of task '{}' names no children", parent.str()));
+  std::set<std::string> child_ids;
+  for (auto& c : children) {
+    c.parent = parent;
+    c.state = task_state::proposed;
+    c.claimed_by.reset();
+    c.attempts = 0;
+    if (auto e = validate(c)) return e;
+    if (c.id == parent) return fail(error::invalid_task, fmt::format("board: task '{}' cannot be its own child", parent.str()));
+    if (!child_ids.insert(c.id.str()).second)
+      return fail(error::invalid_task, fmt::format("board: split of '{}' names child '{}' twice", parent.str(), c.id.str()));
+  }
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto pl = load(parent);
+    if (!pl) return pl.error();
+    if (!*pl) return fail(error::not_found, fmt::format("board: no task '{}' to split", parent.str()));
+    task p = std::move((*pl)->t);
+    task_state from = p.state;
+    if (!is_legal(from, task_state::superseded)) return illegal(parent, from, task_state::superseded);
+    store::txn x;
+    x.if_version(task_key(parent), (*pl)->version);
+    if (from == task_state::ready) x.erase(ready_key(p));
+    // The parent's own unmet dependencies go away with it.
+    auto pblocked = store_.range(options_.prefix + "blocked/" + parent.str() + "/");
+    if (!pblocked) return pblocked.error();
+    for (const auto& b : pblocked->kvs) {
+      x.erase(b.key);
+      x.erase(waiting_key(task_id(last_component(b.key)), parent));
+    }
+    // Children: like propose, in the same transaction.
+    std::vector<task> stored;
+    for (const auto& c : children) {
+      x.if_absent(task_key(c.id));
+      bool all_merged = true;
+      for (const auto& d : c.dependencies) {
+        if (d == parent)
+          return fail(error::invalid_task,
+                      fmt::format("board: child '{}' depends on '{}', the task it replaces", c.id.str(), parent.str()));
+        bool sibling = child_ids.contains(d.str());
+        if (!sibling) {
+          auto dl = load(d);
+          if (!dl) return dl.error();
+          x.if_version(task_key(d), *dl ? (*dl)->version : 0);
+          if (*dl && (*dl)->t.state == task_state::merged) continue;
+        }
+        all_merged = false;
+        x.put(waiting_key(d, c.id), "");
+        x.put(blocked_key(c.id, d), "");
+      }
+      task s = c;
+      if (all_merged) {
+        s.state = task_state::ready;
+        add_ready(x, s);
+      }
+      x.put(task_key(s.id), to_json(s));
+      stored.push_back(std::move(s));
+    }
+    // Dependents of the parent now wait for every child instead.
+    auto dependents = store_.range(options_.prefix + "waiting/" + parent.str() + "/");
+    if (!dependents) return dependents.error();
+    for (const auto& w : dependents->kvs) {
+      task_id did(last_component(w.key));
+      auto dl = load(did);
+      if (!dl) return dl.error();
+      x.erase(w.key).erase(blocked_key(did, parent));
+      if (!*dl) continue;
+      task d = std::move((*dl)->t);
+      x.if_version(task_key(did), (*dl)->version);
+      std::erase(d.dependencies, parent);
+      for (const auto& c : children) {
+        if (std::find(d.dependencies.begin(), d.dependencies.end(), c.id) == d.dependencies.end())
+          d.dependencies.push_back(c.id);
+        x.put(waiting_key(c.id, did), "");
+        x.put(blocked_key(did, c.id), "");
+      }
+      x.put(task_key(did), to_json(d));
+    }
+    p.state = task_state::superseded;
+    p.notes.push_back({"board", fmt::format("split into {} tasks", children.size()), now_ms()});
+    x.put(task_key(parent), to_json(p));
+    if (x.ops.size() > store::max_txn_ops) return too_big("split", parent, x);
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(parent, from, task_state::superseded, std::nullopt, c->rev);
+      for (const auto& s : stored) publish(s.id, task_state::proposed, s.state, std::nullopt, c->rev);
+      return stored;
+    }
+  }
+  return gave_up("split", parent, options_.max_attempts);
+}
+
+result<std::size_t> task_board::reconcile() {
+  auto claimed = store_.range(options_.prefix + "claimed/");
+  if (!claimed) return claimed.error();
+  auto claims = store_.range(options_.prefix + "claim/");
+  if (!claims) return claims.error();
+  std::set<std::string> live;
+  for (const auto& kv : claims->kvs) live.insert(last_component(kv.key));
+  std::size_t moved = 0;
+  for (const auto& ckv : claimed->kvs) {
+    task_id id(last_component(ckv.key));
+    if (live.contains(id.str())) continue;
+    for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+      auto l = load(id);
+      if (!l) return l.error();
+      auto idx = store_.get(ckv.key);
+      if (!idx) return idx.error();
+      if (!*idx) break;  // someone else reconciled it
+      store::txn x;
+      x.if_version(ckv.key, (*idx)->version).if_absent(claim_key(id)).erase(ckv.key);
+      if (!*l || (*l)->t.state != task_state::claimed) {
+        // A stale index entry: drop it.
+        auto c = store_.commit(x);
+        if (!c) return c.error();
+        if (c->succeeded) break;
+        continue;
+      }
+      task t = std::move((*l)->t);
+      std::optional<worker_id> lost = t.claimed_by;
+      t.notes.push_back({"board",
+                         fmt::format("claim by '{}' lost: its lease expired; back to ready",
+                                     lost ? lost->str() : std::string("unknown")),
+                         now_ms()});
+      t.state = task_state::ready;
+      t.claimed_by.reset();
+      x.if_version(task_key(id), (*l)->version);
+      add_ready(x, t);
+      x.put(task_key(id), to_json(t));
+      auto c = store_.commit(x);
+      if (!c) return c.error();
+      if (c->succeeded) {
+        ++moved;
+        publish(id, task_state::claimed, task_state::ready, lost, c->rev);
+        break;
+      }
+    }
+  }
+  return moved;
+}
+
+}  // namespace agentcore::board
