@@ -346,6 +346,11 @@ std::size_t engine::revoke_locked(lease_id id, revision rev) {
   return keys.size();
 }
 
+void engine::expire() {
+  std::lock_guard lock(mutex_);
+  expire_locked();
+}
+
 void engine::expire_locked() {
   if (deadlines_.empty() || closed_) return;
   auto now = options_.clock->now();

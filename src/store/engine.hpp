@@ -61,6 +61,11 @@ public:
   result<lease_status> lease_info(lease_id id);
   result<std::unique_ptr<watcher>> watch(std::string prefix, revision from);
 
+  /// Expires the leases whose deadline has passed. Every operation does this
+  /// first; a store also calls it on a timer so watchers see expiries when
+  /// nothing else happens.
+  void expire();
+
   /// Fail-stop: every later call fails with `reason`; watchers are told.
   void close(error_info reason);
 

@@ -457,8 +457,12 @@ private:
           last_sync_ = std::chrono::steady_clock::now();
           continue;
         }
-      } else {
-        work_cv_.wait(lk, has_work);
+      } else if (!work_cv_.wait_for(lk, expiry_interval, has_work)) {
+        // Idle: expire leases so watchers see it even without other traffic.
+        lk.unlock();
+        engine_->expire();
+        lk.lock();
+        continue;
       }
       if (pending_.empty() && boundaries_.empty()) {
         if (stop_) break;
@@ -516,6 +520,8 @@ private:
     engine_->close(failed_);
     lk.lock();
   }
+
+  static constexpr std::chrono::milliseconds expiry_interval{100};
 
   file_store_options options_;
   mutable std::mutex mu_;

@@ -322,3 +322,18 @@ std::uint32_t test_crc32c(const std::string& s) {
   }
   return ~crc;
 }
+
+TEST_CASE("store.file.expiry_reaches_watchers_without_other_traffic") {
+  test::temp_dir dir("file");
+  auto clk = std::make_shared<virtual_clock>();
+  auto s = open_ok(dir.path(), {.clock = clk});
+  auto lease = s->grant(5s).value();
+  REQUIRE(s->commit(txn().put("claim/a", "w", lease)).value().succeeded);
+  auto w = s->watch("claim/", s->current_revision().value() + 1).value();
+  auto next = w->async_next(boost::asio::use_future);
+  clk->advance(6s);  // the store's own thread notices within its tick
+  REQUIRE(next.wait_for(5s) == std::future_status::ready);
+  auto ev = next.get();
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].type == watch_event::kind::erase);
+}

@@ -1,5 +1,6 @@
 // agentcore/store/memory_store.hpp: the in-process store. Nothing survives
-// the process; use it for tests, simulations and single-run swarms.
+// the process; use it for tests, simulations and single-run swarms. It
+// creates no threads; give it an executor to have leases expire on a timer.
 //
 //   auto clk = std::make_shared<agentcore::virtual_clock>();
 //   auto s = agentcore::store::memory_store::create({.clock = clk});
@@ -9,6 +10,9 @@
 #include <agentcore/core/clock.hpp>
 #include <agentcore/store/store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
 #include <memory>
 
 namespace agentcore::store {
@@ -22,6 +26,12 @@ struct memory_store_options {
   std::shared_ptr<agentcore::clock> clock;
   /// Watch events retained; a watcher further behind gets `compacted`.
   std::size_t history_limit = 100'000;
+  /// When set, a timer on this executor expires leases every
+  /// `expiry_interval`, so watchers see expiries even when nothing else
+  /// touches the store. Without it, expiry happens at the next operation.
+  /// The executor must outlive the store.
+  boost::asio::any_io_executor executor;
+  std::chrono::milliseconds expiry_interval{100};
 };
 
 class memory_store final : public store {
@@ -30,6 +40,7 @@ public:
   ~memory_store() override;
 
 private:
+  struct ticker;
   explicit memory_store(std::shared_ptr<detail::engine> e);
 
   result<std::optional<key_value>> do_get(std::string_view key) override;
@@ -44,6 +55,7 @@ private:
   void do_close() override;
 
   std::shared_ptr<detail::engine> engine_;
+  std::shared_ptr<ticker> ticker_;
 };
 
 }  // namespace agentcore::store
