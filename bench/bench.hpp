@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace agentcore::bench {
@@ -26,6 +27,10 @@ struct figure {
   double value = 0;
   int decimals = 0;  ///< digits printed after the point: rates are whole numbers, ratios are not
   std::optional<bound> target;
+  /// Set for a ratio of two other figures (numerator, denominator): the driver
+  /// recomputes it from their medians, so the ratio printed is the ratio of
+  /// the values printed, not a median of per-run ratios.
+  std::optional<std::pair<std::string, std::string>> ratio_of;
 };
 
 struct run_options {

@@ -36,14 +36,15 @@ T check(result<T> r, std::string_view what) {
 
 inline double seconds_since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
 
+/// prefix0000, prefix0001, ...: fixed width, so key order is numeric order.
 inline std::vector<std::string> key_names(std::string_view prefix, std::size_t n) {
   std::vector<std::string> keys;
   for (std::size_t i = 0; i < n; ++i) keys.push_back(fmt::format("{}{:04}", prefix, i));
   return keys;
 }
 
-// The first error any worker thread hit; it also stops the others, so that
-// one failing thread ends the run instead of leaving it to the timer.
+/// The first error any worker thread hit; it also stops the others, so that
+/// one failing thread ends the run instead of leaving it to the timer.
 class first_error {
 public:
   void set(std::string what) {
@@ -62,11 +63,11 @@ private:
   std::optional<std::string> what_;
 };
 
-// Runs `threads` workers for `duration` and returns successful commits per
-// second. make(t) builds thread t's worker on that thread, before the clock
-// starts (SQLite connections, leases); the worker returns true per successful
-// commit. Only commits finished before the stop count, over exactly the
-// timed window, so a thread stuck in a slow call at the end skews nothing.
+/// Runs `threads` workers for `duration` and returns successful commits per
+/// second. make(t) builds thread t's worker on that thread, before the clock
+/// starts (a SQLite connection, say); the worker returns true per successful
+/// commit. Only commits finished before the stop count, over exactly the
+/// timed window, so a thread stuck in a slow call at the end skews nothing.
 template <class Make>
 double commits_per_second(int threads, std::chrono::milliseconds duration, Make make) {
   first_error err;

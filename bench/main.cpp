@@ -49,7 +49,7 @@ void usage(std::FILE* out) {
              "  --json      print one JSON object of figures on stdout (progress goes to stderr)\n"
              "  --quick     small sizes, a few seconds in all (CI smoke test; figures are rough)\n"
              "  --runs N    repeat N times and report each figure's median (default 3)\n"
-             "  --dir PATH  make the scratch directory under PATH instead of /tmp; it is removed at the end\n"
+             "  --dir PATH  make the scratch directory under PATH (default $TMPDIR or /tmp); it is removed at the end\n"
              "areas:\n");
   for (const auto& a : areas()) fmt::print(out, "  {:<8}{}\n", a.name, a.what);
 }
@@ -93,16 +93,18 @@ std::string parse(int argc, char** argv, cli& c) {
 }
 
 // A fresh directory under `base`, removed when the bench ends however it
-// ends, so that a failed run does not leave a gigabyte of log behind.
+// ends (short of a signal), so that a failed run leaves no gigabyte of log behind.
 class scratch_dir {
 public:
   explicit scratch_dir(const fs::path& base) {
     std::error_code ec;
     fs::create_directories(base, ec);
-    if (ec) throw bench::failure(fmt::format("bench: cannot create '{}': {}", base.string(), ec.message()));
+    if (ec)
+      throw bench::failure(fmt::format("cannot create scratch base '{}': {}; pass --dir with a writable directory",
+                                       base.string(), ec.message()));
     std::string templ = (base / "agentcore-bench-XXXXXX").string();
     if (!::mkdtemp(templ.data()))
-      throw bench::failure(fmt::format("bench: cannot create a scratch directory in '{}': {}; pass --dir with a "
+      throw bench::failure(fmt::format("cannot create a scratch directory in '{}': {}; pass --dir with a "
                                        "writable directory",
                                        base.string(), std::generic_category().message(errno)));
     path_ = templ;
@@ -110,7 +112,9 @@ public:
   ~scratch_dir() {
     std::error_code ec;
     fs::remove_all(path_, ec);
-    if (ec) fmt::print(stderr, "bench: could not remove scratch directory '{}': {}\n", path_.string(), ec.message());
+    if (ec)
+      fmt::print(stderr, "agentcore-bench: could not remove scratch directory '{}': {}; remove it by hand\n",
+                 path_.string(), ec.message());
   }
   scratch_dir(const scratch_dir&) = delete;
   scratch_dir& operator=(const scratch_dir&) = delete;
@@ -184,6 +188,12 @@ int main(int argc, char** argv) {
       for (auto& f : figs) values[f.name].push_back(f.value);
     }
     for (auto& f : shape) f.value = median(values[f.name]);
+    for (auto& f : shape) {
+      if (!f.ratio_of) continue;
+      auto num = std::find_if(shape.begin(), shape.end(), [&](const auto& g) { return g.name == f.ratio_of->first; });
+      auto den = std::find_if(shape.begin(), shape.end(), [&](const auto& g) { return g.name == f.ratio_of->second; });
+      if (num != shape.end() && den != shape.end()) f.value = num->value / den->value;
+    }
     if (c.json) print_json(shape, c.runs, c.quick);
     else print_table(shape, c.runs, c.quick);
     return 0;

@@ -13,8 +13,16 @@ error_info validate(const txn& t) {
   if (t.ops.size() > max_txn_ops)
     return fail(error::invalid_argument, fmt::format("store: transaction has {} operations; the limit is {}; split it",
                                                      t.ops.size(), max_txn_ops));
+  // Small transactions (the common case) check duplicates without allocating.
   std::unordered_set<std::string_view> seen;
-  seen.reserve(t.ops.size());
+  const bool small = t.ops.size() <= 16;
+  if (!small) seen.reserve(t.ops.size());
+  auto duplicate = [&](std::size_t i) {
+    if (!small) return !seen.insert(t.ops[i].key).second;
+    for (std::size_t j = 0; j < i; ++j)
+      if (t.ops[j].key == t.ops[i].key) return true;
+    return false;
+  };
   auto check_key = [](std::string_view k) -> error_info {
     if (k.empty()) return fail(error::invalid_argument, "store: empty key; every key needs at least one byte");
     if (k.size() > max_key_size)
@@ -27,13 +35,14 @@ error_info validate(const txn& t) {
     if (c.type == compare::kind::version_equals && c.version < 0)
       return fail(error::invalid_argument, fmt::format("store: compare on '{}' wants version {}; versions are >= 0", c.key, c.version));
   }
-  for (const op& o : t.ops) {
+  for (std::size_t i = 0; i < t.ops.size(); ++i) {
+    const op& o = t.ops[i];
     if (auto e = check_key(o.key)) return e;
     if (o.value.size() > max_value_size)
       return fail(error::invalid_argument, fmt::format("store: value for '{}' is {} bytes; the limit is {}", o.key,
                                                        o.value.size(), max_value_size));
     if (o.lease < 0) return fail(error::invalid_argument, fmt::format("store: key '{}' names lease {}; lease ids are >= 0", o.key, o.lease));
-    if (!seen.insert(o.key).second)
+    if (duplicate(i))
       return fail(error::invalid_argument,
                   fmt::format("store: key '{}' appears in two operations of one transaction; merge them into one", o.key));
   }
@@ -92,6 +101,16 @@ void tag_invoke(json::value_from_tag, json::value& v, const txn& t) {
     else ops.push_back(json::object{{"erase", o.key}});
   }
   v = {{"compares", std::move(compares)}, {"ops", std::move(ops)}};
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const range_result& r) {
+  json::array kvs;
+  for (const auto& kv : r.kvs) kvs.push_back(json::value_from(kv));
+  v = {{"kvs", std::move(kvs)}, {"revision", r.rev}, {"more", r.more}};
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const lease_status& l) {
+  v = {{"id", l.id}, {"ttl_s", l.ttl.count()}, {"remaining_ms", l.remaining.count()}};
 }
 
 }  // namespace agentcore::store

@@ -50,4 +50,9 @@ TEST_CASE("core.json.ids_and_store_types_convert") {
   auto tj = json::value_from(t);
   CHECK(tj.as_object().at("ops").as_array().size() == 2);
   CHECK(to_json_string(tj).find(R"("absent":true)") != std::string::npos);
+  store::range_result rr{{kv}, 7, true};
+  CHECK(to_json_string(json::value_from(rr)) ==
+        R"({"kvs":[{"key":"k","value":"v","create_revision":1,"mod_revision":2,"version":3,"lease":4}],"revision":7,"more":true})");
+  store::lease_status ls{5, std::chrono::seconds(30), std::chrono::milliseconds(1500)};
+  CHECK(to_json_string(json::value_from(ls)) == R"({"id":5,"ttl_s":30,"remaining_ms":1500})");
 }

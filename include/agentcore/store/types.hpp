@@ -118,5 +118,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const key_value& kv);
 void tag_invoke(json::value_from_tag, json::value& v, const commit_result& r);
 void tag_invoke(json::value_from_tag, json::value& v, const watch_event& e);
 void tag_invoke(json::value_from_tag, json::value& v, const txn& t);
+void tag_invoke(json::value_from_tag, json::value& v, const range_result& r);
+void tag_invoke(json::value_from_tag, json::value& v, const lease_status& l);
 
 }  // namespace agentcore::store
