@@ -68,7 +68,10 @@ std::uint64_t task_board::random(std::uint64_t bound) {
 }
 
 std::string task_board::ready_key(const task& t) const {
-  auto shard = std::hash<std::string>{}(t.id.str()) % options_.shards;
+  // FNV-1a, not std::hash: every process sharing a board must agree on the key.
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : t.id.str()) h = (h ^ c) * 0x100000001b3ULL;
+  auto shard = h % options_.shards;
   return fmt::format("{}ready/{:04}/{:02x}/{:016x}/{}", options_.prefix, max_priority - t.priority, shard,
                      static_cast<std::uint64_t>(t.ready_since_us), t.id.str());
 }
@@ -186,7 +189,10 @@ result<std::optional<task>> task_board::claim(const worker_id& worker, store::le
     if (!n) return n.error();
     if (*n == 0) return r;
   }
-  return gave_up("claim", task_id(worker.str()), options_.max_attempts);
+  return fail(error::too_many_attempts,
+              fmt::format("board: worker '{}' lost {} claim races in a row; the board is too contended: retry "
+                          "later, or raise board_options::claim_window or max_attempts",
+                          worker.str(), options_.max_attempts));
 }
 
 result<std::optional<task>> task_board::try_claim_once(const worker_id& worker, store::lease_id lease, bool& conflict) {

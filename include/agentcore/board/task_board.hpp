@@ -48,7 +48,8 @@ struct board_options {
   /// Claimers pick at random among this many of the oldest ready tasks of the
   /// top priority in one shard, so that concurrent claimers rarely collide.
   std::size_t claim_window = 64;
-  /// Shards of the ready index (each claimer starts at a random one).
+  /// Shards of the ready index (each claimer starts at a random one). Every
+  /// process sharing a board must use the same prefix and shard count.
   unsigned shards = 16;
   /// Optimistic retries before an operation gives up with too_many_attempts.
   int max_attempts = 1000;
