@@ -2,7 +2,7 @@
 // durable store compares with SQLite doing the same work, how often board
 // claimers collide, and how long a reopen takes.
 //
-// Every loop is the optimistic read-compare-write a real caller does (get,
+// Every timed loop is the optimistic read-compare-write a real caller does (get,
 // then commit with a compare on the version it read), not a blind put, so the
 // figures include the read and the compare. Each thread works on its own keys:
 // we measure the store's commit path, not conflicts between writers (claims

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -109,6 +111,8 @@ public:
     engine_->close(std::move(reason));
     std::lock_guard lk(mu_);
     stopped_ = true;
+    broken_ = true;
+    wake_waiters();
     durable_cv_.notify_all();
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
@@ -160,10 +164,19 @@ public:
   /// Waits until the record with `ticket` is on disk (per the fsync policy).
   error_info wait(std::uint64_t ticket) {
     if (ticket == 0) return {};
-    std::unique_lock lk(mu_);
-    durable_cv_.wait(lk, [&] { return durable_ >= ticket || failed_ || stopped_; });
-    if (durable_ >= ticket) return {};
-    return failed_ ? failed_ : fail(error::closed, "store: closed before the commit was written");
+    // Waiters block on an atomic (a futex), not on mu_: waking dozens of
+    // committers after each sync must not make them queue for the mutex
+    // the next commits need.
+    for (;;) {
+      auto epoch = epoch_.load(std::memory_order_acquire);
+      if (durable_atomic_.load(std::memory_order_acquire) >= ticket) return {};
+      if (broken_.load(std::memory_order_acquire)) {
+        std::lock_guard lk(mu_);
+        if (durable_ >= ticket) return {};
+        return failed_ ? failed_ : fail(error::closed, "store: closed before the commit was written");
+      }
+      epoch_.wait(epoch, std::memory_order_acquire);
+    }
   }
 
   void async_commit(txn t, asio::any_completion_handler<store::commit_signature> handler) {
@@ -227,8 +240,9 @@ private:
     since_snapshot_ += n;
     ++records_written_;
     bool was_idle = before == 0;
-    if (was_idle) work_cv_.notify_one();
-    return ++appended_;
+    ++appended_;
+    if (was_idle || (lingering_target_ && appended_ - taken_ == lingering_target_)) work_cv_.notify_one();
+    return appended_;
   }
 
   error_info lock() {
@@ -437,6 +451,27 @@ private:
     ++syncs_;
   }
 
+  // Group commit: commits that arrive while a sync runs share the next one.
+  // With many committers on few cores, the committers just acknowledged need
+  // a moment to come back with their next commit; taking the batch at once
+  // would sync a handful and leave the rest for another sync. So, when syncs
+  // are what acknowledgement waits for, wait until as many commits are
+  // pending as the last batch had, but no longer than about two syncs.
+  void linger(std::unique_lock<std::mutex>& lk) {
+    if (options_.fsync != fsync_policy::always || last_batch_ <= 1) return;
+    auto target = last_batch_;
+    auto cap = std::clamp<std::chrono::steady_clock::duration>(2 * last_write_, std::chrono::microseconds(50),
+                                                               std::chrono::milliseconds(2));
+    lingering_target_ = target;
+    work_cv_.wait_for(lk, cap, [&] { return appended_ - taken_ >= target || !boundaries_.empty() || stop_; });
+    lingering_target_ = 0;
+  }
+
+  void wake_waiters() {
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    epoch_.notify_all();
+  }
+
   void run() {
     std::string buf;
     std::unique_lock lk(mu_);
@@ -468,19 +503,26 @@ private:
         if (stop_) break;
         continue;
       }
+      linger(lk);
       buf.clear();
       buf.swap(pending_);
       auto bounds = std::move(boundaries_);
       boundaries_.clear();
       std::uint64_t upto = appended_;
+      last_batch_ = std::max<std::uint64_t>(1, upto - taken_);
+      taken_ = upto;
       lk.unlock();
+      auto t0 = std::chrono::steady_clock::now();
       error_info e = write_batch(buf, bounds);
+      last_write_ = std::chrono::steady_clock::now() - t0;
       lk.lock();
       if (e) {
         fail_locked(lk, std::move(e));
         return;
       }
       durable_ = upto;
+      durable_atomic_.store(upto, std::memory_order_release);
+      wake_waiters();
       complete_waiters_locked(lk);
       durable_cv_.notify_all();
     }
@@ -514,6 +556,8 @@ private:
                    e.message() + "; the store stopped accepting commits: reopen it to recover what is on disk");
     auto waiters = std::move(waiters_);
     waiters_.clear();
+    broken_ = true;
+    wake_waiters();
     durable_cv_.notify_all();
     lk.unlock();
     for (auto& w : waiters) agentcore::detail::post_completion(std::move(w.handler), failed_.code(), commit_result{});
@@ -530,6 +574,13 @@ private:
   std::vector<boundary> boundaries_;
   std::deque<waiter> waiters_;
   std::uint64_t appended_ = 0, durable_ = 0;
+  std::uint64_t taken_ = 0, last_batch_ = 1, lingering_target_ = 0;  // group commit (mu_)
+  std::chrono::steady_clock::duration last_write_{};                   // writer thread only
+  std::atomic<std::uint64_t> durable_atomic_{0};
+  // int: libstdc++ waits on a 4-byte atomic directly with a futex; wider
+  // types go through a shared mutex-and-condvar pool. Wrapping is harmless.
+  std::atomic<int> epoch_{0};
+  std::atomic<bool> broken_{false};
   std::size_t segment_fill_ = 0, since_snapshot_ = 0;
   bool force_snapshot_ = false, stop_ = false, stopped_ = false, dirty_ = false;
   error_info failed_;
