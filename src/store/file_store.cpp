@@ -120,45 +120,39 @@ public:
     lock_fd_ = -1;
   }
 
-  // --- journal: called with the engine's lock held ---
+  // --- journal: called with the engine's lock held, which also guards the
+  // pending buffer: a commit takes one lock, not two.
   std::uint64_t append_txn(revision rev, const std::vector<op>& ops) override {
-    std::lock_guard lk(mu_);
     std::size_t before = pending_.size();
     detail::encode_txn(pending_, rev, ops);
     return appended(before);
   }
   std::uint64_t append_grant(lease_id id, std::int64_t ttl) override {
-    std::lock_guard lk(mu_);
     std::size_t before = pending_.size();
     detail::encode_grant(pending_, id, ttl);
     return appended(before);
   }
   std::uint64_t append_revoke(lease_id id, revision rev) override {
-    std::lock_guard lk(mu_);
     std::size_t before = pending_.size();
     detail::encode_revoke(pending_, id, rev);
     return appended(before);
   }
   void after_append(const engine& e) override {
-    std::unique_lock lk(mu_);
     if (segment_fill_ < options_.segment_bytes && !force_snapshot_) return;
-    boundary b{0, std::nullopt};
+    boundary b{pending_.size(), std::nullopt};
     std::size_t due = std::max(options_.snapshot_min_bytes, 2 * e.live_bytes_locked());
     if (force_snapshot_ || since_snapshot_ >= due) {
-      lk.unlock();  // copying the image can take a while; the engine lock keeps it consistent
-      auto img = e.image_locked();
-      lk.lock();
-      b.image = std::move(img);
+      b.image = e.image_locked();
       since_snapshot_ = 0;
       force_snapshot_ = false;
     }
-    // Taken only now: while the image was copied, the writer may have taken
-    // the pending buffer (nothing was appended: the engine lock is held).
-    b.offset = pending_.size();
     segment_fill_ = detail::file_header_size;
     boundaries_.push_back(std::move(b));
-    lk.unlock();
-    work_cv_.notify_one();
+    boundary_seq_.fetch_add(1);
+    if (writer_waiting_.load()) {
+      std::lock_guard lk(mu_);
+      work_cv_.notify_one();
+    }
   }
 
   /// Waits until the record with `ticket` is on disk (per the fsync policy).
@@ -202,10 +196,7 @@ public:
       target = snapshots_ + 1;
     }
     engine_->with_lock([&](const engine& e) {
-      {
-        std::lock_guard lk(mu_);
-        force_snapshot_ = true;
-      }
+      force_snapshot_ = true;
       after_append(e);
     });
     std::unique_lock lk(mu_);
@@ -215,8 +206,10 @@ public:
   }
 
   file_store_stats stats() const {
+    std::uint64_t records = 0;
+    engine_->with_lock([&](const engine&) { records = records_written_; });
     std::lock_guard lk(mu_);
-    return {records_written_, syncs_, snapshots_, log_bytes_};
+    return {records, syncs_, snapshots_, log_bytes_};
   }
 
   std::shared_ptr<engine> engine_;
@@ -239,10 +232,14 @@ private:
     segment_fill_ += n;
     since_snapshot_ += n;
     ++records_written_;
-    bool was_idle = before == 0;
-    ++appended_;
-    if (was_idle || (lingering_target_ && appended_ - taken_ == lingering_target_)) work_cv_.notify_one();
-    return appended_;
+    auto ticket = appended_.fetch_add(1) + 1;
+    // Only a sleeping writer needs a signal, and only once enough is pending;
+    // under load the writer is busy syncing and commits never touch mu_.
+    if (writer_waiting_.load() && ticket >= wake_at_.load()) {
+      std::lock_guard lk(mu_);
+      work_cv_.notify_one();
+    }
+    return ticket;
   }
 
   error_info lock() {
@@ -459,12 +456,26 @@ private:
   // pending as the last batch had, but no longer than about two syncs.
   void linger(std::unique_lock<std::mutex>& lk) {
     if (options_.fsync != fsync_policy::always || last_batch_ <= 1) return;
-    auto target = last_batch_;
     auto cap = std::clamp<std::chrono::steady_clock::duration>(2 * last_write_, std::chrono::microseconds(50),
                                                                std::chrono::milliseconds(2));
-    lingering_target_ = target;
-    work_cv_.wait_for(lk, cap, [&] { return appended_ - taken_ >= target || !boundaries_.empty() || stop_; });
-    lingering_target_ = 0;
+    sleep(lk, taken_ + last_batch_, cap);
+  }
+
+  bool has_work() const {
+    return appended_.load() > taken_ || boundary_seq_.load() > boundaries_taken_ || stop_;
+  }
+
+  /// Sleeps until `wake_at` records are appended (or a boundary, or stop),
+  /// or `timeout`. Returns false on timeout. Committers signal only while
+  /// writer_waiting_ is set; setting it before the check means none is missed.
+  bool sleep(std::unique_lock<std::mutex>& lk, std::uint64_t wake_at, std::chrono::steady_clock::duration timeout) {
+    wake_at_.store(wake_at);
+    writer_waiting_.store(true);
+    bool woke = work_cv_.wait_for(lk, timeout, [&] {
+      return appended_.load() >= wake_at || boundary_seq_.load() > boundaries_taken_ || stop_;
+    });
+    writer_waiting_.store(false);
+    return woke;
   }
 
   void wake_waiters() {
@@ -474,44 +485,51 @@ private:
 
   void run() {
     std::string buf;
+    std::vector<boundary> bounds;
     std::unique_lock lk(mu_);
     for (;;) {
-      auto has_work = [&] { return !pending_.empty() || !boundaries_.empty() || stop_; };
-      if (dirty_) {
-        if (!work_cv_.wait_for(lk, options_.batch_interval, has_work)) {
+      if (!has_work()) {
+        auto timeout = dirty_ ? std::chrono::steady_clock::duration(options_.batch_interval)
+                              : std::chrono::steady_clock::duration(expiry_interval);
+        if (!sleep(lk, taken_ + 1, timeout)) {
           lk.unlock();
-          fs::path cur = dir_ / detail::segment_file_name(seq_);
-          auto e = sync_fd(fd_, cur);
+          error_info e;
+          if (dirty_) {
+            e = sync_fd(fd_, dir_ / detail::segment_file_name(seq_));
+          } else {
+            // Idle: expire leases so watchers see it even without other traffic.
+            engine_->expire();
+          }
           lk.lock();
           if (e) {
             fail_locked(lk, std::move(e));
             return;
           }
-          ++syncs_;
-          dirty_ = false;
-          last_sync_ = std::chrono::steady_clock::now();
+          if (dirty_) {
+            ++syncs_;
+            dirty_ = false;
+            last_sync_ = std::chrono::steady_clock::now();
+          }
           continue;
         }
-      } else if (!work_cv_.wait_for(lk, expiry_interval, has_work)) {
-        // Idle: expire leases so watchers see it even without other traffic.
-        lk.unlock();
-        engine_->expire();
-        lk.lock();
-        continue;
       }
-      if (pending_.empty() && boundaries_.empty()) {
+      if (appended_.load() == taken_ && boundary_seq_.load() == boundaries_taken_) {
         if (stop_) break;
         continue;
       }
       linger(lk);
+      lk.unlock();
       buf.clear();
-      buf.swap(pending_);
-      auto bounds = std::move(boundaries_);
-      boundaries_.clear();
-      std::uint64_t upto = appended_;
+      bounds.clear();
+      std::uint64_t upto = 0;
+      engine_->with_lock([&](const engine&) {
+        buf.swap(pending_);
+        bounds.swap(boundaries_);
+        upto = appended_.load();
+        boundaries_taken_ = boundary_seq_.load();
+      });
       last_batch_ = std::max<std::uint64_t>(1, upto - taken_);
       taken_ = upto;
-      lk.unlock();
       auto t0 = std::chrono::steady_clock::now();
       error_info e = write_batch(buf, bounds);
       last_write_ = std::chrono::steady_clock::now() - t0;
@@ -573,9 +591,15 @@ private:
   std::string pending_;
   std::vector<boundary> boundaries_;
   std::deque<waiter> waiters_;
-  std::uint64_t appended_ = 0, durable_ = 0;
-  std::uint64_t taken_ = 0, last_batch_ = 1, lingering_target_ = 0;  // group commit (mu_)
-  std::chrono::steady_clock::duration last_write_{};                   // writer thread only
+  std::uint64_t durable_ = 0;
+  // Under the engine's lock: pending_, boundaries_, segment_fill_,
+  // since_snapshot_, force_snapshot_, records_written_; appended_ and
+  // boundary_seq_ are written there and read by the writer.
+  std::atomic<std::uint64_t> appended_{0}, boundary_seq_{0}, wake_at_{1};
+  std::atomic<bool> writer_waiting_{false};
+  // Writer thread only.
+  std::uint64_t taken_ = 0, boundaries_taken_ = 0, last_batch_ = 1;
+  std::chrono::steady_clock::duration last_write_{};
   std::atomic<std::uint64_t> durable_atomic_{0};
   // int: libstdc++ waits on a 4-byte atomic directly with a futex; wider
   // types go through a shared mutex-and-condvar pool. Wrapping is harmless.
