@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <tuple>
 
 namespace agentcore::store::detail {
 
@@ -96,7 +98,7 @@ result<std::optional<key_value>> engine::get(std::string_view key) {
   auto it = kvs_.find(key);
   if (it == kvs_.end()) return std::optional<key_value>();
   const entry& e = it->second;
-  return std::optional<key_value>(key_value{it->first, e.value, e.create_revision, e.mod_revision, e.version, e.lease});
+  return std::optional<key_value>(key_value{it->first, *e.value, e.create_revision, e.mod_revision, e.version, e.lease});
 }
 
 result<range_result> engine::range(std::string_view prefix, range_options options) {
@@ -111,7 +113,7 @@ result<range_result> engine::range(std::string_view prefix, range_options option
       break;
     }
     const entry& e = it->second;
-    out.kvs.push_back({it->first, e.value, e.create_revision, e.mod_revision, e.version, e.lease});
+    out.kvs.push_back({it->first, *e.value, e.create_revision, e.mod_revision, e.version, e.lease});
   }
   return out;
 }
@@ -129,8 +131,14 @@ result<engine::ticketed_commit> engine::commit(const txn& t) {
   if (auto e = check_open_locked()) return e;
   expire_locked();
   ticketed_commit out;
-  for (const compare& c : t.compares) {
+  // Remember where the compares found their keys: a put on a compared key
+  // (the usual read-compare-write) then needs no second lookup.
+  constexpr std::size_t remembered = 4;
+  std::array<kv_map::iterator, remembered> found;
+  for (std::size_t i = 0; i < t.compares.size(); ++i) {
+    const compare& c = t.compares[i];
     auto it = kvs_.find(c.key);
+    if (i < remembered) found[i] = it;
     std::int64_t actual = it == kvs_.end() ? 0 : it->second.version;
     std::int64_t wanted = c.type == compare::kind::absent ? 0 : c.version;
     if (actual != wanted) {
@@ -151,8 +159,14 @@ result<engine::ticketed_commit> engine::commit(const txn& t) {
   if (journal_) out.ticket = journal_->append_txn(rev, t.ops);
   rev_ = rev;
   for (const op& o : t.ops) {
-    if (o.type == op::kind::put) apply_put_locked(rev, o);
-    else apply_erase_locked(rev, o.key);
+    if (o.type == op::kind::put) {
+      auto hint = kvs_.end();
+      for (std::size_t i = 0; i < std::min(remembered, t.compares.size()); ++i)
+        if (found[i] != kvs_.end() && t.compares[i].key == o.key) hint = found[i];
+      apply_put_locked(rev, o, hint);
+    } else {
+      apply_erase_locked(rev, o.key);
+    }
   }
   trim_history_locked();
   notify_locked();
@@ -161,14 +175,16 @@ result<engine::ticketed_commit> engine::commit(const txn& t) {
   return out;
 }
 
-void engine::apply_put_locked(revision rev, const op& o) {
-  auto [it, inserted] = kvs_.try_emplace(o.key);
+void engine::apply_put_locked(revision rev, const op& o, kv_map::iterator hint) {
+  kv_map::iterator it = hint;
+  bool inserted = false;
+  if (it == kvs_.end()) std::tie(it, inserted) = kvs_.try_emplace(o.key);
   entry& e = it->second;
   if (inserted) {
     e.create_revision = rev;
     live_bytes_ += o.key.size();
   } else {
-    live_bytes_ -= e.value.size();
+    live_bytes_ -= e.value->size();
   }
   if (e.lease != o.lease) {
     if (e.lease != 0) {
@@ -178,12 +194,12 @@ void engine::apply_put_locked(revision rev, const op& o) {
       if (auto l = leases_.find(o.lease); l != leases_.end()) l->second.keys.insert(o.key);
     }
   }
-  e.value = o.value;
-  live_bytes_ += e.value.size();
+  e.value = std::make_shared<const std::string>(o.value);
+  live_bytes_ += e.value->size();
   e.mod_revision = rev;
   e.version += 1;
   e.lease = o.lease;
-  record_locked({watch_event::kind::put, {it->first, e.value, e.create_revision, e.mod_revision, e.version, e.lease}});
+  record_locked({watch_event::kind::put, it->first, e.value, e.create_revision, e.mod_revision, e.version, e.lease});
 }
 
 void engine::apply_erase_locked(revision rev, const std::string& key) {
@@ -192,19 +208,16 @@ void engine::apply_erase_locked(revision rev, const std::string& key) {
   if (it->second.lease != 0) {
     if (auto l = leases_.find(it->second.lease); l != leases_.end()) l->second.keys.erase(key);
   }
-  live_bytes_ -= it->first.size() + it->second.value.size();
+  live_bytes_ -= it->first.size() + it->second.value->size();
   kvs_.erase(it);
-  key_value kv;
-  kv.key = key;
-  kv.mod_revision = rev;
-  record_locked({watch_event::kind::erase, std::move(kv)});
+  record_locked({watch_event::kind::erase, key, nullptr, 0, rev, 0, 0});
 }
 
-void engine::record_locked(watch_event ev) { history_.push_back(std::move(ev)); }
+void engine::record_locked(history_event ev) { history_.push_back(std::move(ev)); }
 
 void engine::trim_history_locked() {
   while (history_.size() > options_.history_limit) {
-    compacted_ = history_.front().kv.mod_revision;
+    compacted_ = history_.front().mod_revision;
     history_.pop_front();
   }
 }
@@ -219,9 +232,13 @@ result<std::vector<watch_event>> engine::collect_locked(watch_state& w) {
                             w.prefix, w.next, compacted_));
   std::vector<watch_event> out;
   auto first = std::lower_bound(history_.begin(), history_.end(), w.next,
-                                [](const watch_event& e, revision r) { return e.kv.mod_revision < r; });
-  for (auto it = first; it != history_.end(); ++it)
-    if (it->kv.key.starts_with(w.prefix)) out.push_back(*it);
+                                [](const history_event& e, revision r) { return e.mod_revision < r; });
+  for (auto it = first; it != history_.end(); ++it) {
+    if (!it->key.starts_with(w.prefix)) continue;
+    out.push_back({it->type,
+                   {it->key, it->value ? *it->value : std::string(), it->create_revision, it->mod_revision, it->version,
+                    it->lease}});
+  }
   w.next = std::max(w.next, rev_ + 1);
   return out;
 }
@@ -388,8 +405,9 @@ void engine::restore(engine_image image) {
     deadlines_.emplace(l.deadline, id);
   }
   for (auto& kv : image.kvs) {
-    entry e{std::move(kv.value), kv.create_revision, kv.mod_revision, kv.version, kv.lease};
-    live_bytes_ += kv.key.size() + e.value.size();
+    entry e{std::make_shared<const std::string>(std::move(kv.value)), kv.create_revision, kv.mod_revision, kv.version,
+            kv.lease};
+    live_bytes_ += kv.key.size() + e.value->size();
     if (e.lease) {
       if (auto l = leases_.find(e.lease); l != leases_.end()) l->second.keys.insert(kv.key);
       else e.lease = 0;
@@ -407,7 +425,7 @@ error_info engine::replay_txn(revision rev, const std::vector<op>& ops) {
     if (o.type == op::kind::put) {
       op copy = o;
       if (copy.lease && !leases_.contains(copy.lease)) copy.lease = 0;
-      apply_put_locked(rev, copy);
+      apply_put_locked(rev, copy, kvs_.end());
     } else {
       apply_erase_locked(rev, o.key);
     }
@@ -440,7 +458,7 @@ engine_image engine::image_locked() const {
   img.leases.reserve(leases_.size());
   for (const auto& [id, l] : leases_) img.leases.emplace_back(id, l.ttl_seconds);
   img.kvs.reserve(kvs_.size());
-  for (const auto& [k, e] : kvs_) img.kvs.push_back({k, e.value, e.create_revision, e.mod_revision, e.version, e.lease});
+  for (const auto& [k, e] : kvs_) img.kvs.push_back({k, *e.value, e.create_revision, e.mod_revision, e.version, e.lease});
   return img;
 }
 

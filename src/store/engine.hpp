@@ -90,8 +90,11 @@ public:
   struct watch_state;
 
 private:
+  // Values are immutable and shared between the live entry and the watch
+  // history, so a put copies its value once.
+  using shared_value = std::shared_ptr<const std::string>;
   struct entry {
-    std::string value;
+    shared_value value;
     revision create_revision = 0;
     revision mod_revision = 0;
     std::int64_t version = 0;
@@ -105,10 +108,19 @@ private:
 
   error_info check_open_locked() const;
   void expire_locked();
-  void apply_put_locked(revision rev, const op& o);
+  struct history_event {
+    watch_event::kind type;
+    std::string key;
+    shared_value value;  // null for erase
+    revision create_revision, mod_revision;
+    std::int64_t version;
+    lease_id lease;
+  };
+  using kv_map = std::map<std::string, struct entry, std::less<>>;
+  void apply_put_locked(revision rev, const op& o, kv_map::iterator hint);
   void apply_erase_locked(revision rev, const std::string& key);
   std::size_t revoke_locked(lease_id id, revision rev);  // returns keys deleted
-  void record_locked(watch_event ev);
+  void record_locked(history_event ev);
   void notify_locked();
   void trim_history_locked();
   result<std::vector<watch_event>> collect_locked(watch_state& w);
@@ -118,13 +130,13 @@ private:
   engine_options options_;
   journal* journal_;
   mutable std::mutex mutex_;
-  std::map<std::string, entry, std::less<>> kvs_;
+  kv_map kvs_;
   std::size_t live_bytes_ = 0;
   std::unordered_map<lease_id, lease> leases_;
   std::multimap<clock::time_point, lease_id> deadlines_;
   lease_id next_lease_ = 1;
   revision rev_ = 0;
-  std::deque<watch_event> history_;
+  std::deque<history_event> history_;
   revision compacted_ = 0;  // events with revision <= this are gone
   std::vector<std::weak_ptr<watch_state>> watchers_;
   error_info closed_;
