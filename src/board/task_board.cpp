@@ -124,6 +124,31 @@ result<std::unique_ptr<store::watcher>> task_board::watch(store::revision from) 
 
 result<store::lease_status> task_board::heartbeat(store::lease_id lease) { return store_.keep_alive(lease); }
 
+result<task> task_board::stage_new(store::txn& x, const task& t, const std::set<std::string>& siblings) {
+  // Created only if absent; every dependency's version is compared, so one
+  // merging meanwhile cannot leave this task waiting on it forever.
+  x.if_absent(task_key(t.id));
+  bool all_merged = true;
+  for (const auto& d : t.dependencies) {
+    if (!siblings.contains(d.str())) {  // siblings are created in this same transaction
+      auto dl = load(d);
+      if (!dl) return dl.error();
+      x.if_version(task_key(d), *dl ? (*dl)->version : 0);
+      if (*dl && (*dl)->t.state == task_state::merged) continue;
+    }
+    all_merged = false;
+    x.put(waiting_key(d, t.id), "");
+    x.put(blocked_key(t.id, d), "");
+  }
+  task stored = t;
+  if (all_merged) {
+    stored.state = task_state::ready;
+    add_ready(x, stored);
+  }
+  x.put(task_key(t.id), to_json(stored));
+  return stored;
+}
+
 result<task> task_board::propose(task t) {
   if (auto e = validate(t)) return e;
   t.state = task_state::proposed;
@@ -138,24 +163,9 @@ result<task> task_board::propose(task t) {
                               t.id.str()));
     }
     store::txn x;
-    x.if_absent(task_key(t.id));
-    bool all_merged = true;
-    for (const auto& d : t.dependencies) {
-      auto dl = load(d);
-      if (!dl) return dl.error();
-      x.if_version(task_key(d), *dl ? (*dl)->version : 0);
-      if (!*dl || (*dl)->t.state != task_state::merged) {
-        all_merged = false;
-        x.put(waiting_key(d, t.id), "");
-        x.put(blocked_key(t.id, d), "");
-      }
-    }
-    task stored = t;
-    if (all_merged) {
-      stored.state = task_state::ready;
-      add_ready(x, stored);
-    }
-    x.put(task_key(t.id), to_json(stored));
+    auto staged = stage_new(x, t, {});
+    if (!staged) return staged.error();
+    task stored = std::move(*staged);
     if (x.ops.size() > store::max_txn_ops) return too_big("proposal", t.id, x);
     auto c = store_.commit(x);
     if (!c) return c.error();
@@ -421,30 +431,12 @@ result<std::vector<task>> task_board::split(const task_id& parent, std::vector<t
     // Children: like propose, in the same transaction.
     std::vector<task> stored;
     for (const auto& c : children) {
-      x.if_absent(task_key(c.id));
-      bool all_merged = true;
-      for (const auto& d : c.dependencies) {
-        if (d == parent)
-          return fail(error::invalid_task,
-                      fmt::format("board: child '{}' depends on '{}', the task it replaces", c.id.str(), parent.str()));
-        bool sibling = child_ids.contains(d.str());
-        if (!sibling) {
-          auto dl = load(d);
-          if (!dl) return dl.error();
-          x.if_version(task_key(d), *dl ? (*dl)->version : 0);
-          if (*dl && (*dl)->t.state == task_state::merged) continue;
-        }
-        all_merged = false;
-        x.put(waiting_key(d, c.id), "");
-        x.put(blocked_key(c.id, d), "");
-      }
-      task s = c;
-      if (all_merged) {
-        s.state = task_state::ready;
-        add_ready(x, s);
-      }
-      x.put(task_key(s.id), to_json(s));
-      stored.push_back(std::move(s));
+      if (std::find(c.dependencies.begin(), c.dependencies.end(), parent) != c.dependencies.end())
+        return fail(error::invalid_task,
+                    fmt::format("board: child '{}' depends on '{}', the task it replaces", c.id.str(), parent.str()));
+      auto staged = stage_new(x, c, child_ids);
+      if (!staged) return staged.error();
+      stored.push_back(std::move(*staged));
     }
     // Dependents of the parent now wait for every child instead.
     auto dependents = store_.range(options_.prefix + "waiting/" + parent.str() + "/");

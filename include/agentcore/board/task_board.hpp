@@ -6,8 +6,8 @@
 //   agentcore::board::task_board board(*store);
 //   board.propose({.id = task_id{"a"}, .title = "Add a test"});
 //   auto lease = store->grant(30s).value();
-//   auto t = board.claim(worker_id{"w1"}, lease);   // result<std::optional<task>>
-//   board.submit(t->value().id, worker_id{"w1"});
+//   auto t = board.claim(worker_id{"w1"}, lease).value();   // std::optional<task>
+//   if (t) board.submit(t->id, worker_id{"w1"});
 //   board.finish(task_id{"a"}, task_state::merged);
 //
 // Keys under the prefix (default "board/"):
@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,8 @@ private:
   result<std::optional<loaded>> load(const task_id& id);
   result<std::optional<task>> try_claim_once(const worker_id& worker, store::lease_id lease, bool& conflict);
   void add_ready(store::txn& x, task& t);
+  /// Adds the writes that create `t` (and its dependency keys) to `x`.
+  result<task> stage_new(store::txn& x, const task& t, const std::set<std::string>& siblings);
   std::string ready_key(const task& t) const;
   std::string task_key(const task_id& id) const { return options_.prefix + "task/" + id.str(); }
   std::string claim_key(const task_id& id) const { return options_.prefix + "claim/" + id.str(); }
