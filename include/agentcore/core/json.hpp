@@ -54,9 +54,10 @@ error_info json_field_error(std::string_view what, std::string_view key, std::st
 template <class T>
 result<T> json_field(const json::object& obj, std::string_view key, std::string_view what) {
   auto it = obj.find(key);
-  if (it == obj.end()) return detail::json_field_error(what, key, "present", nullptr);
+  if (it == obj.end()) return result<T>(boost::system::in_place_error, detail::json_field_error(what, key, "present", nullptr));
   auto r = json::try_value_to<T>(it->value());
-  if (!r) return detail::json_field_error(what, key, "of the right type", &it->value());
+  if (!r)
+    return result<T>(boost::system::in_place_error, detail::json_field_error(what, key, "of the right type", &it->value()));
   return std::move(*r);
 }
 
@@ -65,7 +66,8 @@ result<T> json_field_or(const json::object& obj, std::string_view key, T fallbac
   auto it = obj.find(key);
   if (it == obj.end() || it->value().is_null()) return fallback;
   auto r = json::try_value_to<T>(it->value());
-  if (!r) return detail::json_field_error(what, key, "of the right type", &it->value());
+  if (!r)
+    return result<T>(boost::system::in_place_error, detail::json_field_error(what, key, "of the right type", &it->value()));
   return std::move(*r);
 }
 

@@ -1,0 +1,174 @@
+#include <agentcore/contract/glob.hpp>
+
+#include <fmt/format.h>
+
+namespace agentcore::contract {
+namespace {
+
+std::vector<std::string_view> split(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '/') {
+      out.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+// Matches one character class starting at p[i] == '['. Sets `end` to the
+// index after ']'. Returns whether c is in the class.
+bool match_class(std::string_view p, std::size_t i, char c, std::size_t& end) {
+  std::size_t j = i + 1;
+  bool negate = j < p.size() && (p[j] == '!' || p[j] == '^');
+  if (negate) ++j;
+  bool in = false;
+  bool first = true;
+  while (j < p.size() && (p[j] != ']' || first)) {
+    first = false;
+    char lo = p[j];
+    if (lo == '\\' && j + 1 < p.size()) lo = p[++j];
+    char hi = lo;
+    if (j + 2 < p.size() && p[j + 1] == '-' && p[j + 2] != ']') {
+      hi = p[j + 2];
+      if (hi == '\\' && j + 3 < p.size()) {
+        hi = p[j + 3];
+        ++j;
+      }
+      j += 2;
+    }
+    if (static_cast<unsigned char>(c) >= static_cast<unsigned char>(lo) &&
+        static_cast<unsigned char>(c) <= static_cast<unsigned char>(hi))
+      in = true;
+    ++j;
+  }
+  end = j + 1;  // past ']' (compile() guarantees it exists)
+  return in != negate;
+}
+
+// fnmatch within one path segment: '*' and '?' never cross '/', since a
+// segment has none.
+bool match_segment(std::string_view p, std::string_view s) {
+  std::size_t pi = 0, si = 0;
+  std::size_t star_p = std::string_view::npos, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size()) {
+      char pc = p[pi];
+      if (pc == '*') {
+        star_p = pi++;
+        star_s = si;
+        continue;
+      }
+      if (pc == '?') {
+        ++pi;
+        ++si;
+        continue;
+      }
+      if (pc == '[') {
+        std::size_t end = 0;
+        if (match_class(p, pi, s[si], end)) {
+          pi = end;
+          ++si;
+          continue;
+        }
+      } else {
+        if (pc == '\\' && pi + 1 < p.size()) pc = p[pi + 1];
+        if (pc == s[si]) {
+          pi += p[pi] == '\\' ? 2 : 1;
+          ++si;
+          continue;
+        }
+      }
+    }
+    if (star_p == std::string_view::npos) return false;
+    pi = star_p + 1;
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+}  // namespace
+
+result<glob> glob::compile(std::string_view pattern) {
+  std::string_view p = pattern;
+  if (p.empty()) return fail(error::invalid_argument, "contract: empty path glob; use \"**\" to mean everything");
+  // Validate escapes and classes.
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == '\\') {
+      if (i + 1 == p.size())
+        return fail(error::invalid_argument, fmt::format("contract: glob '{}' ends with a lone backslash", pattern));
+      ++i;
+    } else if (p[i] == '[') {
+      std::size_t j = i + 1;
+      if (j < p.size() && (p[j] == '!' || p[j] == '^')) ++j;
+      if (j < p.size() && p[j] == ']') ++j;  // a leading ']' is literal
+      while (j < p.size() && p[j] != ']') {
+        if (p[j] == '/')
+          return fail(error::invalid_argument,
+                      fmt::format("contract: glob '{}' has a '/' inside a character class at {}", pattern, j));
+        if (p[j] == '\\') ++j;
+        ++j;
+      }
+      if (j >= p.size())
+        return fail(error::invalid_argument,
+                    fmt::format("contract: glob '{}' has an unclosed '[' at {}; escape it as \\[", pattern, i));
+      i = j;
+    }
+  }
+  glob g;
+  g.pattern_ = std::string(pattern);
+  while (p.starts_with('/')) p.remove_prefix(1);
+  while (p.ends_with('/')) p.remove_suffix(1);  // "dir/" means the directory: same as "dir"
+  if (p.empty()) return fail(error::invalid_argument, fmt::format("contract: glob '{}' names no path", pattern));
+  for (auto part : split(p)) {
+    if (part.empty()) continue;  // "a//b" is "a/b"
+    if (part == "**") {
+      if (!g.segments_.empty() && g.segments_.back().globstar) continue;  // "**/**" is "**"
+      g.segments_.push_back({true, {}});
+    } else {
+      g.segments_.push_back({false, std::string(part)});
+    }
+  }
+  return g;
+}
+
+bool glob::match_from(std::size_t si, const std::vector<std::string_view>& parts, std::size_t pi) const {
+  if (si == segments_.size()) return true;  // matched a directory prefix (or the whole path): inside it
+  const segment& seg = segments_[si];
+  if (seg.globstar) {
+    // Zero or more whole segments.
+    for (std::size_t k = pi; k <= parts.size(); ++k)
+      if (match_from(si + 1, parts, k)) return true;
+    return false;
+  }
+  if (pi == parts.size()) return false;
+  if (!match_segment(seg.text, parts[pi])) return false;
+  return match_from(si + 1, parts, pi + 1);
+}
+
+bool glob::matches(std::string_view path) const {
+  while (path.starts_with('/')) path.remove_prefix(1);
+  if (path.empty()) return false;
+  auto parts = split(path);
+  // A trailing "**" must match at least something below: "a/**" is inside a.
+  return match_from(0, parts, 0);
+}
+
+std::string check_relative_path(std::string_view path) {
+  if (path.empty()) return "the path is empty";
+  if (path.front() == '/') return fmt::format("'{}' is absolute; use a path relative to the repository root", path);
+  for (unsigned char c : path) {
+    if (c < 0x20 || c == 0x7f) return fmt::format("the path contains control character \\x{:02x}", c);
+    if (c == '\\') return fmt::format("'{}' contains a backslash; use '/' between directories", path);
+  }
+  for (auto part : split(path)) {
+    if (part.empty()) return fmt::format("'{}' has an empty segment ('//' or a trailing '/')", path);
+    if (part == "." || part == "..")
+      return fmt::format("'{}' contains '{}'; name the file directly from the repository root", path, part);
+  }
+  return {};
+}
+
+}  // namespace agentcore::contract
