@@ -1,0 +1,541 @@
+// In-memory three-way merge whose cost follows the changes, not the tree.
+//
+// 1. Diff base->ours and base->theirs by walking the three trees together and
+//    descending only where subtree ids differ: unchanged directories are never
+//    read. The result is two maps of changed file paths.
+// 2. Pair deletes with adds on each side (exact id, then content similarity)
+//    to find renames, so a rename on one side meets the other side's edit.
+// 3. Decide each path changed by either side; merge file contents (libgit2's
+//    xdiff file merge) only where both sides changed the same file.
+// 4. Apply the decisions to ours' tree, rewriting only the directories on the
+//    changed paths.
+#include "git/repository_impl.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+#include <unordered_map>
+
+namespace agentcore::git {
+
+using namespace detail;
+
+namespace {
+
+struct change {
+  std::optional<tree_entry> before, after;
+};
+using change_map = std::map<std::string, change>;
+
+bool is_tree_mode(git_filemode_t m) { return m == GIT_FILEMODE_TREE; }
+bool is_file(const tree_entry& e) { return e.mode == file_mode::blob || e.mode == file_mode::blob_executable; }
+
+tree_entry entry_of(const git_tree_entry* e) {
+  return {from_git(*git_tree_entry_id(e)), static_cast<file_mode>(git_tree_entry_filemode(e))};
+}
+
+std::string first_segment(const std::string& path, std::string& rest) {
+  auto slash = path.find('/');
+  if (slash == std::string::npos) {
+    rest.clear();
+    return path;
+  }
+  rest = path.substr(slash + 1);
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+result<commit_ptr> repository::impl::lookup_commit(const oid& id) {
+  git_commit* c = nullptr;
+  git_oid g = to_git(id);
+  if (int rc = git_commit_lookup(&c, repo.get(), &g); rc < 0) return last_error(rc, fmt::format("read commit {}", id.hex()));
+  return commit_ptr(c);
+}
+
+result<tree_ptr> repository::impl::lookup_tree(const oid& id) {
+  git_tree* t = nullptr;
+  git_oid g = to_git(id);
+  if (int rc = git_tree_lookup(&t, repo.get(), &g); rc < 0) return last_error(rc, fmt::format("read tree {}", id.hex()));
+  return tree_ptr(t);
+}
+
+result<blob_ptr> repository::impl::lookup_blob(const oid& id) {
+  git_blob* b = nullptr;
+  git_oid g = to_git(id);
+  if (int rc = git_blob_lookup(&b, repo.get(), &g); rc < 0) return last_error(rc, fmt::format("read blob {}", id.hex()));
+  return blob_ptr(b);
+}
+
+result<tree_ptr> repository::impl::peel_tree(const oid& id) {
+  git_object* o = nullptr;
+  git_oid g = to_git(id);
+  if (int rc = git_object_lookup(&o, repo.get(), &g, GIT_OBJECT_ANY); rc < 0)
+    return last_error(rc, fmt::format("read object {}", id.hex()));
+  object_ptr obj(o);
+  git_object* t = nullptr;
+  if (int rc = git_object_peel(&t, obj.get(), GIT_OBJECT_TREE); rc < 0)
+    return last_error(rc, fmt::format("{} is neither a commit nor a tree", id.hex()));
+  return tree_ptr(reinterpret_cast<git_tree*>(t));
+}
+
+result<oid> repository::impl::write_blob(std::string_view content) {
+  git_oid out;
+  if (int rc = git_blob_create_from_buffer(&out, repo.get(), content.data(), content.size()); rc < 0)
+    return last_error(rc, "write blob");
+  return from_git(out);
+}
+
+result<oid> repository::impl::empty_tree() {
+  git_treebuilder* b = nullptr;
+  if (int rc = git_treebuilder_new(&b, repo.get(), nullptr); rc < 0) return last_error(rc, "new tree");
+  builder_ptr bp(b);
+  git_oid out;
+  if (int rc = git_treebuilder_write(&out, b); rc < 0) return last_error(rc, "write empty tree");
+  return from_git(out);
+}
+
+result<std::optional<oid>> repository::impl::rebuild(std::optional<oid> tree,
+                                                     const std::map<std::string, std::optional<tree_entry>>& changes,
+                                                     std::vector<merge_conflict>& conflicts, const std::string& prefix) {
+  tree_ptr t;
+  if (tree) {
+    auto r = lookup_tree(*tree);
+    if (!r) return r.error();
+    t = std::move(*r);
+  }
+  git_treebuilder* raw = nullptr;
+  if (int rc = git_treebuilder_new(&raw, repo.get(), t.get()); rc < 0) return last_error(rc, "new tree");
+  builder_ptr b(raw);
+
+  struct group {
+    bool has_direct = false;
+    std::optional<tree_entry> direct;  // nullopt with has_direct: delete
+    std::map<std::string, std::optional<tree_entry>> nested;
+  };
+  std::map<std::string, group> groups;
+  for (const auto& [path, value] : changes) {
+    std::string rest;
+    std::string name = first_segment(path, rest);
+    auto& g = groups[name];
+    if (rest.empty()) {
+      g.has_direct = true;
+      g.direct = value;
+    } else {
+      g.nested.emplace(std::move(rest), value);
+    }
+  }
+  for (auto& [name, g] : groups) {
+    std::string full = prefix + name;
+    const git_tree_entry* existing = git_treebuilder_get(b.get(), name.c_str());
+    bool existing_tree = existing && is_tree_mode(git_tree_entry_filemode(existing));
+    bool existing_file = existing && !existing_tree;
+    bool direct_file = g.has_direct && g.direct.has_value();
+    auto insert = [&](const oid& id, git_filemode_t mode) -> error_info {
+      git_oid gid = to_git(id);
+      if (int rc = git_treebuilder_insert(nullptr, b.get(), name.c_str(), &gid, mode); rc < 0)
+        return last_error(rc, fmt::format("put '{}' in a tree", full));
+      return {};
+    };
+    auto remove = [&]() -> error_info {
+      if (!git_treebuilder_get(b.get(), name.c_str())) return {};
+      if (int rc = git_treebuilder_remove(b.get(), name.c_str()); rc < 0)
+        return last_error(rc, fmt::format("remove '{}' from a tree", full));
+      return {};
+    };
+    if (!g.nested.empty()) {
+      if (existing_file && !(g.has_direct && !g.direct)) {
+        conflicts.push_back({full, conflict_kind::directory_file,
+                             fmt::format("'{}' is a file on one side and a directory on the other", full)});
+        continue;
+      }
+      std::optional<oid> sub;
+      if (existing_tree) sub = from_git(*git_tree_entry_id(existing));
+      auto child = rebuild(sub, g.nested, conflicts, full + "/");
+      if (!child) return child.error();
+      if (direct_file) {
+        if (*child) {
+          conflicts.push_back({full, conflict_kind::directory_file,
+                               fmt::format("'{}' is a file on one side and a directory on the other", full)});
+          continue;
+        }
+        if (auto e = insert(g.direct->id, static_cast<git_filemode_t>(g.direct->mode))) return e;
+      } else if (*child) {
+        if (auto e = insert(**child, GIT_FILEMODE_TREE)) return e;
+      } else {
+        if (auto e = remove()) return e;
+      }
+    } else if (direct_file) {
+      if (existing_tree && g.direct->mode != file_mode::tree) {
+        conflicts.push_back({full, conflict_kind::directory_file,
+                             fmt::format("'{}' is a directory on one side and a file on the other", full)});
+        continue;
+      }
+      if (auto e = insert(g.direct->id, static_cast<git_filemode_t>(g.direct->mode))) return e;
+    } else {
+      if (auto e = remove()) return e;
+    }
+  }
+  if (git_treebuilder_entrycount(b.get()) == 0) return std::optional<oid>();
+  git_oid out;
+  if (int rc = git_treebuilder_write(&out, b.get()); rc < 0)
+    return last_error(rc, fmt::format("write tree '{}'", prefix.empty() ? "/" : prefix));
+  return std::optional<oid>(from_git(out));
+}
+
+namespace {
+
+class merger {
+public:
+  explicit merger(repository::impl& r) : r_(r) {}
+
+  // Step 1: the changed files between two trees, reading only differing subtrees.
+  error_info collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out) {
+    std::map<std::string_view, const git_tree_entry*> ea, eb;
+    if (a)
+      for (std::size_t i = 0; i < git_tree_entrycount(a); ++i) {
+        auto* e = git_tree_entry_byindex(a, i);
+        ea.emplace(git_tree_entry_name(e), e);
+      }
+    if (b)
+      for (std::size_t i = 0; i < git_tree_entrycount(b); ++i) {
+        auto* e = git_tree_entry_byindex(b, i);
+        eb.emplace(git_tree_entry_name(e), e);
+      }
+    std::set<std::string_view> names;
+    for (auto& [n, e] : ea) names.insert(n);
+    for (auto& [n, e] : eb) names.insert(n);
+    for (auto name : names) {
+      auto ia = ea.find(name);
+      auto ib = eb.find(name);
+      const git_tree_entry* x = ia == ea.end() ? nullptr : ia->second;
+      const git_tree_entry* y = ib == eb.end() ? nullptr : ib->second;
+      if (x && y && git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
+          git_tree_entry_filemode(x) == git_tree_entry_filemode(y))
+        continue;  // the same subtree or file: never read
+      std::string path = prefix + std::string(name);
+      bool xt = x && is_tree_mode(git_tree_entry_filemode(x));
+      bool yt = y && is_tree_mode(git_tree_entry_filemode(y));
+      if (xt || yt) {
+        tree_ptr sx, sy;
+        if (xt) {
+          auto t = r_.lookup_tree(from_git(*git_tree_entry_id(x)));
+          if (!t) return t.error();
+          sx = std::move(*t);
+        }
+        if (yt) {
+          auto t = r_.lookup_tree(from_git(*git_tree_entry_id(y)));
+          if (!t) return t.error();
+          sy = std::move(*t);
+        }
+        if (auto e = collect(sx.get(), sy.get(), path + "/", out)) return e;
+      }
+      if (x && !xt) out[path].before = entry_of(x);
+      if (y && !yt) out[path].after = entry_of(y);
+    }
+    return {};
+  }
+
+  // Step 2: renames on one side: old path -> new path.
+  result<std::map<std::string, std::string>> renames(const change_map& side) {
+    std::vector<const change_map::value_type*> deleted, added;
+    for (const auto& kv : side) {
+      if (kv.second.before && !kv.second.after && is_file(*kv.second.before)) deleted.push_back(&kv);
+      if (!kv.second.before && kv.second.after && is_file(*kv.second.after)) added.push_back(&kv);
+    }
+    std::map<std::string, std::string> out;
+    if (deleted.empty() || added.empty()) return out;
+    std::set<std::string> taken;
+    std::multimap<oid, std::string> by_id;
+    for (auto* a : added) by_id.emplace(a->second.after->id, a->first);
+    std::vector<const change_map::value_type*> left;
+    for (auto* d : deleted) {
+      auto [lo, hi] = by_id.equal_range(d->second.before->id);
+      bool paired = false;
+      for (auto it = lo; it != hi; ++it)
+        if (!taken.contains(it->second)) {
+          out[d->first] = it->second;
+          taken.insert(it->second);
+          paired = true;
+          break;
+        }
+      if (!paired) left.push_back(d);
+    }
+    // Inexact renames: compare contents, as git does, above 50% similarity.
+    // Bounded, like git's rename limit, so a huge change does not go quadratic.
+    std::size_t candidates = 0;
+    for (auto* a : added) candidates += taken.contains(a->first) ? 0 : 1;
+    if (left.empty() || candidates == 0 || left.size() * candidates > 1000) return out;
+    for (auto* d : left) {
+      auto src = content(d->second.before->id);
+      if (!src) return src.error();
+      int best = -1;
+      std::string best_path;
+      for (auto* a : added) {
+        if (taken.contains(a->first)) continue;
+        auto dst = content(a->second.after->id);
+        if (!dst) return dst.error();
+        int s = similarity(*src, *dst);
+        if (s >= 50 && s > best) {
+          best = s;
+          best_path = a->first;
+        }
+      }
+      if (best >= 0) {
+        out[d->first] = best_path;
+        taken.insert(best_path);
+      }
+    }
+    return out;
+  }
+
+  // Step 3: a file both sides changed. nullopt with no conflict added: deleted.
+  result<std::optional<tree_entry>> merge_file(const std::string& path, const std::optional<tree_entry>& base,
+                                               const tree_entry& ours, const tree_entry& theirs, conflict_kind kind,
+                                               std::vector<merge_conflict>& conflicts) {
+    // Modes: take the side that changed it; both changed it differently is a conflict.
+    file_mode mode = ours.mode;
+    if (ours.mode != theirs.mode) {
+      if (base && base->mode == ours.mode) mode = theirs.mode;
+      else if (base && base->mode == theirs.mode) mode = ours.mode;
+      else if (is_file(ours) && is_file(theirs) && !base) mode = ours.mode == theirs.mode ? ours.mode : file_mode::blob;
+      else {
+        conflicts.push_back({path, conflict_kind::mode, "both sides changed the file mode differently"});
+        return std::optional<tree_entry>();
+      }
+      if (!base && ours.mode != theirs.mode) {
+        conflicts.push_back({path, kind, "both sides added the path with different modes"});
+        return std::optional<tree_entry>();
+      }
+    }
+    if (ours.id == theirs.id) return std::optional<tree_entry>(tree_entry{ours.id, mode});
+    if (base && base->id == ours.id) return std::optional<tree_entry>(tree_entry{theirs.id, mode});
+    if (base && base->id == theirs.id) return std::optional<tree_entry>(tree_entry{ours.id, mode});
+    if (!is_file(ours) || !is_file(theirs) || (base && !is_file(*base))) {
+      conflicts.push_back({path, kind, "both sides changed a link or submodule differently"});
+      return std::optional<tree_entry>();
+    }
+    std::string base_text;
+    if (base) {
+      auto b = content(base->id);
+      if (!b) return b.error();
+      base_text = std::move(*b);
+    }
+    auto o = content(ours.id);
+    if (!o) return o.error();
+    auto t = content(theirs.id);
+    if (!t) return t.error();
+    git_merge_file_input in_base = GIT_MERGE_FILE_INPUT_INIT, in_ours = GIT_MERGE_FILE_INPUT_INIT,
+                         in_theirs = GIT_MERGE_FILE_INPUT_INIT;
+    in_base.ptr = base_text.data();
+    in_base.size = base_text.size();
+    in_base.path = path.c_str();
+    in_ours.ptr = o->data();
+    in_ours.size = o->size();
+    in_ours.path = path.c_str();
+    in_ours.mode = static_cast<unsigned>(ours.mode);
+    in_theirs.ptr = t->data();
+    in_theirs.size = t->size();
+    in_theirs.path = path.c_str();
+    in_theirs.mode = static_cast<unsigned>(theirs.mode);
+    git_merge_file_result res{};
+    git_merge_file_options opts = GIT_MERGE_FILE_OPTIONS_INIT;
+    if (int rc = git_merge_file(&res, base ? &in_base : nullptr, &in_ours, &in_theirs, &opts); rc < 0)
+      return last_error(rc, fmt::format("merge '{}'", path));
+    bool clean = res.automergeable != 0;
+    std::string merged = clean ? std::string(res.ptr, res.len) : std::string();
+    git_merge_file_result_free(&res);
+    if (!clean) {
+      conflicts.push_back({path, kind,
+                           kind == conflict_kind::add_add ? "both sides added the path with different contents"
+                                                          : "both sides changed the same lines"});
+      return std::optional<tree_entry>();
+    }
+    auto id = r_.write_blob(merged);
+    if (!id) return id.error();
+    return std::optional<tree_entry>(tree_entry{*id, mode});
+  }
+
+  result<merge_result> run(const oid& base_id, const oid& ours_id, const oid& theirs_id) {
+    auto bt = r_.peel_tree(base_id);
+    if (!bt) return bt.error();
+    auto ot = r_.peel_tree(ours_id);
+    if (!ot) return ot.error();
+    auto tt = r_.peel_tree(theirs_id);
+    if (!tt) return tt.error();
+    oid b = from_git(*git_tree_id(bt->get())), o = from_git(*git_tree_id(ot->get())),
+        t = from_git(*git_tree_id(tt->get()));
+    merge_result out;
+    if (o == t || b == t) {
+      out.tree = o;
+      return out;
+    }
+    if (b == o) {
+      out.tree = t;
+      return out;
+    }
+    change_map O, T;
+    if (auto e = collect(bt->get(), ot->get(), "", O)) return e;
+    if (auto e = collect(bt->get(), tt->get(), "", T)) return e;
+    auto rn_o = renames(O);
+    if (!rn_o) return rn_o.error();
+    auto rn_t = renames(T);
+    if (!rn_t) return rn_t.error();
+
+    std::map<std::string, std::optional<tree_entry>> result;  // changes to ours' tree
+    std::set<std::string> done_o, done_t;                     // paths whose change a rename consumed
+    auto& conflicts = out.conflicts;
+
+    // Renames on ours: a -> nb. Theirs' change at a follows the file to nb.
+    for (const auto& [a, nb] : *rn_o) {
+      auto it = T.find(a);
+      if (it == T.end()) continue;  // theirs left a alone: ours' delete + add stand
+      done_t.insert(a);
+      const change& ta = it->second;
+      auto rt = rn_t->find(a);
+      if (rt != rn_t->end()) {  // both renamed a
+        done_t.insert(rt->second);
+        if (rt->second != nb) {
+          conflicts.push_back({a, conflict_kind::rename,
+                               fmt::format("'{}' was renamed differently on each side: '{}' and '{}'", a, nb, rt->second)});
+          conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and to '{}' "
+                                                                      "on the other", a, nb, rt->second)});
+          conflicts.push_back({rt->second, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and "
+                                                                              "to '{}' on the other", a, rt->second, nb)});
+          continue;
+        }
+        auto m = merge_file(nb, ta.before, *O[nb].after, *T[nb].after, conflict_kind::content, conflicts);
+        if (!m) return m.error();
+        if (*m && !(**m == *O[nb].after)) result[nb] = *m;
+        continue;
+      }
+      if (!ta.after) {
+        conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and deleted on "
+                                                                    "the other", a, nb)});
+        continue;
+      }
+      if (T.contains(nb) && !done_t.contains(nb)) {
+        done_t.insert(nb);
+        conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side; the other "
+                                                                    "added '{}'", a, nb, nb)});
+        continue;
+      }
+      auto m = merge_file(nb, ta.before, *O[nb].after, *ta.after, conflict_kind::content, conflicts);
+      if (!m) return m.error();
+      if (*m && !(**m == *O[nb].after)) result[nb] = *m;
+    }
+    // Renames on theirs: a -> nb. Ours' change at a follows the file to nb.
+    for (const auto& [a, nb] : *rn_t) {
+      if (done_t.contains(a)) continue;  // handled with ours' renames
+      auto it = O.find(a);
+      if (it == O.end()) continue;  // ours left a alone: theirs' delete + add apply below
+      done_t.insert(a);
+      done_t.insert(nb);
+      done_o.insert(a);
+      const change& oa = it->second;
+      if (!oa.after) {
+        conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and deleted on "
+                                                                    "the other", a, nb)});
+        continue;
+      }
+      if (O.contains(nb)) {
+        done_o.insert(nb);
+        conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side; the other "
+                                                                    "added '{}'", a, nb, nb)});
+        continue;
+      }
+      auto m = merge_file(nb, oa.before, *oa.after, *T[nb].after, conflict_kind::content, conflicts);
+      if (!m) return m.error();
+      result[a] = std::nullopt;
+      if (*m) result[nb] = *m;
+    }
+    // Every other path theirs changed.
+    for (const auto& [p, tc] : T) {
+      if (done_t.contains(p)) continue;
+      auto it = O.find(p);
+      if (it == O.end() || done_o.contains(p)) {
+        result[p] = tc.after;  // ours has base's version here: take theirs'
+        continue;
+      }
+      const change& oc = it->second;
+      if (oc.after == tc.after) continue;  // the same change on both sides
+      if (oc.after && tc.after) {
+        auto m = merge_file(p, tc.before, *oc.after, *tc.after,
+                            tc.before ? conflict_kind::content : conflict_kind::add_add, conflicts);
+        if (!m) return m.error();
+        if (*m && !(**m == *oc.after)) result[p] = *m;
+      } else {
+        conflicts.push_back({p, conflict_kind::modify_delete,
+                             oc.after ? "changed on one side, deleted on the other (ours changed it)"
+                                      : "changed on one side, deleted on the other (theirs changed it)"});
+      }
+    }
+    if (conflicts.empty()) {
+      auto tree = r_.rebuild(o, result, conflicts);
+      if (!tree) return tree.error();
+      if (conflicts.empty()) {
+        if (*tree) out.tree = **tree;
+        else {
+          auto e = r_.empty_tree();
+          if (!e) return e.error();
+          out.tree = *e;
+        }
+      }
+    }
+    std::sort(conflicts.begin(), conflicts.end(), [](const auto& x, const auto& y) { return x.path < y.path; });
+    conflicts.erase(std::unique(conflicts.begin(), conflicts.end(),
+                                [](const auto& x, const auto& y) { return x.path == y.path; }),
+                    conflicts.end());
+    if (!conflicts.empty()) out.tree.reset();
+    return out;
+  }
+
+private:
+  result<std::string> content(const oid& id) {
+    if (auto it = cache_.find(id); it != cache_.end()) return it->second;
+    auto b = r_.lookup_blob(id);
+    if (!b) return b.error();
+    std::string s(static_cast<const char*>(git_blob_rawcontent(b->get())),
+                  static_cast<std::size_t>(git_blob_rawsize(b->get())));
+    cache_.emplace(id, s);
+    return s;
+  }
+
+  // Percentage of the larger file's bytes found, line by line, in the other.
+  static int similarity(const std::string& a, const std::string& b) {
+    if (a.empty() && b.empty()) return 100;
+    std::unordered_map<std::string_view, int> lines;
+    auto each_line = [](const std::string& s, auto&& f) {
+      std::size_t start = 0;
+      while (start < s.size()) {
+        auto nl = s.find('\n', start);
+        std::size_t end = nl == std::string::npos ? s.size() : nl + 1;
+        f(std::string_view(s).substr(start, end - start));
+        start = end;
+      }
+    };
+    each_line(a, [&](std::string_view l) { ++lines[l]; });
+    std::size_t common = 0;
+    each_line(b, [&](std::string_view l) {
+      auto it = lines.find(l);
+      if (it != lines.end() && it->second > 0) {
+        --it->second;
+        common += l.size();
+      }
+    });
+    return static_cast<int>(common * 100 / std::max(a.size(), b.size()));
+  }
+
+  repository::impl& r_;
+  std::map<oid, std::string> cache_;
+};
+
+}  // namespace
+
+result<merge_result> repository::impl::merge(const oid& base, const oid& ours, const oid& theirs) {
+  merger m(*this);
+  return m.run(base, ours, theirs);
+}
+
+}  // namespace agentcore::git

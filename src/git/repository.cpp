@@ -1,0 +1,352 @@
+#include <agentcore/git/repository.hpp>
+
+#include "git/libgit2.hpp"
+#include "git/repository_impl.hpp"
+
+#include <fmt/format.h>
+
+#include <mutex>
+
+namespace agentcore::git {
+
+using namespace detail;
+
+// --- errors, ids, JSON ---
+
+namespace {
+class git_category_impl final : public boost::system::error_category {
+public:
+  const char* name() const noexcept override { return "git"; }
+  std::string message(int ev) const override {
+    switch (ev) {
+      case GIT_ENOTFOUND: return "object or reference not found";
+      case GIT_EEXISTS: return "object or reference already exists";
+      case GIT_EAMBIGUOUS: return "ambiguous short id";
+      case GIT_EBAREREPO: return "operation not allowed on a bare repository";
+      case GIT_EUNBORNBRANCH: return "HEAD points at a branch with no commits";
+      case GIT_ELOCKED: return "lock file in use";
+      case GIT_EMODIFIED: return "reference changed meanwhile";
+      case GIT_EINVALIDSPEC: return "invalid revision or reference name";
+      case GIT_ECONFLICT: return "checkout conflict";
+      default: return fmt::format("libgit2 error {}", ev);
+    }
+  }
+};
+}  // namespace
+
+const boost::system::error_category& git_category() noexcept {
+  static const git_category_impl c;
+  return c;
+}
+
+error_info detail::last_error(int rc, std::string_view what) {
+  const git_error* e = git_error_last();
+  std::string msg = e && e->message ? e->message : git_category().message(rc);
+  return error_info(error_code(rc, git_category()), fmt::format("git: {}: {}", what, msg));
+}
+
+detail::library::library() { git_libgit2_init(); }
+detail::library::~library() { git_libgit2_shutdown(); }
+
+result<oid> oid::from_hex(std::string_view hex) {
+  if (hex.size() != 40)
+    return fail(error::invalid_argument, fmt::format("git: '{}' is not a 40-digit object id", hex));
+  oid o;
+  for (std::size_t i = 0; i < 20; ++i) {
+    auto nib = [&](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = nib(hex[2 * i]), lo = nib(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return fail(error::invalid_argument, fmt::format("git: '{}' is not a hex object id", hex));
+    o.bytes[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return o;
+}
+
+std::string oid::hex() const {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s(40, '0');
+  for (std::size_t i = 0; i < 20; ++i) {
+    s[2 * i] = digits[bytes[i] >> 4];
+    s[2 * i + 1] = digits[bytes[i] & 15];
+  }
+  return s;
+}
+
+bool oid::is_zero() const noexcept {
+  for (auto b : bytes)
+    if (b) return false;
+  return true;
+}
+
+std::string_view to_string(conflict_kind k) noexcept {
+  switch (k) {
+    case conflict_kind::content: return "content";
+    case conflict_kind::add_add: return "add_add";
+    case conflict_kind::modify_delete: return "modify_delete";
+    case conflict_kind::rename: return "rename";
+    case conflict_kind::directory_file: return "directory_file";
+    case conflict_kind::mode: return "mode";
+  }
+  return "unknown";
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const oid& id) { v = id.hex(); }
+void tag_invoke(json::value_from_tag, json::value& v, const merge_conflict& c) {
+  v = {{"path", c.path}, {"kind", to_string(c.kind)}, {"detail", c.detail}};
+}
+void tag_invoke(json::value_from_tag, json::value& v, const merge_result& r) {
+  json::array cs;
+  for (const auto& c : r.conflicts) cs.push_back(json::value_from(c));
+  v = {{"clean", r.clean()}, {"tree", r.tree ? json::value(r.tree->hex()) : json::value(nullptr)},
+       {"conflicts", std::move(cs)}};
+}
+
+// --- repository ---
+
+namespace {
+void apply_options(const repository_options& o) {
+  git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, o.fsync ? 1 : 0);
+}
+}  // namespace
+
+result<repository> repository::open(const std::filesystem::path& path, repository_options options) {
+  auto p = std::make_unique<impl>();
+  apply_options(options);
+  git_repository* r = nullptr;
+  if (int rc = git_repository_open_ext(&r, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr); rc < 0)
+    return last_error(rc, fmt::format("open repository '{}'", path.string()));
+  p->repo.reset(r);
+  return repository(std::move(p));
+}
+
+result<repository> repository::init(const std::filesystem::path& path, bool bare, repository_options options) {
+  auto p = std::make_unique<impl>();
+  apply_options(options);
+  git_repository* r = nullptr;
+  if (int rc = git_repository_init(&r, path.c_str(), bare ? 1 : 0); rc < 0)
+    return last_error(rc, fmt::format("init repository '{}'", path.string()));
+  p->repo.reset(r);
+  return repository(std::move(p));
+}
+
+repository::repository(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+repository::repository(repository&&) noexcept = default;
+repository& repository::operator=(repository&&) noexcept = default;
+repository::~repository() = default;
+
+std::filesystem::path repository::git_dir() const { return git_repository_path(impl_->repo.get()); }
+std::filesystem::path repository::workdir() const {
+  const char* w = git_repository_workdir(impl_->repo.get());
+  return w ? std::filesystem::path(w) : std::filesystem::path();
+}
+
+result<oid> repository::resolve(std::string_view revision) {
+  git_object* obj = nullptr;
+  std::string rev(revision);
+  if (int rc = git_revparse_single(&obj, impl_->repo.get(), rev.c_str()); rc < 0)
+    return last_error(rc, fmt::format("resolve '{}'", revision));
+  object_ptr o(obj);
+  git_object* peeled = nullptr;
+  if (int rc = git_object_peel(&peeled, o.get(), GIT_OBJECT_COMMIT); rc < 0)
+    return last_error(rc, fmt::format("'{}' is not a commit", revision));
+  object_ptr c(peeled);
+  return from_git(*git_object_id(c.get()));
+}
+
+result<std::optional<oid>> repository::ref_target(std::string_view refname) {
+  git_oid out;
+  std::string name(refname);
+  int rc = git_reference_name_to_id(&out, impl_->repo.get(), name.c_str());
+  if (rc == GIT_ENOTFOUND) return std::optional<oid>();
+  if (rc < 0) return last_error(rc, fmt::format("read ref '{}'", refname));
+  return std::optional<oid>(from_git(out));
+}
+
+result<oid> repository::commit_tree(const oid& commit) {
+  auto c = impl_->lookup_commit(commit);
+  if (!c) return c.error();
+  return from_git(*git_commit_tree_id(c->get()));
+}
+
+result<std::vector<oid>> repository::commit_parents(const oid& commit) {
+  auto c = impl_->lookup_commit(commit);
+  if (!c) return c.error();
+  std::vector<oid> out;
+  for (unsigned i = 0; i < git_commit_parentcount(c->get()); ++i) out.push_back(from_git(*git_commit_parent_id(c->get(), i)));
+  return out;
+}
+
+result<std::string> repository::commit_message(const oid& commit) {
+  auto c = impl_->lookup_commit(commit);
+  if (!c) return c.error();
+  const char* m = git_commit_message(c->get());
+  return std::string(m ? m : "");
+}
+
+result<oid> repository::write_blob(std::string_view content) { return impl_->write_blob(content); }
+
+result<std::string> repository::read_blob(const oid& blob) {
+  auto b = impl_->lookup_blob(blob);
+  if (!b) return b.error();
+  return std::string(static_cast<const char*>(git_blob_rawcontent(b->get())),
+                     static_cast<std::size_t>(git_blob_rawsize(b->get())));
+}
+
+result<std::optional<tree_entry>> repository::entry_at(const oid& tree, std::string_view path) {
+  auto t = impl_->lookup_tree(tree);
+  if (!t) return t.error();
+  git_tree_entry* e = nullptr;
+  std::string p(path);
+  int rc = git_tree_entry_bypath(&e, t->get(), p.c_str());
+  if (rc == GIT_ENOTFOUND) return std::optional<tree_entry>();
+  if (rc < 0) return last_error(rc, fmt::format("look up '{}'", path));
+  tree_entry out{from_git(*git_tree_entry_id(e)), static_cast<file_mode>(git_tree_entry_filemode(e))};
+  git_tree_entry_free(e);
+  return std::optional<tree_entry>(out);
+}
+
+result<oid> repository::edit_tree(std::optional<oid> base, const std::map<std::string, std::optional<tree_entry>>& changes) {
+  std::vector<merge_conflict> conflicts;
+  auto r = impl_->rebuild(base, changes, conflicts);
+  if (!r) return r.error();
+  if (!conflicts.empty())
+    return fail(error::invalid_argument, fmt::format("git: edit_tree: {} ({})", conflicts.front().detail, conflicts.front().path));
+  if (!*r) return impl_->empty_tree();
+  return **r;
+}
+
+result<oid> repository::create_commit(const oid& tree, const std::vector<oid>& parents, std::string_view message,
+                                      const signature& author, const std::optional<signature>& committer) {
+  auto t = impl_->lookup_tree(tree);
+  if (!t) return t.error();
+  std::vector<commit_ptr> ps;
+  std::vector<const git_commit*> raw;
+  for (const auto& p : parents) {
+    auto c = impl_->lookup_commit(p);
+    if (!c) return c.error();
+    raw.push_back(c->get());
+    ps.push_back(std::move(*c));
+  }
+  auto make_sig = [](const signature& s) -> result<signature_ptr> {
+    git_signature* g = nullptr;
+    int rc = s.time == 0 ? git_signature_now(&g, s.name.c_str(), s.email.c_str())
+                         : git_signature_new(&g, s.name.c_str(), s.email.c_str(), s.time, s.offset_minutes);
+    if (rc < 0) return last_error(rc, fmt::format("signature '{} <{}>'", s.name, s.email));
+    return signature_ptr(g);
+  };
+  auto a = make_sig(author);
+  if (!a) return a.error();
+  auto c = make_sig(committer.value_or(author));
+  if (!c) return c.error();
+  git_oid out;
+  std::string msg(message);
+  if (int rc = git_commit_create(&out, impl_->repo.get(), nullptr, a->get(), c->get(), nullptr, msg.c_str(), t->get(),
+                                 raw.size(), raw.data());
+      rc < 0)
+    return last_error(rc, "create commit");
+  return from_git(out);
+}
+
+result<advance_result> repository::advance(std::string_view refname, std::optional<oid> expected, const oid& target,
+                                           std::string_view log_message) {
+  std::string name(refname), log(log_message);
+  git_oid t = to_git(target);
+  git_reference* ref = nullptr;
+  int rc;
+  if (expected) {
+    git_oid e = to_git(*expected);
+    rc = git_reference_create_matching(&ref, impl_->repo.get(), name.c_str(), &t, 1, &e, log.c_str());
+  } else {
+    rc = git_reference_create(&ref, impl_->repo.get(), name.c_str(), &t, 0, log.c_str());
+  }
+  if (rc == 0) {
+    git_reference_free(ref);
+    return advance_result{true, target};
+  }
+  if (rc == GIT_EMODIFIED || rc == GIT_EEXISTS || (expected && rc == GIT_ENOTFOUND)) {
+    auto now = ref_target(refname);
+    if (!now) return now.error();
+    return advance_result{false, *now};
+  }
+  return last_error(rc, fmt::format("move '{}' to {}", refname, target.hex()));
+}
+
+result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant) {
+  if (ancestor == descendant) return true;
+  git_oid a = to_git(ancestor), d = to_git(descendant);
+  int rc = git_graph_descendant_of(impl_->repo.get(), &d, &a);
+  if (rc < 0)
+    return result<bool>(boost::system::in_place_error,
+                        last_error(rc, fmt::format("is {} an ancestor of {}", ancestor.hex(), descendant.hex())));
+  return rc == 1;
+}
+
+result<contract::diff> repository::diff(const oid& from, const oid& to, diff_options options) {
+  auto a = impl_->peel_tree(from);
+  if (!a) return a.error();
+  auto b = impl_->peel_tree(to);
+  if (!b) return b.error();
+  git_diff* d = nullptr;
+  git_diff_options o = GIT_DIFF_OPTIONS_INIT;
+  if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), a->get(), b->get(), &o); rc < 0)
+    return last_error(rc, "diff trees");
+  diff_ptr dp(d);
+  if (options.find_renames) {
+    git_diff_find_options f = GIT_DIFF_FIND_OPTIONS_INIT;
+    f.flags = GIT_DIFF_FIND_RENAMES;
+    f.rename_threshold = options.rename_threshold;
+    if (int rc = git_diff_find_similar(d, &f); rc < 0) return last_error(rc, "find renames");
+  }
+  contract::diff out;
+  for (std::size_t i = 0; i < git_diff_num_deltas(d); ++i) {
+    git_patch* p = nullptr;
+    if (int rc = git_patch_from_diff(&p, d, i); rc < 0) return last_error(rc, "diff a file");
+    patch_ptr pp(p);
+    const git_diff_delta* delta = git_diff_get_delta(d, i);
+    contract::file_change f;
+    f.path = delta->new_file.path ? delta->new_file.path : "";
+    f.old_mode = delta->old_file.mode;
+    f.new_mode = delta->new_file.mode;
+    switch (delta->status) {
+      case GIT_DELTA_ADDED: f.status = contract::change_status::added; break;
+      case GIT_DELTA_DELETED:
+        f.status = contract::change_status::deleted;
+        f.path = delta->old_file.path;
+        break;
+      case GIT_DELTA_RENAMED: f.status = contract::change_status::renamed; break;
+      case GIT_DELTA_COPIED: f.status = contract::change_status::copied; break;
+      case GIT_DELTA_TYPECHANGE: f.status = contract::change_status::type_changed; break;
+      default: f.status = contract::change_status::modified; break;
+    }
+    if (f.status == contract::change_status::renamed || f.status == contract::change_status::copied)
+      f.old_path = delta->old_file.path;
+    f.binary = (delta->flags & GIT_DIFF_FLAG_BINARY) != 0;
+    std::size_t context = 0, adds = 0, dels = 0;
+    if (pp && !f.binary) git_patch_line_stats(&context, &adds, &dels, p);
+    f.additions = adds;
+    f.deletions = dels;
+    out.files.push_back(std::move(f));
+  }
+  return out;
+}
+
+result<merge_result> repository::merge(const oid& base, const oid& ours, const oid& theirs) {
+  return impl_->merge(base, ours, theirs);
+}
+
+result<merge_result> repository::revert(const oid& commit, const oid& onto) {
+  auto parents = commit_parents(commit);
+  if (!parents) return parents.error();
+  if (parents->size() != 1)
+    return fail(error::invalid_argument, fmt::format("git: revert of {}: it has {} parents; only commits with one "
+                                                     "parent can be reverted",
+                                                     commit.hex(), parents->size()));
+  // Taking a change out is merging its parent onto `onto`, with the change as the base.
+  return impl_->merge(commit, onto, parents->front());
+}
+
+}  // namespace agentcore::git

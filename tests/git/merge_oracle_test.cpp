@@ -1,0 +1,200 @@
+// The in-memory merge, checked against git itself: for generated scenarios,
+// a clean merge must give the tree `git merge-tree --write-tree` gives, and a
+// conflicted one the same conflicted paths. git is only the oracle here.
+#include "git/git_fixture.hpp"
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <random>
+#include <set>
+#include <sstream>
+
+using namespace agentcore;
+using namespace agentcore::test;
+
+namespace {
+
+struct scenario {
+  std::string name;
+  files base, ours, theirs;
+};
+
+std::string lines(const std::string& tag, int n = 12, int changed_line = -1, const std::string& change = {}) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += i == changed_line ? change + "\n" : fmt::format("line {} of {}\n", i, tag);
+  return s;
+}
+
+file_spec f(std::string content, git::file_mode m = git::file_mode::blob) { return {std::move(content), m}; }
+
+struct oracle_answer {
+  bool clean = false;
+  std::string tree;
+  std::set<std::string> conflicted;
+};
+
+oracle_answer ask_git(git_fixture& fx, const git::oid& ours, const git::oid& theirs) {
+  auto r = fx.git("merge-tree --write-tree --name-only --no-messages " + ours.hex() + " " + theirs.hex());
+  REQUIRE_MESSAGE((r.exit == 0 || r.exit == 1), "git merge-tree failed: exit " << r.exit);
+  oracle_answer a;
+  a.clean = r.exit == 0;
+  std::istringstream in(r.out);
+  std::getline(in, a.tree);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    // For a file/directory clash git moves the file aside to "path~<commit>"
+    // and names that; agentcore names the clashing path itself.
+    if (auto t = line.rfind('~'); t != std::string::npos && line.size() - t == 41) line.resize(t);
+    a.conflicted.insert(line);
+  }
+  return a;
+}
+
+void check_scenario(const scenario& s) {
+  CAPTURE(s.name);
+  git_fixture fx;
+  auto base = fx.commit(std::nullopt, s.base, "base");
+  auto ours = fx.commit(base, s.ours, "ours");
+  auto theirs = fx.commit(base, s.theirs, "theirs");
+  auto oracle = ask_git(fx, ours, theirs);
+  auto mine = fx.repo.merge(base, ours, theirs);
+  REQUIRE_MESSAGE(mine.has_value(), mine.error().message());
+  std::set<std::string> my_paths;
+  for (const auto& c : mine->conflicts) my_paths.insert(c.path);
+  CHECK_MESSAGE(mine->clean() == oracle.clean, s.name << ": agentcore " << (mine->clean() ? "clean" : "conflicted")
+                                                      << ", git " << (oracle.clean ? "clean" : "conflicted"));
+  if (oracle.clean && mine->clean()) {
+    CHECK_MESSAGE(mine->tree->hex() == oracle.tree, s.name << ": trees differ");
+  } else {
+    CHECK_MESSAGE(my_paths == oracle.conflicted, s.name << ": conflicted paths differ: agentcore "
+                                                        << fmt::format("{}", fmt::join(my_paths, ",")) << " git "
+                                                        << fmt::format("{}", fmt::join(oracle.conflicted, ",")));
+  }
+}
+
+std::vector<scenario> templates(const std::string& d) {
+  // d is a directory prefix: "" or a deep path, so each template runs flat and deep.
+  std::vector<scenario> v;
+  files base{{d + "a.txt", f(lines("a"))}, {d + "b.txt", f(lines("b"))}, {d + "sub/c.txt", f(lines("c"))},
+             {d + "run.sh", f("#!/bin/sh\necho hi\n")}, {"top.md", f("# top\n")}};
+  v.push_back({"clean: different files", base, {{d + "a.txt", f(lines("a", 12, 1, "ours"))}},
+               {{d + "b.txt", f(lines("b", 12, 1, "theirs"))}}});
+  v.push_back({"clean: different hunks of one file", base, {{d + "a.txt", f(lines("a", 12, 1, "ours"))}},
+               {{d + "a.txt", f(lines("a", 12, 9, "theirs"))}}});
+  v.push_back({"conflict: same hunk", base, {{d + "a.txt", f(lines("a", 12, 5, "ours"))}},
+               {{d + "a.txt", f(lines("a", 12, 5, "theirs"))}}});
+  v.push_back({"clean: the same change on both sides", base, {{d + "a.txt", f(lines("a", 12, 5, "same"))}},
+               {{d + "a.txt", f(lines("a", 12, 5, "same"))}}});
+  v.push_back({"clean: add/add identical", base, {{d + "new.txt", f("same\n")}}, {{d + "new.txt", f("same\n")}}});
+  v.push_back({"conflict: add/add different", base, {{d + "new.txt", f("ours\n")}}, {{d + "new.txt", f("theirs\n")}}});
+  v.push_back({"conflict: modify/delete", base, {{d + "a.txt", f(lines("a", 12, 3, "ours"))}}, {{d + "a.txt", std::nullopt}}});
+  v.push_back({"conflict: delete/modify", base, {{d + "b.txt", std::nullopt}}, {{d + "b.txt", f(lines("b", 12, 3, "x"))}}});
+  v.push_back({"clean: both delete", base, {{d + "a.txt", std::nullopt}}, {{d + "a.txt", std::nullopt}}});
+  v.push_back({"clean: rename on ours, edit on theirs", base,
+               {{d + "a.txt", std::nullopt}, {d + "renamed.txt", f(lines("a"))}},
+               {{d + "a.txt", f(lines("a", 12, 7, "theirs edit"))}}});
+  v.push_back({"clean: edit on ours, rename on theirs", base, {{d + "b.txt", f(lines("b", 12, 2, "ours edit"))}},
+               {{d + "b.txt", std::nullopt}, {d + "b2.txt", f(lines("b"))}}});
+  v.push_back({"clean: rename with edit, other side edits elsewhere", base,
+               {{d + "a.txt", std::nullopt}, {d + "moved.txt", f(lines("a", 12, 0, "ours edit"))}},
+               {{d + "a.txt", f(lines("a", 12, 10, "theirs edit"))}}});
+  v.push_back({"conflict: rename/delete", base, {{d + "a.txt", std::nullopt}, {d + "gone.txt", f(lines("a"))}},
+               {{d + "a.txt", std::nullopt}}});
+  v.push_back({"conflict: rename/rename to different names", base,
+               {{d + "a.txt", std::nullopt}, {d + "a-ours.txt", f(lines("a"))}},
+               {{d + "a.txt", std::nullopt}, {d + "a-theirs.txt", f(lines("a"))}}});
+  v.push_back({"clean: rename/rename to the same name", base,
+               {{d + "b.txt", std::nullopt}, {d + "b-both.txt", f(lines("b", 12, 1, "ours"))}},
+               {{d + "b.txt", std::nullopt}, {d + "b-both.txt", f(lines("b", 12, 9, "theirs"))}}});
+  v.push_back({"clean: mode change and content change", base, {{d + "run.sh", f("#!/bin/sh\necho hi\n", git::file_mode::blob_executable)}},
+               {{d + "run.sh", f("#!/bin/sh\necho hello\n")}}});
+  v.push_back({"clean: delete a directory, other side elsewhere", base, {{d + "sub/c.txt", std::nullopt}},
+               {{d + "a.txt", f(lines("a", 12, 4, "t"))}}});
+  v.push_back({"conflict: delete a directory, other side edits inside", base, {{d + "sub/c.txt", std::nullopt}},
+               {{d + "sub/c.txt", f(lines("c", 12, 4, "t"))}}});
+  v.push_back({"clean: new deep directories on both sides", base, {{d + "x/y/z/one.txt", f("1\n")}},
+               {{d + "p/q/r/two.txt", f("2\n")}}});
+  v.push_back({"clean: both add files in one new directory", base, {{d + "new/one.txt", f("1\n")}},
+               {{d + "new/two.txt", f("2\n")}}});
+  v.push_back({"conflict: file on one side, directory on the other", base, {{d + "thing", f("a file\n")}},
+               {{d + "thing/inner.txt", f("in a dir\n")}}});
+  v.push_back({"clean: symlink added on one side", base, {{d + "link", f("a.txt", git::file_mode::link)}},
+               {{d + "b.txt", f(lines("b", 12, 11, "t"))}}});
+  v.push_back({"conflict: binary changed on both sides", {{d + "img.bin", f(std::string("\0\1\2\3", 4))}},
+               {{d + "img.bin", f(std::string("\0\1\2\4", 4))}}, {{d + "img.bin", f(std::string("\0\1\2\5", 4))}}});
+  v.push_back({"clean: adjacent-but-separate hunks", base, {{d + "a.txt", f(lines("a", 12, 2, "ours"))}},
+               {{d + "a.txt", f(lines("a", 12, 6, "theirs"))}}});
+  return v;
+}
+
+std::vector<scenario> empty_tree_scenarios() {
+  std::vector<scenario> v;
+  v.push_back({"clean: empty base, both add", {}, {{"a.txt", f("a\n")}}, {{"b/b.txt", f("b\n")}}});
+  v.push_back({"clean: ours empties the tree, theirs unchanged", {{"a.txt", f("a\n")}}, {{"a.txt", std::nullopt}},
+               {{"z.txt", f("z\n")}, {"z.txt", std::nullopt}}});
+  v.push_back({"clean: both sides delete everything", {{"a.txt", f("a\n")}, {"d/b.txt", f("b\n")}},
+               {{"a.txt", std::nullopt}, {"d/b.txt", std::nullopt}},
+               {{"a.txt", std::nullopt}, {"d/b.txt", std::nullopt}}});
+  return v;
+}
+
+// Random edits on both sides of a generated tree: edits, adds, deletes, mode
+// changes and renames within a directory (git's directory-rename detection is
+// out of scope: no directory is ever emptied by a rename).
+std::vector<scenario> random_scenarios(int count, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<scenario> v;
+  for (int s = 0; s < count; ++s) {
+    scenario sc;
+    sc.name = fmt::format("random #{} (seed {})", s, seed);
+    std::vector<std::string> paths;
+    for (int dir = 0; dir < 4; ++dir)
+      for (int i = 0; i < 5; ++i) {
+        std::string p = fmt::format("d{}/deep{}/f{}.txt", dir, dir % 2, i);
+        paths.push_back(p);
+        sc.base[p] = f(lines(p));
+      }
+    auto side = [&](files& out, const char* who) {
+      std::uniform_int_distribution<int> pick(0, static_cast<int>(paths.size()) - 1), action(0, 5), line(0, 11);
+      for (int k = 0; k < 3; ++k) {
+        const std::string& p = paths[pick(rng)];
+        if (out.contains(p)) continue;
+        switch (action(rng)) {
+          case 0:
+          case 1: out[p] = f(lines(p, 12, line(rng), fmt::format("{} edit {}", who, k))); break;
+          case 2: out[p] = std::nullopt; break;
+          case 3: out[p] = f(lines(p), git::file_mode::blob_executable); break;
+          case 4: out[p.substr(0, p.rfind('/') + 1) + fmt::format("{}-new{}.txt", who, k)] = f(fmt::format("{} {}\n", who, k)); break;
+          case 5: {
+            std::string to = p.substr(0, p.size() - 4) + fmt::format("-{}-moved.txt", who);
+            out[p] = std::nullopt;
+            out[to] = f(lines(p));
+            break;
+          }
+        }
+      }
+    };
+    side(sc.ours, "ours");
+    side(sc.theirs, "theirs");
+    v.push_back(std::move(sc));
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("git.merge.matches_git_merge_tree") {
+  std::vector<scenario> all = templates("");
+  for (auto& s : templates("deep/er/still/")) {
+    s.name += " (deep)";
+    all.push_back(std::move(s));
+  }
+  for (auto& s : empty_tree_scenarios()) all.push_back(std::move(s));
+  for (auto& s : random_scenarios(30, 7)) all.push_back(std::move(s));
+  for (auto& s : random_scenarios(30, 4)) all.push_back(std::move(s));
+  REQUIRE(all.size() >= 50);
+  for (const auto& s : all) check_scenario(s);
+  MESSAGE(all.size() << " scenarios checked against git merge-tree");
+}
