@@ -1,0 +1,146 @@
+#include "git/git_fixture.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace agentcore;
+using namespace agentcore::test;
+
+TEST_CASE("git.repository.open_errors_keep_libgit2s_message") {
+  temp_dir dir("git");
+  auto r = git::repository::open(dir.path() / "nope");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code().category() == git::git_category());
+  CHECK(r.error().message().find("nope") != std::string::npos);
+  CHECK(r.error().message().find("git: open repository") == 0);
+}
+
+TEST_CASE("git.repository.commits_trees_and_refs") {
+  git_fixture fx;
+  auto c1 = fx.commit(std::nullopt, {{"a.txt", file_spec{"hello\n"}}, {"dir/b.txt", file_spec{"b\n"}}}, "first");
+  CHECK(fx.repo.commit_message(c1).value() == "first");
+  CHECK(fx.repo.commit_parents(c1).value().empty());
+  auto tree = fx.repo.commit_tree(c1).value();
+  auto e = fx.repo.entry_at(tree, "dir/b.txt").value();
+  REQUIRE(e);
+  CHECK(fx.repo.read_blob(e->id).value() == "b\n");
+  CHECK_FALSE(fx.repo.entry_at(tree, "dir/zzz").value().has_value());
+  // git itself agrees about what we wrote.
+  CHECK(fx.git("cat-file -p " + c1.hex() + ":a.txt").out == "hello\n");
+  CHECK(fx.git("fsck --strict").exit == 0);
+
+  // A ref is created only if absent, then moved only from where we expect it.
+  auto made = fx.repo.advance("refs/heads/main", std::nullopt, c1, "create").value();
+  CHECK(made.advanced);
+  auto c2 = fx.commit(c1, {{"a.txt", file_spec{"hello again\n"}}}, "second");
+  auto c3 = fx.commit(c1, {{"a.txt", file_spec{"a rival\n"}}}, "rival");
+  auto moved = fx.repo.advance("refs/heads/main", c1, c2, "advance").value();
+  CHECK(moved.advanced);
+  auto lost = fx.repo.advance("refs/heads/main", c1, c3, "stale").value();  // main is at c2 now
+  CHECK_FALSE(lost.advanced);
+  REQUIRE(lost.current);
+  CHECK(*lost.current == c2);
+  auto again = fx.repo.advance("refs/heads/main", std::nullopt, c3, "create twice").value();
+  CHECK_FALSE(again.advanced);
+  CHECK(fx.repo.ref_target("refs/heads/main").value() == c2);
+  CHECK(fx.repo.resolve("refs/heads/main").value() == c2);
+  CHECK_FALSE(fx.repo.ref_target("refs/heads/none").value().has_value());
+  CHECK(fx.git("rev-parse refs/heads/main").out == c2.hex() + "\n");
+
+  CHECK(fx.repo.is_ancestor(c1, c2).value());
+  CHECK_FALSE(fx.repo.is_ancestor(c2, c3).value());
+  auto bad = fx.repo.resolve("refs/heads/none");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message().find("refs/heads/none") != std::string::npos);
+}
+
+TEST_CASE("git.repository.diff_statistics") {
+  git_fixture fx;
+  std::string body;
+  for (int i = 0; i < 20; ++i) body += "line " + std::to_string(i) + "\n";
+  auto c1 = fx.commit(std::nullopt, {{"keep.txt", file_spec{body}},
+                                     {"old-name.txt", file_spec{body + "unique\n"}},
+                                     {"gone.txt", file_spec{"x\n"}},
+                                     {"tool.sh", file_spec{"echo\n"}},
+                                     {"img.bin", file_spec{std::string("\0\1\2", 3)}}});
+  auto c2 = fx.commit(c1, {{"keep.txt", file_spec{body + "more\n"}},
+                           {"old-name.txt", std::nullopt},
+                           {"new-name.txt", file_spec{body + "unique\n"}},
+                           {"gone.txt", std::nullopt},
+                           {"tool.sh", file_spec{"echo\n", git::file_mode::blob_executable}},
+                           {"img.bin", file_spec{std::string("\0\1\3", 3)}},
+                           {"added.txt", file_spec{"a\nb\n"}}});
+  auto d = fx.repo.diff(c1, c2).value();
+  std::map<std::string, contract::file_change> by_path;
+  for (const auto& f : d.files) by_path[f.path] = f;
+  REQUIRE(by_path.size() == 6);
+  CHECK(by_path["keep.txt"].status == contract::change_status::modified);
+  CHECK(by_path["keep.txt"].additions == 1);
+  CHECK(by_path["keep.txt"].deletions == 0);
+  CHECK(by_path["new-name.txt"].status == contract::change_status::renamed);
+  CHECK(by_path["new-name.txt"].old_path == "old-name.txt");
+  CHECK(by_path["gone.txt"].status == contract::change_status::deleted);
+  CHECK(by_path["gone.txt"].deletions == 1);
+  CHECK(by_path["tool.sh"].old_mode == 0100644);
+  CHECK(by_path["tool.sh"].new_mode == 0100755);
+  CHECK(by_path["img.bin"].binary);
+  CHECK(by_path["added.txt"].status == contract::change_status::added);
+  CHECK(by_path["added.txt"].additions == 2);
+  // Without rename detection the rename is a delete and an add.
+  auto plain = fx.repo.diff(c1, c2, {.find_renames = false}).value();
+  CHECK(plain.files.size() == 7);
+}
+
+TEST_CASE("git.repository.revert_in_memory") {
+  git_fixture fx;
+  std::string body;
+  for (int i = 0; i < 12; ++i) body += "line " + std::to_string(i) + "\n";
+  auto c1 = fx.commit(std::nullopt, {{"a.txt", file_spec{body}}});
+  std::string bad = body;
+  bad.replace(bad.find("line 2"), 6, "BUG 2");
+  auto c2 = fx.commit(c1, {{"a.txt", file_spec{bad}}, {"b.txt", file_spec{"new\n"}}}, "the culprit");
+  std::string later = bad;
+  later.replace(later.find("line 10"), 7, "fine 10");
+  auto c3 = fx.commit(c2, {{"a.txt", file_spec{later}}}, "a later change");
+  auto r = fx.repo.revert(c2, c3).value();
+  REQUIRE(r.clean());
+  auto a = fx.repo.entry_at(*r.tree, "a.txt").value();
+  std::string want = body;
+  want.replace(want.find("line 10"), 7, "fine 10");
+  CHECK(fx.repo.read_blob(a->id).value() == want);  // the bug is gone, the later change stays
+  CHECK_FALSE(fx.repo.entry_at(*r.tree, "b.txt").value().has_value());
+
+  // A later change on the same lines makes the revert a conflict.
+  std::string clash = bad;
+  clash.replace(clash.find("BUG 2"), 5, "FIX 2");
+  auto c4 = fx.commit(c2, {{"a.txt", file_spec{clash}}});
+  auto r2 = fx.repo.revert(c2, c4).value();
+  CHECK_FALSE(r2.clean());
+  REQUIRE(r2.conflicts.size() == 1);
+  CHECK(r2.conflicts[0].path == "a.txt");
+  CHECK(r2.conflicts[0].kind == git::conflict_kind::content);
+}
+
+TEST_CASE("git.repository.merge_reads_only_changed_subtrees") {
+  // A tree whose untouched subtrees are missing from the object database:
+  // a merge that tried to read them would fail.
+  git_fixture fx;
+  auto c1 = fx.commit(std::nullopt, {{"big/one.txt", file_spec{"1\n"}}, {"small/a.txt", file_spec{"a\n"}}});
+  auto ours = fx.commit(c1, {{"small/a.txt", file_spec{"a\nours\n"}}});
+  auto theirs = fx.commit(c1, {{"small/b.txt", file_spec{"b\n"}}});
+  auto theirs2 = fx.commit(c1, {{"big/two.txt", file_spec{"2\n"}}});
+  auto ours2 = fx.commit(c1, {{"big/three.txt", file_spec{"3\n"}}});
+  auto big = fx.repo.entry_at(fx.repo.commit_tree(c1).value(), "big").value();
+  REQUIRE(big);
+  auto obj = fx.dir.path() / ".git" / "objects" / big->id.hex().substr(0, 2) / big->id.hex().substr(2);
+  REQUIRE(std::filesystem::remove(obj));
+  // A fresh handle: libgit2 caches objects it has read.
+  auto repo = git::repository::open(fx.dir.path()).value();
+  auto m = repo.merge(c1, ours, theirs);
+  REQUIRE_MESSAGE(m.has_value(), m.error().message());
+  CHECK(m->clean());
+  CHECK(repo.entry_at(*m->tree, "big").value()->id == big->id);
+  // A merge that does need the missing subtree fails clearly, naming it.
+  auto broken = repo.merge(c1, ours2, theirs2);
+  REQUIRE_FALSE(broken.has_value());
+  CHECK(broken.error().message().find(big->id.hex()) != std::string::npos);
+}
