@@ -46,5 +46,7 @@ struct failure : std::runtime_error {
 
 /// One run of the store area. Throws `failure`.
 std::vector<figure> run_store(const run_options& options);
+/// One run of the gate area (merge, commit, advance main on large repositories). Throws `failure`.
+std::vector<figure> run_gate(const run_options& options);
 
 }  // namespace agentcore::bench

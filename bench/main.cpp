@@ -2,8 +2,9 @@
 //
 //   agentcore-bench store                 # a table: figure, value, target
 //   agentcore-bench store --json --quick  # one JSON object on stdout (CI smoke test)
+//   agentcore-bench gate --json           # the merge gate against git and libgit2
 //
-// Each area (today only `store`) is run --runs times and every figure is
+// Each area (`store`, `gate`) is run --runs times and every figure is
 // reported as its median over the runs: one slow run (another build on the
 // machine, a disk hiccup) then moves nothing. Progress goes to stderr so that
 // stdout stays machine-readable.
@@ -39,6 +40,7 @@ struct area {
 const std::vector<area>& areas() {
   static const std::vector<area> all = {
       {"store", "memory and file store commits, SQLite comparison, board claims, reopen time", bench::run_store},
+      {"gate", "merge a one-file change into main on 20k/100k-file repos, vs git CLI and libgit2", bench::run_gate},
   };
   return all;
 }

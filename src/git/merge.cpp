@@ -23,10 +23,8 @@ using namespace detail;
 
 namespace {
 
-struct change {
-  std::optional<tree_entry> before, after;
-};
-using change_map = std::map<std::string, change>;
+using change = repository::impl::change;
+using change_map = repository::impl::change_map;
 
 bool is_tree_mode(git_filemode_t m) { return m == GIT_FILEMODE_TREE; }
 bool is_file(const tree_entry& e) { return e.mode == file_mode::blob || e.mode == file_mode::blob_executable; }
@@ -190,53 +188,6 @@ class merger {
 public:
   explicit merger(repository::impl& r) : r_(r) {}
 
-  // Step 1: the changed files between two trees, reading only differing subtrees.
-  error_info collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out) {
-    std::map<std::string_view, const git_tree_entry*> ea, eb;
-    if (a)
-      for (std::size_t i = 0; i < git_tree_entrycount(a); ++i) {
-        auto* e = git_tree_entry_byindex(a, i);
-        ea.emplace(git_tree_entry_name(e), e);
-      }
-    if (b)
-      for (std::size_t i = 0; i < git_tree_entrycount(b); ++i) {
-        auto* e = git_tree_entry_byindex(b, i);
-        eb.emplace(git_tree_entry_name(e), e);
-      }
-    std::set<std::string_view> names;
-    for (auto& [n, e] : ea) names.insert(n);
-    for (auto& [n, e] : eb) names.insert(n);
-    for (auto name : names) {
-      auto ia = ea.find(name);
-      auto ib = eb.find(name);
-      const git_tree_entry* x = ia == ea.end() ? nullptr : ia->second;
-      const git_tree_entry* y = ib == eb.end() ? nullptr : ib->second;
-      if (x && y && git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
-          git_tree_entry_filemode(x) == git_tree_entry_filemode(y))
-        continue;  // the same subtree or file: never read
-      std::string path = prefix + std::string(name);
-      bool xt = x && is_tree_mode(git_tree_entry_filemode(x));
-      bool yt = y && is_tree_mode(git_tree_entry_filemode(y));
-      if (xt || yt) {
-        tree_ptr sx, sy;
-        if (xt) {
-          auto t = r_.lookup_tree(from_git(*git_tree_entry_id(x)));
-          if (!t) return t.error();
-          sx = std::move(*t);
-        }
-        if (yt) {
-          auto t = r_.lookup_tree(from_git(*git_tree_entry_id(y)));
-          if (!t) return t.error();
-          sy = std::move(*t);
-        }
-        if (auto e = collect(sx.get(), sy.get(), path + "/", out)) return e;
-      }
-      if (x && !xt) out[path].before = entry_of(x);
-      if (y && !yt) out[path].after = entry_of(y);
-    }
-    return {};
-  }
-
   // Step 2: renames on one side: old path -> new path.
   result<std::map<std::string, std::string>> renames(const change_map& side) {
     std::vector<const change_map::value_type*> deleted, added;
@@ -376,8 +327,8 @@ public:
       return out;
     }
     change_map O, T;
-    if (auto e = collect(bt->get(), ot->get(), "", O)) return e;
-    if (auto e = collect(bt->get(), tt->get(), "", T)) return e;
+    if (auto e = r_.collect(bt->get(), ot->get(), "", O)) return e;
+    if (auto e = r_.collect(bt->get(), tt->get(), "", T)) return e;
     auto rn_o = renames(O);
     if (!rn_o) return rn_o.error();
     auto rn_t = renames(T);
@@ -532,6 +483,55 @@ private:
 };
 
 }  // namespace
+
+// Step 1 of a merge, and what a worktree slot needs to move between commits:
+// the changed files between two trees, reading only differing subtrees.
+error_info repository::impl::collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out) {
+  std::map<std::string_view, const git_tree_entry*> ea, eb;
+  if (a)
+    for (std::size_t i = 0; i < git_tree_entrycount(a); ++i) {
+      auto* e = git_tree_entry_byindex(a, i);
+      ea.emplace(git_tree_entry_name(e), e);
+    }
+  if (b)
+    for (std::size_t i = 0; i < git_tree_entrycount(b); ++i) {
+      auto* e = git_tree_entry_byindex(b, i);
+      eb.emplace(git_tree_entry_name(e), e);
+    }
+  std::set<std::string_view> names;
+  for (auto& [n, e] : ea) names.insert(n);
+  for (auto& [n, e] : eb) names.insert(n);
+  for (auto name : names) {
+    auto ia = ea.find(name);
+    auto ib = eb.find(name);
+    const git_tree_entry* x = ia == ea.end() ? nullptr : ia->second;
+    const git_tree_entry* y = ib == eb.end() ? nullptr : ib->second;
+    if (x && y && git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
+        git_tree_entry_filemode(x) == git_tree_entry_filemode(y))
+      continue;  // the same subtree or file: never read
+    std::string path = prefix + std::string(name);
+    bool xt = x && is_tree_mode(git_tree_entry_filemode(x));
+    bool yt = y && is_tree_mode(git_tree_entry_filemode(y));
+    if (xt || yt) {
+      tree_ptr sx, sy;
+      if (xt) {
+        auto t = lookup_tree(from_git(*git_tree_entry_id(x)));
+        if (!t) return t.error();
+        sx = std::move(*t);
+      }
+      if (yt) {
+        auto t = lookup_tree(from_git(*git_tree_entry_id(y)));
+        if (!t) return t.error();
+        sy = std::move(*t);
+      }
+      if (auto e = collect(sx.get(), sy.get(), path + "/", out)) return e;
+    }
+    if (x && !xt) out[path].before = entry_of(x);
+    if (y && !yt) out[path].after = entry_of(y);
+  }
+  return {};
+}
+
 
 result<merge_result> repository::impl::merge(const oid& base, const oid& ours, const oid& theirs) {
   merger m(*this);

@@ -32,6 +32,19 @@ public:
                                      std::vector<merge_conflict>& conflicts, const std::string& prefix = {});
 
   result<merge_result> merge(const oid& base, const oid& ours, const oid& theirs);
+
+  /// A file that differs between two trees (a side of a merge, or a worktree move).
+  struct change {
+    std::optional<tree_entry> before, after;
+  };
+  using change_map = std::map<std::string, change>;
+  /// Every file that differs between `a` and `b` (either may be null: empty),
+  /// reading only the subtrees whose ids differ.
+  error_info collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out);
+};
+
+struct repository_access {
+  static repository::impl& of(repository& r) { return *r.impl_; }
 };
 
 }  // namespace agentcore::git

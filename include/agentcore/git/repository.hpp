@@ -98,6 +98,7 @@ public:
   class impl;
 
 private:
+  friend struct repository_access;  // the library's own modules reach the libgit2 handle
   explicit repository(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };

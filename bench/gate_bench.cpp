@@ -1,0 +1,475 @@
+// The `gate` area of agentcore-bench: what the merge gate pays to land a
+// one-file change on a large repository (merge in memory, write the merge
+// commit, move main by compare-and-swap), against git's CLI and libgit2's own
+// merge doing the same work, and how that cost grows with the repository.
+//
+// Every iteration merges a change commit no earlier iteration has seen, so the
+// trees and the commit it writes are new objects: a repeated merge would find
+// them already in the object database and skip the writes. main is put back
+// (untimed) after each iteration, so each one starts from the same main.
+#include "harness.hpp"
+
+#include <agentcore/git/repository.hpp>
+
+#include <fmt/format.h>
+#include <git2.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace agentcore::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+using git::oid;
+
+const git::signature bench_sig{.name = "agentcore-bench", .email = "bench@agentcore.invalid"};
+constexpr const char* main_ref = "refs/heads/main";
+constexpr std::size_t top_dirs = 30;
+constexpr std::size_t files_per_dir = 20;
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double ms_since(steady::time_point t0) { return seconds_since(t0) * 1000; }
+
+// ---- the repository ---------------------------------------------------------------
+
+// A monorepo-like layout: `leaves` package directories spread over 30
+// top-level directories, each package's sources in a `src/` leaf of 20 files:
+// "d07/pkg0123/src/f05.txt". Files are four short lines, unique to their path.
+std::string file_path(std::size_t leaf, std::size_t file) {
+  return fmt::format("d{:02}/pkg{:04}/src/f{:02}.txt", leaf % top_dirs, leaf, file);
+}
+std::string file_text(const std::string& path) {
+  return fmt::format("// {}\n#include \"common.h\"\nint value() {{ return {}; }}\n// end\n", path,
+                     std::hash<std::string>{}(path) % 100000);
+}
+
+struct edit {
+  std::string path;
+  std::string text;  ///< the file's new content
+};
+
+struct scenario {
+  fs::path dir;
+  std::size_t files = 0;
+  std::size_t leaves = 0;
+  oid base;                          ///< B: every file
+  oid main;                          ///< B + `main_edit`; refs/heads/main points here between iterations
+  edit main_edit;
+  std::vector<oid> changes;          ///< B + `change_edits[i]`, each used by one iteration only
+  std::vector<edit> change_edits;
+  std::size_t next = 0;
+  double generate_s = 0;
+
+  std::pair<oid, const edit*> take_change() {
+    if (next == changes.size())
+      throw failure(fmt::format("gate: scenario at '{}' ran out of its {} prepared change commits", dir.string(),
+                                changes.size()));
+    ++next;
+    return {changes[next - 1], &change_edits[next - 1]};
+  }
+};
+
+// B + one edit, as a commit whose parent is B. `tag` makes the content unique.
+oid commit_edit(git::repository& repo, const oid& base, const oid& base_tree, edit& e, std::string_view tag) {
+  e.text = file_text(e.path) + fmt::format("// edited: {}\n", tag);
+  auto blob = check(repo.write_blob(e.text), "gate: write blob");
+  auto tree = check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
+                    "gate: edit tree");
+  return check(repo.create_commit(tree, {base}, fmt::format("{}: edit {}", tag, e.path), bench_sig),
+               "gate: create commit");
+}
+
+// Builds the repository with agentcore's own API: every blob, then the whole
+// tree in one edit_tree, then B. Only that much is `generate_s`; main and the
+// change commits (one file each) come after.
+scenario generate(const fs::path& dir, std::size_t leaves, std::size_t changes) {
+  scenario s;
+  s.dir = dir;
+  s.leaves = leaves;
+  s.files = leaves * files_per_dir;
+  fs::remove_all(dir);
+  auto t0 = steady::now();
+  auto repo = check(git::repository::init(dir, false, {.fsync = false}), fmt::format("gate: init '{}'", dir.string()));
+  std::map<std::string, std::optional<git::tree_entry>> all;
+  for (std::size_t leaf = 0; leaf < leaves; ++leaf)
+    for (std::size_t f = 0; f < files_per_dir; ++f) {
+      auto path = file_path(leaf, f);
+      auto blob = check(repo.write_blob(file_text(path)), "gate: write blob");
+      all.emplace(std::move(path), git::tree_entry{blob, git::file_mode::blob});
+    }
+  auto tree = check(repo.edit_tree(std::nullopt, all), "gate: write the base tree");
+  s.base = check(repo.create_commit(tree, {}, "base", bench_sig), "gate: create base commit");
+  s.generate_s = seconds_since(t0);
+
+  // main edits a file a third of the way in; each change edits a file in
+  // another package, spread over the top-level directories.
+  std::size_t main_leaf = leaves / 3;
+  s.main_edit.path = file_path(main_leaf, 7);
+  s.main = commit_edit(repo, s.base, tree, s.main_edit, "main");
+  check(repo.advance(main_ref, std::nullopt, s.main, "bench: main"), "gate: create refs/heads/main");
+  for (std::size_t i = 0; i < changes; ++i) {
+    std::size_t leaf = (leaves * 2 / 3 + i * 37) % leaves;
+    if (leaf == main_leaf) leaf = (leaf + 1) % leaves;
+    edit e{file_path(leaf, 12), {}};
+    s.changes.push_back(commit_edit(repo, s.base, tree, e, fmt::format("change {}", i)));
+    s.change_edits.push_back(std::move(e));
+  }
+  return s;
+}
+
+// ---- git as processes -------------------------------------------------------------
+
+// The environment git runs with: ours, plus the identity commit-tree needs.
+class git_env {
+public:
+  git_env() {
+    const std::vector<std::string> ours = {"GIT_AUTHOR_NAME=agentcore-bench", "GIT_AUTHOR_EMAIL=bench@agentcore.invalid",
+                                           "GIT_COMMITTER_NAME=agentcore-bench",
+                                           "GIT_COMMITTER_EMAIL=bench@agentcore.invalid"};
+    for (char** e = environ; *e; ++e) {
+      std::string_view kv = *e;
+      bool replaced = std::any_of(ours.begin(), ours.end(), [&](const std::string& o) {
+        return kv.substr(0, kv.find('=') + 1) == std::string_view(o).substr(0, o.find('=') + 1);
+      });
+      if (!replaced) strings_.emplace_back(kv);
+    }
+    strings_.insert(strings_.end(), ours.begin(), ours.end());
+    for (auto& s : strings_) ptrs_.push_back(s.data());
+    ptrs_.push_back(nullptr);
+  }
+  char** get() { return ptrs_.data(); }
+
+private:
+  std::vector<std::string> strings_;
+  std::vector<char*> ptrs_;
+};
+
+struct git_output {
+  int exit_code = 0;
+  std::string out;  ///< stdout; stderr goes to ours
+};
+
+// Runs `git -C dir args...` and waits for it.
+git_output run_git(git_env& env, const fs::path& dir, const std::vector<std::string>& args) {
+  std::vector<std::string> argv_s = {"git", "-C", dir.string()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string cmd = fmt::format("git {}", fmt::join(args, " "));
+
+  int fds[2];
+  if (::pipe(fds) != 0) throw failure(fmt::format("gate: pipe for '{}': {}", cmd, std::strerror(errno)));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  posix_spawn_file_actions_addclose(&fa, fds[1]);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, "git", &fa, nullptr, argv.data(), env.get());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    throw failure(fmt::format("gate: cannot run '{}': {}; the git CLI comparison needs git (2.38 or later) on PATH",
+                              cmd, std::strerror(rc)));
+  }
+  git_output r;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) r.out.append(buf, static_cast<std::size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// The first line of a git command's output that must succeed.
+std::string git_line(git_env& env, const fs::path& dir, const std::vector<std::string>& args) {
+  auto r = run_git(env, dir, args);
+  if (r.exit_code != 0)
+    throw failure(fmt::format("gate: 'git {}' in '{}' exited with {}; output: {}", fmt::join(args, " "), dir.string(),
+                              r.exit_code, r.out));
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+// ---- libgit2 directly ---------------------------------------------------------------
+
+[[noreturn]] void libgit2_fail(int rc, std::string_view what) {
+  const git_error* e = git_error_last();
+  throw failure(fmt::format("gate: libgit2: {} failed: {} (code {})", what, e && e->message ? e->message : "?", rc));
+}
+void lg(int rc, std::string_view what) {
+  if (rc < 0) libgit2_fail(rc, what);
+}
+
+struct libgit2_init {
+  libgit2_init() { git_libgit2_init(); }
+  ~libgit2_init() { git_libgit2_shutdown(); }
+  libgit2_init(const libgit2_init&) = delete;
+  libgit2_init& operator=(const libgit2_init&) = delete;
+};
+
+template <class T, void (*Free)(T*)>
+struct lg_ptr {
+  T* p = nullptr;
+  lg_ptr() = default;
+  lg_ptr(const lg_ptr&) = delete;
+  lg_ptr& operator=(const lg_ptr&) = delete;
+  ~lg_ptr() {
+    if (p) Free(p);
+  }
+};
+
+git_oid to_lg(const oid& o) {
+  git_oid g;
+  std::memcpy(g.id, o.bytes.data(), 20);
+  return g;
+}
+oid from_lg(const git_oid& g) {
+  oid o;
+  std::memcpy(o.bytes.data(), g.id, 20);
+  return o;
+}
+
+// What a libgit2 user writes for the same job: git_merge_commits (which finds
+// the merge base itself) into an index, the index's trees written to the odb,
+// the commit, and the ref moved only if it still points at main.
+// Returns the merged tree.
+oid libgit2_merge(git_repository* repo, const oid& main, const oid& change, const std::string& message) {
+  git_oid ours_id = to_lg(main), theirs_id = to_lg(change);
+  lg_ptr<git_commit, git_commit_free> ours, theirs;
+  lg(git_commit_lookup(&ours.p, repo, &ours_id), "look up main");
+  lg(git_commit_lookup(&theirs.p, repo, &theirs_id), "look up change");
+  lg_ptr<git_index, git_index_free> index;
+  git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
+  lg(git_merge_commits(&index.p, repo, ours.p, theirs.p, &opts), "git_merge_commits");
+  if (git_index_has_conflicts(index.p)) throw failure("gate: libgit2: git_merge_commits found conflicts in a clean merge");
+  git_oid tree_id;
+  lg(git_index_write_tree_to(&tree_id, index.p, repo), "git_index_write_tree_to");
+  lg_ptr<git_tree, git_tree_free> tree;
+  lg(git_tree_lookup(&tree.p, repo, &tree_id), "look up the merged tree");
+  lg_ptr<git_signature, git_signature_free> sig;
+  lg(git_signature_now(&sig.p, bench_sig.name.c_str(), bench_sig.email.c_str()), "signature");
+  const git_commit* parents[] = {ours.p, theirs.p};
+  git_oid commit_id;
+  lg(git_commit_create(&commit_id, repo, nullptr, sig.p, sig.p, nullptr, message.c_str(), tree.p, 2, parents),
+     "git_commit_create");
+  lg_ptr<git_reference, git_reference_free> ref;
+  lg(git_reference_create_matching(&ref.p, repo, main_ref, &commit_id, 1, &ours_id, "gate: merge"),
+     "git_reference_create_matching");
+  return from_lg(tree_id);
+}
+
+// ---- timing -----------------------------------------------------------------------
+
+struct timings {
+  double median_ms = 0;
+  double first_ms = 0;
+  double min_ms = 0;
+  double max_ms = 0;
+};
+
+timings summarize(const std::vector<double>& ms) {
+  return {median_of(ms), ms.front(), *std::min_element(ms.begin(), ms.end()), *std::max_element(ms.begin(), ms.end())};
+}
+
+// How an iteration gets its handles: a fresh open per iteration (untimed), or
+// one handle for them all. See agentcore_merges for which one the figures use.
+bool reuse_handles() { return std::getenv("GATE_REUSE") != nullptr; }
+
+// agentcore's gate path, `iterations` times on fresh change commits.
+timings agentcore_merges(scenario& s, int iterations, bool fsync) {
+  std::vector<double> ms;
+  std::optional<git::repository> shared;
+  for (int i = 0; i < iterations; ++i) {
+    if (!shared || !reuse_handles()) {
+      shared.reset();
+      shared.emplace(check(git::repository::open(s.dir, {.fsync = fsync}), "gate: open"));
+    }
+    auto& repo = *shared;
+    auto [change, e] = s.take_change();
+    std::string message = fmt::format("Merge {}", change.hex());
+    auto t0 = steady::now();
+    auto m = check(repo.merge(s.base, s.main, change), "gate: merge");
+    if (!m.clean())
+      throw failure(fmt::format("gate: merging {} reported {} conflict(s) in a clean merge, first at '{}'",
+                                change.hex(), m.conflicts.size(), m.conflicts.front().path));
+    auto c = check(repo.create_commit(*m.tree, {s.main, change}, message, bench_sig), "gate: create merge commit");
+    auto r = check(repo.advance(main_ref, s.main, c, "gate: merge"), "gate: advance main");
+    ms.push_back(ms_since(t0));
+    if (!r.advanced) throw failure("gate: refs/heads/main had moved before the merge commit could advance it");
+    check(repo.advance(main_ref, c, s.main, "bench: reset"), "gate: reset main");
+  }
+  return summarize(ms);
+}
+
+// The same job as three git processes, as a script driving git would do it.
+timings git_cli_merges(scenario& s, int iterations) {
+  git_env env;
+  std::vector<double> ms;
+  std::string main_hex = s.main.hex();
+  for (int i = 0; i < iterations; ++i) {
+    auto [change, e] = s.take_change();
+    std::string change_hex = change.hex();
+    auto t0 = steady::now();
+    auto tree = git_line(env, s.dir, {"merge-tree", "--write-tree", "main", change_hex});
+    auto commit = git_line(env, s.dir, {"commit-tree", tree, "-p", "main", "-p", change_hex, "-m", "Merge " + change_hex});
+    git_line(env, s.dir, {"update-ref", "-m", "gate: merge", main_ref, commit, main_hex});
+    ms.push_back(ms_since(t0));
+    git_line(env, s.dir, {"update-ref", "-m", "bench: reset", main_ref, main_hex, commit});
+  }
+  return summarize(ms);
+}
+
+timings libgit2_merges(scenario& s, int iterations) {
+  libgit2_init lib;
+  std::vector<double> ms;
+  lg_ptr<git_repository, git_repository_free> shared;
+  for (int i = 0; i < iterations; ++i) {
+    if (!shared.p || !reuse_handles()) {
+      if (shared.p) git_repository_free(shared.p);
+      shared.p = nullptr;
+      lg(git_repository_open(&shared.p, s.dir.c_str()), "open");
+    }
+    // The same durability as agentcore_merge_ms_20k: agentcore's open sets this
+    // process-wide switch, so set it here rather than inherit the last open's.
+    git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 0);
+    auto [change, e] = s.take_change();
+    std::string message = "Merge " + change.hex();
+    auto t0 = steady::now();
+    libgit2_merge(shared.p, s.main, change, message);
+    ms.push_back(ms_since(t0));
+    git_oid back = to_lg(s.main);
+    lg_ptr<git_reference, git_reference_free> ref;
+    lg(git_reference_create(&ref.p, shared.p, main_ref, &back, 1, "bench: reset"), "reset main");
+  }
+  return summarize(ms);
+}
+
+// ---- checking the merge ---------------------------------------------------------------
+
+// Once per scenario, untimed: agentcore's merged tree has both edits, and is
+// the very tree git merge-tree (and libgit2) make of the same commits.
+void verify(scenario& s) {
+  auto [change, e] = s.take_change();
+  auto repo = check(git::repository::open(s.dir, {.fsync = false}), "gate: open");
+  auto m = check(repo.merge(s.base, s.main, change), "gate: merge");
+  if (!m.clean())
+    throw failure(fmt::format("gate: verify: merging {} into main in '{}' reported {} conflict(s), first at '{}'; the "
+                              "two commits edit different files and must merge cleanly",
+                              change.hex(), s.dir.string(), m.conflicts.size(), m.conflicts.front().path));
+  for (const edit* want : {static_cast<const edit*>(&s.main_edit), e}) {
+    auto entry = check(repo.entry_at(*m.tree, want->path), "gate: verify: entry_at");
+    if (!entry)
+      throw failure(fmt::format("gate: verify: the merged tree {} has no '{}'", m.tree->hex(), want->path));
+    auto text = check(repo.read_blob(entry->id), "gate: verify: read_blob");
+    if (text != want->text)
+      throw failure(fmt::format("gate: verify: '{}' in the merged tree {} has {:?}; expected the edit {:?}", want->path,
+                                m.tree->hex(), text, want->text));
+  }
+  git_env env;
+  auto r = run_git(env, s.dir, {"merge-tree", "--write-tree", s.main.hex(), change.hex()});
+  std::string git_tree = r.out.substr(0, r.out.find('\n'));
+  if (r.exit_code != 0 || git_tree != m.tree->hex())
+    throw failure(fmt::format("gate: verify: agentcore merged main {} and {} in '{}' to tree {}, but 'git merge-tree "
+                              "--write-tree' gives {} (exit {}): the merge is wrong",
+                              s.main.hex(), change.hex(), s.dir.string(), m.tree->hex(), git_tree, r.exit_code));
+  libgit2_init lib;
+  lg_ptr<git_repository, git_repository_free> lrepo;
+  lg(git_repository_open(&lrepo.p, s.dir.c_str()), "open");
+  git_oid ours_id = to_lg(s.main), theirs_id = to_lg(change);
+  lg_ptr<git_commit, git_commit_free> ours, theirs;
+  lg(git_commit_lookup(&ours.p, lrepo.p, &ours_id), "look up main");
+  lg(git_commit_lookup(&theirs.p, lrepo.p, &theirs_id), "look up change");
+  lg_ptr<git_index, git_index_free> index;
+  lg(git_merge_commits(&index.p, lrepo.p, ours.p, theirs.p, nullptr), "git_merge_commits");
+  git_oid tree_id;
+  lg(git_index_write_tree_to(&tree_id, index.p, lrepo.p), "git_index_write_tree_to");
+  if (from_lg(tree_id) != *m.tree)
+    throw failure(fmt::format("gate: verify: libgit2's git_merge_commits gives tree {} where agentcore and git give {}",
+                              from_lg(tree_id).hex(), m.tree->hex()));
+  fmt::print(stderr, "  verified {} files: merged tree {} has both edits, equals git merge-tree and libgit2\n", s.files,
+             m.tree->hex());
+}
+
+}  // namespace
+
+std::vector<figure> run_gate(const run_options& o) {
+  // --quick: a tenth of the sizes (2,000 and 10,000 files), a few iterations.
+  const std::size_t small_leaves = o.quick ? 100 : 1000, large_leaves = o.quick ? 500 : 5000;
+  const int iters = o.quick ? 5 : 20, fsync_iters = o.quick ? 3 : 10, peer_iters = o.quick ? 3 : 10;
+  const auto at_least = [](double v) { return bound{true, v}; };
+  const auto at_most = [](double v) { return bound{false, v}; };
+  std::vector<figure> out;
+  auto phase = steady::now();
+  auto progress = [&phase](std::string_view what, double v) {
+    fmt::print(stderr, "  {:<34} {:>12.3f}   ({:.1f} s)\n", what, v, seconds_since(phase));
+    phase = steady::now();
+  };
+  auto report = [&](std::string_view what, const timings& t) {
+    fmt::print(stderr, "  {:<34} {:>12.3f}   first {:.3f}, min {:.3f}, max {:.3f} ms ({:.1f} s)\n", what, t.median_ms,
+               t.first_ms, t.min_ms, t.max_ms, seconds_since(phase));
+    phase = steady::now();
+  };
+
+  auto small = generate(o.dir / "repo-20k", small_leaves, 1 + iters + fsync_iters + 2 * peer_iters);
+  progress(fmt::format("generate_s_20k ({} files)", small.files), small.generate_s);
+  verify(small);
+  auto ac = agentcore_merges(small, iters, false);
+  report("agentcore_merge_ms_20k", ac);
+  auto ac_fsync = agentcore_merges(small, fsync_iters, true);
+  report("agentcore_merge_ms_20k_fsync", ac_fsync);
+  auto cli = git_cli_merges(small, peer_iters);
+  report("git_cli_merge_ms_20k", cli);
+  auto l2 = libgit2_merges(small, peer_iters);
+  report("libgit2_merge_commits_ms_20k", l2);
+  fs::remove_all(small.dir);
+
+  auto large = generate(o.dir / "repo-100k", large_leaves, 1 + iters);
+  progress(fmt::format("generate_s_100k ({} files)", large.files), large.generate_s);
+  verify(large);
+  auto ac_large = agentcore_merges(large, iters, false);
+  report("agentcore_merge_ms_100k", ac_large);
+  fs::remove_all(large.dir);
+
+  out.push_back({"generate_s_20k", small.generate_s, 2, std::nullopt});
+  out.push_back({"generate_s_100k", large.generate_s, 2, std::nullopt});
+  out.push_back({"agentcore_merge_ms_20k", ac.median_ms, 3, std::nullopt});
+  out.push_back({"agentcore_merge_ms_20k_fsync", ac_fsync.median_ms, 3, std::nullopt});
+  out.push_back({"agentcore_merge_ms_100k", ac_large.median_ms, 3, std::nullopt});
+  out.push_back({"git_cli_merge_ms_20k", cli.median_ms, 2, std::nullopt});
+  out.push_back({"libgit2_merge_commits_ms_20k", l2.median_ms, 2, std::nullopt});
+  out.push_back({"speedup_vs_git_cli", cli.median_ms / ac.median_ms, 1, at_least(20),
+                 std::pair{"git_cli_merge_ms_20k", "agentcore_merge_ms_20k"}});
+  out.push_back({"speedup_vs_libgit2_merge_commits", l2.median_ms / ac.median_ms, 1, at_least(50),
+                 std::pair{"libgit2_merge_commits_ms_20k", "agentcore_merge_ms_20k"}});
+  out.push_back({"size_ratio_100k_vs_20k", ac_large.median_ms / ac.median_ms, 2, at_most(1.5),
+                 std::pair{"agentcore_merge_ms_100k", "agentcore_merge_ms_20k"}});
+  return out;
+}
+
+}  // namespace agentcore::bench

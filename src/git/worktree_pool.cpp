@@ -1,0 +1,375 @@
+#include <agentcore/git/worktree_pool.hpp>
+
+#include <agentcore/contract/glob.hpp>
+#include <agentcore/git/repository.hpp>
+
+#include "git/repository_impl.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <unistd.h>
+
+namespace agentcore::git {
+
+namespace fs = std::filesystem;
+using namespace git::detail;
+
+struct detail::slot {
+  std::size_t index = 0;
+  fs::path path;
+  std::string name;
+  std::optional<repository> repo;  // the linked worktree, opened on its directory
+  oid base, head;
+  bool created = false;
+  bool busy = false;
+};
+
+struct detail::pool_state {
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  fs::path repo_path;
+  worktree_pool_options options;
+  std::optional<repository> main;  // used only under mu
+  std::vector<std::unique_ptr<slot>> slots;
+  std::atomic<std::uint64_t> full_checkouts{0}, files_written{0};
+};
+
+namespace {
+
+git_repository* raw(repository& r) { return repository_access::of(r).repo.get(); }
+
+error_info set_head(repository& r, const oid& id) {
+  git_oid g = to_git(id);
+  if (int rc = git_repository_set_head_detached(raw(r), &g); rc < 0) return last_error(rc, "detach HEAD");
+  return {};
+}
+
+error_info write_file(const fs::path& file, std::string_view content, file_mode mode) {
+  std::error_code ec;
+  // Whatever is in the way (a directory where a file goes, a file where a
+  // directory goes) belongs to the old commit: remove it.
+  if (fs::is_directory(fs::symlink_status(file, ec))) fs::remove_all(file, ec);
+  for (auto p = file.parent_path(); !p.empty(); p = p.parent_path()) {
+    auto st = fs::symlink_status(p, ec);
+    if (fs::exists(st) && !fs::is_directory(st)) {
+      fs::remove(p, ec);
+      break;
+    }
+    if (fs::is_directory(st)) break;
+  }
+  fs::create_directories(file.parent_path(), ec);
+  if (ec) return fail(error::io_error, fmt::format("git: create '{}': {}", file.parent_path().string(), ec.message()));
+  fs::remove(file, ec);
+  if (mode == file_mode::link) {
+    fs::create_symlink(std::string(content), file, ec);
+    if (ec) return fail(error::io_error, fmt::format("git: create link '{}': {}", file.string(), ec.message()));
+    return {};
+  }
+  if (mode == file_mode::commit) {
+    fs::create_directories(file, ec);  // a submodule: an empty directory, as git leaves it
+    return {};
+  }
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                  mode == file_mode::blob_executable ? 0755 : 0644);
+  if (fd < 0) return fail(error::io_error, fmt::format("git: write '{}': {}", file.string(), std::strerror(errno)));
+  const char* p = content.data();
+  std::size_t n = content.size();
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return fail(error::io_error, fmt::format("git: write '{}': {}", file.string(), std::strerror(err)));
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  ::close(fd);
+  return {};
+}
+
+void remove_file(const fs::path& root, const fs::path& file) {
+  std::error_code ec;
+  fs::remove(file, ec);
+  // Drop directories the removal left empty, as a checkout would.
+  for (auto p = file.parent_path(); p != root && p.string().size() > root.string().size(); p = p.parent_path()) {
+    if (!fs::is_empty(p, ec) || ec) break;
+    fs::remove(p, ec);
+  }
+}
+
+/// Resets a slot's files and index to its HEAD, removing untracked and
+/// ignored files; cheap when nothing changed (one status scan).
+error_info clean(slot& s) {
+  git_status_options so = GIT_STATUS_OPTIONS_INIT;
+  so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+  so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS | GIT_STATUS_OPT_INCLUDE_IGNORED |
+             GIT_STATUS_OPT_RECURSE_IGNORED_DIRS;
+  git_status_list* list = nullptr;
+  if (int rc = git_status_list_new(&list, raw(*s.repo), &so); rc < 0)
+    return last_error(rc, fmt::format("status of slot '{}'", s.path.string()));
+  std::size_t n = git_status_list_entrycount(list);
+  bool tracked_changes = false;
+  // git_reset leaves untracked and ignored files alone whatever the checkout
+  // flags say, so those are removed here.
+  std::error_code ec;
+  for (std::size_t i = 0; i < n; ++i) {
+    const git_status_entry* e = git_status_byindex(list, i);
+    if (e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_IGNORED)) {
+      const git_diff_delta* d = e->index_to_workdir;
+      if (d && d->new_file.path) {
+        fs::remove_all(s.path / d->new_file.path, ec);
+        remove_file(s.path, s.path / d->new_file.path);  // and the directories it leaves empty
+      }
+    } else {
+      tracked_changes = true;
+    }
+  }
+  git_status_list_free(list);
+  if (!tracked_changes) return {};
+  auto c = repository_access::of(*s.repo).lookup_commit(s.head);
+  if (!c) return c.error();
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+  if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
+    return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
+  return {};
+}
+
+/// Moves a clean slot from its head to `base`, writing only what differs.
+error_info prepare(pool_state& st, slot& s, const oid& base) {
+  if (s.head == base) {
+    s.base = base;
+    return {};
+  }
+  auto& impl = repository_access::of(*s.repo);
+  auto from = impl.peel_tree(s.head);
+  if (!from) return from.error();
+  auto to = impl.peel_tree(base);
+  if (!to) return to.error();
+  repository::impl::change_map changes;
+  if (auto e = impl.collect(from->get(), to->get(), "", changes)) return e;
+  git_index* raw_index = nullptr;
+  if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
+  handle<git_index, git_index_free> index(raw_index);
+  // Deletions first, so a file can take the place of a directory it replaces.
+  for (const auto& [path, c] : changes) {
+    if (auto why = contract::check_relative_path(path); !why.empty())
+      return fail(error::corrupt, fmt::format("git: commit {} holds an unsafe path: {}", base.hex(), why));
+    if (c.after) continue;
+    remove_file(s.path, s.path / path);
+    git_index_remove_bypath(index.get(), path.c_str());
+  }
+  for (const auto& [path, c] : changes) {
+    if (!c.after) continue;
+    std::string content;
+    if (c.after->mode != file_mode::commit) {
+      auto b = impl.lookup_blob(c.after->id);
+      if (!b) return b.error();
+      content.assign(static_cast<const char*>(git_blob_rawcontent(b->get())),
+                     static_cast<std::size_t>(git_blob_rawsize(b->get())));
+    }
+    if (auto e = write_file(s.path / path, content, c.after->mode)) return e;
+    if (c.after->mode != file_mode::commit)
+      if (int rc = git_index_add_bypath(index.get(), path.c_str()); rc < 0)
+        return last_error(rc, fmt::format("index '{}'", path));
+  }
+  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  if (auto e = set_head(*s.repo, base)) return e;
+  st.files_written += changes.size();
+  s.head = base;
+  s.base = base;
+  return {};
+}
+
+/// Makes the slot's worktree from scratch (the one full checkout).
+error_info create(pool_state& st, slot& s) {
+  git_repository* main = raw(*st.main);
+  std::error_code ec;
+  git_worktree* old = nullptr;
+  if (git_worktree_lookup(&old, main, s.name.c_str()) == 0) {
+    // Registered but its directory is gone (or broken): forget it first.
+    git_worktree_prune_options po = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
+    po.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED | GIT_WORKTREE_PRUNE_WORKING_TREE;
+    git_worktree_prune(old, &po);
+    git_worktree_free(old);
+  }
+  fs::remove_all(s.path, ec);
+  git_worktree_add_options o = GIT_WORKTREE_ADD_OPTIONS_INIT;
+  o.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
+  git_worktree* wt = nullptr;
+  if (int rc = git_worktree_add(&wt, main, s.name.c_str(), s.path.c_str(), &o); rc < 0)
+    return last_error(rc, fmt::format("create worktree '{}'", s.path.string()));
+  git_worktree_free(wt);
+  auto r = repository::open(s.path, {.fsync = false});
+  if (!r) return r.error();
+  s.repo.emplace(std::move(*r));
+  auto head = s.repo->resolve("HEAD");
+  if (!head) return head.error();
+  if (auto e = set_head(*s.repo, *head)) return e;
+  // git_worktree_add made a branch named after the worktree; slots run detached.
+  git_reference* branch = nullptr;
+  if (git_branch_lookup(&branch, main, s.name.c_str(), GIT_BRANCH_LOCAL) == 0) {
+    git_branch_delete(branch);
+    git_reference_free(branch);
+  }
+  s.head = *head;
+  s.created = true;
+  ++st.full_checkouts;
+  return {};
+}
+
+}  // namespace
+
+// --- worktree ---
+
+worktree::worktree(std::shared_ptr<pool_state> pool, slot* s) : pool_(std::move(pool)), slot_(s) {}
+worktree::worktree(worktree&& o) noexcept : pool_(std::move(o.pool_)), slot_(std::exchange(o.slot_, nullptr)) {}
+worktree& worktree::operator=(worktree&& o) noexcept {
+  if (this != &o) {
+    release();
+    pool_ = std::move(o.pool_);
+    slot_ = std::exchange(o.slot_, nullptr);
+  }
+  return *this;
+}
+worktree::~worktree() { release(); }
+
+const fs::path& worktree::path() const noexcept { return slot_->path; }
+const oid& worktree::base() const noexcept { return slot_->base; }
+const oid& worktree::head() const noexcept { return slot_->head; }
+
+result<oid> worktree::commit_all(std::string_view message, const signature& author) {
+  repository& r = *slot_->repo;
+  git_index* raw_index = nullptr;
+  if (int rc = git_repository_index(&raw_index, raw(r)); rc < 0) return last_error(rc, "open the slot's index");
+  handle<git_index, git_index_free> index(raw_index);
+  char star[] = "*";
+  char* patterns[] = {star};
+  git_strarray spec{patterns, 1};
+  if (int rc = git_index_add_all(index.get(), &spec, GIT_INDEX_ADD_DEFAULT, nullptr, nullptr); rc < 0)
+    return last_error(rc, "stage the worktree's changes");
+  if (int rc = git_index_update_all(index.get(), &spec, nullptr, nullptr); rc < 0)
+    return last_error(rc, "stage the worktree's deletions");
+  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  git_oid tree;
+  if (int rc = git_index_write_tree(&tree, index.get()); rc < 0) return last_error(rc, "write the worktree's tree");
+  auto head_tree = r.commit_tree(slot_->head);
+  if (!head_tree) return head_tree.error();
+  if (from_git(tree) == *head_tree) return slot_->head;
+  auto c = r.create_commit(from_git(tree), {slot_->head}, message, author);
+  if (!c) return c.error();
+  if (auto e = set_head(r, *c)) return e;
+  slot_->head = *c;
+  return *c;
+}
+
+result<contract::diff> worktree::diff_from_base() { return slot_->repo->diff(slot_->base, slot_->head); }
+
+void worktree::release() {
+  if (!slot_) return;
+  slot* s = std::exchange(slot_, nullptr);
+  auto pool = std::move(pool_);
+  // A slot that cannot be cleaned is rebuilt from scratch on its next use.
+  if (clean(*s)) s->created = false;
+  std::lock_guard lk(pool->mu);
+  s->busy = false;
+  pool->cv.notify_one();
+}
+
+// --- pool ---
+
+worktree_pool::worktree_pool(std::shared_ptr<pool_state> s) : state_(std::move(s)) {}
+worktree_pool::~worktree_pool() = default;
+
+result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repository_path, worktree_pool_options options) {
+  if (options.root.empty())
+    return fail(error::invalid_argument, "git: worktree_pool_options::root is empty; name a directory for the slots");
+  if (options.slots == 0) return fail(error::invalid_argument, "git: a worktree pool needs at least one slot");
+  auto st = std::make_shared<pool_state>();
+  st->repo_path = repository_path;
+  st->options = options;
+  auto main = repository::open(repository_path, {.fsync = false});
+  if (!main) return main.error();
+  st->main.emplace(std::move(*main));
+  std::error_code ec;
+  fs::create_directories(options.root, ec);
+  if (ec)
+    return fail(error::io_error, fmt::format("git: cannot create slot directory '{}': {}", options.root.string(), ec.message()));
+  for (std::size_t i = 0; i < options.slots; ++i) {
+    auto s = std::make_unique<slot>();
+    s->index = i;
+    s->path = fs::absolute(options.root / fmt::format("slot-{}", i));
+    s->name = fmt::format("agentcore-slot-{}", i);
+    // A slot left by an earlier run is reused, reset to its last commit.
+    if (fs::exists(s->path / ".git")) {
+      auto r = repository::open(s->path, {.fsync = false});
+      if (r) {
+        s->repo.emplace(std::move(*r));
+        auto head = s->repo->resolve("HEAD");
+        if (head) {
+          s->head = *head;
+          s->base = *head;
+          s->created = !clean(*s);
+        }
+      }
+    }
+    st->slots.push_back(std::move(s));
+  }
+  return std::unique_ptr<worktree_pool>(new worktree_pool(std::move(st)));
+}
+
+result<worktree> worktree_pool::acquire(const oid& base, std::chrono::milliseconds timeout) {
+  auto& st = *state_;
+  slot* s = nullptr;
+  {
+    std::unique_lock lk(st.mu);
+    auto pick = [&]() -> slot* {
+      slot* fresh = nullptr;
+      for (auto& x : st.slots) {
+        if (x->busy) continue;
+        if (x->created) return x.get();  // prefer a made slot: no full checkout
+        if (!fresh) fresh = x.get();
+      }
+      return fresh;
+    };
+    st.cv.wait_for(lk, timeout, [&] { return (s = pick()) != nullptr; });
+    if (!s)
+      return fail(error::too_many_attempts,
+                  fmt::format("git: all {} worktree slots are busy; wait, or open the pool with more slots", st.slots.size()));
+    s->busy = true;
+    if (!s->created) {
+      if (auto e = create(st, *s)) {
+        s->busy = false;
+        return e;
+      }
+    }
+  }
+  if (auto e = prepare(st, *s, base)) {
+    // A half-moved slot is rebuilt next time rather than trusted.
+    std::lock_guard lk(st.mu);
+    s->created = false;
+    s->busy = false;
+    st.cv.notify_one();
+    return e;
+  }
+  return worktree(state_, s);
+}
+
+worktree_pool_stats worktree_pool::stats() const {
+  std::lock_guard lk(state_->mu);
+  worktree_pool_stats out;
+  out.slots = state_->slots.size();
+  for (auto& s : state_->slots) out.free += s->busy ? 0 : 1;
+  out.full_checkouts = state_->full_checkouts;
+  out.files_written = state_->files_written;
+  return out;
+}
+
+}  // namespace agentcore::git

@@ -1,0 +1,138 @@
+#include "git/git_fixture.hpp"
+
+#include <agentcore/git/worktree_pool.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <set>
+
+using namespace agentcore;
+using namespace agentcore::test;
+namespace fs = std::filesystem;
+
+namespace {
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+void spit(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << s;
+}
+// What git itself says about a slot: nothing modified, untracked or ignored, at `at`.
+void check_clean_at(const fs::path& slot, const git::oid& at) {
+  auto head = sh("git -C '" + slot.string() + "' rev-parse HEAD");
+  CHECK(head.out == at.hex() + "\n");
+  auto st = sh("git -C '" + slot.string() + "' status --porcelain --ignored --untracked-files=all");
+  CHECK_MESSAGE(st.out.empty(), "slot not clean: " << st.out);
+}
+}  // namespace
+
+TEST_CASE("git.worktree_pool.prepare_commit_release_reuse") {
+  git_fixture fx;
+  files base{{"src/a.cpp", file_spec{"int a;\n"}},
+             {"src/b.cpp", file_spec{"int b;\n"}},
+             {"tool.sh", file_spec{"echo\n", git::file_mode::blob_executable}},
+             {"link", file_spec{"src/a.cpp", git::file_mode::link}},
+             {"thing", file_spec{"a file for now\n"}},
+             {".gitignore", file_spec{"*.o\n"}}};
+  for (int i = 0; i < 50; ++i) base["bulk/f" + std::to_string(i) + ".txt"] = file_spec{std::to_string(i) + "\n"};
+  auto c1 = fx.commit(std::nullopt, base, "base");
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, c1, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  auto c2 = fx.commit(c1, {{"src/a.cpp", file_spec{"int a = 2;\n"}},
+                           {"src/b.cpp", std::nullopt},
+                           {"thing", std::nullopt},
+                           {"thing/now-a-dir.txt", file_spec{"dir\n"}},
+                           {"tool.sh", file_spec{"echo\n"}},  // exec bit dropped
+                           {"new/deep/file.txt", file_spec{"new\n"}}},
+                      "second");
+
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 2}).value();
+  fs::path slot_path;
+  {
+    auto wt = pool->acquire(c1).value();
+    slot_path = wt.path();
+    CHECK(wt.base() == c1);
+    CHECK(slurp(wt.path() / "src/a.cpp") == "int a;\n");
+    CHECK(fs::is_symlink(wt.path() / "link"));
+    CHECK((fs::status(wt.path() / "tool.sh").permissions() & fs::perms::owner_exec) != fs::perms::none);
+    check_clean_at(wt.path(), c1);
+
+    // The agent works: edits, adds, deletes; and leaves build output behind.
+    spit(wt.path() / "src/a.cpp", "int a = 42;\n");
+    spit(wt.path() / "src/c.cpp", "int c;\n");
+    fs::remove(wt.path() / "bulk/f7.txt");
+    spit(wt.path() / "src/a.o", "object code");
+    auto commit = wt.commit_all("task: change a", fx.sig).value();
+    CHECK(commit != c1);
+    CHECK(wt.head() == commit);
+    CHECK(fx.repo.commit_parents(commit).value() == std::vector<git::oid>{c1});
+    auto d = wt.diff_from_base().value();
+    std::set<std::string> paths;
+    for (const auto& f : d.files) paths.insert(f.path);
+    CHECK(paths == std::set<std::string>{"src/a.cpp", "src/c.cpp", "bulk/f7.txt"});  // not the ignored a.o
+    CHECK(wt.commit_all("nothing new", fx.sig).value() == commit);  // nothing to commit
+    spit(wt.path() / "scratch.txt", "uncommitted");
+  }
+  // Released: uncommitted and ignored files are gone.
+  CHECK_FALSE(fs::exists(slot_path / "scratch.txt"));
+  CHECK_FALSE(fs::exists(slot_path / "src/a.o"));
+
+  // Reused at another commit: only the differing files are written.
+  auto before = pool->stats();
+  CHECK(before.full_checkouts == 1);
+  {
+    auto wt = pool->acquire(c2).value();
+    CHECK(wt.path() == slot_path);
+    auto after = pool->stats();
+    CHECK(after.full_checkouts == 1);
+    CHECK(after.files_written - before.files_written <= 10);
+    CHECK(slurp(wt.path() / "src/a.cpp") == "int a = 2;\n");
+    CHECK_FALSE(fs::exists(wt.path() / "src/b.cpp"));
+    CHECK_FALSE(fs::exists(wt.path() / "src/c.cpp"));  // from the last task's commit, not in c2
+    CHECK(fs::is_directory(wt.path() / "thing"));
+    CHECK(slurp(wt.path() / "new/deep/file.txt") == "new\n");
+    CHECK((fs::status(wt.path() / "tool.sh").permissions() & fs::perms::owner_exec) == fs::perms::none);
+    CHECK(fs::exists(wt.path() / "bulk/f7.txt"));  // deleted by the last task, present in c2
+    check_clean_at(wt.path(), c2);
+  }
+}
+
+TEST_CASE("git.worktree_pool.bounded_and_crash_safe") {
+  git_fixture fx;
+  auto c1 = fx.commit(std::nullopt, {{"a.txt", file_spec{"a\n"}}});
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, c1, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  temp_dir slots("slots");
+  fs::path slot_path;
+  {
+    auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 2}).value();
+    auto w1 = pool->acquire(c1).value();
+    auto w2 = pool->acquire(c1).value();
+    CHECK(w1.path() != w2.path());
+    auto w3 = pool->acquire(c1, std::chrono::milliseconds(10));
+    REQUIRE_FALSE(w3.has_value());
+    CHECK(w3.error() == error::too_many_attempts);
+    CHECK(w3.error().message().find("all 2 worktree slots") != std::string::npos);
+    slot_path = w1.path();
+    w2.release();
+    CHECK(pool->acquire(c1).has_value());
+  }
+  // A process that died mid-task leaves junk in a slot; the next pool cleans it.
+  spit(slot_path / "a.txt", "half-written");
+  spit(slot_path / "junk/file", "junk");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 2}).value();
+  CHECK(slurp(slot_path / "a.txt") == "a\n");
+  CHECK_FALSE(fs::exists(slot_path / "junk"));
+  auto wt = pool->acquire(c1).value();
+  CHECK(pool->stats().full_checkouts == 0);  // reused, not checked out again
+  check_clean_at(wt.path(), c1);
+
+  auto bad = git::worktree_pool::open(fx.dir.path(), {.root = {}, .slots = 2});
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message().find("root") != std::string::npos);
+}
