@@ -1,0 +1,57 @@
+// agentcore/gate/checks.hpp: running a check (a shell command) over a
+// worktree with the limits agent output needs: a time limit that kills the
+// whole process group, an output cap that keeps the head and the tail, and an
+// environment reduced to an allow-list, so no secret reaches the command.
+//
+//   auto r = agentcore::gate::run_check("ctest --output-on-failure",
+//                                       {.working_directory = wt.path(), .timeout = std::chrono::minutes(5)});
+//   if (r && !r->passed()) report(r->log);
+//
+// Blocking: run it on a blocking pool, not on an I/O thread.
+#pragma once
+
+#include <agentcore/core/error.hpp>
+#include <agentcore/core/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agentcore::gate {
+
+/// Environment variables passed through from the host by default.
+std::vector<std::string> default_env_allow_list();
+
+struct check_options {
+  std::filesystem::path working_directory;  ///< required
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  std::size_t output_limit = 256 * 1024;  ///< bytes of log kept: the first and last halves
+  std::vector<std::string> env_allow = default_env_allow_list();
+  std::map<std::string, std::string> env_set;  ///< set (or override) in the command's environment
+  std::string shell = "/bin/sh";
+};
+
+struct check_result {
+  std::string command;
+  int exit_code = -1;  ///< the exit status, or 128 + signal when killed by one
+  bool timed_out = false;
+  std::chrono::milliseconds duration{0};
+  std::string log;                  ///< stdout and stderr interleaved, capped
+  std::size_t output_bytes = 0;     ///< all the output, before the cap
+  bool truncated = false;
+  bool passed() const noexcept { return !timed_out && exit_code == 0; }
+  /// One line: "passed", "exit 2", "timed out after 30000 ms", "command not found".
+  std::string outcome() const;
+};
+
+/// Runs `command` with `options.shell -c`. A command that fails or does not
+/// exist is a result (exit_code != 0), not an error; an error means it could
+/// not be started at all (a missing working directory, say).
+result<check_result> run_check(std::string_view command, const check_options& options);
+
+void tag_invoke(json::value_from_tag, json::value& v, const check_result& r);
+
+}  // namespace agentcore::gate

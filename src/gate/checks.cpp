@@ -1,0 +1,165 @@
+// Boost.Process v2 is used only here, header-only, so it is compiled once.
+#define BOOST_PROCESS_USE_STD_FS 1
+#include <agentcore/gate/checks.hpp>
+
+// Boost 1.81's Process v2 with std::filesystem leans on these without
+// including them.
+#include <boost/io/quoted.hpp>
+#include <boost/optional.hpp>
+#include <boost/type_traits.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/readable_pipe.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/writable_pipe.hpp>
+#include <boost/asio/connect_pipe.hpp>
+#include <boost/process/v2/process.hpp>
+#include <boost/process/v2/start_dir.hpp>
+#include <boost/process/v2/stdio.hpp>
+#include <boost/process/v2/environment.hpp>
+// Header-only mode in 1.81 does not pull this definition in by itself.
+#include <boost/process/v2/impl/environment.ipp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace agentcore::gate {
+
+namespace asio = boost::asio;
+namespace bp = boost::process::v2;
+
+namespace {
+
+// Puts the command in a process group of its own, so a time-out can kill
+// everything it started, not just the shell.
+struct new_process_group {
+  template <class Launcher>
+  bp::error_code on_exec_setup(Launcher&, const std::filesystem::path&, const char* const*&) {
+    if (::setpgid(0, 0) != 0) return bp::error_code(errno, bp::system_category());
+    return {};
+  }
+};
+
+// Keeps the first and the last `limit / 2` bytes of a stream.
+class capped_log {
+public:
+  explicit capped_log(std::size_t limit) : half_(std::max<std::size_t>(limit / 2, 1)) {}
+  void append(const char* p, std::size_t n) {
+    total_ += n;
+    std::size_t to_head = std::min(n, half_ - std::min(half_, head_.size()));
+    head_.append(p, to_head);
+    p += to_head;
+    n -= to_head;
+    if (n == 0) return;
+    tail_.append(p, n);
+    if (tail_.size() > 2 * half_) tail_.erase(0, tail_.size() - half_);
+  }
+  std::string text(bool& truncated) {
+    if (tail_.size() > half_) tail_.erase(0, tail_.size() - half_);
+    std::size_t kept = head_.size() + tail_.size();
+    truncated = kept < total_;
+    if (!truncated) return head_ + tail_;
+    return head_ + fmt::format("\n[... {} bytes elided ...]\n", total_ - kept) + tail_;
+  }
+  std::size_t total() const { return total_; }
+
+private:
+  std::size_t half_;
+  std::string head_, tail_;
+  std::size_t total_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::string> default_env_allow_list() {
+  return {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"};
+}
+
+std::string check_result::outcome() const {
+  if (timed_out) return fmt::format("timed out after {} ms", duration.count());
+  if (exit_code == 0) return "passed";
+  if (exit_code == 127) return "command not found (exit 127)";
+  if (exit_code > 128) return fmt::format("killed by signal {}", exit_code - 128);
+  return fmt::format("exit {}", exit_code);
+}
+
+result<check_result> run_check(std::string_view command, const check_options& options) {
+  if (options.working_directory.empty())
+    return fail(error::invalid_argument, "gate: check_options::working_directory is empty");
+  std::error_code fec;
+  if (!std::filesystem::is_directory(options.working_directory, fec))
+    return fail(error::invalid_argument,
+                fmt::format("gate: working directory '{}' does not exist", options.working_directory.string()));
+
+  std::map<std::string, std::string> env;
+  for (const auto& name : options.env_allow)
+    if (const char* v = std::getenv(name.c_str())) env[name] = v;
+  for (const auto& [k, v] : options.env_set) env[k] = v;
+  std::vector<std::string> env_lines;
+  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
+
+  check_result out;
+  out.command = std::string(command);
+  asio::io_context ctx;
+  asio::readable_pipe reader(ctx);
+  asio::writable_pipe writer(ctx);
+  asio::connect_pipe(reader, writer);
+  auto started = std::chrono::steady_clock::now();
+  bp::error_code ec;
+  bp::process proc(ctx, options.shell, {std::string("-c"), std::string(command)},
+                   bp::process_stdio{nullptr, writer, writer}, bp::process_start_dir(options.working_directory),
+                   bp::process_environment(env_lines), new_process_group{});
+  writer.close();
+  pid_t group = proc.id();
+  auto kill_group = [&] {
+    if (group > 0) ::kill(-group, SIGKILL);
+  };
+
+  capped_log log(options.output_limit);
+  std::array<char, 16384> buf;
+  bool exited = false, eof = false;
+  asio::steady_timer timer(ctx, options.timeout);
+  timer.async_wait([&](bp::error_code e) {
+    if (e) return;
+    out.timed_out = true;
+    kill_group();
+  });
+  std::function<void()> read_more = [&] {
+    reader.async_read_some(asio::buffer(buf), [&](bp::error_code e, std::size_t n) {
+      log.append(buf.data(), n);
+      if (e) {
+        eof = true;
+        if (exited) timer.cancel();
+        return;
+      }
+      read_more();
+    });
+  };
+  read_more();
+  proc.async_wait([&](bp::error_code e, int code) {
+    exited = true;
+    out.exit_code = e ? -1 : code;
+    // Stray background children would hold the pipe open: end them too.
+    kill_group();
+    if (eof) timer.cancel();
+  });
+  ctx.run();
+  out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  out.log = log.text(out.truncated);
+  out.output_bytes = log.total();
+  return out;
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const check_result& r) {
+  v = {{"command", r.command},          {"exit_code", r.exit_code},   {"timed_out", r.timed_out},
+       {"duration_ms", r.duration.count()}, {"output_bytes", r.output_bytes}, {"truncated", r.truncated},
+       {"outcome", r.outcome()},        {"log", r.log}};
+}
+
+}  // namespace agentcore::gate
