@@ -53,9 +53,17 @@ TEST_CASE("gate.checks.time_limit_kills_the_whole_process_group") {
   f >> bg;
   REQUIRE(bg > 0);
   // The background child is gone too (give the kernel a moment to reap it).
+  // Killed means gone, or a zombie waiting for init to reap it.
+  auto dead = [](pid_t pid) {
+    if (::kill(pid, 0) != 0) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string pid_s, comm, state;
+    stat >> pid_s >> comm >> state;
+    return state == "Z" || state == "X";
+  };
   bool gone = false;
-  for (int i = 0; i < 100 && !gone; ++i) {
-    gone = ::kill(bg, 0) != 0;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = dead(bg);
     if (!gone) std::this_thread::sleep_for(10ms);
   }
   CHECK(gone);

@@ -1,0 +1,141 @@
+// agentcore/gate/merge_gate.hpp: the merge gate. Agent output is untrusted
+// code: every change is checked against its contract and its fast checks in
+// its own worktree, then the merge queue lands it on the target branch, which
+// only ever moves by compare-and-swap to a commit that passed the gate.
+//
+//   gate::merge_gate g(repo_path, *store, *pool, {.mode = gate::policy::batch,
+//                                                 .deep_checks = {"make test"}});
+//   auto v = g.submit({.id = "t12-1", .task = task_id{"t12"}, .base = base, .head = head,
+//                      .contract = c, .checks = {"make lint"}});   // rejected now, or queued
+//   g.run_until_empty();                                          // lands what passes
+//
+// Policies:
+//   serial      merge one change onto the branch, run the deep checks, advance.
+//   batch       merge up to batch_size changes in order, run the deep checks once;
+//               on failure bisect the batch, land the good ones, reject the culprits.
+//   optimistic  land after the fast checks alone; every optimistic_every merges run
+//               the deep checks on the branch, and when they fail, bisect the merges
+//               since the last green commit and revert the culprit.
+// A higher-priority change is never batched behind a lower one. The queue's
+// state lives in the store: after a crash, open() finishes or re-runs what was
+// in flight, and the branch is always at a gated commit.
+#pragma once
+
+#include <agentcore/board/task_board.hpp>
+#include <agentcore/contract/contract.hpp>
+#include <agentcore/core/event_bus.hpp>
+#include <agentcore/gate/checks.hpp>
+#include <agentcore/git/types.hpp>
+#include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/store/store.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agentcore::gate {
+
+enum class policy { serial, batch, optimistic };
+
+struct gate_options {
+  std::string branch = "refs/heads/main";
+  policy mode = policy::serial;
+  std::size_t batch_size = 8;
+  std::size_t optimistic_every = 10;      ///< deep checks after this many optimistic merges
+  std::vector<std::string> deep_checks;   ///< run on the merged result (none: always pass)
+  check_options check;                    ///< limits for every check (working_directory is set per run)
+  std::string prefix = "gate/";           ///< store key prefix
+  git::signature committer{"agentcore gate", "gate@agentcore.invalid", 0, 0};
+  event_bus* events = nullptr;
+  board::task_board* board = nullptr;     ///< when set, verdicts are recorded on the tasks
+};
+
+/// A change a worker submits: its commit, the commit it started from, and its terms.
+struct change {
+  std::string id;                  ///< unique per submission ([A-Za-z0-9._-])
+  std::optional<task_id> task;
+  git::oid base;
+  git::oid head;
+  int priority = 0;
+  contract::task_contract contract;
+  std::vector<std::string> checks;  ///< fast checks, run in the change's worktree
+  std::optional<git::oid> revert_of;  ///< set by rollback(): take this merged commit back out
+};
+
+enum class verdict_kind {
+  queued,             ///< passed the per-change checks; waiting in the queue
+  merged,             ///< landed on the branch (merged_as)
+  contract_violated,  ///< the diff broke the contract (contract)
+  checks_failed,      ///< a fast check failed (checks)
+  conflict,           ///< does not merge onto the branch (paths): back to its worker
+  deep_checks_failed, ///< the merged result failed the deep checks (checks)
+  reverted,           ///< landed optimistically, then found to break the branch and reverted
+  error,              ///< the change is malformed (missing commit, base not on the branch, ...)
+};
+std::string_view to_string(verdict_kind k) noexcept;
+
+struct change_verdict {
+  std::string change_id;
+  verdict_kind kind = verdict_kind::queued;
+  std::string detail;
+  std::vector<std::string> paths;      ///< conflicting paths, for a conflict
+  contract::verdict contract;          ///< for contract_violated
+  std::vector<check_result> checks;    ///< the checks that ran (logs capped)
+  std::optional<git::oid> merged_as;   ///< the commit the branch moved to
+};
+
+/// Published on the event bus for every verdict.
+struct gate_event {
+  static constexpr std::string_view event_type = "gate.verdict";
+  change_verdict verdict;
+};
+/// Published whenever the branch moves.
+struct branch_moved {
+  static constexpr std::string_view event_type = "gate.branch_moved";
+  std::string branch;
+  git::oid from, to;
+  std::vector<std::string> changes;
+};
+
+class merge_gate {
+public:
+  /// Opens the gate for `options.branch` of the repository, and finishes what
+  /// a crashed gate left in flight.
+  static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
+                                                  git::worktree_pool& pool, gate_options options);
+  ~merge_gate();
+
+  /// Per-change checks: the contract on the diff from base, then the fast
+  /// checks in the change's worktree. Returns `queued` or why not. Safe to
+  /// call from several threads at once (each check run takes a pool slot).
+  result<change_verdict> submit(change c);
+
+  /// Lands queued changes until the queue is empty; returns the verdicts made.
+  result<std::vector<change_verdict>> run_until_empty();
+  /// One step of the queue (one change, or one batch). Empty: nothing queued.
+  result<std::vector<change_verdict>> run_once();
+
+  /// Queues the revert of a merged commit (a rollback) ahead of normal work.
+  result<change_verdict> rollback(const git::oid& merged, std::string reason);
+
+  result<std::optional<change_verdict>> verdict(const std::string& change_id);
+  result<std::size_t> queued() const;
+
+  class impl;
+
+private:
+  explicit merge_gate(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+void tag_invoke(json::value_from_tag, json::value& v, const change& c);
+result<change> change_from_json(const json::value& v);
+void tag_invoke(json::value_from_tag, json::value& v, const change_verdict& c);
+result<change_verdict> verdict_from_json(const json::value& v);
+void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e);
+void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e);
+
+}  // namespace agentcore::gate

@@ -1,0 +1,646 @@
+#include <agentcore/gate/merge_gate.hpp>
+
+#include <agentcore/git/repository.hpp>
+
+#include <fmt/format.h>
+
+#include <mutex>
+
+namespace agentcore::gate {
+
+namespace {
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json::array strings(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) a.push_back(json::value(s));
+  return a;
+}
+
+result<git::oid> oid_field(const json::object& o, std::string_view key) {
+  auto s = json_field<std::string>(o, key, "gate");
+  if (!s) return s.error();
+  return git::oid::from_hex(*s);
+}
+
+constexpr std::array<std::string_view, 8> verdict_names = {"queued",   "merged",   "contract_violated",
+                                                           "checks_failed", "conflict", "deep_checks_failed",
+                                                           "reverted", "error"};
+
+}  // namespace
+
+std::string_view to_string(verdict_kind k) noexcept { return verdict_names[static_cast<std::size_t>(k)]; }
+
+// --- JSON ---
+
+void tag_invoke(json::value_from_tag, json::value& v, const change& c) {
+  json::object o{{"id", c.id},
+                 {"base", c.base.hex()},
+                 {"head", c.head.hex()},
+                 {"priority", c.priority},
+                 {"contract", contract::to_json_value(c.contract)},
+                 {"checks", strings(c.checks)}};
+  o["task"] = c.task ? json::value(c.task->str()) : json::value(nullptr);
+  o["revert_of"] = c.revert_of ? json::value(c.revert_of->hex()) : json::value(nullptr);
+  v = std::move(o);
+}
+
+result<change> change_from_json(const json::value& v) {
+  if (!v.is_object()) return fail(error::invalid_argument, "gate: a change must be a JSON object");
+  const auto& o = v.as_object();
+  change c;
+  auto id = json_field<std::string>(o, "id", "gate: change");
+  if (!id) return id.error();
+  c.id = *id;
+  auto base = oid_field(o, "base");
+  if (!base) return base.error();
+  c.base = *base;
+  auto head = oid_field(o, "head");
+  if (!head) return head.error();
+  c.head = *head;
+  auto prio = json_field_or<int>(o, "priority", 0, "gate: change");
+  if (!prio) return prio.error();
+  c.priority = *prio;
+  auto checks = json_field_or<std::vector<std::string>>(o, "checks", {}, "gate: change");
+  if (!checks) return checks.error();
+  c.checks = std::move(*checks);
+  if (auto it = o.find("contract"); it != o.end() && !it->value().is_null()) {
+    auto k = contract::contract_from_json(it->value());
+    if (!k) return k.error();
+    c.contract = std::move(*k);
+  }
+  auto task = json_field_or<std::string>(o, "task", {}, "gate: change");
+  if (!task) return task.error();
+  if (!task->empty()) c.task = task_id(*task);
+  auto rev = json_field_or<std::string>(o, "revert_of", {}, "gate: change");
+  if (!rev) return rev.error();
+  if (!rev->empty()) {
+    auto r = git::oid::from_hex(*rev);
+    if (!r) return r.error();
+    c.revert_of = *r;
+  }
+  return c;
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const change_verdict& c) {
+  json::array checks;
+  for (const auto& r : c.checks) checks.push_back(json::value_from(r));
+  v = {{"change", c.change_id},
+       {"verdict", to_string(c.kind)},
+       {"detail", c.detail},
+       {"paths", strings(c.paths)},
+       {"contract", json::value_from(c.contract)},
+       {"checks", std::move(checks)},
+       {"merged_as", c.merged_as ? json::value(c.merged_as->hex()) : json::value(nullptr)}};
+}
+
+result<change_verdict> verdict_from_json(const json::value& v) {
+  if (!v.is_object()) return fail(error::invalid_argument, "gate: a verdict must be a JSON object");
+  const auto& o = v.as_object();
+  change_verdict out;
+  auto id = json_field<std::string>(o, "change", "gate: verdict");
+  if (!id) return id.error();
+  out.change_id = *id;
+  auto kind = json_field<std::string>(o, "verdict", "gate: verdict");
+  if (!kind) return kind.error();
+  bool known = false;
+  for (std::size_t i = 0; i < verdict_names.size(); ++i)
+    if (verdict_names[i] == *kind) {
+      out.kind = static_cast<verdict_kind>(i);
+      known = true;
+    }
+  if (!known) return fail(error::invalid_argument, fmt::format("gate: unknown verdict '{}'", *kind));
+  auto detail = json_field_or<std::string>(o, "detail", {}, "gate: verdict");
+  if (!detail) return detail.error();
+  out.detail = *detail;
+  auto paths = json_field_or<std::vector<std::string>>(o, "paths", {}, "gate: verdict");
+  if (!paths) return paths.error();
+  out.paths = *paths;
+  auto merged = json_field_or<std::string>(o, "merged_as", {}, "gate: verdict");
+  if (!merged) return merged.error();
+  if (!merged->empty()) {
+    auto m = git::oid::from_hex(*merged);
+    if (!m) return m.error();
+    out.merged_as = *m;
+  }
+  // Check logs and contract details are kept in the stored JSON for people;
+  // the typed verdict carries the outcome.
+  return out;
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e) { v = json::value_from(e.verdict); }
+void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e) {
+  v = {{"branch", e.branch}, {"from", e.from.hex()}, {"to", e.to.hex()}, {"changes", strings(e.changes)}};
+}
+
+// --- the gate ---
+
+class merge_gate::impl {
+public:
+  impl(store::store& s, git::worktree_pool& pool, gate_options o, git::repository queue_repo, git::repository submit_repo)
+      : store_(s), pool_(pool), options_(std::move(o)), repo_(std::move(queue_repo)), submit_repo_(std::move(submit_repo)) {
+    std::string name = options_.branch;
+    if (name.starts_with("refs/heads/")) name = name.substr(11);
+    for (char& ch : name)
+      if (ch == '/') ch = '_';
+    root_ = options_.prefix + name + "/";
+  }
+
+  std::string queue_prefix() const { return root_ + "queue/"; }
+  std::string verdict_key(const std::string& id) const { return root_ + "verdict/" + id; }
+  std::string landing_key() const { return root_ + "landing"; }
+  std::string since_green_prefix() const { return root_ + "since_green/"; }
+
+  struct item {
+    change c;
+    std::string key;  // its queue key
+  };
+
+  // --- verdicts ---
+
+  void announce(const change_verdict& v, const std::optional<task_id>& task) {
+    if (options_.events) options_.events->publish(gate_event{v});
+    if (!options_.board || !task || v.kind == verdict_kind::queued || v.kind == verdict_kind::reverted) return;
+    board::task_state outcome = v.kind == verdict_kind::merged  ? board::task_state::merged
+                                : v.kind == verdict_kind::error ? board::task_state::failed
+                                                                : board::task_state::rejected;
+    // The board may not hold the task as submitted (a host that does not use
+    // it for this change); the verdict in the store is what counts.
+    (void)options_.board->finish(*task, outcome, json::value_from(v));
+  }
+
+  /// Records a final verdict for a change that is not (or no longer) queued.
+  result<change_verdict> decide(const change& c, change_verdict v, const std::string& queue_key = {}) {
+    v.change_id = c.id;
+    store::txn x;
+    x.put(verdict_key(c.id), json::serialize(json::value_from(v)));
+    if (!queue_key.empty()) x.erase(queue_key);
+    auto r = store_.commit(x);
+    if (!r) return r.error();
+    announce(v, c.task);
+    return v;
+  }
+
+  result<std::vector<check_result>> run_checks(const std::vector<std::string>& commands, const git::oid& at, bool& passed) {
+    passed = true;
+    std::vector<check_result> out;
+    if (commands.empty()) return out;
+    auto wt = pool_.acquire(at, std::chrono::minutes(10));
+    if (!wt) return wt.error();
+    for (const auto& cmd : commands) {
+      check_options o = options_.check;
+      o.working_directory = wt->path();
+      auto r = run_check(cmd, o);
+      if (!r) return r.error();
+      passed = passed && r->passed();
+      out.push_back(std::move(*r));
+      if (!passed) break;  // later checks would only repeat the bad news
+    }
+    return out;
+  }
+
+  // --- submit ---
+
+  result<change_verdict> submit(change c) {
+    if (auto why = validate_id(c.id); !why.empty())
+      return fail(error::invalid_argument, fmt::format("gate: change id: {}", why));
+    if (auto existing = verdict(c.id); !existing) return existing.error();
+    else if (*existing) return **existing;  // submitted before: idempotent
+    change_verdict v;
+    contract::diff d;
+    {
+      std::lock_guard lk(submit_mutex_);
+      auto tip = submit_repo_.ref_target(options_.branch);
+      if (!tip) return tip.error();
+      if (!*tip)
+        return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
+      for (const auto* id : {&c.base, &c.head}) {
+        if (auto t = submit_repo_.commit_tree(*id); !t)
+          return decide(c, {c.id, verdict_kind::error,
+                            fmt::format("commit {} cannot be read: {}", id->hex(), t.error().message())});
+      }
+      auto anc = submit_repo_.is_ancestor(c.base, **tip);
+      if (!anc) return decide(c, {c.id, verdict_kind::error, anc.error().message()});
+      if (!*anc)
+        return decide(c, {c.id, verdict_kind::error,
+                          fmt::format("base {} is not an ancestor of '{}' ({}); rebase the change onto the branch",
+                                      c.base.hex(), options_.branch, tip->value().hex())});
+      auto diff = submit_repo_.diff(c.base, c.head);
+      if (!diff) return decide(c, {c.id, verdict_kind::error, diff.error().message()});
+      d = std::move(*diff);
+    }
+    auto cv = contract::check(c.contract, d);
+    if (!cv) return decide(c, {c.id, verdict_kind::error, cv.error().message()});
+    if (!cv->ok()) {
+      v.kind = verdict_kind::contract_violated;
+      v.detail = cv->summary();
+      v.contract = std::move(*cv);
+      return decide(c, std::move(v));
+    }
+    bool passed = false;
+    auto checks = run_checks(c.checks, c.head, passed);
+    if (!checks) return decide(c, {c.id, verdict_kind::error, checks.error().message()});
+    v.checks = std::move(*checks);
+    if (!passed) {
+      v.kind = verdict_kind::checks_failed;
+      v.detail = fmt::format("'{}': {}", v.checks.back().command, v.checks.back().outcome());
+      return decide(c, std::move(v));
+    }
+    return enqueue(std::move(c), std::move(v));
+  }
+
+  result<change_verdict> enqueue(change c, change_verdict v) {
+    v.change_id = c.id;
+    v.kind = verdict_kind::queued;
+    std::string key = fmt::format("{}{:04}/{:016x}/{}", queue_prefix(), 2000 - std::clamp(c.priority, -1000, 1000),
+                                  static_cast<std::uint64_t>(now_us()), c.id);
+    store::txn x;
+    x.if_absent(verdict_key(c.id));
+    x.put(key, json::serialize(json::value_from(c)));
+    x.put(verdict_key(c.id), json::serialize(json::value_from(v)));
+    auto r = store_.commit(x);
+    if (!r) return r.error();
+    if (!r->succeeded) {  // submitted concurrently under the same id
+      auto existing = verdict(c.id);
+      if (!existing) return existing.error();
+      if (*existing) return **existing;
+    }
+    announce(v, c.task);
+    return v;
+  }
+
+  result<std::optional<change_verdict>> verdict(const std::string& id) {
+    auto kv = store_.get(verdict_key(id));
+    if (!kv) return kv.error();
+    if (!*kv) return std::optional<change_verdict>();
+    auto j = parse_json((*kv)->value);
+    if (!j) return j.error();
+    auto v = verdict_from_json(*j);
+    if (!v) return v.error();
+    return std::optional<change_verdict>(std::move(*v));
+  }
+
+  result<std::vector<item>> read_queue(std::size_t limit) {
+    auto r = store_.range(queue_prefix(), {.limit = limit});
+    if (!r) return r.error();
+    std::vector<item> out;
+    for (auto& kv : r->kvs) {
+      auto j = parse_json(kv.value);
+      if (!j) return fail(error::corrupt, fmt::format("gate: queue entry '{}': {}", kv.key, j.error().message()));
+      auto c = change_from_json(*j);
+      if (!c) return fail(error::corrupt, fmt::format("gate: queue entry '{}': {}", kv.key, c.error().message()));
+      out.push_back({std::move(*c), kv.key});
+    }
+    return out;
+  }
+
+  // --- landing ---
+
+  struct built {
+    item it;
+    git::oid commit;
+  };
+
+  /// Applies `items` in order on top of `tip` in memory; conflicts get their
+  /// verdict at once and drop out.
+  result<std::vector<built>> build_chain(git::oid tip, std::vector<item>& items, std::vector<change_verdict>& out) {
+    std::vector<built> chain;
+    for (auto& it : items) {
+      git::merge_result m;
+      std::vector<git::oid> parents{tip};
+      std::string message;
+      if (it.c.revert_of) {
+        auto ps = repo_.commit_parents(*it.c.revert_of);
+        if (!ps || ps->empty()) {
+          auto v = decide(it.c, {it.c.id, verdict_kind::error,
+                                 fmt::format("cannot revert {}: it cannot be read or has no parent", it.c.revert_of->hex())},
+                          it.key);
+          if (!v) return v.error();
+          out.push_back(std::move(*v));
+          continue;
+        }
+        auto r = repo_.merge(*it.c.revert_of, tip, ps->front());
+        if (!r) return r.error();
+        m = std::move(*r);
+        message = fmt::format("Revert {}\n\nchange: {}", it.c.revert_of->hex(), it.c.id);
+      } else {
+        auto r = repo_.merge(it.c.base, tip, it.c.head);
+        if (!r) {
+          auto v = decide(it.c, {it.c.id, verdict_kind::error, r.error().message()}, it.key);
+          if (!v) return v.error();
+          out.push_back(std::move(*v));
+          continue;
+        }
+        m = std::move(*r);
+        parents.push_back(it.c.head);
+        message = fmt::format("Merge {}{}", it.c.id, it.c.task ? " (task " + it.c.task->str() + ")" : "");
+      }
+      if (!m.clean()) {
+        change_verdict v{it.c.id, verdict_kind::conflict, {}};
+        for (const auto& c : m.conflicts) v.paths.push_back(c.path);
+        v.detail = fmt::format("{} conflicting paths, first '{}' ({})", m.conflicts.size(), m.conflicts[0].path,
+                               git::to_string(m.conflicts[0].kind));
+        auto d = decide(it.c, std::move(v), it.key);
+        if (!d) return d.error();
+        out.push_back(std::move(*d));
+        continue;
+      }
+      auto commit = repo_.create_commit(*m.tree, parents, message, options_.committer);
+      if (!commit) return commit.error();
+      tip = *commit;
+      chain.push_back({std::move(it), *commit});
+    }
+    return chain;
+  }
+
+  /// Moves the branch from `from` to the end of `chain`, recording the landing
+  /// first so a crash in between is finished by recover().
+  // (Not result<bool>: bool is constructible from error_info, which makes
+  // boost::system::result<bool, error_info> unable to take an error implicitly.)
+  enum class landed { yes, branch_moved };
+  result<landed> advance(const git::oid& from, const std::vector<built>& chain, std::vector<change_verdict>& out,
+                         bool optimistic) {
+    const git::oid& to = chain.back().commit;
+    json::array ids;
+    for (const auto& b : chain) ids.push_back(json::object{{"change", b.it.c.id}, {"key", b.it.key}, {"commit", b.commit.hex()}});
+    json::object landing{{"from", from.hex()}, {"to", to.hex()}, {"changes", ids}, {"optimistic", optimistic}};
+    if (auto r = store_.commit(store::txn().put(landing_key(), json::serialize(landing))); !r) return r.error();
+    auto moved = repo_.advance(options_.branch, from, to, fmt::format("gate: {} change(s)", chain.size()));
+    if (!moved) return moved.error();
+    if (!moved->advanced) {
+      if (auto r = store_.commit(store::txn().erase(landing_key())); !r) return r.error();
+      return landed::branch_moved;  // the caller rebuilds on the new tip
+    }
+    auto done = finish_landing(landing, out);
+    if (!done) return done.error();
+    return landed::yes;
+  }
+
+  result<void> finish_landing(const json::object& landing, std::vector<change_verdict>& out) {
+    store::txn x;
+    std::vector<std::pair<change_verdict, std::optional<task_id>>> made;
+    branch_moved ev{options_.branch, {}, {}, {}};
+    ev.from = git::oid::from_hex(landing.at("from").as_string()).value();
+    ev.to = git::oid::from_hex(landing.at("to").as_string()).value();
+    bool optimistic = landing.at("optimistic").as_bool();
+    for (const auto& e : landing.at("changes").as_array()) {
+      const auto& o = e.as_object();
+      std::string id(o.at("change").as_string());
+      std::string key(o.at("key").as_string());
+      auto commit = git::oid::from_hex(o.at("commit").as_string()).value();
+      std::optional<task_id> task;
+      if (auto kv = store_.get(key); kv && *kv) {
+        if (auto j = parse_json((*kv)->value); j)
+          if (auto c = change_from_json(*j); c) task = c->task;
+      }
+      change_verdict v{id, verdict_kind::merged, fmt::format("landed on '{}'", options_.branch)};
+      v.merged_as = commit;
+      x.erase(key);
+      x.put(verdict_key(id), json::serialize(json::value_from(v)));
+      if (optimistic) x.put(fmt::format("{}{:016x}/{}", since_green_prefix(), static_cast<std::uint64_t>(now_us()), id), commit.hex());
+      ev.changes.push_back(id);
+      made.emplace_back(std::move(v), task);
+    }
+    x.erase(landing_key());
+    auto r = store_.commit(x);
+    if (!r) return r.error();
+    if (options_.events) options_.events->publish(ev);
+    for (auto& [v, task] : made) {
+      announce(v, task);
+      out.push_back(v);
+    }
+    return {};
+  }
+
+  /// serial and batch: land `items` with deep checks, bisecting on failure.
+  result<void> land(std::vector<item> items, std::vector<change_verdict>& out, int depth = 0) {
+    for (int attempt = 0; attempt < 16 && !items.empty(); ++attempt) {
+      auto tip = repo_.ref_target(options_.branch);
+      if (!tip) return tip.error();
+      if (!*tip) return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
+      auto chain = build_chain(**tip, items, out);
+      if (!chain) return chain.error();
+      if (chain->empty()) return {};
+      bool passed = false;
+      auto checks = run_checks(options_.deep_checks, chain->back().commit, passed);
+      if (!checks) return checks.error();
+      if (passed) {
+        auto moved = advance(**tip, *chain, out, false);
+        if (!moved) return moved.error();
+        if (*moved == landed::yes) return {};
+        items.clear();  // the branch moved: merge the same changes onto the new tip
+        for (auto& b : *chain) items.push_back(std::move(b.it));
+        continue;
+      }
+      if (chain->size() == 1) {
+        change_verdict v{chain->front().it.c.id, verdict_kind::deep_checks_failed, {}};
+        v.detail = fmt::format("'{}': {}", checks->back().command, checks->back().outcome());
+        v.checks = std::move(*checks);
+        auto d = decide(chain->front().it.c, std::move(v), chain->front().it.key);
+        if (!d) return d.error();
+        out.push_back(std::move(*d));
+        return {};
+      }
+      // Bisect: land the first half (itself bisected if need be), then the rest.
+      std::vector<item> left, right;
+      for (std::size_t i = 0; i < chain->size(); ++i)
+        (i < chain->size() / 2 ? left : right).push_back(std::move((*chain)[i].it));
+      if (auto r = land(std::move(left), out, depth + 1); !r) return r;
+      return land(std::move(right), out, depth + 1);
+    }
+    return {};
+  }
+
+  /// optimistic: land one change without deep checks; every K merges check
+  /// the branch and revert the culprit of a failure.
+  result<void> land_optimistic(item it, std::vector<change_verdict>& out) {
+    std::vector<item> items{std::move(it)};
+    for (int attempt = 0; attempt < 16 && !items.empty(); ++attempt) {
+      auto tip = repo_.ref_target(options_.branch);
+      if (!tip) return tip.error();
+      auto chain = build_chain(**tip, items, out);
+      if (!chain) return chain.error();
+      if (chain->empty()) return {};
+      auto moved = advance(**tip, *chain, out, true);
+      if (!moved) return moved.error();
+      if (*moved == landed::yes) break;
+      items.clear();
+      for (auto& b : *chain) items.push_back(std::move(b.it));
+    }
+    auto since = store_.range(since_green_prefix());
+    if (!since) return since.error();
+    if (since->kvs.size() < std::max<std::size_t>(options_.optimistic_every, 1)) return {};
+    return check_branch(out);
+  }
+
+  result<void> check_branch(std::vector<change_verdict>& out) {
+    for (int round = 0; round < 8; ++round) {
+      auto tip = repo_.ref_target(options_.branch);
+      if (!tip) return tip.error();
+      auto since = store_.range(since_green_prefix());
+      if (!since) return since.error();
+      bool passed = false;
+      auto checks = run_checks(options_.deep_checks, **tip, passed);
+      if (!checks) return checks.error();
+      if (passed) {
+        store::txn x;
+        for (const auto& kv : since->kvs) x.erase(kv.key);
+        if (!x.ops.empty())
+          if (auto r = store_.commit(x); !r) return r.error();
+        return {};
+      }
+      if (since->kvs.empty()) return {};  // broken before any optimistic merge: nothing to revert
+      // Bisect the merges since the last green commit for the first bad one.
+      std::size_t lo = 0, hi = since->kvs.size() - 1;
+      while (lo < hi) {
+        std::size_t mid = (lo + hi) / 2;
+        auto at = git::oid::from_hex(since->kvs[mid].value);
+        if (!at) return at.error();
+        bool ok = false;
+        auto c = run_checks(options_.deep_checks, *at, ok);
+        if (!c) return c.error();
+        if (ok) lo = mid + 1;
+        else hi = mid;
+      }
+      const auto& culprit = since->kvs[lo];
+      auto culprit_commit = git::oid::from_hex(culprit.value);
+      if (!culprit_commit) return culprit_commit.error();
+      std::string culprit_id = culprit.key.substr(culprit.key.rfind('/') + 1);
+      auto ps = repo_.commit_parents(*culprit_commit);
+      if (!ps) return ps.error();
+      auto r = repo_.merge(*culprit_commit, **tip, ps->front());
+      if (!r) return r.error();
+      if (!r->clean())
+        return fail(error::invalid_argument,
+                    fmt::format("gate: the culprit {} ({}) cannot be reverted cleanly; the branch needs a person",
+                                culprit_id, culprit_commit->hex()));
+      auto revert = repo_.create_commit(*r->tree, {**tip}, fmt::format("Revert {}\n\nchange: {} broke the deep checks",
+                                                                       culprit_commit->hex(), culprit_id),
+                                        options_.committer);
+      if (!revert) return revert.error();
+      auto moved = repo_.advance(options_.branch, **tip, *revert, "gate: revert " + culprit_id);
+      if (!moved) return moved.error();
+      if (!moved->advanced) continue;  // someone moved the branch: look again
+      if (options_.events) options_.events->publish(branch_moved{options_.branch, **tip, *revert, {culprit_id}});
+      change_verdict v{culprit_id, verdict_kind::reverted,
+                       fmt::format("broke the deep checks after landing; reverted by {}", revert->hex())};
+      v.merged_as = *revert;
+      v.checks = std::move(*checks);
+      store::txn x;
+      x.erase(culprit.key);
+      x.put(verdict_key(culprit_id), json::serialize(json::value_from(v)));
+      if (auto c = store_.commit(x); !c) return c.error();
+      announce(v, std::nullopt);
+      out.push_back(std::move(v));
+    }
+    return {};
+  }
+
+  result<std::vector<change_verdict>> run_once() {
+    std::lock_guard lk(run_mutex_);
+    std::size_t take = options_.mode == policy::batch ? std::max<std::size_t>(options_.batch_size, 1) : 1;
+    auto items = read_queue(take);
+    if (!items) return items.error();
+    std::vector<change_verdict> out;
+    if (items->empty()) return out;
+    if (options_.mode == policy::optimistic) {
+      if (auto r = land_optimistic(std::move(items->front()), out); !r) return r.error();
+    } else {
+      if (auto r = land(std::move(*items), out); !r) return r.error();
+    }
+    return out;
+  }
+
+  /// Finishes a landing a crash interrupted: if the branch contains it, record
+  /// it; otherwise drop the record and let the changes run again.
+  result<void> recover() {
+    auto kv = store_.get(landing_key());
+    if (!kv) return kv.error();
+    if (!*kv) return {};
+    auto j = parse_json((*kv)->value);
+    if (!j || !j->is_object()) return fail(error::corrupt, fmt::format("gate: landing record '{}' is not JSON", landing_key()));
+    auto to = git::oid::from_hex(j->as_object().at("to").as_string());
+    if (!to) return to.error();
+    auto tip = repo_.ref_target(options_.branch);
+    if (!tip) return tip.error();
+    bool landed = false;
+    if (*tip) {
+      auto a = repo_.is_ancestor(*to, **tip);
+      landed = a && *a;
+    }
+    if (!landed) {
+      auto r = store_.commit(store::txn().erase(landing_key()));
+      if (!r) return r.error();
+      return {};
+    }
+    std::vector<change_verdict> out;
+    return finish_landing(j->as_object(), out);
+  }
+
+  store::store& store_;
+  git::worktree_pool& pool_;
+  gate_options options_;
+  git::repository repo_;         // the queue's (run_mutex_)
+  git::repository submit_repo_;  // submit()'s (submit_mutex_)
+  std::mutex run_mutex_, submit_mutex_;
+  std::string root_;
+};
+
+result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path& repository, store::store& s,
+                                                     git::worktree_pool& pool, gate_options options) {
+  auto a = git::repository::open(repository);
+  if (!a) return a.error();
+  auto b = git::repository::open(repository);
+  if (!b) return b.error();
+  auto p = std::make_unique<impl>(s, pool, std::move(options), std::move(*a), std::move(*b));
+  if (auto r = p->recover(); !r) return r.error();
+  return std::unique_ptr<merge_gate>(new merge_gate(std::move(p)));
+}
+
+merge_gate::merge_gate(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+merge_gate::~merge_gate() = default;
+
+result<change_verdict> merge_gate::submit(change c) { return impl_->submit(std::move(c)); }
+result<std::vector<change_verdict>> merge_gate::run_once() { return impl_->run_once(); }
+
+result<std::vector<change_verdict>> merge_gate::run_until_empty() {
+  std::vector<change_verdict> all;
+  for (;;) {
+    auto r = impl_->run_once();
+    if (!r) return r.error();
+    if (r->empty()) {
+      auto left = queued();
+      if (!left) return left.error();
+      if (*left == 0) return all;
+    }
+    for (auto& v : *r) all.push_back(std::move(v));
+  }
+}
+
+result<change_verdict> merge_gate::rollback(const git::oid& merged, std::string reason) {
+  change c;
+  c.id = fmt::format("revert-{}-{:x}", merged.hex().substr(0, 12), static_cast<std::uint64_t>(now_us()));
+  c.base = merged;
+  c.head = merged;
+  c.priority = 1000;  // ahead of normal work
+  c.revert_of = merged;
+  change_verdict v;
+  v.detail = std::move(reason);
+  return impl_->enqueue(std::move(c), std::move(v));
+}
+
+result<std::optional<change_verdict>> merge_gate::verdict(const std::string& change_id) {
+  return impl_->verdict(change_id);
+}
+
+result<std::size_t> merge_gate::queued() const {
+  auto r = impl_->store_.range(impl_->queue_prefix());
+  if (!r) return r.error();
+  return r->kvs.size();
+}
+
+}  // namespace agentcore::gate

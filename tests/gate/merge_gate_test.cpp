@@ -1,0 +1,192 @@
+#include "gate/gate_fixture.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace agentcore;
+using namespace agentcore::test;
+
+namespace {
+std::map<std::string, gate::verdict_kind> by_id(const std::vector<gate::change_verdict>& vs) {
+  std::map<std::string, gate::verdict_kind> out;
+  for (const auto& v : vs) out[v.change_id] = v.kind;
+  return out;
+}
+void submit_ok(gate::merge_gate& g, gate::change c) {
+  auto v = g.submit(std::move(c));
+  REQUIRE_MESSAGE(v.has_value(), v.error().message());
+  REQUIRE_MESSAGE(v->kind == gate::verdict_kind::queued, v->detail);
+}
+}  // namespace
+
+TEST_CASE("gate.serial_lands_good_changes_and_rejects_a_failing_one") {
+  gate_fixture fx;
+  event_bus bus;
+  std::vector<std::string> moves;
+  auto sub = bus.subscribe<gate::branch_moved>([&](const gate::branch_moved& m) { moves.push_back(m.changes.at(0)); });
+  auto g = fx.open_gate({.mode = gate::policy::serial, .events = &bus});
+  auto base = fx.main_tip();
+  submit_ok(*g, fx.make_change("a", false, base));
+  submit_ok(*g, fx.make_change("bad", true, base));
+  submit_ok(*g, fx.make_change("c", false, base));
+  CHECK(g->queued().value() == 3);
+  auto vs = g->run_until_empty().value();
+  auto v = by_id(vs);
+  CHECK(v["a"] == gate::verdict_kind::merged);
+  CHECK(v["bad"] == gate::verdict_kind::deep_checks_failed);
+  CHECK(v["c"] == gate::verdict_kind::merged);
+  CHECK(fx.main_has("changes/a.txt"));
+  CHECK(fx.main_has("changes/c.txt"));
+  CHECK_FALSE(fx.main_has("POISON"));
+  CHECK(moves == std::vector<std::string>{"a", "c"});
+  auto stored = g->verdict("bad").value();
+  REQUIRE(stored);
+  CHECK(stored->kind == gate::verdict_kind::deep_checks_failed);
+  CHECK(stored->detail.find("test ! -e POISON") != std::string::npos);
+  auto merged = g->verdict("a").value();
+  REQUIRE(merged->merged_as);
+  CHECK(fx.repo.is_ancestor(*merged->merged_as, fx.main_tip()).value());
+  CHECK(fx.git("fsck --strict").exit == 0);
+}
+
+TEST_CASE("gate.batch_bisects_to_the_culprit_and_lands_the_rest") {
+  gate_fixture fx;
+  auto g = fx.open_gate({.mode = gate::policy::batch, .batch_size = 8});
+  auto base = fx.main_tip();
+  for (std::string id : {"b1", "b2", "b3", "b4", "b5"}) submit_ok(*g, fx.make_change(id, id == "b3", base));
+  auto v = by_id(g->run_until_empty().value());
+  CHECK(v.size() == 5);
+  for (std::string id : {"b1", "b2", "b4", "b5"}) {
+    CAPTURE(id);
+    CHECK(v[id] == gate::verdict_kind::merged);
+    CHECK(fx.main_has("changes/" + id + ".txt"));
+  }
+  CHECK(v["b3"] == gate::verdict_kind::deep_checks_failed);
+  CHECK_FALSE(fx.main_has("POISON"));
+  CHECK(g->queued().value() == 0);
+}
+
+TEST_CASE("gate.optimistic_reverts_the_culprit") {
+  gate_fixture fx;
+  event_bus bus;
+  std::vector<gate::change_verdict> seen;
+  auto sub = bus.subscribe<gate::gate_event>([&](const gate::gate_event& e) { seen.push_back(e.verdict); });
+  auto g = fx.open_gate({.mode = gate::policy::optimistic, .optimistic_every = 4, .events = &bus});
+  auto base = fx.main_tip();
+  for (std::string id : {"o1", "o2", "o3", "o4"}) submit_ok(*g, fx.make_change(id, id == "o2", base));
+  g->run_until_empty().value();
+  // All four landed on the fast checks alone; the deep check after the fourth
+  // failed, bisection found o2, and o2 was reverted.
+  auto o2 = g->verdict("o2").value();
+  REQUIRE(o2);
+  CHECK(o2->kind == gate::verdict_kind::reverted);
+  CHECK_FALSE(fx.main_has("POISON"));
+  CHECK_FALSE(fx.main_has("changes/o2.txt"));
+  for (std::string id : {"o1", "o3", "o4"}) {
+    CAPTURE(id);
+    CHECK(g->verdict(id).value()->kind == gate::verdict_kind::merged);
+    CHECK(fx.main_has("changes/" + id + ".txt"));
+  }
+  CHECK(fx.repo.commit_message(fx.main_tip()).value().starts_with("Revert "));
+  bool announced = false;
+  for (const auto& v : seen) announced = announced || (v.change_id == "o2" && v.kind == gate::verdict_kind::reverted);
+  CHECK(announced);
+}
+
+TEST_CASE("gate.per_change_rejections_are_values_and_the_queue_goes_on") {
+  gate_fixture fx;
+  auto g = fx.open_gate();
+  auto base = fx.main_tip();
+
+  auto forbidden = fx.make_change("forbidden", false, base);
+  forbidden.contract.forbidden_paths = {"changes/**"};
+  auto v1 = g->submit(forbidden).value();
+  CHECK(v1.kind == gate::verdict_kind::contract_violated);
+  CHECK(v1.detail.find("changes/forbidden.txt") != std::string::npos);
+  CHECK(g->submit(forbidden).value().kind == gate::verdict_kind::contract_violated);  // idempotent
+
+  auto lint = fx.make_change("lint", false, base);
+  lint.checks = {"grep -q nothing-like-this changes/lint.txt"};
+  auto v2 = g->submit(lint).value();
+  CHECK(v2.kind == gate::verdict_kind::checks_failed);
+  REQUIRE(v2.checks.size() == 1);
+  CHECK(v2.checks[0].exit_code == 1);
+
+  auto missing_tool = fx.make_change("tool", false, base);
+  missing_tool.checks = {"no-such-linter-agentcore"};
+  auto v3 = g->submit(missing_tool).value();
+  CHECK(v3.kind == gate::verdict_kind::checks_failed);
+  CHECK(v3.detail.find("not found") != std::string::npos);
+
+  auto ghost = fx.make_change("ghost", false, base);
+  ghost.head = git::oid::from_hex("0123456789abcdef0123456789abcdef01234567").value();
+  auto v4 = g->submit(ghost).value();
+  CHECK(v4.kind == gate::verdict_kind::error);
+  CHECK(v4.detail.find("0123456789abcdef") != std::string::npos);
+
+  auto stranger_root = fx.commit(std::nullopt, {{"other", file_spec{"x\n"}}}, "unrelated history");
+  auto unrelated = fx.make_change("unrelated", false, stranger_root);
+  auto v5 = g->submit(unrelated).value();
+  CHECK(v5.kind == gate::verdict_kind::error);
+  CHECK(v5.detail.find("not an ancestor") != std::string::npos);
+
+  // Two changes editing the same line: the second gets a conflict with the path.
+  auto e1 = fx.commit(base, {{"README", file_spec{"project one\n"}}}, "e1");
+  auto e2 = fx.commit(base, {{"README", file_spec{"project two\n"}}}, "e2");
+  submit_ok(*g, {.id = "edit1", .base = base, .head = e1});
+  submit_ok(*g, {.id = "edit2", .base = base, .head = e2});
+  submit_ok(*g, fx.make_change("fine", false, base));
+  auto v = by_id(g->run_until_empty().value());
+  CHECK(v["edit1"] == gate::verdict_kind::merged);
+  CHECK(v["edit2"] == gate::verdict_kind::conflict);
+  CHECK(v["fine"] == gate::verdict_kind::merged);
+  CHECK(g->verdict("edit2").value()->paths == std::vector<std::string>{"README"});
+}
+
+TEST_CASE("gate.rollback_reverts_through_the_queue") {
+  gate_fixture fx;
+  auto g = fx.open_gate();
+  submit_ok(*g, fx.make_change("keep"));
+  submit_ok(*g, fx.make_change("oops"));
+  g->run_until_empty().value();
+  REQUIRE(fx.main_has("changes/oops.txt"));
+  auto merged = g->verdict("oops").value()->merged_as.value();
+  auto rb = g->rollback(merged, "oops broke production").value();
+  CHECK(rb.kind == gate::verdict_kind::queued);
+  auto v = g->run_until_empty().value();
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == gate::verdict_kind::merged);
+  CHECK_FALSE(fx.main_has("changes/oops.txt"));
+  CHECK(fx.main_has("changes/keep.txt"));
+}
+
+TEST_CASE("gate.priority_lands_first") {
+  gate_fixture fx;
+  auto g = fx.open_gate({.mode = gate::policy::batch, .batch_size = 2});
+  auto base = fx.main_tip();
+  submit_ok(*g, fx.make_change("low1", false, base, 0));
+  submit_ok(*g, fx.make_change("low2", false, base, 0));
+  submit_ok(*g, fx.make_change("urgent", false, base, 10));
+  auto first = g->run_once().value();
+  REQUIRE_FALSE(first.empty());
+  // The first batch starts with the urgent change, never behind the low ones.
+  CHECK(first[0].change_id == "urgent");
+  g->run_until_empty().value();
+  CHECK(g->verdict("low2").value()->kind == gate::verdict_kind::merged);
+}
+
+TEST_CASE("gate.verdicts_reach_the_board") {
+  gate_fixture fx;
+  board::task_board tasks(*fx.store);
+  REQUIRE(tasks.propose({.id = task_id{"t1"}, .title = "one"}).has_value());
+  auto lease = fx.store->grant(std::chrono::seconds(60)).value();
+  REQUIRE(tasks.claim(worker_id{"w"}, lease).value());
+  REQUIRE(tasks.submit(task_id{"t1"}, worker_id{"w"}).has_value());
+  auto g = fx.open_gate({.board = &tasks});
+  auto c = fx.make_change("t1-1");
+  c.task = task_id{"t1"};
+  submit_ok(*g, c);
+  g->run_until_empty().value();
+  auto t = tasks.get(task_id{"t1"}).value().value();
+  CHECK(t.state == board::task_state::merged);
+  CHECK(t.result.as_object().at("verdict").as_string() == "merged");
+}
