@@ -7,13 +7,20 @@
 // trees and the commit it writes are new objects: a repeated merge would find
 // them already in the object database and skip the writes. main is put back
 // (untimed) after each iteration, so each one starts from the same main.
+// agentcore is handed the base B, as the gate knows each task's base; git
+// merge-tree and git_merge_commits find it themselves (one commit back here).
+//
+// A merge writes a handful of files (a tree or two, the commit, the ref's lock
+// file), so where the scratch directory lives matters: on a file system where
+// creating a file costs a millisecond, that is most of every figure but
+// libgit2's. --dir chooses it.
 #include "harness.hpp"
 
 #include <agentcore/git/repository.hpp>
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <git2.h>
-#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,9 +28,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -122,10 +132,12 @@ scenario generate(const fs::path& dir, std::size_t leaves, std::size_t changes) 
   s.generate_s = seconds_since(t0);
   // Write back what generation left dirty before anything is timed, so that
   // the merges do not queue behind 100,000 files' writeback.
+  auto t_sync = steady::now();
   if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
     ::syncfs(fd);
     ::close(fd);
   }
+  fmt::print(stderr, "  generated {} files in {:.2f} s, synced in {:.2f} s\n", s.files, s.generate_s, seconds_since(t_sync));
 
   // main edits a file a third of the way in; each change edits a file in
   // another package, spread over the top-level directories.
@@ -428,6 +440,14 @@ void verify(scenario& s) {
              m.tree->hex());
 }
 
+// Removes a scenario's repository now rather than with the scratch directory:
+// a --runs 3 run would otherwise keep 360,000 loose objects on disk.
+void remove_repo(const scenario& s) {
+  auto t0 = steady::now();
+  fs::remove_all(s.dir);
+  fmt::print(stderr, "  removed '{}' in {:.2f} s\n", s.dir.string(), seconds_since(t0));
+}
+
 }  // namespace
 
 std::vector<figure> run_gate(const run_options& o) {
@@ -462,14 +482,14 @@ std::vector<figure> run_gate(const run_options& o) {
   report("git_cli_merge_ms_20k", cli);
   auto l2 = libgit2_merges(small, peer_iters);
   report("libgit2_merge_commits_ms_20k", l2);
-  fs::remove_all(small.dir);
+  remove_repo(small);
 
   auto large = generate(o.dir / "repo-100k", large_leaves, 1 + iters);
   progress(fmt::format("generate_s_100k ({} files)", large.files), large.generate_s);
   verify(large);
   auto ac_large = agentcore_merges(large, iters, false);
   report("agentcore_merge_ms_100k", ac_large);
-  fs::remove_all(large.dir);
+  remove_repo(large);
 
   out.push_back({"generate_s_20k", small.generate_s, 2, std::nullopt});
   out.push_back({"generate_s_100k", large.generate_s, 2, std::nullopt});

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <mutex>
+#include <thread>
 
 namespace agentcore::git {
 
@@ -45,7 +46,10 @@ error_info detail::last_error(int rc, std::string_view what) {
   return error_info(error_code(rc, git_category()), fmt::format("git: {}: {}", what, msg));
 }
 
-detail::library::library() { git_libgit2_init(); }
+detail::library::library() {
+  // The first initialisation turns fsync on: durable by default.
+  if (git_libgit2_init() == 1) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+}
 detail::library::~library() { git_libgit2_shutdown(); }
 
 result<oid> oid::from_hex(std::string_view hex) {
@@ -109,7 +113,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const merge_result& r) {
 
 namespace {
 void apply_options(const repository_options& o) {
-  git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, o.fsync ? 1 : 0);
+  if (o.fsync) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, *o.fsync ? 1 : 0);
 }
 }  // namespace
 
@@ -120,6 +124,7 @@ result<repository> repository::open(const std::filesystem::path& path, repositor
   if (int rc = git_repository_open_ext(&r, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr); rc < 0)
     return last_error(rc, fmt::format("open repository '{}'", path.string()));
   p->repo.reset(r);
+  p->options = options;
   return repository(std::move(p));
 }
 
@@ -130,6 +135,7 @@ result<repository> repository::init(const std::filesystem::path& path, bool bare
   if (int rc = git_repository_init(&r, path.c_str(), bare ? 1 : 0); rc < 0)
     return last_error(rc, fmt::format("init repository '{}'", path.string()));
   p->repo.reset(r);
+  p->options = options;
   return repository(std::move(p));
 }
 
@@ -257,11 +263,28 @@ result<advance_result> repository::advance(std::string_view refname, std::option
   git_oid t = to_git(target);
   git_reference* ref = nullptr;
   int rc;
-  if (expected) {
-    git_oid e = to_git(*expected);
-    rc = git_reference_create_matching(&ref, impl_->repo.get(), name.c_str(), &t, 1, &e, log.c_str());
-  } else {
-    rc = git_reference_create(&ref, impl_->repo.get(), name.c_str(), &t, 0, log.c_str());
+  auto started = std::chrono::steady_clock::now();
+  for (;;) {
+    if (expected) {
+      git_oid e = to_git(*expected);
+      rc = git_reference_create_matching(&ref, impl_->repo.get(), name.c_str(), &t, 1, &e, log.c_str());
+    } else {
+      rc = git_reference_create(&ref, impl_->repo.get(), name.c_str(), &t, 0, log.c_str());
+    }
+    if (rc != GIT_ELOCKED) break;
+    // Another process is moving the ref, or one died doing it and left its
+    // lock. A live writer holds it for milliseconds: a lock older than
+    // stale_lock_age is a dead one's, and is removed.
+    auto lock = git_dir() / (name + ".lock");
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(lock, ec);
+    if (!ec && std::filesystem::file_time_type::clock::now() - mtime > impl_->options.stale_lock_age) {
+      std::filesystem::remove(lock, ec);
+      continue;
+    }
+    if (std::chrono::steady_clock::now() - started > impl_->options.stale_lock_age + std::chrono::seconds(1))
+      return last_error(rc, fmt::format("move '{}' (its lock file '{}' stays)", refname, lock.string()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (rc == 0) {
     git_reference_free(ref);

@@ -16,6 +16,7 @@ class repository::impl {
 public:
   detail::library lib;  // first: outlives every handle below
   detail::repo_ptr repo;
+  repository_options options;
 
   result<detail::commit_ptr> lookup_commit(const oid& id);
   result<detail::tree_ptr> lookup_tree(const oid& id);

@@ -207,7 +207,7 @@ error_info create(pool_state& st, slot& s) {
   if (int rc = git_worktree_add(&wt, main, s.name.c_str(), s.path.c_str(), &o); rc < 0)
     return last_error(rc, fmt::format("create worktree '{}'", s.path.string()));
   git_worktree_free(wt);
-  auto r = repository::open(s.path, {.fsync = false});
+  auto r = repository::open(s.path, {});
   if (!r) return r.error();
   s.repo.emplace(std::move(*r));
   auto head = s.repo->resolve("HEAD");
@@ -295,7 +295,7 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
   auto st = std::make_shared<pool_state>();
   st->repo_path = repository_path;
   st->options = options;
-  auto main = repository::open(repository_path, {.fsync = false});
+  auto main = repository::open(repository_path, {});
   if (!main) return main.error();
   st->main.emplace(std::move(*main));
   std::error_code ec;
@@ -307,9 +307,11 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
     s->index = i;
     s->path = fs::absolute(options.root / fmt::format("slot-{}", i));
     s->name = fmt::format("agentcore-slot-{}", i);
-    // A slot left by an earlier run is reused, reset to its last commit.
+    // A slot left by an earlier run is reused, reset to its last commit. The
+    // pool is its slots' only user, so an index lock there is a dead run's.
+    fs::remove(st->main->git_dir() / "worktrees" / s->name / "index.lock", ec);
     if (fs::exists(s->path / ".git")) {
-      auto r = repository::open(s->path, {.fsync = false});
+      auto r = repository::open(s->path, {});
       if (r) {
         s->repo.emplace(std::move(*r));
         auto head = s->repo->resolve("HEAD");

@@ -13,13 +13,16 @@
 //   }
 //
 // A repository object is not thread-safe: use one per thread or strand.
-// Opening with `fsync = true` (the default) turns on libgit2's fsync of
-// objects and refs; that switch is process-wide in libgit2.
+// Objects and refs are fsynced as they are written (libgit2's
+// GIT_OPT_ENABLE_FSYNC_GITDIR), unless an open turns it off with
+// `.fsync = false`; that switch is process-wide in libgit2, so it applies to
+// every repository of the process from then on.
 #pragma once
 
 #include <agentcore/contract/diff.hpp>
 #include <agentcore/git/types.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -31,8 +34,13 @@
 namespace agentcore::git {
 
 struct repository_options {
-  /// fsync objects and refs as they are written (GIT_OPT_ENABLE_FSYNC_GITDIR).
-  bool fsync = true;
+  /// When set, turns libgit2's fsync of objects and refs on or off for the
+  /// whole process (GIT_OPT_ENABLE_FSYNC_GITDIR). Unset leaves it as it is:
+  /// on, unless something turned it off.
+  std::optional<bool> fsync;
+  /// A ref's lock file older than this was left by a process that died while
+  /// moving the ref; advance() removes it instead of failing forever.
+  std::chrono::milliseconds stale_lock_age{2000};
 };
 
 struct diff_options {
