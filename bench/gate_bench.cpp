@@ -80,11 +80,11 @@ struct scenario {
   fs::path dir;
   std::size_t files = 0;
   std::size_t leaves = 0;
-  oid base;                          ///< B: every file
-  oid unrelated_blob;                ///< a file no merge reads, for warming a handle up
-  oid main;                          ///< B + `main_edit`; refs/heads/main points here between iterations
+  oid base;            ///< B: every file
+  oid unrelated_blob;  ///< a file no merge reads, for warming a handle up
+  oid main;            ///< B + `main_edit`; refs/heads/main points here between iterations
   edit main_edit;
-  std::vector<oid> changes;          ///< B + `change_edits[i]`, each used by one iteration only
+  std::vector<oid> changes;  ///< B + `change_edits[i]`, each used by one iteration only
   std::vector<edit> change_edits;
   std::size_t next = 0;
   double generate_s = 0;
@@ -102,8 +102,8 @@ struct scenario {
 oid commit_edit(git::repository& repo, const oid& base, const oid& base_tree, edit& e, std::string_view tag) {
   e.text = file_text(e.path) + fmt::format("// edited: {}\n", tag);
   auto blob = check(repo.write_blob(e.text), "gate: write blob");
-  auto tree = check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
-                    "gate: edit tree");
+  auto tree =
+      check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}), "gate: edit tree");
   return check(repo.create_commit(tree, {base}, fmt::format("{}: edit {}", tag, e.path), bench_sig),
                "gate: create commit");
 }
@@ -137,7 +137,8 @@ scenario generate(const fs::path& dir, std::size_t leaves, std::size_t changes) 
     ::syncfs(fd);
     ::close(fd);
   }
-  fmt::print(stderr, "  generated {} files in {:.2f} s, synced in {:.2f} s\n", s.files, s.generate_s, seconds_since(t_sync));
+  fmt::print(stderr, "  generated {} files in {:.2f} s, synced in {:.2f} s\n", s.files, s.generate_s,
+             seconds_since(t_sync));
 
   // main edits a file a third of the way in; each change edits a file in
   // another package, spread over the top-level directories.
@@ -161,9 +162,9 @@ scenario generate(const fs::path& dir, std::size_t leaves, std::size_t changes) 
 class git_env {
 public:
   git_env() {
-    const std::vector<std::string> ours = {"GIT_AUTHOR_NAME=agentcore-bench", "GIT_AUTHOR_EMAIL=bench@agentcore.invalid",
-                                           "GIT_COMMITTER_NAME=agentcore-bench",
-                                           "GIT_COMMITTER_EMAIL=bench@agentcore.invalid"};
+    const std::vector<std::string> ours = {
+        "GIT_AUTHOR_NAME=agentcore-bench", "GIT_AUTHOR_EMAIL=bench@agentcore.invalid",
+        "GIT_COMMITTER_NAME=agentcore-bench", "GIT_COMMITTER_EMAIL=bench@agentcore.invalid"};
     for (char** e = environ; *e; ++e) {
       std::string_view kv = *e;
       bool replaced = std::any_of(ours.begin(), ours.end(), [&](const std::string& o) {
@@ -216,8 +217,10 @@ git_output run_git(git_env& env, const fs::path& dir, const std::vector<std::str
   char buf[4096];
   for (;;) {
     ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n > 0) r.out.append(buf, static_cast<std::size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
+    if (n > 0)
+      r.out.append(buf, static_cast<std::size_t>(n));
+    else if (n == 0 || errno != EINTR)
+      break;
   }
   ::close(fds[0]);
   int status = 0;
@@ -287,7 +290,8 @@ oid libgit2_merge(git_repository* repo, const oid& main, const oid& change, cons
   lg_ptr<git_index, git_index_free> index;
   git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
   lg(git_merge_commits(&index.p, repo, ours.p, theirs.p, &opts), "git_merge_commits");
-  if (git_index_has_conflicts(index.p)) throw failure("gate: libgit2: git_merge_commits found conflicts in a clean merge");
+  if (git_index_has_conflicts(index.p))
+    throw failure("gate: libgit2: git_merge_commits found conflicts in a clean merge");
   git_oid tree_id;
   lg(git_index_write_tree_to(&tree_id, index.p, repo), "git_index_write_tree_to");
   lg_ptr<git_tree, git_tree_free> tree;
@@ -360,7 +364,8 @@ timings git_cli_merges(scenario& s, int iterations) {
     std::string change_hex = change.hex();
     auto t0 = steady::now();
     auto tree = git_line(env, s.dir, {"merge-tree", "--write-tree", "main", change_hex});
-    auto commit = git_line(env, s.dir, {"commit-tree", tree, "-p", "main", "-p", change_hex, "-m", "Merge " + change_hex});
+    auto commit =
+        git_line(env, s.dir, {"commit-tree", tree, "-p", "main", "-p", change_hex, "-m", "Merge " + change_hex});
     git_line(env, s.dir, {"update-ref", "-m", "gate: merge", main_ref, commit, main_hex});
     ms.push_back(ms_since(t0));
     git_line(env, s.dir, {"update-ref", "-m", "bench: reset", main_ref, main_hex, commit});
@@ -403,13 +408,13 @@ void verify(scenario& s) {
   auto repo = check(git::repository::open(s.dir, {.fsync = false}), "gate: open");
   auto m = check(repo.merge(s.base, s.main, change), "gate: merge");
   if (!m.clean())
-    throw failure(fmt::format("gate: verify: merging {} into main in '{}' reported {} conflict(s), first at '{}'; the "
-                              "two commits edit different files and must merge cleanly",
-                              change.hex(), s.dir.string(), m.conflicts.size(), m.conflicts.front().path));
+    throw failure(
+        fmt::format("gate: verify: merging {} into main in '{}' reported {} conflict(s), first at '{}'; the "
+                    "two commits edit different files and must merge cleanly",
+                    change.hex(), s.dir.string(), m.conflicts.size(), m.conflicts.front().path));
   for (const edit* want : {static_cast<const edit*>(&s.main_edit), e}) {
     auto entry = check(repo.entry_at(*m.tree, want->path), "gate: verify: entry_at");
-    if (!entry)
-      throw failure(fmt::format("gate: verify: the merged tree {} has no '{}'", m.tree->hex(), want->path));
+    if (!entry) throw failure(fmt::format("gate: verify: the merged tree {} has no '{}'", m.tree->hex(), want->path));
     auto text = check(repo.read_blob(entry->id), "gate: verify: read_blob");
     if (text != want->text)
       throw failure(fmt::format("gate: verify: '{}' in the merged tree {} has {:?}; expected the edit {:?}", want->path,
@@ -418,10 +423,16 @@ void verify(scenario& s) {
   git_env env;
   auto r = run_git(env, s.dir, {"merge-tree", "--write-tree", s.main.hex(), change.hex()});
   std::string git_tree = r.out.substr(0, r.out.find('\n'));
-  if (r.exit_code != 0 || git_tree != m.tree->hex())
-    throw failure(fmt::format("gate: verify: agentcore merged main {} and {} in '{}' to tree {}, but 'git merge-tree "
-                              "--write-tree' gives {} (exit {}): the merge is wrong",
-                              s.main.hex(), change.hex(), s.dir.string(), m.tree->hex(), git_tree, r.exit_code));
+  if (r.exit_code != 0)
+    throw failure(
+        fmt::format("gate: verify: 'git merge-tree --write-tree {} {}' in '{}' exited with {} (git 2.38 or "
+                    "later is needed); output: {}",
+                    s.main.hex(), change.hex(), s.dir.string(), r.exit_code, r.out));
+  if (git_tree != m.tree->hex())
+    throw failure(
+        fmt::format("gate: verify: agentcore merged main {} and {} in '{}' to tree {}, but 'git merge-tree "
+                    "--write-tree' gives {}: the merge is wrong",
+                    s.main.hex(), change.hex(), s.dir.string(), m.tree->hex(), git_tree));
   libgit2_init lib;
   lg_ptr<git_repository, git_repository_free> lrepo;
   lg(git_repository_open(&lrepo.p, s.dir.c_str()), "open");
@@ -457,7 +468,9 @@ std::vector<figure> run_gate(const run_options& o) {
   const auto at_least = [](double v) { return bound{true, v}; };
   const auto at_most = [](double v) { return bound{false, v}; };
   // Keeps libgit2 initialised between the per-iteration repositories, so
-  // that each open does not reload TLS certificates (untimed, but slow).
+  // that each open does not reload TLS certificates (untimed, but slow). It
+  // also means agentcore's first-initialisation default (fsync on) never runs
+  // here: every init and open below states its fsync, so none relies on it.
   libgit2_init lib;
   std::vector<figure> out;
   auto phase = steady::now();

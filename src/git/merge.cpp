@@ -487,25 +487,39 @@ private:
 // Step 1 of a merge, and what a worktree slot needs to move between commits:
 // the changed files between two trees, reading only differing subtrees.
 error_info repository::impl::collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out) {
-  std::map<std::string_view, const git_tree_entry*> ea, eb;
-  if (a)
-    for (std::size_t i = 0; i < git_tree_entrycount(a); ++i) {
-      auto* e = git_tree_entry_byindex(a, i);
-      ea.emplace(git_tree_entry_name(e), e);
+  // Both entry lists sorted by plain name (git's own order sorts a directory
+  // as "name/", which would misalign a file and a directory of one name),
+  // then walked together once.
+  using named = std::pair<std::string_view, const git_tree_entry*>;
+  auto entries = [](const git_tree* t) {
+    std::vector<named> v;
+    if (!t) return v;
+    std::size_t n = git_tree_entrycount(t);
+    v.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto* e = git_tree_entry_byindex(t, i);
+      v.emplace_back(git_tree_entry_name(e), e);
     }
-  if (b)
-    for (std::size_t i = 0; i < git_tree_entrycount(b); ++i) {
-      auto* e = git_tree_entry_byindex(b, i);
-      eb.emplace(git_tree_entry_name(e), e);
+    std::sort(v.begin(), v.end(), [](const named& l, const named& r) { return l.first < r.first; });
+    return v;
+  };
+  auto ea = entries(a), eb = entries(b);
+  std::size_t ia = 0, ib = 0;
+  while (ia < ea.size() || ib < eb.size()) {
+    const git_tree_entry* x = nullptr;
+    const git_tree_entry* y = nullptr;
+    std::string_view name;
+    if (ib == eb.size() || (ia < ea.size() && ea[ia].first < eb[ib].first)) {
+      name = ea[ia].first;
+      x = ea[ia++].second;
+    } else if (ia == ea.size() || eb[ib].first < ea[ia].first) {
+      name = eb[ib].first;
+      y = eb[ib++].second;
+    } else {
+      name = ea[ia].first;
+      x = ea[ia++].second;
+      y = eb[ib++].second;
     }
-  std::set<std::string_view> names;
-  for (auto& [n, e] : ea) names.insert(n);
-  for (auto& [n, e] : eb) names.insert(n);
-  for (auto name : names) {
-    auto ia = ea.find(name);
-    auto ib = eb.find(name);
-    const git_tree_entry* x = ia == ea.end() ? nullptr : ia->second;
-    const git_tree_entry* y = ib == eb.end() ? nullptr : ib->second;
     if (x && y && git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
         git_tree_entry_filemode(x) == git_tree_entry_filemode(y))
       continue;  // the same subtree or file: never read

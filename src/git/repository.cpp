@@ -47,8 +47,12 @@ error_info detail::last_error(int rc, std::string_view what) {
 }
 
 detail::library::library() {
-  // The first initialisation turns fsync on: durable by default.
+  // The first initialisation turns fsync on: durable by default. It also turns
+  // off libgit2's strict object creation, which looks up every entry of every
+  // tree written to check it exists: agentcore writes trees only from entries
+  // it has just read or written, and those lookups were most of a merge's cost.
   if (git_libgit2_init() == 1) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+  git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
 }
 detail::library::~library() { git_libgit2_shutdown(); }
 
