@@ -14,9 +14,18 @@
 // file), so where the scratch directory lives matters: on a file system where
 // creating a file costs a millisecond, that is most of every figure but
 // libgit2's. --dir chooses it.
+//
+// On the 20,000-file repository the same run also times what surrounds a merge
+// in the gate: moving a reused worktree slot between two commits ten files
+// apart (against `git worktree add`, which checks out every file), and the
+// merge queue itself (memory store, no checks) landing a few hundred one-file
+// changes, one at a time and in batches of 16.
 #include "harness.hpp"
 
+#include <agentcore/gate/merge_gate.hpp>
 #include <agentcore/git/repository.hpp>
+#include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/store/memory_store.hpp>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -28,7 +37,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -449,6 +460,195 @@ void verify(scenario& s) {
                               from_lg(tree_id).hex(), m.tree->hex()));
   fmt::print(stderr, "  verified {} files: merged tree {} has both edits, equals git merge-tree and libgit2\n", s.files,
              m.tree->hex());
+}
+
+// ---- worktree slots ---------------------------------------------------------------
+
+constexpr std::size_t moved_files = 10;
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw failure(fmt::format("gate: cannot read '{}'", file.string()));
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Two commits ten files apart, for moving a slot back and forth.
+struct slot_commits {
+  oid a;                      ///< main's tip (B + main's edit)
+  oid b;                      ///< a + `b_edits`
+  std::vector<edit> b_edits;  ///< ten files, in ten packages under ten top-level directories
+};
+
+// Untimed. Worktrees (the pool's, which libgit2 makes from HEAD, and git's)
+// need HEAD on a real branch: refs/heads/main exists since generate(), but
+// libgit2's init left HEAD at an unborn refs/heads/master.
+slot_commits make_slot_commits(scenario& s, git_env& env) {
+  auto repo = check(git::repository::open(s.dir, {.fsync = false}), "gate: open");
+  auto tip = check(repo.ref_target(main_ref), "gate: read refs/heads/main");
+  if (!tip || *tip != s.main)
+    throw failure(fmt::format("gate: worktrees: refs/heads/main in '{}' is at {}, not at main {}", s.dir.string(),
+                              tip ? tip->hex() : "(nothing)", s.main.hex()));
+  git_line(env, s.dir, {"symbolic-ref", "HEAD", main_ref});
+  slot_commits w;
+  w.a = s.main;
+  auto a_tree = check(repo.commit_tree(w.a), "gate: worktrees: tree of main");
+  std::map<std::string, std::optional<git::tree_entry>> changes;
+  for (std::size_t i = 0; i < moved_files; ++i) {
+    // File 3 of packages a tenth of the repository apart: neither main's edit
+    // (file 7) nor the merge changes' (file 12).
+    edit e{file_path((i * (s.leaves / moved_files + 1) + 5) % s.leaves, 3), {}};
+    e.text = file_text(e.path) + "// worktree: commit b\n";
+    auto blob = check(repo.write_blob(e.text), "gate: write blob");
+    changes.emplace(e.path, git::tree_entry{blob, git::file_mode::blob});
+    w.b_edits.push_back(std::move(e));
+  }
+  if (changes.size() != moved_files)
+    throw failure(fmt::format("gate: worktrees: {} leaves give only {} distinct files to move, not {}", s.leaves,
+                              changes.size(), moved_files));
+  auto tree = check(repo.edit_tree(a_tree, changes), "gate: edit tree");
+  w.b = check(repo.create_commit(tree, {w.a}, "worktree: ten files", bench_sig), "gate: create commit");
+  return w;
+}
+
+// The files a slot moved must hold what `at` says (b's edits, or a's originals).
+void check_slot_files(const fs::path& root, const slot_commits& w, bool at_b) {
+  for (const auto& e : w.b_edits) {
+    std::string want = at_b ? e.text : file_text(e.path);
+    auto got = read_text(root / e.path);
+    if (got != want)
+      throw failure(fmt::format("gate: worktrees: '{}' in '{}' holds {:?}; commit {} has {:?}", e.path, root.string(),
+                                got, at_b ? w.b.hex() : w.a.hex(), want));
+  }
+}
+
+struct slot_timings {
+  double first_checkout_ms = 0;  ///< the first acquire: the slot's one full checkout
+  timings prepare;               ///< acquire() of a reused slot, ten files from its last commit
+  timings release;               ///< release(): the status scan that cleans the slot
+};
+
+// One slot, checked out once, then acquired alternately at b and a: every
+// timed acquire moves it across exactly ten files.
+slot_timings slot_prepares(const scenario& s, const slot_commits& w, const fs::path& root, int iterations) {
+  auto pool = check(git::worktree_pool::open(s.dir, {.root = root, .slots = 1}), "gate: open the worktree pool");
+  slot_timings out;
+  auto t0 = steady::now();
+  auto first = check(pool->acquire(w.a), "gate: worktrees: first acquire");
+  out.first_checkout_ms = ms_since(t0);
+  check_slot_files(first.path(), w, false);
+  first.release();
+  std::vector<double> prep, rel;
+  for (int i = 0; i < iterations; ++i) {
+    bool at_b = i % 2 == 0;
+    const oid& target = at_b ? w.b : w.a;
+    auto before = pool->stats();
+    auto t = steady::now();
+    auto wt = check(pool->acquire(target), "gate: worktrees: acquire");
+    prep.push_back(ms_since(t));
+    auto after = pool->stats();
+    if (after.full_checkouts != 1 || after.files_written - before.files_written != moved_files || wt.head() != target)
+      throw failure(fmt::format("gate: worktrees: acquire({}) made {} full checkout(s) in all and wrote {} file(s), "
+                                "and left the slot at {}; expected 1, {} and the commit asked for",
+                                target.hex(), after.full_checkouts, after.files_written - before.files_written,
+                                wt.head().hex(), moved_files));
+    if (i < 2) check_slot_files(wt.path(), w, at_b);
+    t = steady::now();
+    wt.release();
+    rel.push_back(ms_since(t));
+  }
+  pool.reset();
+  fs::remove_all(root);  // its registration goes with the next `git worktree prune`, or with the repository
+  out.prepare = summarize(prep);
+  out.release = summarize(rel);
+  return out;
+}
+
+// The peer: a new worktree of the 20,000 files as git makes it, in a fresh
+// directory each time; removed and pruned untimed.
+timings git_worktree_adds(git_env& env, const scenario& s, const slot_commits& w, const fs::path& scratch,
+                          int iterations) {
+  std::vector<double> ms;
+  for (int i = 0; i < iterations; ++i) {
+    auto dir = scratch / fmt::format("git-worktree-{}", i);
+    auto t0 = steady::now();
+    git_line(env, s.dir, {"worktree", "add", "--quiet", "--detach", dir.string(), w.b.hex()});
+    ms.push_back(ms_since(t0));
+    if (i == 0) check_slot_files(dir, w, true);
+    fs::remove_all(dir);
+    git_line(env, s.dir, {"worktree", "prune"});
+  }
+  return summarize(ms);
+}
+
+// ---- the merge queue ----------------------------------------------------------------
+
+// `n` one-file changes, each a commit on main's tip adding a file of its own,
+// submitted with no fast checks (so no worktree) to a gate with no deep
+// checks, on a memory store: what is timed is run_until_empty(), that is the
+// queue's own cost per change (store reads and writes, verdict JSON) on top of
+// the in-memory merge, the merge commit and the compare-and-swap of main.
+// Returns changes landed per second; verifies every verdict and main's tree.
+double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::string_view tag, const fs::path& root) {
+  auto repo = check(git::repository::open(s.dir, {.fsync = false}), "gate: open");
+  auto base = check(repo.ref_target(main_ref), "gate: read refs/heads/main");
+  if (!base) throw failure(fmt::format("gate: queue: '{}' has no refs/heads/main", s.dir.string()));
+  auto base_tree = check(repo.commit_tree(*base), "gate: queue: tree of main");
+  std::vector<edit> edits;
+  std::vector<gate::change> changes;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::size_t leaf = (i * 37 + 11) % s.leaves;
+    edit e{fmt::format("d{:02}/pkg{:04}/src/q-{}-{:04}.txt", leaf % top_dirs, leaf, tag, i), {}};
+    e.text = file_text(e.path);
+    auto blob = check(repo.write_blob(e.text), "gate: write blob");
+    auto tree = check(repo.edit_tree(*base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
+                      "gate: edit tree");
+    auto head = check(repo.create_commit(tree, {*base}, fmt::format("{} {}: add {}", tag, i, e.path), bench_sig),
+                      "gate: create commit");
+    changes.push_back({.id = fmt::format("{}-{:04}", tag, i), .base = *base, .head = head});
+    edits.push_back(std::move(e));
+  }
+
+  auto store = store::memory_store::create();
+  auto pool = check(git::worktree_pool::open(s.dir, {.root = root, .slots = 2}), "gate: open the worktree pool");
+  auto g = check(gate::merge_gate::open(s.dir, *store, *pool, {.mode = mode, .batch_size = 16, .deep_checks = {}}),
+                 "gate: open the merge gate");
+  for (const auto& c : changes) {
+    auto v = check(g->submit(c), fmt::format("gate: queue: submit '{}'", c.id));
+    if (v.kind != gate::verdict_kind::queued)
+      throw failure(fmt::format("gate: queue: submitting '{}' gave '{}' ({}), not queued", c.id, to_string(v.kind),
+                                v.detail));
+  }
+
+  auto t0 = steady::now();
+  auto made = check(g->run_until_empty(), "gate: queue: run_until_empty");
+  double seconds = seconds_since(t0);
+
+  std::size_t merged = 0;
+  for (const auto& c : changes) {
+    auto v = check(g->verdict(c.id), fmt::format("gate: queue: verdict of '{}'", c.id));
+    if (!v) throw failure(fmt::format("gate: queue ({}): change '{}' has no verdict after run_until_empty", tag, c.id));
+    if (v->kind != gate::verdict_kind::merged)
+      throw failure(fmt::format("gate: queue ({}): change '{}' ended '{}' ({}), not merged", tag, c.id,
+                                to_string(v->kind), v->detail));
+    ++merged;
+  }
+  auto tip = check(repo.ref_target(main_ref), "gate: read refs/heads/main");
+  auto tip_tree = check(repo.commit_tree(tip.value()), "gate: queue: tree of main");
+  for (const auto& e : edits) {
+    auto entry = check(repo.entry_at(tip_tree, e.path), "gate: queue: entry_at");
+    if (!entry || check(repo.read_blob(entry->id), "gate: queue: read_blob") != e.text)
+      throw failure(fmt::format("gate: queue ({}): main {} lacks '{}' (or holds other content) after all {} changes "
+                                "were reported merged",
+                                tag, tip->hex(), e.path, n));
+  }
+  if (made.size() != n)
+    throw failure(fmt::format("gate: queue ({}): run_until_empty returned {} verdicts for {} changes", tag,
+                              made.size(), n));
+  fmt::print(stderr, "  queue ({}): {} changes merged, main {} has all {} files\n", tag, merged, tip->hex(), n);
+  g.reset();
+  pool.reset();
+  fs::remove_all(root);
+  return static_cast<double>(n) / seconds;
 }
 
 // Removes a scenario's repository now rather than with the scratch directory:
