@@ -600,7 +600,7 @@ double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::st
     edit e{fmt::format("d{:02}/pkg{:04}/src/q-{}-{:04}.txt", leaf % top_dirs, leaf, tag, i), {}};
     e.text = file_text(e.path);
     auto blob = check(repo.write_blob(e.text), "gate: write blob");
-    auto tree = check(repo.edit_tree(*base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
+    auto tree = check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
                       "gate: edit tree");
     auto head = check(repo.create_commit(tree, {*base}, fmt::format("{} {}: add {}", tag, i, e.path), bench_sig),
                       "gate: create commit");
@@ -608,9 +608,9 @@ double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::st
     edits.push_back(std::move(e));
   }
 
-  auto store = store::memory_store::create();
+  auto mem = store::memory_store::create();
   auto pool = check(git::worktree_pool::open(s.dir, {.root = root, .slots = 2}), "gate: open the worktree pool");
-  auto g = check(gate::merge_gate::open(s.dir, *store, *pool, {.mode = mode, .batch_size = 16, .deep_checks = {}}),
+  auto g = check(gate::merge_gate::open(s.dir, *mem, *pool, {.mode = mode, .batch_size = 16, .deep_checks = {}}),
                  "gate: open the merge gate");
   for (const auto& c : changes) {
     auto v = check(g->submit(c), fmt::format("gate: queue: submit '{}'", c.id));
@@ -665,6 +665,7 @@ std::vector<figure> run_gate(const run_options& o) {
   // --quick: a tenth of the sizes (2,000 and 10,000 files), a few iterations.
   const std::size_t small_leaves = o.quick ? 100 : 1000, large_leaves = o.quick ? 500 : 5000;
   const int iters = o.quick ? 5 : 20, fsync_iters = o.quick ? 3 : 10, peer_iters = o.quick ? 3 : 10;
+  const std::size_t queue_changes = o.quick ? 40 : 200;
   const auto at_least = [](double v) { return bound{true, v}; };
   const auto at_most = [](double v) { return bound{false, v}; };
   // Keeps libgit2 initialised between the per-iteration repositories, so
@@ -695,6 +696,25 @@ std::vector<figure> run_gate(const run_options& o) {
   report("git_cli_merge_ms_20k", cli);
   auto l2 = libgit2_merges(small, peer_iters);
   report("libgit2_merge_commits_ms_20k", l2);
+
+  // Worktree slots and the queue, on the same 20,000 files. The pool and the
+  // gate open the repository with default options, which leave libgit2's
+  // process-wide fsync as it is: this open turns it off first (the fsync
+  // merges above turned it on), so that index, object and ref writes are not
+  // fsynced, like git's defaults (git worktree add does not fsync its index).
+  check(git::repository::open(small.dir, {.fsync = false}), "gate: open");
+  git_env env;
+  auto commits = make_slot_commits(small, env);
+  auto slots = slot_prepares(small, commits, o.dir / "slots", iters);
+  progress("worktree_first_checkout_ms", slots.first_checkout_ms);
+  report("worktree_prepare_ms", slots.prepare);
+  report("worktree_release_ms", slots.release);
+  auto wt_add = git_worktree_adds(env, small, commits, o.dir, peer_iters);
+  report("git_worktree_add_ms", wt_add);
+  auto queue_serial = queue_merges(small, gate::policy::serial, queue_changes, "serial", o.dir / "queue-slots");
+  progress("queue_merges_per_s", queue_serial);
+  auto queue_batch = queue_merges(small, gate::policy::batch, queue_changes, "batch", o.dir / "queue-slots");
+  progress("queue_merges_per_s_batch", queue_batch);
   remove_repo(small);
 
   auto large = generate(o.dir / "repo-100k", large_leaves, 1 + iters);
@@ -717,6 +737,14 @@ std::vector<figure> run_gate(const run_options& o) {
                  std::pair{"libgit2_merge_commits_ms_20k", "agentcore_merge_ms_20k"}});
   out.push_back({"size_ratio_100k_vs_20k", ac_large.median_ms / ac.median_ms, 2, at_most(1.5),
                  std::pair{"agentcore_merge_ms_100k", "agentcore_merge_ms_20k"}});
+  out.push_back({"worktree_first_checkout_ms", slots.first_checkout_ms, 1, std::nullopt});
+  out.push_back({"worktree_prepare_ms", slots.prepare.median_ms, 3, std::nullopt});
+  out.push_back({"worktree_release_ms", slots.release.median_ms, 3, std::nullopt});
+  out.push_back({"git_worktree_add_ms", wt_add.median_ms, 1, std::nullopt});
+  out.push_back({"worktree_prepare_speedup", wt_add.median_ms / slots.prepare.median_ms, 1, at_least(20),
+                 std::pair{"git_worktree_add_ms", "worktree_prepare_ms"}});
+  out.push_back({"queue_merges_per_s", queue_serial, 0, at_least(500)});
+  out.push_back({"queue_merges_per_s_batch", queue_batch, 0, std::nullopt});
   return out;
 }
 

@@ -21,6 +21,9 @@ mkdir -p "$logs"
 
 # A UBSan report fails its test (-fno-sanitize-recover); give it a stack too.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+# Leaks inside third-party libraries (see tests/lsan.supp) are not ours to fix;
+# examples and bench smoke tests run under the sanitizers too, so set it here.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_suppressions=0}
 
 # run_suite NAME BUILD_DIR CTEST_ARGS... -- CMAKE_ARGS...
 # Configures, builds and tests one tree; records a one-line status in

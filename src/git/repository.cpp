@@ -279,13 +279,18 @@ result<advance_result> repository::advance(std::string_view refname, std::option
     // Another process is moving the ref, or one died doing it and left its
     // lock. A live writer holds it for milliseconds: a lock older than
     // stale_lock_age is a dead one's, and is removed.
+    // The ref's lock, or its reflog's.
     auto lock = git_dir() / (name + ".lock");
-    std::error_code ec;
-    auto mtime = std::filesystem::last_write_time(lock, ec);
-    if (!ec && std::filesystem::file_time_type::clock::now() - mtime > impl_->options.stale_lock_age) {
-      std::filesystem::remove(lock, ec);
-      continue;
+    bool removed = false;
+    for (const auto& candidate : {lock, git_dir() / "logs" / (name + ".lock")}) {
+      std::error_code ec;
+      auto mtime = std::filesystem::last_write_time(candidate, ec);
+      if (!ec && std::filesystem::file_time_type::clock::now() - mtime > impl_->options.stale_lock_age) {
+        std::filesystem::remove(candidate, ec);
+        removed = true;
+      }
     }
+    if (removed) continue;
     if (std::chrono::steady_clock::now() - started > impl_->options.stale_lock_age + std::chrono::seconds(1))
       return last_error(rc, fmt::format("move '{}' (its lock file '{}' stays)", refname, lock.string()));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

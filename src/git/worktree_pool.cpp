@@ -308,8 +308,11 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
     s->path = fs::absolute(options.root / fmt::format("slot-{}", i));
     s->name = fmt::format("agentcore-slot-{}", i);
     // A slot left by an earlier run is reused, reset to its last commit. The
-    // pool is its slots' only user, so an index lock there is a dead run's.
-    fs::remove(st->main->git_dir() / "worktrees" / s->name / "index.lock", ec);
+    // pool is its slots' only user, so a lock file in the slot's git
+    // directory (HEAD.lock, index.lock) is a dead run's.
+    for (const auto& e : fs::directory_iterator(st->main->git_dir() / "worktrees" / s->name, ec))
+      if (e.path().extension() == ".lock") fs::remove(e.path(), ec);
+    ec.clear();
     if (fs::exists(s->path / ".git")) {
       auto r = repository::open(s->path, {});
       if (r) {
