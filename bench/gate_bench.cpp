@@ -547,10 +547,11 @@ slot_timings slot_prepares(const scenario& s, const slot_commits& w, const fs::p
     prep.push_back(ms_since(t));
     auto after = pool->stats();
     if (after.full_checkouts != 1 || after.files_written - before.files_written != moved_files || wt.head() != target)
-      throw failure(fmt::format("gate: worktrees: acquire({}) made {} full checkout(s) in all and wrote {} file(s), "
-                                "and left the slot at {}; expected 1, {} and the commit asked for",
-                                target.hex(), after.full_checkouts, after.files_written - before.files_written,
-                                wt.head().hex(), moved_files));
+      throw failure(
+          fmt::format("gate: worktrees: acquire({}) made {} full checkout(s) in all and wrote {} file(s), "
+                      "and left the slot at {}; expected 1, {} and the commit asked for",
+                      target.hex(), after.full_checkouts, after.files_written - before.files_written, wt.head().hex(),
+                      moved_files));
     if (i < 2) check_slot_files(wt.path(), w, at_b);
     t = steady::now();
     wt.release();
@@ -600,8 +601,8 @@ double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::st
     edit e{fmt::format("d{:02}/pkg{:04}/src/q-{}-{:04}.txt", leaf % top_dirs, leaf, tag, i), {}};
     e.text = file_text(e.path);
     auto blob = check(repo.write_blob(e.text), "gate: write blob");
-    auto tree = check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}),
-                      "gate: edit tree");
+    auto tree =
+        check(repo.edit_tree(base_tree, {{e.path, git::tree_entry{blob, git::file_mode::blob}}}), "gate: edit tree");
     auto head = check(repo.create_commit(tree, {*base}, fmt::format("{} {}: add {}", tag, i, e.path), bench_sig),
                       "gate: create commit");
     changes.push_back({.id = fmt::format("{}-{:04}", tag, i), .base = *base, .head = head});
@@ -615,8 +616,8 @@ double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::st
   for (const auto& c : changes) {
     auto v = check(g->submit(c), fmt::format("gate: queue: submit '{}'", c.id));
     if (v.kind != gate::verdict_kind::queued)
-      throw failure(fmt::format("gate: queue: submitting '{}' gave '{}' ({}), not queued", c.id, to_string(v.kind),
-                                v.detail));
+      throw failure(
+          fmt::format("gate: queue: submitting '{}' gave '{}' ({}), not queued", c.id, to_string(v.kind), v.detail));
   }
 
   auto t0 = steady::now();
@@ -637,13 +638,14 @@ double queue_merges(const scenario& s, gate::policy mode, std::size_t n, std::st
   for (const auto& e : edits) {
     auto entry = check(repo.entry_at(tip_tree, e.path), "gate: queue: entry_at");
     if (!entry || check(repo.read_blob(entry->id), "gate: queue: read_blob") != e.text)
-      throw failure(fmt::format("gate: queue ({}): main {} lacks '{}' (or holds other content) after all {} changes "
-                                "were reported merged",
-                                tag, tip->hex(), e.path, n));
+      throw failure(
+          fmt::format("gate: queue ({}): main {} lacks '{}' (or holds other content) after all {} changes "
+                      "were reported merged",
+                      tag, tip->hex(), e.path, n));
   }
   if (made.size() != n)
-    throw failure(fmt::format("gate: queue ({}): run_until_empty returned {} verdicts for {} changes", tag,
-                              made.size(), n));
+    throw failure(
+        fmt::format("gate: queue ({}): run_until_empty returned {} verdicts for {} changes", tag, made.size(), n));
   fmt::print(stderr, "  queue ({}): {} changes merged, main {} has all {} files\n", tag, merged, tip->hex(), n);
   g.reset();
   pool.reset();

@@ -40,7 +40,8 @@ struct area {
 const std::vector<area>& areas() {
   static const std::vector<area> all = {
       {"store", "memory and file store commits, SQLite comparison, board claims, reopen time", bench::run_store},
-      {"gate", "merge a one-file change into main on 20k/100k-file repos, vs git CLI and libgit2; worktree slots; merge queue", bench::run_gate},
+      {"gate", "merge a one-file change into main on 20k/100k-file repos, vs git CLI/libgit2; worktree slots; queue",
+       bench::run_gate},
   };
   return all;
 }
