@@ -133,6 +133,9 @@ result<change_verdict> verdict_from_json(const json::value& v) {
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e) { v = json::value_from(e.verdict); }
+void tag_invoke(json::value_from_tag, json::value& v, const gate_step& e) {
+  v = {{"step", e.step}, {"changes", strings(e.changes)}, {"detail", e.detail}};
+}
 void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e) {
   v = {{"branch", e.branch}, {"from", e.from.hex()}, {"to", e.to.hex()}, {"changes", strings(e.changes)}};
 }
@@ -160,7 +163,17 @@ public:
     std::string key;  // its queue key
   };
 
-  // --- verdicts ---
+  // --- verdicts and events ---
+
+  void step(std::string name, std::vector<std::string> changes, std::string detail = {}) {
+    if (options_.events) options_.events->publish(gate_step{std::move(name), std::move(changes), std::move(detail)});
+  }
+  template <class Items>
+  static std::vector<std::string> ids(const Items& items) {
+    std::vector<std::string> out;
+    for (const auto& x : items) out.push_back(x.it.c.id);
+    return out;
+  }
 
   void announce(const change_verdict& v, const std::optional<task_id>& task) {
     if (options_.events) options_.events->publish(gate_event{v});
@@ -235,6 +248,8 @@ public:
     }
     auto cv = contract::check(c.contract, d);
     if (!cv) return decide(c, {c.id, verdict_kind::error, cv.error().message()});
+    step("contract_checked", {c.id}, fmt::format("{} files, {} lines{}", d.files.size(), d.changed_lines(),
+                                                  cv->ok() ? "" : ": " + cv->summary()));
     if (!cv->ok()) {
       v.kind = verdict_kind::contract_violated;
       v.detail = cv->summary();
@@ -244,6 +259,7 @@ public:
     bool passed = false;
     auto checks = run_checks(c.checks, c.head, passed);
     if (!checks) return decide(c, {c.id, verdict_kind::error, checks.error().message()});
+    if (!c.checks.empty()) step("fast_checks", {c.id}, passed ? "passed" : "failed");
     v.checks = std::move(*checks);
     if (!passed) {
       v.kind = verdict_kind::checks_failed;
@@ -365,10 +381,12 @@ public:
   result<landed> advance(const git::oid& from, const std::vector<built>& chain, std::vector<change_verdict>& out,
                          bool optimistic) {
     const git::oid& to = chain.back().commit;
-    json::array ids;
-    for (const auto& b : chain) ids.push_back(json::object{{"change", b.it.c.id}, {"key", b.it.key}, {"commit", b.commit.hex()}});
-    json::object landing{{"from", from.hex()}, {"to", to.hex()}, {"changes", ids}, {"optimistic", optimistic}};
+    json::array entries;
+    for (const auto& b : chain)
+      entries.push_back(json::object{{"change", b.it.c.id}, {"key", b.it.key}, {"commit", b.commit.hex()}});
+    json::object landing{{"from", from.hex()}, {"to", to.hex()}, {"changes", entries}, {"optimistic", optimistic}};
     if (auto r = store_.commit(store::txn().put(landing_key(), json::serialize(landing))); !r) return r.error();
+    step("landing", ids(chain), fmt::format("{} -> {}", from.hex(), to.hex()));
     auto moved = repo_.advance(options_.branch, from, to, fmt::format("gate: {} change(s)", chain.size()));
     if (!moved) return moved.error();
     if (!moved->advanced) {
@@ -425,9 +443,11 @@ public:
       auto chain = build_chain(**tip, items, out);
       if (!chain) return chain.error();
       if (chain->empty()) return {};
+      step("merged_in_memory", ids(*chain), chain->back().commit.hex());
       bool passed = false;
       auto checks = run_checks(options_.deep_checks, chain->back().commit, passed);
       if (!checks) return checks.error();
+      if (!options_.deep_checks.empty()) step("deep_checks", ids(*chain), passed ? "passed" : "failed");
       if (passed) {
         auto moved = advance(**tip, *chain, out, false);
         if (!moved) return moved.error();
@@ -445,6 +465,7 @@ public:
         out.push_back(std::move(*d));
         return {};
       }
+      step("bisect", ids(*chain), fmt::format("{} changes failed together: splitting", chain->size()));
       // Bisect: land the first half (itself bisected if need be), then the rest.
       std::vector<item> left, right;
       for (std::size_t i = 0; i < chain->size(); ++i)
@@ -578,7 +599,13 @@ public:
       return {};
     }
     std::vector<change_verdict> out;
-    return finish_landing(j->as_object(), out);
+    auto r = finish_landing(j->as_object(), out);
+    if (r) step("recovered", [&] {
+      std::vector<std::string> v;
+      for (const auto& x : out) v.push_back(x.change_id);
+      return v;
+    }(), "finished a landing a crash interrupted");
+    return r;
   }
 
   store::store& store_;

@@ -50,7 +50,10 @@ TEST_CASE("gate.serial_lands_good_changes_and_rejects_a_failing_one") {
 
 TEST_CASE("gate.batch_bisects_to_the_culprit_and_lands_the_rest") {
   gate_fixture fx;
-  auto g = fx.open_gate({.mode = gate::policy::batch, .batch_size = 8});
+  event_bus bus;
+  std::vector<std::string> steps;
+  auto sub = bus.subscribe<gate::gate_step>([&](const gate::gate_step& s) { steps.push_back(s.step); });
+  auto g = fx.open_gate({.mode = gate::policy::batch, .batch_size = 8, .events = &bus});
   auto base = fx.main_tip();
   for (std::string id : {"b1", "b2", "b3", "b4", "b5"}) submit_ok(*g, fx.make_change(id, id == "b3", base));
   auto v = by_id(g->run_until_empty().value());
@@ -63,6 +66,12 @@ TEST_CASE("gate.batch_bisects_to_the_culprit_and_lands_the_rest") {
   CHECK(v["b3"] == gate::verdict_kind::deep_checks_failed);
   CHECK_FALSE(fx.main_has("POISON"));
   CHECK(g->queued().value() == 0);
+  // Every step was on the bus: the failed batch, its bisection, the landings.
+  auto count = [&](const char* name) { return std::count(steps.begin(), steps.end(), name); };
+  CHECK(count("contract_checked") == 5);
+  CHECK(count("bisect") >= 1);
+  CHECK(count("deep_checks") >= 3);
+  CHECK(count("landing") >= 2);
 }
 
 TEST_CASE("gate.optimistic_reverts_the_culprit") {

@@ -92,6 +92,15 @@ struct gate_event {
   static constexpr std::string_view event_type = "gate.verdict";
   change_verdict verdict;
 };
+/// Published for each step the gate takes with one or more changes:
+/// "contract_checked", "fast_checks", "merged_in_memory", "deep_checks",
+/// "bisect", "landing", "recovered".
+struct gate_step {
+  static constexpr std::string_view event_type = "gate.step";
+  std::string step;
+  std::vector<std::string> changes;
+  std::string detail;
+};
 /// Published whenever the branch moves.
 struct branch_moved {
   static constexpr std::string_view event_type = "gate.branch_moved";
@@ -137,5 +146,6 @@ void tag_invoke(json::value_from_tag, json::value& v, const change_verdict& c);
 result<change_verdict> verdict_from_json(const json::value& v);
 void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e);
 void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e);
+void tag_invoke(json::value_from_tag, json::value& v, const gate_step& e);
 
 }  // namespace agentcore::gate
