@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <mutex>
+#include <unistd.h>
 
 namespace agentcore::gate {
 
@@ -151,11 +152,57 @@ public:
     for (char& ch : name)
       if (ch == '/') ch = '_';
     root_ = options_.prefix + name + "/";
+    instance_ = options_.instance.empty() ? fmt::format("pid-{}", ::getpid()) : options_.instance;
+    if (options_.leader_ttl.count() < 1) options_.leader_ttl = std::chrono::seconds(1);
   }
+  ~impl() { resign(); }
 
   std::string queue_prefix() const { return root_ + "queue/"; }
   std::string verdict_key(const std::string& id) const { return root_ + "verdict/" + id; }
   std::string landing_key() const { return root_ + "landing"; }
+  std::string leader_key() const { return root_ + "leader"; }
+
+  /// Takes or keeps the queue's leadership. On taking it, finishes what a
+  /// previous leader left in flight.
+  result<void> ensure_leader() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (lease_ == 0) {
+        auto l = store_.grant(options_.leader_ttl);
+        if (!l) return l.error();
+        lease_ = *l;
+      }
+      auto kv = store_.get(leader_key());
+      if (!kv) return kv.error();
+      if (*kv && (*kv)->value == instance_ && (*kv)->lease == lease_) {
+        auto ka = store_.keep_alive(lease_);
+        if (ka) return {};
+        lease_ = 0;  // expired under us: take it again, as a newcomer
+        leading_ = false;
+        continue;
+      }
+      if (*kv)
+        return fail(error::in_use,
+                    fmt::format("gate: the queue of '{}' is run by '{}'; if that gate died, its lease ends within "
+                                "{} s and this one takes over",
+                                options_.branch, (*kv)->value, options_.leader_ttl.count()));
+      auto c = store_.commit(store::txn().if_absent(leader_key()).put(leader_key(), instance_, lease_));
+      if (!c && c.error() == error::lease_not_found) {  // ours ran out while we waited: a new one
+        lease_ = 0;
+        continue;
+      }
+      if (!c) return c.error();
+      if (!c->succeeded) continue;
+      leading_ = true;
+      return recover();
+    }
+    return fail(error::too_many_attempts, fmt::format("gate: could not take the queue of '{}'", options_.branch));
+  }
+
+  void resign() {
+    if (lease_) (void)store_.revoke(lease_);
+    lease_ = 0;
+    leading_ = false;
+  }
   std::string since_green_prefix() const { return root_ + "since_green/"; }
 
   struct item {
@@ -563,6 +610,7 @@ public:
 
   result<std::vector<change_verdict>> run_once() {
     std::lock_guard lk(run_mutex_);
+    if (auto r = ensure_leader(); !r) return r.error();
     std::size_t take = options_.mode == policy::batch ? std::max<std::size_t>(options_.batch_size, 1) : 1;
     auto items = read_queue(take);
     if (!items) return items.error();
@@ -615,6 +663,9 @@ public:
   git::repository submit_repo_;  // submit()'s (submit_mutex_)
   std::mutex run_mutex_, submit_mutex_;
   std::string root_;
+  std::string instance_;
+  store::lease_id lease_ = 0;  // run_mutex_
+  bool leading_ = false;
 };
 
 result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path& repository, store::store& s,
@@ -624,7 +675,6 @@ result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path
   auto b = git::repository::open(repository);
   if (!b) return b.error();
   auto p = std::make_unique<impl>(s, pool, std::move(options), std::move(*a), std::move(*b));
-  if (auto r = p->recover(); !r) return r.error();
   return std::unique_ptr<merge_gate>(new merge_gate(std::move(p)));
 }
 

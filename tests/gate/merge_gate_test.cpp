@@ -199,3 +199,23 @@ TEST_CASE("gate.verdicts_reach_the_board") {
   CHECK(t.state == board::task_state::merged);
   CHECK(t.result.as_object().at("verdict").as_string() == "merged");
 }
+
+TEST_CASE("gate.one_runner_per_queue") {
+  gate_fixture fx;
+  auto clk = std::make_shared<virtual_clock>();
+  fx.store = store::memory_store::create({.clock = clk});
+  auto first = fx.open_gate({.leader_ttl = std::chrono::seconds(5), .instance = "first"});
+  auto second = fx.open_gate({.leader_ttl = std::chrono::seconds(5), .instance = "second"});
+  submit_ok(*first, fx.make_change("x"));
+  REQUIRE(first->run_until_empty().has_value());  // first leads
+  submit_ok(*second, fx.make_change("y"));        // anyone may submit
+  auto refused = second->run_until_empty();
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error() == error::in_use);
+  CHECK(refused.error().message().find("'first'") != std::string::npos);
+  // The first gate stops (as if it died): once its lease runs out, the second takes over.
+  clk->advance(std::chrono::seconds(6));
+  auto took = second->run_until_empty();
+  REQUIRE_MESSAGE(took.has_value(), took.error().message());
+  CHECK(second->verdict("y").value()->kind == gate::verdict_kind::merged);
+}

@@ -17,8 +17,10 @@
 //               the deep checks on the branch, and when they fail, bisect the merges
 //               since the last green commit and revert the culprit.
 // A higher-priority change is never batched behind a lower one. The queue's
-// state lives in the store: after a crash, open() finishes or re-runs what was
-// in flight, and the branch is always at a gated commit.
+// state lives in the store: after a crash, the next gate to lead the queue
+// finishes or re-runs what was in flight, and the branch is always at a gated
+// commit. Many processes may submit; one at a time runs the queue (a leased
+// leader key), so a second runner gets `in_use` naming the first.
 #pragma once
 
 #include <agentcore/board/task_board.hpp>
@@ -51,6 +53,11 @@ struct gate_options {
   git::signature committer{"agentcore gate", "gate@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
   board::task_board* board = nullptr;     ///< when set, verdicts are recorded on the tasks
+  /// One process at a time runs a branch's queue: it holds the queue's leader
+  /// key on a lease of this TTL, renewed at every step. A dead leader's queue
+  /// passes to another gate once its lease expires.
+  std::chrono::seconds leader_ttl{10};
+  std::string instance;  ///< names this gate in the leader key; default "pid-<pid>"
 };
 
 /// A change a worker submits: its commit, the commit it started from, and its terms.
@@ -111,8 +118,7 @@ struct branch_moved {
 
 class merge_gate {
 public:
-  /// Opens the gate for `options.branch` of the repository, and finishes what
-  /// a crashed gate left in flight.
+  /// Opens the gate for `options.branch` of the repository.
   static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
                                                   git::worktree_pool& pool, gate_options options);
   ~merge_gate();
@@ -123,6 +129,7 @@ public:
   result<change_verdict> submit(change c);
 
   /// Lands queued changes until the queue is empty; returns the verdicts made.
+  /// Error `in_use` when another live gate runs this branch's queue.
   result<std::vector<change_verdict>> run_until_empty();
   /// One step of the queue (one change, or one batch). Empty: nothing queued.
   result<std::vector<change_verdict>> run_once();
