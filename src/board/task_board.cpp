@@ -135,6 +135,13 @@ result<task> task_board::stage_new(store::txn& x, const task& t, const std::set<
       if (!dl) return dl.error();
       x.if_version(task_key(d), *dl ? (*dl)->version : 0);
       if (*dl && (*dl)->t.state == task_state::merged) continue;
+      if (*dl && (*dl)->t.state == task_state::superseded)
+        return fail(error::invalid_task,
+                    fmt::format("board: task '{}' depends on '{}', which was split; depend on its children", t.id.str(),
+                                d.str()));
+      // finish() and split() of d compare this key, so a dependent added
+      // while d is being merged or split makes one of the two retry.
+      x.put(dependents_key(d), t.id.str());
     }
     all_merged = false;
     x.put(waiting_key(d, t.id), "");
@@ -330,6 +337,9 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
     if (from == task_state::claimed) x.erase(claim_key(id)).erase(claimed_key(id));
     std::vector<task_id> promoted;
     if (outcome == task_state::merged) {
+      auto marker = store_.get(dependents_key(id));
+      if (!marker) return marker.error();
+      x.if_version(dependents_key(id), *marker ? (*marker)->version : 0);
       auto waiting = store_.range(options_.prefix + "waiting/" + id.str() + "/");
       if (!waiting) return waiting.error();
       for (const auto& w : waiting->kvs) {
@@ -343,11 +353,14 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
         if (blocked->kvs.size() != 1) continue;
         auto dl = load(dep);
         if (!dl) return dl.error();
-        if (!*dl || (*dl)->t.state != task_state::proposed) continue;
+        if (!*dl) continue;
+        // Compared whatever its state: a requeue racing this finish must not
+        // leave it proposed with no blocker left.
+        x.if_version(task_key(dep), (*dl)->version);
+        if ((*dl)->t.state != task_state::proposed) continue;
         task d = std::move((*dl)->t);
         d.state = task_state::ready;
         add_ready(x, d);
-        x.if_version(task_key(dep), (*dl)->version);
         x.put(task_key(dep), to_json(d));
         promoted.push_back(dep);
       }
@@ -439,6 +452,9 @@ result<std::vector<task>> task_board::split(const task_id& parent, std::vector<t
       stored.push_back(std::move(*staged));
     }
     // Dependents of the parent now wait for every child instead.
+    auto marker = store_.get(dependents_key(parent));
+    if (!marker) return marker.error();
+    x.if_version(dependents_key(parent), *marker ? (*marker)->version : 0);
     auto dependents = store_.range(options_.prefix + "waiting/" + parent.str() + "/");
     if (!dependents) return dependents.error();
     for (const auto& w : dependents->kvs) {

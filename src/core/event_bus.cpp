@@ -60,15 +60,19 @@ void event_bus::enqueue(queued q) {
     for (auto& s : subs) {
       if (!s->active) continue;
       if (s->type && *s->type != item.type) continue;
-      if (!s->type && !untyped) untyped = event{item.seq, item.name, item.to_json(item.payload)};
       current_ = s.get();
       lock.unlock();
       try {
-        if (s->type) s->typed(item);
-        else s->untyped(*untyped);
+        if (s->type) {
+          s->typed(item);
+        } else {
+          if (!untyped) untyped = event{item.seq, item.name, item.to_json(item.payload)};
+          s->untyped(*untyped);
+        }
       } catch (...) {
-        // A subscriber's exception must not stop delivery to the others, nor
-        // unwind into the publisher; it is dropped here by design.
+        // A subscriber's exception (or an event that fails to convert to
+        // JSON) must not stop delivery to the others, nor unwind into the
+        // publisher; it is dropped here by design.
       }
       lock.lock();
       current_ = nullptr;

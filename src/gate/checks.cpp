@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <optional>
 #include <cstdlib>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,10 +112,16 @@ result<check_result> run_check(std::string_view command, const check_options& op
   asio::writable_pipe writer(ctx);
   asio::connect_pipe(reader, writer);
   auto started = std::chrono::steady_clock::now();
-  bp::error_code ec;
-  bp::process proc(ctx, options.shell, {std::string("-c"), std::string(command)},
-                   bp::process_stdio{nullptr, writer, writer}, bp::process_start_dir(options.working_directory),
-                   bp::process_environment(env_lines), new_process_group{});
+  std::optional<bp::process> started_proc;
+  try {
+    started_proc.emplace(ctx, options.shell, std::vector<std::string>{"-c", std::string(command)},
+                         bp::process_stdio{nullptr, writer, writer}, bp::process_start_dir(options.working_directory),
+                         bp::process_environment(env_lines), new_process_group{});
+  } catch (const std::exception& e) {
+    // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
+    return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, options.shell, e.what()));
+  }
+  bp::process& proc = *started_proc;
   writer.close();
   pid_t group = proc.id();
   auto kill_group = [&] {
@@ -127,8 +134,10 @@ result<check_result> run_check(std::string_view command, const check_options& op
   asio::steady_timer timer(ctx, options.timeout);
   timer.async_wait([&](bp::error_code e) {
     if (e) return;
-    out.timed_out = true;
+    if (!exited) out.timed_out = true;
     kill_group();
+    // A process that left the group (setsid) may still hold the pipe: stop reading.
+    reader.close();
   });
   std::function<void()> read_more = [&] {
     reader.async_read_some(asio::buffer(buf), [&](bp::error_code e, std::size_t n) {
@@ -147,7 +156,17 @@ result<check_result> run_check(std::string_view command, const check_options& op
     out.exit_code = e ? -1 : code;
     // Stray background children would hold the pipe open: end them too.
     kill_group();
-    if (eof) timer.cancel();
+    if (eof) {
+      timer.cancel();
+      return;
+    }
+    // Whatever escaped the group (a daemon that called setsid) gets a moment
+    // to let go of the pipe; then reading stops.
+    timer.cancel();
+    timer.expires_after(std::chrono::milliseconds(200));
+    timer.async_wait([&](bp::error_code e2) {
+      if (!e2 && !eof) reader.close();
+    });
   });
   ctx.run();
   out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);

@@ -252,6 +252,7 @@ public:
     auto wt = pool_.acquire(at, std::chrono::minutes(10));
     if (!wt) return wt.error();
     for (const auto& cmd : commands) {
+      if (lease_) (void)store_.keep_alive(lease_);  // a long run of checks keeps the queue's leadership
       check_options o = options_.check;
       o.working_directory = wt->path();
       auto r = run_check(cmd, o);
@@ -387,7 +388,12 @@ public:
           continue;
         }
         auto r = repo_.merge(*it.c.revert_of, tip, ps->front());
-        if (!r) return r.error();
+        if (!r) {
+          auto v = decide(it.c, {it.c.id, verdict_kind::error, r.error().message()}, it.key);
+          if (!v) return v.error();
+          out.push_back(std::move(*v));
+          continue;
+        }
         m = std::move(*r);
         message = fmt::format("Revert {}\n\nchange: {}", it.c.revert_of->hex(), it.c.id);
       } else {
@@ -432,7 +438,19 @@ public:
     for (const auto& b : chain)
       entries.push_back(json::object{{"change", b.it.c.id}, {"key", b.it.key}, {"commit", b.commit.hex()}});
     json::object landing{{"from", from.hex()}, {"to", to.hex()}, {"changes", entries}, {"optimistic", optimistic}};
-    if (auto r = store_.commit(store::txn().put(landing_key(), json::serialize(landing))); !r) return r.error();
+    // Checks can outlast the leader lease: renew (or re-take) leadership now,
+    // and write the landing only while the leader key is still ours.
+    if (auto r = ensure_leader(); !r) return r.error();
+    auto leader = store_.get(leader_key());
+    if (!leader) return leader.error();
+    if (!*leader || (*leader)->value != instance_)
+      return fail(error::in_use, fmt::format("gate: lost the queue of '{}' during checks", options_.branch));
+    auto put = store_.commit(store::txn()
+                                 .if_version(leader_key(), (*leader)->version)
+                                 .put(landing_key(), json::serialize(landing)));
+    if (!put) return put.error();
+    if (!put->succeeded)
+      return fail(error::in_use, fmt::format("gate: lost the queue of '{}' during checks", options_.branch));
     step("landing", ids(chain), fmt::format("{} -> {}", from.hex(), to.hex()));
     auto moved = repo_.advance(options_.branch, from, to, fmt::format("gate: {} change(s)", chain.size()));
     if (!moved) return moved.error();
@@ -482,6 +500,13 @@ public:
   }
 
   /// serial and batch: land `items` with deep checks, bisecting on failure.
+  result<git::oid> branch_tip() {
+    auto tip = repo_.ref_target(options_.branch);
+    if (!tip) return tip.error();
+    if (!*tip) return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
+    return **tip;
+  }
+
   result<void> land(std::vector<item> items, std::vector<change_verdict>& out, int depth = 0) {
     for (int attempt = 0; attempt < 16 && !items.empty(); ++attempt) {
       auto tip = repo_.ref_target(options_.branch);
@@ -528,12 +553,12 @@ public:
   result<void> land_optimistic(item it, std::vector<change_verdict>& out) {
     std::vector<item> items{std::move(it)};
     for (int attempt = 0; attempt < 16 && !items.empty(); ++attempt) {
-      auto tip = repo_.ref_target(options_.branch);
+      auto tip = branch_tip();
       if (!tip) return tip.error();
-      auto chain = build_chain(**tip, items, out);
+      auto chain = build_chain(*tip, items, out);
       if (!chain) return chain.error();
       if (chain->empty()) return {};
-      auto moved = advance(**tip, *chain, out, true);
+      auto moved = advance(*tip, *chain, out, true);
       if (!moved) return moved.error();
       if (*moved == landed::yes) break;
       items.clear();
@@ -547,12 +572,13 @@ public:
 
   result<void> check_branch(std::vector<change_verdict>& out) {
     for (int round = 0; round < 8; ++round) {
-      auto tip = repo_.ref_target(options_.branch);
-      if (!tip) return tip.error();
+      auto tip_r = branch_tip();
+      if (!tip_r) return tip_r.error();
+      std::optional<git::oid> tip = *tip_r;
       auto since = store_.range(since_green_prefix());
       if (!since) return since.error();
       bool passed = false;
-      auto checks = run_checks(options_.deep_checks, **tip, passed);
+      auto checks = run_checks(options_.deep_checks, *tip, passed);
       if (!checks) return checks.error();
       if (passed) {
         store::txn x;
@@ -580,20 +606,20 @@ public:
       std::string culprit_id = culprit.key.substr(culprit.key.rfind('/') + 1);
       auto ps = repo_.commit_parents(*culprit_commit);
       if (!ps) return ps.error();
-      auto r = repo_.merge(*culprit_commit, **tip, ps->front());
+      auto r = repo_.merge(*culprit_commit, *tip, ps->front());
       if (!r) return r.error();
       if (!r->clean())
         return fail(error::invalid_argument,
                     fmt::format("gate: the culprit {} ({}) cannot be reverted cleanly; the branch needs a person",
                                 culprit_id, culprit_commit->hex()));
-      auto revert = repo_.create_commit(*r->tree, {**tip}, fmt::format("Revert {}\n\nchange: {} broke the deep checks",
+      auto revert = repo_.create_commit(*r->tree, {*tip}, fmt::format("Revert {}\n\nchange: {} broke the deep checks",
                                                                        culprit_commit->hex(), culprit_id),
                                         options_.committer);
       if (!revert) return revert.error();
-      auto moved = repo_.advance(options_.branch, **tip, *revert, "gate: revert " + culprit_id);
+      auto moved = repo_.advance(options_.branch, *tip, *revert, "gate: revert " + culprit_id);
       if (!moved) return moved.error();
       if (!moved->advanced) continue;  // someone moved the branch: look again
-      if (options_.events) options_.events->publish(branch_moved{options_.branch, **tip, *revert, {culprit_id}});
+      if (options_.events) options_.events->publish(branch_moved{options_.branch, *tip, *revert, {culprit_id}});
       change_verdict v{culprit_id, verdict_kind::reverted,
                        fmt::format("broke the deep checks after landing; reverted by {}", revert->hex())};
       v.merged_as = *revert;
@@ -639,7 +665,8 @@ public:
     bool landed = false;
     if (*tip) {
       auto a = repo_.is_ancestor(*to, **tip);
-      landed = a && *a;
+      if (!a) return a.error();  // unknown is not "not landed": erasing the record could land it twice
+      landed = *a;
     }
     if (!landed) {
       auto r = store_.commit(store::txn().erase(landing_key()));

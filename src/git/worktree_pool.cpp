@@ -352,6 +352,7 @@ result<worktree> worktree_pool::acquire(const oid& base, std::chrono::millisecon
     if (!s->created) {
       if (auto e = create(st, *s)) {
         s->busy = false;
+        st.cv.notify_one();
         return e;
       }
     }

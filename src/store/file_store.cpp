@@ -103,7 +103,7 @@ public:
   void shutdown(error_info reason) {
     {
       std::lock_guard lk(mu_);
-      if (stopped_) return;
+      if (stopped_ || stop_) return;  // a second close() waits for nothing: the first one stops it
       stop_ = true;
     }
     work_cv_.notify_all();

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace agentcore::store::detail {
@@ -215,6 +216,11 @@ result<segment_replay> replay_segment(std::string_view data, const std::string& 
     if (left < record_header_size) return torn_or_truncated("partial record header");
     std::uint32_t len = get_u32(data.data() + off);
     std::uint32_t crc = get_u32(data.data() + off + 4);
+    // A power loss can leave the file longer than what reached it, the rest
+    // zeros: in the newest segment that is a torn tail, not a record.
+    if (len == 0 && last &&
+        std::all_of(data.begin() + static_cast<std::ptrdiff_t>(off), data.end(), [](char c) { return c == 0; }))
+      return torn_or_truncated("zero-filled tail");
     if (len > max_record_size) {
       if (last && len > left - record_header_size) return torn_or_truncated("record length past the end");
       return fail(error::corrupt, fmt::format("store: file '{}' has a record of impossible length {} at offset {}; "

@@ -253,6 +253,11 @@ TEST_CASE_TEMPLATE("board.split_is_atomic", B, BACKENDS) {
   auto merged = board.split(task_id{"part1"}, {make_task("z")});
   REQUIRE_FALSE(merged.has_value());
   CHECK(merged.error() == error::illegal_transition);
+  // Depending on a task that was split is refused: depend on its children.
+  auto late = board.propose(make_task("late", 0, {"big"}));
+  REQUIRE_FALSE(late.has_value());
+  CHECK(late.error() == error::invalid_task);
+  CHECK(late.error().message().find("split") != std::string::npos);
 }
 
 TEST_CASE_TEMPLATE("board.corrupt_task_in_store_is_a_clear_error", B, BACKENDS) {

@@ -102,3 +102,15 @@ TEST_CASE("gate.checks.environment_is_an_allow_list") {
   auto bare = run("env", {.working_directory = dir.path(), .env_allow = {}});
   CHECK(bare.log.find("HOME=") == std::string::npos);
 }
+
+TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
+  test::temp_dir dir("check");
+  auto started = std::chrono::steady_clock::now();
+  // setsid leaves the process group, so killing the group misses it; it keeps
+  // stdout open. The check must still end soon after the shell exits.
+  auto r = run("setsid sleep 30 & echo started", {.working_directory = dir.path(), .timeout = 20s});
+  CHECK(r.passed());
+  CHECK_FALSE(r.timed_out);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  ::system("pkill -f 'sleep 30' >/dev/null 2>&1");
+}

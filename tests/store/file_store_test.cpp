@@ -337,3 +337,17 @@ TEST_CASE("store.file.expiry_reaches_watchers_without_other_traffic") {
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].type == watch_event::kind::erase);
 }
+
+TEST_CASE("store.file.zero_filled_tail_after_power_loss_is_torn") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 10);
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  write(seg, read(seg) + std::string(4096, '\0'));  // the size reached the disk, the data did not
+  auto s = open_ok(dir.path());
+  REQUIRE(s->recovery().torn_tail);
+  CHECK(s->current_revision().value() == 10);
+  REQUIRE(s->commit(txn().put("after", "x")).value().succeeded);
+}

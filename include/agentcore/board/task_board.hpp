@@ -16,6 +16,7 @@
 //   claim/<id>                     the worker holding it, attached to the worker's lease
 //   claimed/<id>                   claimed tasks, so reconcile() finds lost claims
 //   waiting/<dep>/<id>, blocked/<id>/<dep>   unmet dependencies, both directions
+//   dependents/<dep>               touched when a dependent is added, so merging or splitting dep races safely
 #pragma once
 
 #include <agentcore/board/task.hpp>
@@ -129,6 +130,8 @@ private:
   std::string blocked_key(const task_id& id, const task_id& dep) const {
     return options_.prefix + "blocked/" + id.str() + "/" + dep.str();
   }
+  /// Rewritten whenever a dependent is added to `dep`: finish and split compare it.
+  std::string dependents_key(const task_id& dep) const { return options_.prefix + "dependents/" + dep.str(); }
   void publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w, store::revision rev);
   /// Shared by release/submit/abandon: the worker must still hold the claim.
   result<task> leave_claim(const task_id& id, const worker_id& worker, task_state to, json::value report, std::string note);

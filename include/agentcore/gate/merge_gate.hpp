@@ -56,7 +56,7 @@ struct gate_options {
   /// One process at a time runs a branch's queue: it holds the queue's leader
   /// key on a lease of this TTL, renewed at every step. A dead leader's queue
   /// passes to another gate once its lease expires.
-  std::chrono::seconds leader_ttl{10};
+  std::chrono::seconds leader_ttl{60};
   std::string instance;  ///< names this gate in the leader key; default "pid-<pid>"
 };
 
@@ -118,7 +118,8 @@ struct branch_moved {
 
 class merge_gate {
 public:
-  /// Opens the gate for `options.branch` of the repository.
+  /// Opens the gate for `options.branch` of the repository. The store and the
+  /// pool must outlive the gate.
   static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
                                                   git::worktree_pool& pool, gate_options options);
   ~merge_gate();
