@@ -13,6 +13,11 @@
 // naming the file and offset, never a silent loss.
 // Leases survive a reopen with their full TTL restarted (as etcd does after a
 // leader change): a crash never makes a lease expire early.
+// Reads and watches see a commit as soon as it is applied, which can be before
+// its fsync finishes; only its committer waits for that. A crash can therefore
+// take back a commit someone read but nobody was told had succeeded.
+// After a failed write or fsync the store stops (every later call fails):
+// the kernel may have dropped the pages, so nothing more is acknowledged.
 // The store runs one background thread that writes and syncs the log.
 #pragma once
 
