@@ -237,10 +237,26 @@ public:
   result<change_verdict> decide(const change& c, change_verdict v, const std::string& queue_key = {}) {
     v.change_id = c.id;
     store::txn x;
+    if (queue_key.empty()) {
+      // From submit(): the first verdict for this id wins; a concurrent
+      // submit of the same id must not overwrite it.
+      x.if_absent(verdict_key(c.id));
+    } else {
+      // From the queue: only while the change is still queued.
+      auto q = store_.get(queue_key);
+      if (!q) return q.error();
+      x.if_version(queue_key, *q ? (*q)->version : 0);
+      x.erase(queue_key);
+    }
     x.put(verdict_key(c.id), json::serialize(json::value_from(v)));
-    if (!queue_key.empty()) x.erase(queue_key);
     auto r = store_.commit(x);
     if (!r) return r.error();
+    if (!r->succeeded) {
+      auto existing = verdict(c.id);
+      if (!existing) return existing.error();
+      if (*existing) return **existing;
+      return fail(error::too_many_attempts, fmt::format("gate: the verdict for '{}' changed under us", c.id));
+    }
     announce(v, c.task);
     return v;
   }
@@ -464,6 +480,18 @@ public:
   }
 
   result<void> finish_landing(const json::object& landing, std::vector<change_verdict>& out) {
+    // The record is ours, but it came from disk: a damaged one is a clear
+    // error, not an exception out of the queue.
+    try {
+      return finish_landing_checked(landing, out);
+    } catch (const std::exception& e) {
+      return fail(error::corrupt, fmt::format("gate: landing record '{}' is damaged ({}); inspect it, then erase it "
+                                              "to let the queue run again",
+                                              landing_key(), e.what()));
+    }
+  }
+
+  result<void> finish_landing_checked(const json::object& landing, std::vector<change_verdict>& out) {
     store::txn x;
     std::vector<std::pair<change_verdict, std::optional<task_id>>> made;
     branch_moved ev{options_.branch, {}, {}, {}};
@@ -658,8 +686,10 @@ public:
     if (!*kv) return {};
     auto j = parse_json((*kv)->value);
     if (!j || !j->is_object()) return fail(error::corrupt, fmt::format("gate: landing record '{}' is not JSON", landing_key()));
-    auto to = git::oid::from_hex(j->as_object().at("to").as_string());
-    if (!to) return to.error();
+    auto to_field = json_field<std::string>(j->as_object(), "to", "gate: landing record");
+    if (!to_field) return fail(error::corrupt, to_field.error().message());
+    auto to = git::oid::from_hex(*to_field);
+    if (!to) return fail(error::corrupt, to.error().message());
     auto tip = repo_.ref_target(options_.branch);
     if (!tip) return tip.error();
     bool landed = false;
