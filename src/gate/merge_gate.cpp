@@ -193,7 +193,8 @@ public:
       if (!c) return c.error();
       if (!c->succeeded) continue;
       leading_ = true;
-      return recover();
+      if (auto r = recover(); !r) return r;
+      return redo_board_updates();
     }
     return fail(error::too_many_attempts, fmt::format("gate: could not take the queue of '{}'", options_.branch));
   }
@@ -222,15 +223,52 @@ public:
     return out;
   }
 
-  void announce(const change_verdict& v, const std::optional<task_id>& task) {
-    if (options_.events) options_.events->publish(gate_event{v});
-    if (!options_.board || !task || v.kind == verdict_kind::queued || v.kind == verdict_kind::reverted) return;
+  std::string board_pending_key(const std::string& id) const { return root_ + "board_pending/" + id; }
+
+  bool for_board(const change_verdict& v, const std::optional<task_id>& task) const {
+    return options_.board && task && v.kind != verdict_kind::queued && v.kind != verdict_kind::reverted;
+  }
+
+  /// Adds to a verdict's transaction a note that the board still has to hear
+  /// of it: a crash before announce() is finished by the next leader.
+  void note_for_board(store::txn& x, const change_verdict& v, const std::optional<task_id>& task) const {
+    if (for_board(v, task))
+      x.put(board_pending_key(v.change_id),
+            json::serialize(json::object{{"task", task->str()}, {"verdict", json::value_from(v)}}));
+  }
+
+  void tell_board(const task_id& task, const change_verdict& v) {
     board::task_state outcome = v.kind == verdict_kind::merged  ? board::task_state::merged
                                 : v.kind == verdict_kind::error ? board::task_state::failed
                                                                 : board::task_state::rejected;
-    // The board may not hold the task as submitted (a host that does not use
-    // it for this change); the verdict in the store is what counts.
-    (void)options_.board->finish(*task, outcome, json::value_from(v));
+    auto r = options_.board->finish(task, outcome, json::value_from(v));
+    // Done, or not the board's to take (a task the host never submitted, or
+    // already finished): either way there is nothing left to retry.
+    if (r || r.error() == error::illegal_transition || r.error() == error::not_found)
+      (void)store_.commit(store::txn().erase(board_pending_key(v.change_id)));
+  }
+
+  void announce(const change_verdict& v, const std::optional<task_id>& task) {
+    if (options_.events) options_.events->publish(gate_event{v});
+    if (for_board(v, task)) tell_board(*task, v);
+  }
+
+  /// The board updates a crashed leader had not made yet.
+  result<void> redo_board_updates() {
+    if (!options_.board) return {};
+    auto pending = store_.range(root_ + "board_pending/");
+    if (!pending) return pending.error();
+    for (const auto& kv : pending->kvs) {
+      auto j = parse_json(kv.value);
+      if (!j || !j->is_object()) continue;
+      auto task = json_field<std::string>(j->as_object(), "task");
+      auto it = j->as_object().find("verdict");
+      if (!task || it == j->as_object().end()) continue;
+      auto v = verdict_from_json(it->value());
+      if (!v) continue;
+      tell_board(task_id(*task), *v);
+    }
+    return {};
   }
 
   /// Records a final verdict for a change that is not (or no longer) queued.
@@ -249,6 +287,7 @@ public:
       x.erase(queue_key);
     }
     x.put(verdict_key(c.id), json::serialize(json::value_from(v)));
+    note_for_board(x, v, c.task);
     auto r = store_.commit(x);
     if (!r) return r.error();
     if (!r->succeeded) {
@@ -512,6 +551,7 @@ public:
       v.merged_as = commit;
       x.erase(key);
       x.put(verdict_key(id), json::serialize(json::value_from(v)));
+      note_for_board(x, v, task);
       if (optimistic) x.put(fmt::format("{}{:016x}/{}", since_green_prefix(), static_cast<std::uint64_t>(now_us()), id), commit.hex());
       ev.changes.push_back(id);
       made.emplace_back(std::move(v), task);

@@ -219,3 +219,23 @@ TEST_CASE("gate.one_runner_per_queue") {
   REQUIRE_MESSAGE(took.has_value(), took.error().message());
   CHECK(second->verdict("y").value()->kind == gate::verdict_kind::merged);
 }
+
+TEST_CASE("gate.a_board_update_a_crash_missed_is_redone_by_the_next_leader") {
+  gate_fixture fx;
+  board::task_board tasks(*fx.store);
+  REQUIRE(tasks.propose({.id = task_id{"t9"}, .title = "nine"}).has_value());
+  auto lease = fx.store->grant(std::chrono::seconds(600)).value();
+  REQUIRE(tasks.claim(worker_id{"w"}, lease).value());
+  REQUIRE(tasks.submit(task_id{"t9"}, worker_id{"w"}).has_value());
+  // The leader that merged t9 died before telling the board: its verdict and
+  // the pending note are in the store, the task is still submitted.
+  gate::change_verdict v{"t9-1", gate::verdict_kind::merged, "landed"};
+  json::object pending{{"task", "t9"}, {"verdict", json::value_from(v)}};
+  REQUIRE(fx.store->commit(store::txn().put("gate/main/verdict/t9-1", to_json_string(json::value_from(v)))
+                                .put("gate/main/board_pending/t9-1", to_json_string(pending)))
+              .has_value());
+  auto g = fx.open_gate({.board = &tasks, .instance = "next"});
+  REQUIRE(g->run_until_empty().has_value());  // takes the queue: redoes the board update
+  CHECK(tasks.get(task_id{"t9"}).value()->state == board::task_state::merged);
+  CHECK(fx.store->range("gate/main/board_pending/").value().kvs.empty());
+}
