@@ -142,6 +142,7 @@ public:
     boundary b{pending_.size(), std::nullopt};
     std::size_t due = std::max(options_.snapshot_min_bytes, 2 * e.live_bytes_locked());
     if (force_snapshot_ || since_snapshot_ >= due) {
+      ++snapshots_planned_;
       b.image = e.image_locked();
       since_snapshot_ = 0;
       force_snapshot_ = false;
@@ -190,14 +191,13 @@ public:
   }
 
   result<void> snapshot_now() {
-    std::uint64_t target;
-    {
-      std::lock_guard lk(mu_);
-      target = snapshots_ + 1;
-    }
+    // Snapshots are written in the order they are planned: ours is done when
+    // the count written reaches its place, not when an earlier one finishes.
+    std::uint64_t target = 0;
     engine_->with_lock([&](const engine& e) {
       force_snapshot_ = true;
       after_append(e);
+      target = snapshots_planned_;
     });
     std::unique_lock lk(mu_);
     durable_cv_.wait(lk, [&] { return snapshots_ >= target || failed_ || stopped_; });
@@ -597,6 +597,7 @@ private:
   // boundary_seq_ are written there and read by the writer.
   std::atomic<std::uint64_t> appended_{0}, boundary_seq_{0}, wake_at_{1};
   std::atomic<bool> writer_waiting_{false};
+  std::uint64_t snapshots_planned_ = 0;  // under the engine's lock
   // Writer thread only.
   std::uint64_t taken_ = 0, boundaries_taken_ = 0, last_batch_ = 1;
   std::chrono::steady_clock::duration last_write_{};
