@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 using namespace agentcore;
 using namespace agentcore::test;
 
@@ -238,4 +240,27 @@ TEST_CASE("gate.a_board_update_a_crash_missed_is_redone_by_the_next_leader") {
   REQUIRE(g->run_until_empty().has_value());  // takes the queue: redoes the board update
   CHECK(tasks.get(task_id{"t9"}).value()->state == board::task_state::merged);
   CHECK(fx.store->range("gate/main/board_pending/").value().kvs.empty());
+}
+
+TEST_CASE("gate.a_corrupt_object_fails_that_change_alone") {
+  gate_fixture fx;
+  auto g = fx.open_gate();
+  auto base = fx.main_tip();
+  auto bad = fx.make_change("corrupt", false, base);
+  // Damage the change's commit object on disk (loose objects are read-only).
+  auto hex = bad.head.hex();
+  auto obj = fx.dir.path() / ".git" / "objects" / hex.substr(0, 2) / hex.substr(2);
+  REQUIRE(std::filesystem::exists(obj));
+  std::filesystem::remove(obj);
+  {
+    std::ofstream f(obj, std::ios::binary);
+    f << "this is not a zlib stream";
+  }
+  auto v = g->submit(bad).value();
+  CHECK(v.kind == gate::verdict_kind::error);
+  CHECK(v.detail.find(hex) != std::string::npos);
+  submit_ok(*g, fx.make_change("healthy", false, base));
+  auto done = by_id(g->run_until_empty().value());
+  CHECK(done["healthy"] == gate::verdict_kind::merged);
+  CHECK(g->verdict("corrupt").value()->kind == gate::verdict_kind::error);
 }
