@@ -124,6 +124,13 @@ result<std::unique_ptr<store::watcher>> task_board::watch(store::revision from) 
 
 result<store::lease_status> task_board::heartbeat(store::lease_id lease) { return store_.keep_alive(lease); }
 
+error_info task_board::compare_dependents(store::txn& x, const task_id& id) {
+  auto marker = store_.get(dependents_key(id));
+  if (!marker) return marker.error();
+  x.if_version(dependents_key(id), *marker ? (*marker)->version : 0);
+  return {};
+}
+
 result<task> task_board::stage_new(store::txn& x, const task& t, const std::set<std::string>& siblings) {
   // Created only if absent; every dependency's version is compared, so one
   // merging meanwhile cannot leave this task waiting on it forever.
@@ -337,9 +344,7 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
     if (from == task_state::claimed) x.erase(claim_key(id)).erase(claimed_key(id));
     std::vector<task_id> promoted;
     if (outcome == task_state::merged) {
-      auto marker = store_.get(dependents_key(id));
-      if (!marker) return marker.error();
-      x.if_version(dependents_key(id), *marker ? (*marker)->version : 0);
+      if (auto e = compare_dependents(x, id)) return e;
       auto waiting = store_.range(options_.prefix + "waiting/" + id.str() + "/");
       if (!waiting) return waiting.error();
       for (const auto& w : waiting->kvs) {
@@ -452,9 +457,7 @@ result<std::vector<task>> task_board::split(const task_id& parent, std::vector<t
       stored.push_back(std::move(*staged));
     }
     // Dependents of the parent now wait for every child instead.
-    auto marker = store_.get(dependents_key(parent));
-    if (!marker) return marker.error();
-    x.if_version(dependents_key(parent), *marker ? (*marker)->version : 0);
+    if (auto e = compare_dependents(x, parent)) return e;
     auto dependents = store_.range(options_.prefix + "waiting/" + parent.str() + "/");
     if (!dependents) return dependents.error();
     for (const auto& w : dependents->kvs) {

@@ -28,6 +28,16 @@ result<git::oid> oid_field(const json::object& o, std::string_view key) {
   return git::oid::from_hex(*s);
 }
 
+/// An object id that may be absent (null, missing or empty).
+result<std::optional<git::oid>> optional_oid_field(const json::object& o, std::string_view key, std::string_view what) {
+  auto s = json_field_or<std::string>(o, key, {}, what);
+  if (!s) return s.error();
+  if (s->empty()) return std::optional<git::oid>();
+  auto id = git::oid::from_hex(*s);
+  if (!id) return id.error();
+  return std::optional<git::oid>(*id);
+}
+
 constexpr std::array<std::string_view, 8> verdict_names = {"queued",   "merged",   "contract_violated",
                                                            "checks_failed", "conflict", "deep_checks_failed",
                                                            "reverted", "error"};
@@ -77,13 +87,9 @@ result<change> change_from_json(const json::value& v) {
   auto task = json_field_or<std::string>(o, "task", {}, "gate: change");
   if (!task) return task.error();
   if (!task->empty()) c.task = task_id(*task);
-  auto rev = json_field_or<std::string>(o, "revert_of", {}, "gate: change");
+  auto rev = optional_oid_field(o, "revert_of", "gate: change");
   if (!rev) return rev.error();
-  if (!rev->empty()) {
-    auto r = git::oid::from_hex(*rev);
-    if (!r) return r.error();
-    c.revert_of = *r;
-  }
+  c.revert_of = *rev;
   return c;
 }
 
@@ -121,13 +127,9 @@ result<change_verdict> verdict_from_json(const json::value& v) {
   auto paths = json_field_or<std::vector<std::string>>(o, "paths", {}, "gate: verdict");
   if (!paths) return paths.error();
   out.paths = *paths;
-  auto merged = json_field_or<std::string>(o, "merged_as", {}, "gate: verdict");
+  auto merged = optional_oid_field(o, "merged_as", "gate: verdict");
   if (!merged) return merged.error();
-  if (!merged->empty()) {
-    auto m = git::oid::from_hex(*merged);
-    if (!m) return m.error();
-    out.merged_as = *m;
-  }
+  out.merged_as = *merged;
   // Check logs and contract details are kept in the stored JSON for people;
   // the typed verdict carries the outcome.
   return out;
@@ -177,7 +179,6 @@ public:
         auto ka = store_.keep_alive(lease_);
         if (ka) return {};
         lease_ = 0;  // expired under us: take it again, as a newcomer
-        leading_ = false;
         continue;
       }
       if (*kv)
@@ -192,7 +193,6 @@ public:
       }
       if (!c) return c.error();
       if (!c->succeeded) continue;
-      leading_ = true;
       if (auto r = recover(); !r) return r;
       return redo_board_updates();
     }
@@ -202,7 +202,6 @@ public:
   void resign() {
     if (lease_) (void)store_.revoke(lease_);
     lease_ = 0;
-    leading_ = false;
   }
   std::string since_green_prefix() const { return root_ + "since_green/"; }
 
@@ -762,7 +761,6 @@ public:
   std::string root_;
   std::string instance_;
   store::lease_id lease_ = 0;  // run_mutex_
-  bool leading_ = false;
 };
 
 result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path& repository, store::store& s,

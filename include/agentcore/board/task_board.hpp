@@ -130,6 +130,8 @@ private:
   std::string blocked_key(const task_id& id, const task_id& dep) const {
     return options_.prefix + "blocked/" + id.str() + "/" + dep.str();
   }
+  /// Adds to `x` a compare on id's dependents marker (see stage_new).
+  error_info compare_dependents(store::txn& x, const task_id& id);
   /// Rewritten whenever a dependent is added to `dep`: finish and split compare it.
   std::string dependents_key(const task_id& dep) const { return options_.prefix + "dependents/" + dep.str(); }
   void publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w, store::revision rev);
