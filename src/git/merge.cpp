@@ -1,5 +1,13 @@
 // In-memory three-way merge whose cost follows the changes, not the tree.
 //
+// The common case first: walk base, ours and theirs together; a directory (or
+// file) that only one side changed is taken from that side whole, without
+// reading it; only directories both sides changed are read, and only files
+// both sides changed are merged. That is exact as long as no file both sides
+// touched was deleted by either (the only way a rename on one side can meet a
+// change on the other) and no path is a file on one side and a directory on
+// another. Otherwise, or if anything conflicts, the general merge below runs:
+//
 // 1. Diff base->ours and base->theirs by walking the three trees together and
 //    descending only where subtree ids differ: unchanged directories are never
 //    read. The result is two maps of changed file paths.
@@ -31,6 +39,28 @@ bool is_file(const tree_entry& e) { return e.mode == file_mode::blob || e.mode =
 
 tree_entry entry_of(const git_tree_entry* e) {
   return {from_git(*git_tree_entry_id(e)), static_cast<file_mode>(git_tree_entry_filemode(e))};
+}
+
+// A tree's entries sorted by plain name (git's own order sorts a directory
+// as "name/", which would misalign a file and a directory of one name).
+using named = std::pair<std::string_view, const git_tree_entry*>;
+std::vector<named> sorted_entries(const git_tree* t) {
+  std::vector<named> v;
+  if (!t) return v;
+  std::size_t n = git_tree_entrycount(t);
+  v.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto* e = git_tree_entry_byindex(t, i);
+    v.emplace_back(git_tree_entry_name(e), e);
+  }
+  std::sort(v.begin(), v.end(), [](const named& l, const named& r) { return l.first < r.first; });
+  return v;
+}
+
+bool same_entry(const git_tree_entry* x, const git_tree_entry* y) {
+  if (!x || !y) return !x && !y;
+  return git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
+         git_tree_entry_filemode(x) == git_tree_entry_filemode(y);
 }
 
 std::string first_segment(const std::string& path, std::string& rest) {
@@ -96,7 +126,8 @@ result<oid> repository::impl::empty_tree() {
 
 result<std::optional<oid>> repository::impl::rebuild(std::optional<oid> tree,
                                                      const std::map<std::string, std::optional<tree_entry>>& changes,
-                                                     std::vector<merge_conflict>& conflicts, const std::string& prefix) {
+                                                     std::vector<merge_conflict>& conflicts, const std::string& prefix,
+                                                     const reuse_map* reuse) {
   tree_ptr t;
   if (tree) {
     auto r = lookup_tree(*tree);
@@ -148,9 +179,15 @@ result<std::optional<oid>> repository::impl::rebuild(std::optional<oid> tree,
                              fmt::format("'{}' is a file on one side and a directory on the other", full)});
         continue;
       }
+      if (reuse && !direct_file) {
+        if (auto known = reuse->find(full + "/"); known != reuse->end()) {
+          if (auto e = known->second ? insert(*known->second, GIT_FILEMODE_TREE) : remove()) return e;
+          continue;
+        }
+      }
       std::optional<oid> sub;
       if (existing_tree) sub = from_git(*git_tree_entry_id(existing));
-      auto child = rebuild(sub, g.nested, conflicts, full + "/");
+      auto child = rebuild(sub, g.nested, conflicts, full + "/", reuse);
       if (!child) return child.error();
       if (direct_file) {
         if (*child) {
@@ -326,9 +363,24 @@ public:
       out.tree = t;
       return out;
     }
+    {
+      std::vector<merge_conflict> ignored;
+      auto fast = trivial(bt->get(), ot->get(), tt->get(), "", ignored);
+      if (!fast) return fast.error();
+      if (fast->exact) {
+        if (fast->tree) out.tree = *fast->tree;
+        else {
+          auto e = r_.empty_tree();
+          if (!e) return e.error();
+          out.tree = *e;
+        }
+        return out;
+      }
+    }
     change_map O, T;
-    if (auto e = r_.collect(bt->get(), ot->get(), "", O)) return e;
-    if (auto e = r_.collect(bt->get(), tt->get(), "", T)) return e;
+    repository::impl::dir_map O_dirs, T_dirs;
+    if (auto e = r_.collect(bt->get(), ot->get(), "", O, &O_dirs)) return e;
+    if (auto e = r_.collect(bt->get(), tt->get(), "", T, &T_dirs)) return e;
     auto rn_o = renames(O);
     if (!rn_o) return rn_o.error();
     auto rn_t = renames(T);
@@ -423,7 +475,8 @@ public:
       }
     }
     if (conflicts.empty()) {
-      auto tree = r_.rebuild(o, result, conflicts);
+      auto reuse = reusable(O_dirs, T_dirs, T, result);
+      auto tree = r_.rebuild(o, result, conflicts, {}, &reuse);
       if (!tree) return tree.error();
       if (conflicts.empty()) {
         if (*tree) out.tree = **tree;
@@ -443,6 +496,126 @@ public:
   }
 
 private:
+  struct walked {
+    bool exact = false;        ///< false: the general merge must decide
+    std::optional<oid> tree;  ///< the merged directory; nullopt: empty
+  };
+
+  // The common case (see the top of the file): one directory of the three
+  // trees. Not exact at the first deletion of a file both sides touched, the
+  // first file/directory mix, or the first conflict.
+  result<walked> trivial(const git_tree* b, const git_tree* o, const git_tree* t, const std::string& prefix,
+                         std::vector<merge_conflict>& conflicts) {
+    auto eb = sorted_entries(b), eo = sorted_entries(o), et = sorted_entries(t);
+    std::size_t ib = 0, io = 0, it = 0;
+    builder_ptr builder;  // made from ours' directory at the first change to it
+    auto edit = [&](const std::string& name, const std::optional<tree_entry>& entry) -> error_info {
+      if (!builder) {
+        git_treebuilder* raw = nullptr;
+        if (int rc = git_treebuilder_new(&raw, r_.repo.get(), o); rc < 0) return last_error(rc, "new tree");
+        builder.reset(raw);
+      }
+      if (!entry) {
+        if (git_treebuilder_get(builder.get(), name.c_str()))
+          if (int rc = git_treebuilder_remove(builder.get(), name.c_str()); rc < 0)
+            return last_error(rc, fmt::format("remove '{}{}' from a tree", prefix, name));
+        return {};
+      }
+      git_oid gid = to_git(entry->id);
+      if (int rc = git_treebuilder_insert(nullptr, builder.get(), name.c_str(), &gid,
+                                          static_cast<git_filemode_t>(entry->mode));
+          rc < 0)
+        return last_error(rc, fmt::format("put '{}{}' in a tree", prefix, name));
+      return {};
+    };
+    const auto not_exact = walked{};
+    while (ib < eb.size() || io < eo.size() || it < et.size()) {
+      std::string_view name;
+      for (auto* v : {&eb, &eo, &et}) {
+        std::size_t i = v == &eb ? ib : v == &eo ? io : it;
+        if (i < v->size() && (name.empty() || (*v)[i].first < name)) name = (*v)[i].first;
+      }
+      auto take = [&](std::vector<named>& v, std::size_t& i) -> const git_tree_entry* {
+        if (i < v.size() && v[i].first == name) return v[i++].second;
+        return nullptr;
+      };
+      const git_tree_entry* x = take(eb, ib);
+      const git_tree_entry* y = take(eo, io);
+      const git_tree_entry* z = take(et, it);
+      if (x && !y && !z) return not_exact;  // both deleted it: renamed apart, maybe
+      if (same_entry(y, z) || same_entry(x, z)) continue;  // ours stands
+      std::string key(name);
+      if (same_entry(x, y)) {  // only theirs changed it: theirs' entry, unread
+        if (auto e = edit(key, z ? std::optional<tree_entry>(entry_of(z)) : std::nullopt)) return e;
+        continue;
+      }
+      // Both sides changed this name, differently.
+      auto is_tree = [](const git_tree_entry* e) { return e && is_tree_mode(git_tree_entry_filemode(e)); };
+      auto is_other = [](const git_tree_entry* e) { return e && !is_tree_mode(git_tree_entry_filemode(e)); };
+      bool any_tree = is_tree(x) || is_tree(y) || is_tree(z);
+      bool any_other = is_other(x) || is_other(y) || is_other(z);
+      if (any_tree && any_other) return not_exact;
+      std::string path = prefix + key;
+      if (any_tree) {
+        tree_ptr sb, so, st;
+        for (auto [e, out] : {std::pair{x, &sb}, std::pair{y, &so}, std::pair{z, &st}}) {
+          if (!e) continue;
+          auto sub = r_.lookup_tree(from_git(*git_tree_entry_id(e)));
+          if (!sub) return sub.error();
+          *out = std::move(*sub);
+        }
+        auto child = trivial(sb.get(), so.get(), st.get(), path + "/", conflicts);
+        if (!child) return child.error();
+        if (!child->exact) return not_exact;
+        if (auto e = edit(key, child->tree ? std::optional<tree_entry>(tree_entry{*child->tree, file_mode::tree})
+                                           : std::nullopt))
+          return e;
+        continue;
+      }
+      if (x && (!y || !z)) return not_exact;  // a deletion: maybe a rename
+      auto merged = merge_file(path, x ? std::optional<tree_entry>(entry_of(x)) : std::nullopt, entry_of(y),
+                               entry_of(z), x ? conflict_kind::content : conflict_kind::add_add, conflicts);
+      if (!merged) return merged.error();
+      if (!conflicts.empty()) return not_exact;
+      if (auto e = edit(key, *merged)) return e;
+    }
+    walked w{true, {}};
+    if (!builder) {
+      if (o && git_tree_entrycount(o) > 0) w.tree = from_git(*git_tree_id(o));
+      return w;
+    }
+    if (git_treebuilder_entrycount(builder.get()) == 0) return w;
+    git_oid id;
+    if (int rc = git_treebuilder_write(&id, builder.get()); rc < 0)
+      return last_error(rc, fmt::format("write tree '{}'", prefix.empty() ? "/" : prefix));
+    w.tree = from_git(id);
+    return w;
+  }
+
+  // Step 4's shortcut: a directory ours left as it was in base, whose merged
+  // files are exactly theirs' (no rename or content merge touched it), is
+  // theirs' subtree as it stands: no need to read ours' copy and write it
+  // again. Only the directories above it are rewritten.
+  static repository::impl::reuse_map reusable(const repository::impl::dir_map& O_dirs,
+                                              const repository::impl::dir_map& T_dirs, const change_map& T,
+                                              const std::map<std::string, std::optional<tree_entry>>& result) {
+    repository::impl::reuse_map out;
+    for (const auto& [dir, d] : T_dirs) {
+      if (O_dirs.contains(dir)) continue;
+      if (!out.empty() && dir.starts_with(out.rbegin()->first)) continue;  // inside one already reused
+      auto t = T.lower_bound(dir);
+      auto r = result.lower_bound(dir);
+      bool same = true;
+      for (; t != T.end() && t->first.starts_with(dir); ++t, ++r)
+        if (r == result.end() || r->first != t->first || r->second != t->second.after) {
+          same = false;
+          break;
+        }
+      if (same && (r == result.end() || !r->first.starts_with(dir))) out.emplace(dir, d.after);
+    }
+    return out;
+  }
+
   result<std::string> content(const oid& id) {
     if (auto it = cache_.find(id); it != cache_.end()) return it->second;
     auto b = r_.lookup_blob(id);
@@ -486,24 +659,10 @@ private:
 
 // Step 1 of a merge, and what a worktree slot needs to move between commits:
 // the changed files between two trees, reading only differing subtrees.
-error_info repository::impl::collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out) {
-  // Both entry lists sorted by plain name (git's own order sorts a directory
-  // as "name/", which would misalign a file and a directory of one name),
-  // then walked together once.
-  using named = std::pair<std::string_view, const git_tree_entry*>;
-  auto entries = [](const git_tree* t) {
-    std::vector<named> v;
-    if (!t) return v;
-    std::size_t n = git_tree_entrycount(t);
-    v.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      auto* e = git_tree_entry_byindex(t, i);
-      v.emplace_back(git_tree_entry_name(e), e);
-    }
-    std::sort(v.begin(), v.end(), [](const named& l, const named& r) { return l.first < r.first; });
-    return v;
-  };
-  auto ea = entries(a), eb = entries(b);
+error_info repository::impl::collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out,
+                                     dir_map* dirs) {
+  // Both entry lists sorted by plain name, then walked together once.
+  auto ea = sorted_entries(a), eb = sorted_entries(b);
   std::size_t ia = 0, ib = 0;
   while (ia < ea.size() || ib < eb.size()) {
     const git_tree_entry* x = nullptr;
@@ -520,9 +679,7 @@ error_info repository::impl::collect(const git_tree* a, const git_tree* b, const
       x = ea[ia++].second;
       y = eb[ib++].second;
     }
-    if (x && y && git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
-        git_tree_entry_filemode(x) == git_tree_entry_filemode(y))
-      continue;  // the same subtree or file: never read
+    if (x && y && same_entry(x, y)) continue;  // the same subtree or file: never read
     std::string path = prefix + std::string(name);
     bool xt = x && is_tree_mode(git_tree_entry_filemode(x));
     bool yt = y && is_tree_mode(git_tree_entry_filemode(y));
@@ -538,7 +695,12 @@ error_info repository::impl::collect(const git_tree* a, const git_tree* b, const
         if (!t) return t.error();
         sy = std::move(*t);
       }
-      if (auto e = collect(sx.get(), sy.get(), path + "/", out)) return e;
+      if (dirs) {
+        auto& d = (*dirs)[path + "/"];
+        if (xt) d.before = from_git(*git_tree_entry_id(x));
+        if (yt) d.after = from_git(*git_tree_entry_id(y));
+      }
+      if (auto e = collect(sx.get(), sy.get(), path + "/", out, dirs)) return e;
     }
     if (x && !xt) out[path].before = entry_of(x);
     if (y && !yt) out[path].after = entry_of(y);

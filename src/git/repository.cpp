@@ -1,6 +1,9 @@
 #include <agentcore/git/repository.hpp>
 
 #include "git/libgit2.hpp"
+
+#include <git2/sys/commit.h>
+#include <git2/sys/repository.h>
 #include "git/repository_impl.hpp"
 
 #include <fmt/format.h>
@@ -116,6 +119,18 @@ void tag_invoke(json::value_from_tag, json::value& v, const merge_result& r) {
 // --- repository ---
 
 namespace {
+// Reads the configuration once, at open: libgit2 otherwise stats every
+// configuration file (repository, global, system) again on each read, which
+// happens several times per object and ref written.
+error_info use_config_snapshot(repository::impl& p) {
+  git_config* snap = nullptr;
+  if (int rc = git_repository_config_snapshot(&snap, p.repo.get()); rc < 0) return last_error(rc, "read configuration");
+  int rc = git_repository_set_config(p.repo.get(), snap);
+  git_config_free(snap);
+  if (rc < 0) return last_error(rc, "read configuration");
+  return {};
+}
+
 void apply_options(const repository_options& o) {
   if (o.fsync) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, *o.fsync ? 1 : 0);
 }
@@ -129,6 +144,7 @@ result<repository> repository::open(const std::filesystem::path& path, repositor
     return last_error(rc, fmt::format("open repository '{}'", path.string()));
   p->repo.reset(r);
   p->options = options;
+  if (auto e = use_config_snapshot(*p)) return e;
   return repository(std::move(p));
 }
 
@@ -231,16 +247,26 @@ result<oid> repository::edit_tree(std::optional<oid> base, const std::map<std::s
 
 result<oid> repository::create_commit(const oid& tree, const std::vector<oid>& parents, std::string_view message,
                                       const signature& author, const std::optional<signature>& committer) {
-  auto t = impl_->lookup_tree(tree);
-  if (!t) return t.error();
-  std::vector<commit_ptr> ps;
-  std::vector<const git_commit*> raw;
+  // The tree and the parents must exist (libgit2's strict object creation is
+  // off, so nothing else checks), but need not be read: the commit names them
+  // by id, and a tree just written by a merge is not read back.
+  git_odb* raw_odb = nullptr;
+  if (int rc = git_repository_odb(&raw_odb, impl_->repo.get()); rc < 0) return last_error(rc, "open object database");
+  odb_ptr odb(raw_odb);
+  auto must_exist = [&](const oid& id, std::string_view what) -> error_info {
+    git_oid g = to_git(id);
+    if (!git_odb_exists(odb.get(), &g))
+      return fail(error::not_found, fmt::format("git: create commit: its {} {} is not in the repository", what, id.hex()));
+    return {};
+  };
+  if (auto e = must_exist(tree, "tree")) return e;
+  std::vector<git_oid> ps;
   for (const auto& p : parents) {
-    auto c = impl_->lookup_commit(p);
-    if (!c) return c.error();
-    raw.push_back(c->get());
-    ps.push_back(std::move(*c));
+    if (auto e = must_exist(p, "parent")) return e;
+    ps.push_back(to_git(p));
   }
+  std::vector<const git_oid*> raw;
+  for (const auto& p : ps) raw.push_back(&p);
   auto make_sig = [](const signature& s) -> result<signature_ptr> {
     git_signature* g = nullptr;
     int rc = s.time == 0 ? git_signature_now(&g, s.name.c_str(), s.email.c_str())
@@ -252,10 +278,10 @@ result<oid> repository::create_commit(const oid& tree, const std::vector<oid>& p
   if (!a) return a.error();
   auto c = make_sig(committer.value_or(author));
   if (!c) return c.error();
-  git_oid out;
+  git_oid out, t = to_git(tree);
   std::string msg(message);
-  if (int rc = git_commit_create(&out, impl_->repo.get(), nullptr, a->get(), c->get(), nullptr, msg.c_str(), t->get(),
-                                 raw.size(), raw.data());
+  if (int rc = git_commit_create_from_ids(&out, impl_->repo.get(), nullptr, a->get(), c->get(), nullptr, msg.c_str(),
+                                          &t, raw.size(), raw.data());
       rc < 0)
     return last_error(rc, "create commit");
   return from_git(out);

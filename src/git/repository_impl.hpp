@@ -29,8 +29,14 @@ public:
   /// Applies `changes` (paths relative to `tree`) and writes the trees that
   /// changed. nullopt: the result is empty. Path clashes between a file and a
   /// directory are reported in `conflicts` (and nothing is written for them).
+  ///
+  /// `reuse` (full directory paths ending in '/') names directories whose
+  /// result is already known as a whole: that subtree (nullopt: none) is put
+  /// in place of the directory without reading or rewriting it.
+  using reuse_map = std::map<std::string, std::optional<oid>>;
   result<std::optional<oid>> rebuild(std::optional<oid> tree, const std::map<std::string, std::optional<tree_entry>>& changes,
-                                     std::vector<merge_conflict>& conflicts, const std::string& prefix = {});
+                                     std::vector<merge_conflict>& conflicts, const std::string& prefix = {},
+                                     const reuse_map* reuse = nullptr);
 
   result<merge_result> merge(const oid& base, const oid& ours, const oid& theirs);
 
@@ -39,9 +45,17 @@ public:
     std::optional<tree_entry> before, after;
   };
   using change_map = std::map<std::string, change>;
+  /// A directory that differs between `a` and `b`: its tree on each side
+  /// (nullopt: not a directory there). Keyed by full path ending in '/'.
+  struct dir_change {
+    std::optional<oid> before, after;
+  };
+  using dir_map = std::map<std::string, dir_change>;
   /// Every file that differs between `a` and `b` (either may be null: empty),
-  /// reading only the subtrees whose ids differ.
-  error_info collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out);
+  /// reading only the subtrees whose ids differ; with `dirs`, also every
+  /// directory it descended into.
+  error_info collect(const git_tree* a, const git_tree* b, const std::string& prefix, change_map& out,
+                     dir_map* dirs = nullptr);
 };
 
 struct repository_access {

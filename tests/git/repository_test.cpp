@@ -139,6 +139,14 @@ TEST_CASE("git.repository.merge_reads_only_changed_subtrees") {
   REQUIRE_MESSAGE(m.has_value(), m.error().message());
   CHECK(m->clean());
   CHECK(repo.entry_at(*m->tree, "big").value()->id == big->id);
+  // A directory only one side changed is taken whole from that side: neither
+  // base's copy (missing) nor theirs' is read.
+  auto one_sided = repo.merge(c1, ours, theirs2);
+  REQUIRE_MESSAGE(one_sided.has_value(), one_sided.error().message());
+  REQUIRE(one_sided->clean());
+  CHECK(repo.entry_at(*one_sided->tree, "big").value()->id ==
+        repo.entry_at(repo.commit_tree(theirs2).value(), "big").value()->id);
+  CHECK(repo.read_blob(repo.entry_at(*one_sided->tree, "small/a.txt").value()->id).value() == "a\nours\n");
   // A merge that does need the missing subtree fails clearly, naming it.
   auto broken = repo.merge(c1, ours2, theirs2);
   REQUIRE_FALSE(broken.has_value());
