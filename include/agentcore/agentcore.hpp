@@ -1,0 +1,35 @@
+// agentcore/agentcore.hpp: every public header of agentcore, for hosts that
+// prefer one include. The library itself never includes it (compile time).
+//
+//   #include <agentcore/agentcore.hpp>
+//   auto store = agentcore::store::file_store::open("run/store").value();
+#pragma once
+
+#include <agentcore/core/clock.hpp>
+#include <agentcore/core/error.hpp>
+#include <agentcore/core/event_bus.hpp>
+#include <agentcore/core/id.hpp>
+#include <agentcore/core/json.hpp>
+
+#include <agentcore/store/file_store.hpp>
+#include <agentcore/store/memory_store.hpp>
+#include <agentcore/store/store.hpp>
+#include <agentcore/store/types.hpp>
+
+#include <agentcore/board/task.hpp>
+#include <agentcore/board/task_board.hpp>
+
+#include <agentcore/contract/contract.hpp>
+#include <agentcore/contract/diff.hpp>
+#include <agentcore/contract/glob.hpp>
+
+#include <agentcore/git/repository.hpp>
+#include <agentcore/git/types.hpp>
+#include <agentcore/git/worktree_pool.hpp>
+
+#include <agentcore/gate/checks.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+
+#include <agentcore/model/client.hpp>
+#include <agentcore/model/replay.hpp>
+#include <agentcore/model/types.hpp>
