@@ -8,3 +8,4 @@ find_package(fmt REQUIRED CONFIG)
 # libgit2 is private (not in any public header) but a static agentcore needs it at link time.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)
+pkg_check_modules(AGENTCORE_ZLIB REQUIRED IMPORTED_TARGET zlib)

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libfmt-dev libgit2-dev libssl-dev doctest-dev
+  libfmt-dev libgit2-dev zlib1g-dev libssl-dev doctest-dev
   libsqlite3-dev   # bench only: the SQLite peer in `agentcore-bench store`
 )
 

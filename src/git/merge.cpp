@@ -79,6 +79,7 @@ result<commit_ptr> repository::impl::lookup_commit(const oid& id) {
   git_commit* c = nullptr;
   git_oid g = to_git(id);
   if (int rc = git_commit_lookup(&c, repo.get(), &g); rc < 0) return last_error(rc, fmt::format("read commit {}", id.hex()));
+  remember(id);
   return commit_ptr(c);
 }
 
@@ -86,6 +87,7 @@ result<tree_ptr> repository::impl::lookup_tree(const oid& id) {
   git_tree* t = nullptr;
   git_oid g = to_git(id);
   if (int rc = git_tree_lookup(&t, repo.get(), &g); rc < 0) return last_error(rc, fmt::format("read tree {}", id.hex()));
+  remember(id);
   return tree_ptr(t);
 }
 
@@ -105,23 +107,42 @@ result<tree_ptr> repository::impl::peel_tree(const oid& id) {
   git_object* t = nullptr;
   if (int rc = git_object_peel(&t, obj.get(), GIT_OBJECT_TREE); rc < 0)
     return last_error(rc, fmt::format("{} is neither a commit nor a tree", id.hex()));
+  remember(id);
+  remember(from_git(*git_object_id(t)));
   return tree_ptr(reinterpret_cast<git_tree*>(t));
 }
 
-result<oid> repository::impl::write_blob(std::string_view content) {
-  git_oid out;
-  if (int rc = git_blob_create_from_buffer(&out, repo.get(), content.data(), content.size()); rc < 0)
-    return last_error(rc, "write blob");
-  return from_git(out);
+result<oid> repository::impl::write_object(git_object_t type, std::string_view data) {
+  if (!writer.is_open())
+    if (auto e = writer.open(std::filesystem::path(git_repository_commondir(repo.get())) / "objects")) return e;
+  auto id = writer.write(type, data, options.fsync.value_or(detail::fsync_default()));
+  if (id) remember(*id);
+  return id;
 }
+
+result<oid> repository::impl::write_tree(git_treebuilder* builder, std::string_view what) {
+  std::vector<detail::raw_entry> entries;
+  entries.reserve(git_treebuilder_entrycount(builder));
+  git_treebuilder_filter(
+      builder,
+      [](const git_tree_entry* e, void* payload) -> int {
+        static_cast<std::vector<detail::raw_entry>*>(payload)->push_back(
+            {git_tree_entry_name(e), from_git(*git_tree_entry_id(e)), static_cast<unsigned>(git_tree_entry_filemode(e))});
+        return 0;  // keep it: this only lists the entries
+      },
+      &entries);
+  auto id = write_object(GIT_OBJECT_TREE, detail::serialize_tree(std::move(entries)));
+  if (!id) return error_info(id.error().code(), fmt::format("{} (writing tree '{}')", id.error().message(), what));
+  return id;
+}
+
+result<oid> repository::impl::write_blob(std::string_view content) { return write_object(GIT_OBJECT_BLOB, content); }
 
 result<oid> repository::impl::empty_tree() {
   git_treebuilder* b = nullptr;
   if (int rc = git_treebuilder_new(&b, repo.get(), nullptr); rc < 0) return last_error(rc, "new tree");
   builder_ptr bp(b);
-  git_oid out;
-  if (int rc = git_treebuilder_write(&out, b); rc < 0) return last_error(rc, "write empty tree");
-  return from_git(out);
+  return write_tree(b, "/");
 }
 
 result<std::optional<oid>> repository::impl::rebuild(std::optional<oid> tree,
@@ -213,10 +234,9 @@ result<std::optional<oid>> repository::impl::rebuild(std::optional<oid> tree,
     }
   }
   if (git_treebuilder_entrycount(b.get()) == 0) return std::optional<oid>();
-  git_oid out;
-  if (int rc = git_treebuilder_write(&out, b.get()); rc < 0)
-    return last_error(rc, fmt::format("write tree '{}'", prefix.empty() ? "/" : prefix));
-  return std::optional<oid>(from_git(out));
+  auto out = write_tree(b.get(), prefix.empty() ? "/" : prefix);
+  if (!out) return out.error();
+  return std::optional<oid>(*out);
 }
 
 namespace {
@@ -585,10 +605,9 @@ private:
       return w;
     }
     if (git_treebuilder_entrycount(builder.get()) == 0) return w;
-    git_oid id;
-    if (int rc = git_treebuilder_write(&id, builder.get()); rc < 0)
-      return last_error(rc, fmt::format("write tree '{}'", prefix.empty() ? "/" : prefix));
-    w.tree = from_git(id);
+    auto id = r_.write_tree(builder.get(), prefix.empty() ? "/" : prefix);
+    if (!id) return id.error();
+    w.tree = *id;
     return w;
   }
 

@@ -2,12 +2,13 @@
 
 #include "git/libgit2.hpp"
 
-#include <git2/sys/commit.h>
 #include <git2/sys/repository.h>
+#include "git/loose_reader.hpp"
 #include "git/repository_impl.hpp"
 
 #include <fmt/format.h>
 
+#include <ctime>
 #include <mutex>
 #include <thread>
 
@@ -132,7 +133,10 @@ error_info use_config_snapshot(repository::impl& p) {
 }
 
 void apply_options(const repository_options& o) {
-  if (o.fsync) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, *o.fsync ? 1 : 0);
+  if (o.fsync) {
+    git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, *o.fsync ? 1 : 0);
+    detail::set_fsync_default(*o.fsync);
+  }
 }
 }  // namespace
 
@@ -145,6 +149,8 @@ result<repository> repository::open(const std::filesystem::path& path, repositor
   p->repo.reset(r);
   p->options = options;
   if (auto e = use_config_snapshot(*p)) return e;
+  if (auto e = detail::add_loose_reader(p->repo.get(), std::filesystem::path(git_repository_commondir(r)) / "objects"))
+    return e;
   return repository(std::move(p));
 }
 
@@ -156,6 +162,8 @@ result<repository> repository::init(const std::filesystem::path& path, bool bare
     return last_error(rc, fmt::format("init repository '{}'", path.string()));
   p->repo.reset(r);
   p->options = options;
+  if (auto e = detail::add_loose_reader(p->repo.get(), std::filesystem::path(git_repository_commondir(r)) / "objects"))
+    return e;
   return repository(std::move(p));
 }
 
@@ -250,41 +258,59 @@ result<oid> repository::create_commit(const oid& tree, const std::vector<oid>& p
   // The tree and the parents must exist (libgit2's strict object creation is
   // off, so nothing else checks), but need not be read: the commit names them
   // by id, and a tree just written by a merge is not read back.
-  git_odb* raw_odb = nullptr;
-  if (int rc = git_repository_odb(&raw_odb, impl_->repo.get()); rc < 0) return last_error(rc, "open object database");
-  odb_ptr odb(raw_odb);
+  odb_ptr odb;
   auto must_exist = [&](const oid& id, std::string_view what) -> error_info {
+    if (impl_->known.contains(id)) return {};
+    if (!odb) {
+      git_odb* raw = nullptr;
+      if (int rc = git_repository_odb(&raw, impl_->repo.get()); rc < 0) return last_error(rc, "open object database");
+      odb.reset(raw);
+    }
     git_oid g = to_git(id);
     if (!git_odb_exists(odb.get(), &g))
       return fail(error::not_found, fmt::format("git: create commit: its {} {} is not in the repository", what, id.hex()));
+    impl_->remember(id);
     return {};
   };
   if (auto e = must_exist(tree, "tree")) return e;
-  std::vector<git_oid> ps;
-  for (const auto& p : parents) {
+  for (const auto& p : parents)
     if (auto e = must_exist(p, "parent")) return e;
-    ps.push_back(to_git(p));
-  }
-  std::vector<const git_oid*> raw;
-  for (const auto& p : ps) raw.push_back(&p);
   auto make_sig = [](const signature& s) -> result<signature_ptr> {
     git_signature* g = nullptr;
-    int rc = s.time == 0 ? git_signature_now(&g, s.name.c_str(), s.email.c_str())
-                         : git_signature_new(&g, s.name.c_str(), s.email.c_str(), s.time, s.offset_minutes);
-    if (rc < 0) return last_error(rc, fmt::format("signature '{} <{}>'", s.name, s.email));
+    std::int64_t when = s.time;
+    int offset = s.offset_minutes;
+    if (when == 0) {  // now, in local time (localtime_r reads the zone once, git_signature_now on every call)
+      std::time_t t = std::time(nullptr);
+      std::tm tm{};
+      localtime_r(&t, &tm);
+      when = t;
+      offset = static_cast<int>(tm.tm_gmtoff / 60);
+    }
+    if (int rc = git_signature_new(&g, s.name.c_str(), s.email.c_str(), when, offset); rc < 0)
+      return last_error(rc, fmt::format("signature '{} <{}>'", s.name, s.email));
     return signature_ptr(g);
   };
   auto a = make_sig(author);
   if (!a) return a.error();
   auto c = make_sig(committer.value_or(author));
   if (!c) return c.error();
-  git_oid out, t = to_git(tree);
-  std::string msg(message);
-  if (int rc = git_commit_create_from_ids(&out, impl_->repo.get(), nullptr, a->get(), c->get(), nullptr, msg.c_str(),
-                                          &t, raw.size(), raw.data());
-      rc < 0)
-    return last_error(rc, "create commit");
-  return from_git(out);
+  // The commit object as git and libgit2 write it.
+  auto line = [](std::string_view header, const git_signature* s) {
+    int offset = s->when.offset;
+    char sign = (offset < 0 || s->when.sign == '-') ? '-' : '+';
+    if (offset < 0) offset = -offset;
+    return fmt::format("{} {} <{}> {} {}{:02}{:02}\n", header, s->name, s->email, static_cast<std::uint64_t>(s->when.time),
+                       sign, offset / 60, offset % 60);
+  };
+  std::string body = fmt::format("tree {}\n", tree.hex());
+  for (const auto& p : parents) body += fmt::format("parent {}\n", p.hex());
+  body += line("author", a->get());
+  body += line("committer", c->get());
+  body += '\n';
+  body += message;
+  auto id = impl_->write_object(GIT_OBJECT_COMMIT, body);
+  if (!id) return error_info(id.error().code(), fmt::format("git: create commit: {}", id.error().message()));
+  return id;
 }
 
 result<advance_result> repository::advance(std::string_view refname, std::optional<oid> expected, const oid& target,

@@ -4,8 +4,11 @@
 #include <agentcore/git/repository.hpp>
 
 #include "git/libgit2.hpp"
+#include "git/object_writer.hpp"
 
+#include <cstring>
 #include <map>
+#include <unordered_set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +20,27 @@ public:
   detail::library lib;  // first: outlives every handle below
   detail::repo_ptr repo;
   repository_options options;
+  detail::object_writer writer;  // opened at the first write
+
+  /// Objects this handle has read or written: a commit naming one needs no
+  /// existence check. Bounded; forgetting only costs a check.
+  struct oid_hash {
+    std::size_t operator()(const oid& o) const noexcept {
+      std::size_t h;
+      std::memcpy(&h, o.bytes.data(), sizeof h);
+      return h;
+    }
+  };
+  std::unordered_set<oid, oid_hash> known;
+  void remember(const oid& id) {
+    if (known.size() >= 100000) known.clear();
+    known.insert(id);
+  }
+
+  /// Writes an object with agentcore's loose-object writer.
+  result<oid> write_object(git_object_t type, std::string_view data);
+  /// Writes the tree a treebuilder holds.
+  result<oid> write_tree(git_treebuilder* builder, std::string_view what);
 
   result<detail::commit_ptr> lookup_commit(const oid& id);
   result<detail::tree_ptr> lookup_tree(const oid& id);

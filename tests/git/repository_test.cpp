@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 using namespace agentcore;
 using namespace agentcore::test;
 
@@ -151,4 +153,71 @@ TEST_CASE("git.repository.merge_reads_only_changed_subtrees") {
   auto broken = repo.merge(c1, ours2, theirs2);
   REQUIRE_FALSE(broken.has_value());
   CHECK(broken.error().message().find(big->id.hex()) != std::string::npos);
+}
+
+TEST_CASE("git.repository.objects_are_the_ones_git_writes") {
+  // agentcore writes loose objects itself: the ids must be git's own for the
+  // same content, and git must read every one back.
+  git_fixture fx;
+  auto blob = fx.repo.write_blob("hello\n").value();
+  CHECK(sh("printf 'hello\\n' | git hash-object --stdin").out == blob.hex() + "\n");
+
+  auto c1 = fx.commit(std::nullopt, {{"b.txt", file_spec{"b\n"}},
+                                     {"lib/x.txt", file_spec{"x\n"}},
+                                     {"lib-extra", file_spec{"file\n"}},
+                                     {"lib.txt", file_spec{"a\n"}},
+                                     {"run.sh", file_spec{"echo\n", git::file_mode::blob_executable}},
+                                     {"link", file_spec{"b.txt", git::file_mode::link}}},
+                      "first\n\nwith a body\n");
+  auto tree = fx.repo.commit_tree(c1).value();
+  // git's tree order compares a directory as "lib/": after "lib-extra" and
+  // "lib.txt" ('-' < '.' < '/'), where a plain sort would put it first.
+  auto raw = fx.git("cat-file tree " + tree.hex()).out;
+  CHECK(raw.find("lib-extra") < raw.find("lib.txt"));
+  CHECK(raw.find("lib.txt") < raw.find(std::string("lib\0", 4)));
+  CHECK(sh("cd '" + fx.dir.path().string() + "' && git ls-tree " + tree.hex() + " | git mktree").out == tree.hex() + "\n");
+  // The commit, byte for byte what git commit-tree makes of the same inputs.
+  auto by_git = sh("cd '" + fx.dir.path().string() +
+                   "' && GIT_AUTHOR_NAME='agentcore test' GIT_AUTHOR_EMAIL=test@agentcore.invalid "
+                   "GIT_AUTHOR_DATE='1700000000 +0000' GIT_COMMITTER_NAME='agentcore test' "
+                   "GIT_COMMITTER_EMAIL=test@agentcore.invalid GIT_COMMITTER_DATE='1700000000 +0000' "
+                   "git commit-tree " + tree.hex() + " -m first -m 'with a body' 2>/dev/null");
+  CHECK(by_git.out == c1.hex() + "\n");
+  CHECK(fx.git("fsck --strict --no-dangling").exit == 0);
+
+  // A commit naming an object the repository does not have is refused.
+  git::oid ghost = git::oid::from_hex(std::string(40, 'e')).value();
+  auto bad = fx.repo.create_commit(ghost, {}, "ghost", fx.sig);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message().find(ghost.hex()) != std::string::npos);
+}
+
+TEST_CASE("git.repository.reads_packed_objects_and_reports_damaged_ones") {
+  git_fixture fx;
+  auto c1 = fx.commit(std::nullopt, {{"src/a.txt", file_spec{"a\n"}}, {"src/b.txt", file_spec{"b\n"}}});
+  auto ours = fx.commit(c1, {{"src/a.txt", file_spec{"a\nours\n"}}});
+  auto theirs = fx.commit(c1, {{"src/b.txt", file_spec{"b\ntheirs\n"}}});
+  // Everything into a pack, no loose objects left.
+  REQUIRE(fx.git("update-ref refs/heads/o " + ours.hex()).exit == 0);
+  REQUIRE(fx.git("update-ref refs/heads/t " + theirs.hex()).exit == 0);
+  REQUIRE(fx.git("gc --quiet --prune=now").exit == 0);
+  REQUIRE(fx.git("count-objects").out.rfind("0 objects", 0) == 0);
+  auto repo = git::repository::open(fx.dir.path()).value();
+  auto m = repo.merge(c1, ours, theirs);
+  REQUIRE_MESSAGE(m.has_value(), m.error().message());
+  REQUIRE(m->clean());
+  CHECK(repo.read_blob(repo.entry_at(*m->tree, "src/b.txt").value()->id).value() == "b\ntheirs\n");
+
+  // A damaged loose object is an error naming it, not a crash or a wrong read.
+  auto blob = fx.repo.write_blob("to be damaged\n").value();
+  auto path = fx.dir.path() / ".git" / "objects" / blob.hex().substr(0, 2) / blob.hex().substr(2);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << "x\x01 this is not a zlib stream";
+  }
+  auto fresh = git::repository::open(fx.dir.path()).value();
+  auto read = fresh.read_blob(blob);
+  REQUIRE_FALSE(read.has_value());
+  CHECK(read.error().message().find(blob.hex()) != std::string::npos);
 }
