@@ -5,6 +5,8 @@ set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS headers json)
 find_package(fmt REQUIRED CONFIG)
+# OpenSSL: TLS for the HTTP clients; Asio's SSL part is compiled into agentcore.
+find_package(OpenSSL REQUIRED)
 # libgit2 is private (not in any public header) but a static agentcore needs it at link time.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)

@@ -17,6 +17,8 @@ public:
       case error::success: return "success";
       case error::bad_response: return "the backend's answer is not a valid answer";
       case error::not_covered: return "the replay transcript has no answer for this request";
+      case error::http_status: return "the API answered with an error status";
+      case error::no_api_key: return "the API key variable is not set";
     }
     return "unknown model error";
   }

@@ -31,6 +31,8 @@ enum class error {
   success = 0,
   bad_response = 1,  ///< a backend answered something that is not a valid answer
   not_covered,       ///< a replay transcript has no answer for the request
+  http_status,       ///< an HTTP API answered with an error status (the message has it and the API's words)
+  no_api_key,        ///< the environment variable meant to hold the API key is not set
 };
 
 const boost::system::error_category& model_category() noexcept;
