@@ -31,5 +31,8 @@
 #include <agentcore/gate/merge_gate.hpp>
 
 #include <agentcore/model/client.hpp>
+#include <agentcore/model/http_clients.hpp>
 #include <agentcore/model/replay.hpp>
 #include <agentcore/model/types.hpp>
+
+#include <agentcore/net/error.hpp>

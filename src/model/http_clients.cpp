@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <ctime>
 
 namespace agentcore::model {
 
@@ -83,16 +84,42 @@ protected:
   }
 
 private:
+  // Retry-After in seconds or as an HTTP date; OpenAI's retry-after-ms first.
+  static std::optional<std::chrono::milliseconds> retry_after(const net::http_response& r) {
+    if (auto v = r.get("retry-after-ms"); !v.empty()) {
+      char* end = nullptr;
+      double ms = std::strtod(v.c_str(), &end);
+      if (end != v.c_str() && ms >= 0) return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+    }
+    auto v = r.get("retry-after");
+    if (v.empty()) return std::nullopt;
+    char* end = nullptr;
+    double s = std::strtod(v.c_str(), &end);
+    if (end != v.c_str() && *end == '\0' && s >= 0) return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+    std::tm tm{};
+    if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+      auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+      auto d = std::chrono::duration_cast<std::chrono::milliseconds>(at - std::chrono::system_clock::now());
+      return std::max(d, std::chrono::milliseconds(0));
+    }
+    return std::nullopt;
+  }
+
   static result_type finish(detail::api api, const std::string& model, result<net::http_response> r,
                             detail::sse_parser* parser, detail::stream_decoder* decoder, const std::string& what,
                             std::chrono::steady_clock::time_point started) {
     std::string_view api_name = api == detail::api::openai ? "openai" : "anthropic";
     if (!r) return error_info(r.error().code(), fmt::format("model: {}: {}", api_name, r.error().message()));
     if (r->status / 100 != 2) {
-      std::string retry = r->get("retry-after");
-      return fail(error::http_status,
-                  fmt::format("model: {}: {}: status {}: {}{}", api_name, what, r->status, detail::error_message(r->body),
-                              retry.empty() ? "" : fmt::format(" (retry after {} s)", retry)));
+      auto wait = retry_after(*r);
+      error code = r->status == 429                                                  ? error::rate_limited
+                   : r->status == 408 || r->status == 409 || r->status / 100 == 5 ? error::unavailable
+                                                                                   : error::http_status;
+      auto e = fail(code, fmt::format("model: {}: {}: status {}: {}{}", api_name, what, r->status,
+                                      detail::error_message(r->body),
+                                      wait ? fmt::format(" (retry after {} ms)", wait->count()) : std::string()));
+      if (wait) e.set_retry_after(*wait);
+      return e;
     }
     result_type out = [&]() -> result_type {
       if (!decoder) return detail::decode_response(api, r->body);

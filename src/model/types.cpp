@@ -19,6 +19,9 @@ public:
       case error::not_covered: return "the replay transcript has no answer for this request";
       case error::http_status: return "the API answered with an error status";
       case error::no_api_key: return "the API key variable is not set";
+      case error::rate_limited: return "the API is rate limiting (429)";
+      case error::unavailable: return "the API is unavailable for now (408, 409 or 5xx)";
+      case error::budget_exhausted: return "a budget is exhausted";
     }
     return "unknown model error";
   }

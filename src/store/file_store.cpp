@@ -552,15 +552,16 @@ private:
   }
 
   void complete_waiters_locked(std::unique_lock<std::mutex>& lk) {
+    // Elements are only ever move-constructed: Boost 1.81's
+    // any_completion_handler move assignment recurses forever, and erasing
+    // from the middle of a deque move-assigns.
     std::vector<waiter> done;
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->ticket <= durable_) {
-        done.push_back(std::move(*it));
-        it = waiters_.erase(it);
-      } else {
-        ++it;
-      }
+    std::deque<waiter> keep;
+    for (auto& w : waiters_) {
+      if (w.ticket <= durable_) done.push_back(std::move(w));
+      else keep.push_back(std::move(w));
     }
+    waiters_.swap(keep);
     if (done.empty()) return;
     lk.unlock();
     for (auto& w : done) agentcore::detail::post_completion(std::move(w.handler), error_code(), std::move(w.result));

@@ -190,12 +190,14 @@ TEST_CASE("model.http.error_statuses_and_faults_name_endpoint_status_and_cause")
   };
   using fault = scripted_response::fault_kind;
   auto m429 = expect_error({429, {{"Retry-After", "7"}}, R"({"error":{"message":"Rate limit reached for requests"}})"},
-                           model::error::http_status, "status 429");
+                           model::error::rate_limited, "status 429");
   CHECK(m429.find("Rate limit reached") != std::string::npos);
-  CHECK(m429.find("retry after 7 s") != std::string::npos);
+  CHECK(m429.find("retry after 7000 ms") != std::string::npos);
   CHECK(m429.find(endpoint) != std::string::npos);
-  expect_error({500, {}, "<html><body>Internal Server Error</body></html>"}, model::error::http_status,
+  expect_error({500, {}, "<html><body>Internal Server Error</body></html>"}, model::error::unavailable,
                "status 500: <html>");
+  expect_error({401, {}, R"({"error":{"message":"Incorrect API key provided"}})"}, model::error::http_status,
+               "status 401: Incorrect API key provided");
   // After an error status the client goes on serving.
   server.push({200, {}, std::string(openai_answer)});
   CHECK(client->chat(question()).has_value());

@@ -313,6 +313,26 @@ TEST_CASE("store.file.async_commit_completes_after_write") {
   CHECK(again->range("a").value().kvs.size() == 50);
 }
 
+TEST_CASE("store.file.async_commits_from_many_threads_all_complete") {
+  // Waiters can queue out of ticket order when threads race; each must still
+  // complete once its record is durable.
+  test::temp_dir dir("file");
+  auto s = open_ok(dir.path());
+  constexpr int threads = 4, per = 400;
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      std::vector<std::future<commit_result>> fs;
+      for (int i = 0; i < per; ++i)
+        fs.push_back(s->async_commit(txn().put(fmt::format("m{}-{}", t, i), "v"), boost::asio::use_future));
+      for (auto& f : fs) ok += f.get().succeeded ? 1 : 0;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(ok == threads * per);
+  CHECK(s->range("m").value().kvs.size() == threads * per);
+}
+
 // A CRC-32C for building test records; the library's own is internal.
 std::uint32_t test_crc32c(const std::string& s) {
   std::uint32_t crc = ~0u;

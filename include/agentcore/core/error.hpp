@@ -13,6 +13,8 @@
 #include <boost/system/result.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -71,9 +73,18 @@ public:
 
   friend bool operator==(const error_info& a, error b) noexcept { return a.code_ == make_error_code(b); }
 
+  /// How long the other side asked us to wait before trying again (an HTTP
+  /// Retry-After), when it said.
+  std::optional<std::chrono::milliseconds> retry_after() const noexcept { return retry_after_; }
+  error_info& set_retry_after(std::chrono::milliseconds d) noexcept {
+    retry_after_ = d;
+    return *this;
+  }
+
 private:
   error_code code_;
   std::string message_;
+  std::optional<std::chrono::milliseconds> retry_after_;
 };
 
 /// Thrown by `result<T>::value()` on an error: a system_error whose what()

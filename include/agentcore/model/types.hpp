@@ -31,8 +31,11 @@ enum class error {
   success = 0,
   bad_response = 1,  ///< a backend answered something that is not a valid answer
   not_covered,       ///< a replay transcript has no answer for the request
-  http_status,       ///< an HTTP API answered with an error status (the message has it and the API's words)
+  http_status,       ///< an HTTP API answered with an error status not worth retrying (400, 401, 404, ...)
   no_api_key,        ///< the environment variable meant to hold the API key is not set
+  rate_limited,      ///< the API answered 429; error_info::retry_after says how long to wait, if it said
+  unavailable,       ///< the API answered 408, 409 or 5xx: worth retrying
+  budget_exhausted,  ///< a token or money budget has nothing left (the message names it)
 };
 
 const boost::system::error_category& model_category() noexcept;
