@@ -48,5 +48,7 @@ struct failure : std::runtime_error {
 std::vector<figure> run_store(const run_options& options);
 /// One run of the gate area (merge, commit, advance main on large repositories). Throws `failure`.
 std::vector<figure> run_gate(const run_options& options);
+/// One run of the model area (the HTTP client against a local server). Throws `failure`.
+std::vector<figure> run_model(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -3,6 +3,7 @@
 //   agentcore-bench store                 # a table: figure, value, target
 //   agentcore-bench store --json --quick  # one JSON object on stdout (CI smoke test)
 //   agentcore-bench gate --json           # the merge gate against git and libgit2
+//   agentcore-bench model --json          # the HTTP model client against a local server
 //
 // Each area (`store`, `gate`) is run --runs times and every figure is
 // reported as its median over the runs: one slow run (another build on the
@@ -42,6 +43,8 @@ const std::vector<area>& areas() {
       {"store", "memory and file store commits, SQLite comparison, board claims, reopen time", bench::run_store},
       {"gate", "merge a one-file change into main on 20k/100k-file repos, vs git CLI/libgit2; worktree slots; queue",
        bench::run_gate},
+      {"model", "OpenAI-compatible client against a local server: overhead per request, concurrent streams",
+       bench::run_model},
   };
   return all;
 }

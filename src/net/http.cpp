@@ -311,7 +311,9 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     while (!p.is_done()) {
       p.get().body().data = buf.data();
       p.get().body().size = buf.size();
-      co_await bhttp::async_read(stream, conn.buffer, p, asio::redirect_error(use_awaitable, ec));
+      // read_some: a streamed body must reach the sink as it arrives, not when
+      // the buffer is full or the message complete.
+      co_await bhttp::async_read_some(stream, conn.buffer, p, asio::redirect_error(use_awaitable, ec));
       if (ec == bhttp::error::need_buffer) ec = {};
       std::size_t n = buf.size() - p.get().body().size;
       total += n;

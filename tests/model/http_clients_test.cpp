@@ -140,7 +140,22 @@ TEST_CASE("model.http.openai_plain_and_streamed") {
   CHECK(streamed->message.text() == "Hello");
   CHECK(streamed->usage.output_tokens == 2);
   CHECK(json::parse(server.requests().back().body).at("stream").as_bool());
-  // Both exchanges went over one kept-alive connection.
+
+  // Deltas arrive as the server sends them, not when the answer is complete.
+  scripted_response slow{200, {{"Content-Type", "text/event-stream"}}, {}, openai_stream_chunks()};
+  slow.pause = milliseconds(400);
+  server.push(slow);
+  std::promise<model::result_type> done;
+  auto first_delta = std::make_shared<std::optional<std::chrono::steady_clock::time_point>>();
+  client->async_stream(question(), [first_delta](const model::delta&) {
+    if (!*first_delta) *first_delta = std::chrono::steady_clock::now();
+  }, [&done](model::result_type res) { done.set_value(std::move(res)); });
+  auto slow_result = done.get_future().get();
+  auto finished = std::chrono::steady_clock::now();
+  REQUIRE(slow_result.has_value());
+  REQUIRE(first_delta->has_value());
+  CHECK(finished - **first_delta >= milliseconds(600));  // three 400 ms pauses came after the first delta
+  // Every exchange went over one kept-alive connection.
   CHECK(server.connections() == 1);
 }
 
@@ -298,5 +313,6 @@ TEST_CASE("model.http.tls_verification_and_connect_proxy") {
   CHECK(proxy.requests()[0].method == "CONNECT");
   CHECK(proxy.requests()[0].target == "127.0.0.1:" + std::to_string(server.port()));
   // The proxy saw only the tunnel request: no key in it.
-  for (const auto& [k, v] : proxy.requests()[0].headers) CHECK(v.find(secret) == std::string::npos);
+  auto tunnel = proxy.requests()[0];
+  for (const auto& [k, v] : tunnel.headers) CHECK(v.find(secret) == std::string::npos);
 }
