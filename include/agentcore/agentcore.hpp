@@ -32,6 +32,9 @@
 
 #include <agentcore/model/client.hpp>
 #include <agentcore/model/http_clients.hpp>
+#include <agentcore/model/middleware.hpp>
+#include <agentcore/model/plugin.hpp>
+#include <agentcore/model/registry.hpp>
 #include <agentcore/model/replay.hpp>
 #include <agentcore/model/types.hpp>
 

@@ -252,7 +252,6 @@ recorder::~recorder() = default;
 std::string recorder::name() const { return "record:" + state_->inner->name(); }
 
 void recorder::do_chat(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler) {
-  std::uint64_t turn;
   {
     std::lock_guard lock(state_->mutex);
     if (!state_->write_error.empty()) {
@@ -260,13 +259,16 @@ void recorder::do_chat(request req, delta_handler on_delta, asio::any_completion
                                                               fail(agentcore::error::io_error, state_->write_error)));
       return;
     }
-    turn = state_->next_turn[req.tags.role]++;
   }
   auto asked = req;
   state_->inner->async_stream(
       std::move(req), std::move(on_delta),
-      [s = state_, asked = std::move(asked), turn, handler = std::move(handler)](result_type r) mutable {
+      [s = state_, asked = std::move(asked), handler = std::move(handler)](result_type r) mutable {
         if (r) {
+          // A turn is taken by an answer, not by a call: a failed call (retried
+          // by a wrapper outside) leaves no gap for replay to trip on.
+          std::lock_guard lock(s->mutex);
+          auto turn = s->next_turn[asked.tags.role]++;
           json::object line{{"v", transcript_version},
                             {"role", asked.tags.role},
                             {"turn", turn},
@@ -274,7 +276,6 @@ void recorder::do_chat(request req, delta_handler on_delta, asio::any_completion
                             {"request", to_json_value(asked)},
                             {"response", to_json_value(*r)}};
           auto text = json::serialize(line) + "\n";
-          std::lock_guard lock(s->mutex);
           if (std::fwrite(text.data(), 1, text.size(), s->file) != text.size() || std::fflush(s->file) != 0) {
             s->write_error = fmt::format("model: recorder could not write transcript '{}': {}; the run's answers are no "
                                          "longer recorded",

@@ -8,9 +8,11 @@
 //
 // A transcript is JSONL, one line per answered call (schema 1):
 // {"v":1,"role":"worker","turn":3,"hash":"<16 hex>","request":{...},"response":{...}}
-// `turn` counts the calls of one role from 0, in the order they were made;
-// `hash` is FNV-1a 64 of the request's JSON without its tags. Failed calls
-// are not recorded.
+// `turn` counts the answered calls of one role from 0, in the order they
+// were answered; `hash` is FNV-1a 64 of the request's JSON without its tags.
+// Failed calls are not recorded. Matching by role and turn is deterministic
+// when a role's calls are sequential; when many agents share a role and call
+// at once, match by request hash (or give each agent its own role tag).
 #pragma once
 
 #include <agentcore/model/client.hpp>
