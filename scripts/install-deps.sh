@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libfmt-dev libgit2-dev zlib1g-dev libssl-dev doctest-dev
   libsqlite3-dev   # bench only: the SQLite peer in `agentcore-bench store`
+  clang            # the libFuzzer targets (tests/fuzz)
 )
 
 missing=()

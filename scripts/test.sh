@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the dependencies, then builds and runs every test twice:
+# Installs the dependencies, then builds and runs every test twice, and the
+# fuzzers briefly:
 #   1. build/asan     Debug with AddressSanitizer + UndefinedBehaviorSanitizer
 #                     (all tests but the slow `packaging` label)
-#   2. build/release  Release, all tests including packaging
-# Both runs happen even if the first fails; the release run's ctest summary is
-# printed last, and the exit status is non-zero if either run failed.
+#   2. build/fuzz     clang, the libFuzzer targets of tests/fuzz (label fuzz)
+#   3. build/release  Release, all tests including packaging
+# Every run happens even if one before fails; the release run's ctest summary
+# is printed last, and the exit status is non-zero if any run failed.
 #
 # env: AGENTCORE_JOBS  build parallelism (default: number of CPUs); ctest runs -j2,
 #                      and a test that needs the machine to itself sets RUN_SERIAL.
@@ -67,12 +69,20 @@ ctest_summary() {
 }
 
 status_asan="asan: not run"
+status_fuzz="fuzz: not run"
 status_release="release: not run"
 failed=0
 
 run_suite asan build/asan -LE packaging -- \
   -DCMAKE_BUILD_TYPE=Debug -DAGENTCORE_SANITIZE=ON \
   -DAGENTCORE_BUILD_TESTS=ON -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_BENCH=ON || failed=1
+
+# The fuzz tree builds only the parsers and their fuzzers (tests, examples and
+# bench off), so it costs little.
+run_suite fuzz build/fuzz -L fuzz -- \
+  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DAGENTCORE_BUILD_FUZZERS=ON \
+  -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF \
+  -DAGENTCORE_INSTALL=OFF || failed=1
 
 run_suite release build/release -- \
   -DCMAKE_BUILD_TYPE=Release -DAGENTCORE_SANITIZE=OFF \
@@ -81,11 +91,17 @@ run_suite release build/release -- \
 echo
 echo "==== test.sh: summary"
 echo "${status_asan}"
+echo "${status_fuzz}"
 echo "${status_release}"
 if [[ -f $logs/asan.ctest.log ]]; then
   echo
   echo "---- asan ctest summary (build/asan)"
   ctest_summary "$logs/asan.ctest.log"
+fi
+if [[ -f $logs/fuzz.ctest.log ]]; then
+  echo
+  echo "---- fuzz ctest summary (build/fuzz)"
+  ctest_summary "$logs/fuzz.ctest.log"
 fi
 echo
 echo "---- release ctest summary (build/release)"
