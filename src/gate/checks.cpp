@@ -13,6 +13,7 @@
 #include <boost/asio/readable_pipe.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/writable_pipe.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/connect_pipe.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/start_dir.hpp>
@@ -23,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <fcntl.h>
 #include <optional>
 #include <cstdlib>
 #include <sys/wait.h>
@@ -108,55 +110,100 @@ result<check_result> run_check(std::string_view command, const check_options& op
   check_result out;
   out.command = std::string(command);
   asio::io_context ctx;
-  asio::readable_pipe reader(ctx);
-  asio::writable_pipe writer(ctx);
+  asio::readable_pipe reader(ctx), out_reader(ctx);
+  asio::writable_pipe writer(ctx), out_writer(ctx), in_writer(ctx);
+  asio::readable_pipe in_reader(ctx);
   asio::connect_pipe(reader, writer);
+  bool split = static_cast<bool>(options.on_stdout);
+  if (split) asio::connect_pipe(out_reader, out_writer);
+  bool feed = !options.stdin_data.empty();
+  if (feed) asio::connect_pipe(in_reader, in_writer);
+  for (int fd : {reader.native_handle(), out_reader.native_handle(), in_writer.native_handle()})
+    if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   auto started = std::chrono::steady_clock::now();
   std::optional<bp::process> started_proc;
   try {
-    started_proc.emplace(ctx, options.shell, std::vector<std::string>{"-c", std::string(command)},
-                         bp::process_stdio{nullptr, writer, writer}, bp::process_start_dir(options.working_directory),
-                         bp::process_environment(env_lines), new_process_group{});
+    bp::process_stdio stdio{nullptr, writer, writer};
+    if (split) stdio.out = out_writer;
+    if (feed) stdio.in = in_reader;
+    started_proc.emplace(ctx, options.shell, std::vector<std::string>{"-c", std::string(command)}, stdio,
+                         bp::process_start_dir(options.working_directory), bp::process_environment(env_lines),
+                         new_process_group{});
   } catch (const std::exception& e) {
     // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
     return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, options.shell, e.what()));
   }
   bp::process& proc = *started_proc;
   writer.close();
+  if (split) out_writer.close();
+  if (feed) in_reader.close();
+  // Only the command's own ends of the pipes may reach it (and its children):
+  // a copy of the write end of its standard input would keep it from ever
+  // seeing end of file.
   pid_t group = proc.id();
   auto kill_group = [&] {
     if (group > 0) ::kill(-group, SIGKILL);
   };
 
   capped_log log(options.output_limit);
-  std::array<char, 16384> buf;
-  bool exited = false, eof = false;
-  asio::steady_timer timer(ctx, options.timeout);
+  std::array<char, 16384> buf, out_buf;
+  bool exited = false;
+  int open_streams = split ? 2 : 1;  // pipes still being read
+  asio::steady_timer timer(ctx, options.timeout), poll(ctx);
+  auto stop_reading = [&] {
+    reader.close();
+    out_reader.close();
+  };
   timer.async_wait([&](bp::error_code e) {
     if (e) return;
     if (!exited) out.timed_out = true;
     kill_group();
     // A process that left the group (setsid) may still hold the pipe: stop reading.
-    reader.close();
+    stop_reading();
   });
+  std::function<void()> check_stop = [&] {  // lives as long as ctx.run(): handlers refer to it
+    poll.expires_after(std::chrono::milliseconds(50));
+    poll.async_wait([&](bp::error_code e) {
+      if (e || exited) return;
+      if (options.stop->load()) {
+        kill_group();
+        return;
+      }
+      check_stop();
+    });
+  };
+  if (options.stop) check_stop();
+  if (feed)
+    asio::async_write(in_writer, asio::buffer(options.stdin_data), [&](bp::error_code, std::size_t) {
+      in_writer.close();  // EOF for the command; a command that never reads gets EPIPE, which is fine
+    });
+  auto stream_done = [&] {
+    if (--open_streams == 0 && exited) timer.cancel();
+  };
   std::function<void()> read_more = [&] {
     reader.async_read_some(asio::buffer(buf), [&](bp::error_code e, std::size_t n) {
       log.append(buf.data(), n);
-      if (e) {
-        eof = true;
-        if (exited) timer.cancel();
-        return;
-      }
+      if (e) return stream_done();
       read_more();
     });
   };
   read_more();
+  std::function<void()> read_stdout = [&] {
+    out_reader.async_read_some(asio::buffer(out_buf), [&](bp::error_code e, std::size_t n) {
+      log.append(out_buf.data(), n);
+      if (n > 0) options.on_stdout(std::string_view(out_buf.data(), n));
+      if (e) return stream_done();
+      read_stdout();
+    });
+  };
+  if (split) read_stdout();
   proc.async_wait([&](bp::error_code e, int code) {
     exited = true;
+    poll.cancel();
     out.exit_code = e ? -1 : code;
     // Stray background children would hold the pipe open: end them too.
     kill_group();
-    if (eof) {
+    if (open_streams == 0) {
       timer.cancel();
       return;
     }
@@ -165,7 +212,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
     timer.cancel();
     timer.expires_after(std::chrono::milliseconds(200));
     timer.async_wait([&](bp::error_code e2) {
-      if (!e2 && !eof) reader.close();
+      if (!e2 && open_streams > 0) stop_reading();
     });
   });
   ctx.run();

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 using namespace agentcore;
 using namespace std::chrono_literals;
@@ -117,4 +118,33 @@ TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
   pid_t daemon = 0;
   f >> daemon;
   if (daemon > 0) ::kill(daemon, SIGKILL);  // it escaped the group by design; end it here
+}
+
+TEST_CASE("gate.checks.stdin_streamed_stdout_and_stop") {
+  test::temp_dir dir("check");
+  // Standard input is fed; standard output arrives apart from standard error.
+  std::string streamed;
+  auto r = gate::run_check("tr a-z A-Z; echo oops >&2",
+                           {.working_directory = dir.path(),
+                            .stdin_data = "hello from the host\n",
+                            .on_stdout = [&](std::string_view s) { streamed += s; }});
+  REQUIRE(r.has_value());
+  CHECK(r->passed());
+  CHECK(streamed == "HELLO FROM THE HOST\n");
+  CHECK(r->log.find("oops") != std::string::npos);
+  CHECK(r->log.find("HELLO") != std::string::npos);
+
+  // A stop request kills the whole group promptly.
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop = true;
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto stopped = gate::run_check("sleep 30 & sleep 30", {.working_directory = dir.path(), .stop = &stop});
+  stopper.join();
+  REQUIRE(stopped.has_value());
+  CHECK_FALSE(stopped->passed());
+  CHECK_FALSE(stopped->timed_out);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
 }

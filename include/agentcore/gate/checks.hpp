@@ -13,7 +13,9 @@
 #include <agentcore/core/error.hpp>
 #include <agentcore/core/json.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -32,6 +34,14 @@ struct check_options {
   std::vector<std::string> env_allow = default_env_allow_list();
   std::map<std::string, std::string> env_set;  ///< set (or override) in the command's environment
   std::string shell = "/bin/sh";
+  /// Written to the command's standard input (then closed); empty: /dev/null.
+  std::string stdin_data;
+  /// When set, standard output goes here as it arrives (and to the log),
+  /// apart from standard error: for commands that stream JSON events.
+  std::function<void(std::string_view)> on_stdout;
+  /// When set and it becomes true, the process group is killed (the result
+  /// says timed_out = false, exit_code 128 + SIGKILL).
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct check_result {
