@@ -30,6 +30,7 @@
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/gate/merge_gate.hpp>
 
+#include <agentcore/model/cli.hpp>
 #include <agentcore/model/client.hpp>
 #include <agentcore/model/http_clients.hpp>
 #include <agentcore/model/middleware.hpp>

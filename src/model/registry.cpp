@@ -1,3 +1,4 @@
+#include <agentcore/model/cli.hpp>
 #include <agentcore/model/http_clients.hpp>
 #include <agentcore/model/middleware.hpp>
 #include <agentcore/model/plugin.hpp>
@@ -112,6 +113,44 @@ result<std::shared_ptr<client>> make_replay(std::string_view path, const client_
   return std::shared_ptr<client>(std::move(*c));
 }
 
+// cli:NAME: a preset (claude, codex, aider), or any name with a "command".
+result<std::shared_ptr<client>> make_cli(std::string_view name, const client_context&, json::object& unread) {
+  std::string spec = fmt::format("cli:{}", name);
+  auto command = take<std::vector<std::string>>(unread, "command", spec);
+  if (!command) return command.error();
+  cli_options o;
+  if (*command) {
+    if ((*command)->empty()) return bad_option(spec, "command", "is empty");
+    o.command = std::move(**command);
+    o.name = spec;
+    if (auto preset = cli_preset(name)) {  // a preset's format and key, with another command
+      o.output = preset->output;
+      o.env_allow = preset->env_allow;
+    }
+  } else {
+    auto preset = cli_preset(name);
+    if (!preset) return preset.error();
+    o = std::move(*preset);
+  }
+  using ms = std::chrono::milliseconds;
+  for (auto e : {read<std::string>(unread, "workdir", spec, [&](std::string v) { o.working_directory = v; }),
+                 read<std::int64_t>(unread, "time_box_ms", spec, [&](std::int64_t v) { o.time_box = ms(v); }),
+                 read<std::uint64_t>(unread, "output_limit", spec, [&](std::uint64_t v) { o.output_limit = v; }),
+                 read<std::vector<std::string>>(unread, "env_allow", spec,
+                                                [&](auto v) { o.env_allow.insert(o.env_allow.end(), v.begin(), v.end()); }),
+                 read<std::map<std::string, std::string>>(unread, "env", spec, [&](auto v) { o.env_set = std::move(v); })})
+    if (e) return e;
+  auto format = take<std::string>(unread, "format", spec);
+  if (!format) return format.error();
+  if (*format) {
+    if (**format == "claude_stream_json") o.output = cli_options::format::claude_stream_json;
+    else if (**format == "codex_json") o.output = cli_options::format::codex_json;
+    else if (**format == "text") o.output = cli_options::format::text;
+    else return bad_option(spec, "format", fmt::format("is '{}'; use claude_stream_json, codex_json or text", **format));
+  }
+  return make_cli_client(std::move(o));
+}
+
 // Plugins stay loaded for the life of the process; each is loaded once.
 std::mutex plugins_mutex;
 std::set<std::string> loaded_plugins;
@@ -123,6 +162,7 @@ registry registry::with_builtins() {
   r.add("openai", http_factory(false));
   r.add("anthropic", http_factory(true));
   r.add("replay", make_replay);
+  r.add("cli", make_cli);
   return r;
 }
 

@@ -17,6 +17,8 @@ public:
       case error::success: return "success";
       case error::bad_response: return "the backend's answer is not a valid answer";
       case error::not_covered: return "the replay transcript has no answer for this request";
+      case error::agent_failed: return "the CLI agent failed";
+      case error::time_box: return "the CLI agent ran out of its time box";
       case error::http_status: return "the API answered with an error status";
       case error::no_api_key: return "the API key variable is not set";
       case error::rate_limited: return "the API is rate limiting (429)";
@@ -167,6 +169,7 @@ json::value to_json_value(const request& r) {
   o["stop"] = std::move(stop);
   if (r.response_format) o["response_format"] = *r.response_format;
   o["tags"] = json::object{{"role", r.tags.role}, {"task", r.tags.task}};
+  if (!r.tags.workdir.empty()) o["tags"].as_object()["workdir"] = r.tags.workdir;
   return o;
 }
 
@@ -218,7 +221,9 @@ result<request> request_from_json(const json::value& v) {
     if (!role) return role.error();
     auto task = json_field_or<std::string>(it->value().as_object(), "task", "", "model request tags");
     if (!task) return task.error();
-    r.tags = {std::move(*role), std::move(*task)};
+    auto workdir = json_field_or<std::string>(it->value().as_object(), "workdir", "", "model request tags");
+    if (!workdir) return workdir.error();
+    r.tags = {std::move(*role), std::move(*task), std::move(*workdir)};
   }
   return r;
 }

@@ -48,7 +48,7 @@ constexpr std::string_view answer = R"({"model":"m","choices":[{"index":0,"messa
 TEST_CASE("model.registry.specs_options_and_middleware") {
   io_thread io;
   auto reg = model::registry::with_builtins();
-  CHECK(reg.backends() == std::vector<std::string>{"anthropic", "openai", "replay"});
+  CHECK(reg.backends() == std::vector<std::string>{"anthropic", "cli", "openai", "replay"});
 
   http_test_server server;
   temp_dir dir("registry");
@@ -84,7 +84,7 @@ TEST_CASE("model.registry.bad_specs_and_options_are_named") {
 
   auto unknown_backend = reg.make("mistral:large", {ex, {}});
   REQUIRE_FALSE(unknown_backend.has_value());
-  CHECK(unknown_backend.error().message().find("no backend 'mistral' (known: anthropic, openai, replay)") !=
+  CHECK(unknown_backend.error().message().find("no backend 'mistral' (known: anthropic, cli, openai, replay)") !=
         std::string::npos);
 
   auto typo = reg.make("openai:m", {ex, options(R"({"base_ur": "http://x"})")});

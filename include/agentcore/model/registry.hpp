@@ -6,8 +6,9 @@
 //   auto c = reg.make("openai:gpt-4o", {.executor = ex, .options = json::parse(R"({
 //       "api_key_env": "OPENAI_API_KEY", "retry": {"max_attempts": 4}, "limits": {"max_in_flight": 16}})").as_object()});
 //
-// Specs: `openai:MODEL`, `anthropic:MODEL`, `replay:PATH`, `plugin:NAME:MODEL`
-// (a backend a plugin registered under NAME), or any backend a host added.
+// Specs: `openai:MODEL`, `anthropic:MODEL`, `replay:PATH`, `cli:claude|codex|aider`
+// (or `cli:NAME` with a "command"), `plugin:NAME:MODEL` (a backend a plugin
+// registered under NAME), or any backend a host added.
 // Options every backend takes: "retry" (object of retry_options fields, in
 // milliseconds where they are times), "limits" (limit_options), "timeouts"
 // ({"first_byte_ms", "total_ms"}), "record" (a transcript path: every answer
@@ -46,7 +47,7 @@ class registry {
 public:
   /// An empty registry.
   registry() = default;
-  /// openai, anthropic and replay.
+  /// openai, anthropic, replay and cli.
   static registry with_builtins();
 
   /// Adds a backend; an existing name is an error (plugins may not replace

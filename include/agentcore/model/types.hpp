@@ -36,6 +36,8 @@ enum class error {
   rate_limited,      ///< the API answered 429; error_info::retry_after says how long to wait, if it said
   unavailable,       ///< the API answered 408, 409 or 5xx: worth retrying
   budget_exhausted,  ///< a token or money budget has nothing left (the message names it)
+  agent_failed,      ///< a CLI agent exited with an error or reported one (the message has its words)
+  time_box,          ///< a CLI agent ran out of its time box and was killed
 };
 
 const boost::system::error_category& model_category() noexcept;
@@ -104,6 +106,8 @@ struct tool_definition {
 struct request_tags {
   std::string role;  ///< "planner", "worker", ...
   std::string task;  ///< the task id, if any
+  /// Where a whole-task engine (a CLI agent) works: the task's worktree.
+  std::string workdir;
   friend bool operator==(const request_tags&, const request_tags&) = default;
 };
 

@@ -1,0 +1,55 @@
+// agentcore/model/cli.hpp: an external coding agent (Claude Code, Codex CLI,
+// Aider, or any command) as a whole-task engine: one call runs the agent in
+// the task's worktree (request.tags.workdir) until it finishes or its time box
+// runs out, and answers with what it reported. Its event stream arrives as
+// text deltas; usage is taken from its report where it gives one.
+//
+//   auto opts = model::cli_preset("claude").value();   // claude -p --output-format stream-json
+//   opts.time_box = std::chrono::minutes(20);
+//   auto agent = model::make_cli_client(opts);
+//   req.tags.workdir = slot.path().string();
+//   auto r = co_await agent->async_chat(req, asio::use_awaitable);
+//
+// The prompt (system prompt, then every message's text) goes to the agent's
+// standard input. The time box kills the agent's whole process group. Its
+// environment is an allow-list (gate::default_env_allow_list plus the API key
+// variable the preset names), so the host's other secrets stay out.
+#pragma once
+
+#include <agentcore/model/client.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace agentcore::model {
+
+struct cli_options {
+  /// How to read the agent's standard output.
+  enum class format {
+    claude_stream_json,  ///< Claude Code's `--output-format stream-json` lines
+    codex_json,          ///< Codex CLI's `exec --json` events
+    text,                ///< plain text: the whole output is the answer (Aider's token line is read for usage)
+  } output = format::text;
+  /// The command and its arguments; the prompt arrives on standard input.
+  std::vector<std::string> command;
+  /// Where the agent runs when a request names no workdir.
+  std::filesystem::path working_directory;
+  std::chrono::milliseconds time_box{std::chrono::minutes(30)};
+  std::size_t output_limit = 1u << 20;
+  /// Environment variables passed through besides gate::default_env_allow_list().
+  std::vector<std::string> env_allow;
+  std::map<std::string, std::string> env_set;
+  /// The client's name ("cli:claude").
+  std::string name = "cli";
+};
+
+/// Options for "claude" (Claude Code), "codex" (Codex CLI) or "aider".
+result<cli_options> cli_preset(std::string_view name);
+
+std::shared_ptr<client> make_cli_client(cli_options options);
+
+}  // namespace agentcore::model
