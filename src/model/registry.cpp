@@ -249,6 +249,35 @@ result<std::shared_ptr<client>> registry::make(std::string_view spec, const clie
   }
   if (auto r = take<std::string>(unread, "record", spec); !r) return r.error();
   else record = std::move(*r);
+  price_table prices;
+  if (auto r = take<json::object>(unread, "prices", spec); !r) {
+    return r.error();
+  } else if (*r) {
+    for (auto& [name, v] : **r) {
+      if (!v.is_object()) return bad_option(spec, "prices", fmt::format("entry '{}' is not an object", std::string(name)));
+      auto o = v.as_object();
+      price p;
+      for (auto e : {read<double>(o, "input_per_mtok", spec, [&](double x) { p.input_per_mtok = x; }),
+                     read<double>(o, "output_per_mtok", spec, [&](double x) { p.output_per_mtok = x; }),
+                     read<double>(o, "cache_read_per_mtok", spec, [&](double x) { p.cache_read_per_mtok = x; }),
+                     read<double>(o, "cache_write_per_mtok", spec, [&](double x) { p.cache_write_per_mtok = x; })})
+        if (e) return e;
+      if (auto e = unknown(spec, fmt::format(" in 'prices.{}'", std::string(name)), o)) return e;
+      prices[std::string(name)] = p;
+    }
+  }
+  std::shared_ptr<budget> own_budget;
+  if (auto r = take<json::object>(unread, "budget", spec); !r) {
+    return r.error();
+  } else if (*r) {
+    budget_limits limits;
+    auto& o = **r;
+    for (auto e : {read<std::uint64_t>(o, "tokens", spec, [&](std::uint64_t v) { limits.tokens = v; }),
+                   read<double>(o, "cost", spec, [&](double v) { limits.cost = v; })})
+      if (e) return e;
+    if (auto e = unknown(spec, " in 'budget'", o)) return e;
+    own_budget = budget::make(fmt::format("client {}", spec), limits);
+  }
   if ((retry || limits || timeouts) && !ctx.executor)
     return fail(agentcore::error::invalid_argument,
                 fmt::format("model: '{}': retry, limits and timeouts need an executor in the client_context", spec));
@@ -273,6 +302,9 @@ result<std::shared_ptr<client>> registry::make(std::string_view spec, const clie
   if (timeouts) c = with_timeouts(ctx.executor, std::move(c), *timeouts);
   if (limits) c = with_limits(ctx.executor, std::move(c), *limits);
   if (retry) c = with_retry(ctx.executor, std::move(c), *retry);
+  // Budgets outermost: a call refused for money never waits for a slot.
+  if (own_budget) c = with_budget(std::move(c), [own_budget](const request&) { return own_budget; }, prices);
+  if (ctx.budgets) c = with_budget(std::move(c), ctx.budgets, prices);
   return c;
 }
 

@@ -66,6 +66,26 @@ TEST_CASE("model.registry.specs_options_and_middleware") {
   CHECK(server.requests().size() == 2);
   CHECK(json::parse(server.requests().back().body).at("model").as_string() == "test-model");
 
+  // Prices and budgets from the options: the client's own, and the host's.
+  auto run = model::budget::make("run", {.tokens = 1000});
+  auto priced = options(R"({"proxy_from_env": false, "prices": {"m": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}},
+                            "budget": {"tokens": 5}})");
+  priced["base_url"] = server.base_url() + "/v1";
+  auto b = reg.make("openai:m", {io.io.get_executor(), priced, model::budget_by_role_and_task(run, {})});
+  REQUIRE_MESSAGE(b.has_value(), b.error().message());
+  server.push({200, {}, std::string(answer)});
+  REQUIRE((*b)->chat(ask("hello")).has_value());  // 3 input + 1 output tokens
+  CHECK(run->tokens_used() == 4);
+  CHECK(run->cost_used() == doctest::Approx((3 * 3.0 + 1 * 15.0) / 1e6));
+  server.push({200, {}, std::string(answer)});
+  REQUIRE((*b)->chat(ask("again")).has_value());  // 4 < 5: allowed, now 8
+  auto over = (*b)->chat(ask("more"));
+  REQUIRE_FALSE(over.has_value());
+  CHECK(over.error().message().find("budget 'client openai:m'") != std::string::npos);
+  auto bad_price = reg.make("openai:m", {io.io.get_executor(), options(R"({"prices": {"m": {"input": 1}}})")});
+  REQUIRE_FALSE(bad_price.has_value());
+  CHECK(bad_price.error().message().find("'input' in 'prices.m'") != std::string::npos);
+
   // The recorded answer replays without the server.
   auto replay = reg.make("replay:" + transcript, {io.io.get_executor(), {}});
   REQUIRE_MESSAGE(replay.has_value(), replay.error().message());

@@ -12,12 +12,16 @@
 // Options every backend takes: "retry" (object of retry_options fields, in
 // milliseconds where they are times), "limits" (limit_options), "timeouts"
 // ({"first_byte_ms", "total_ms"}), "record" (a transcript path: every answer
-// is appended there). An option no one reads is an error naming it, so a typo
+// is appended there), "prices" ({"MODEL or prefix": {"input_per_mtok",
+// "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}}), and
+// "budget" ({"tokens", "cost"}: a budget of this client's own; the host's
+// budgets in client_context::budgets are charged too). An option no one reads is an error naming it, so a typo
 // does not go unnoticed.
 #pragma once
 
 #include <agentcore/core/json.hpp>
 #include <agentcore/model/client.hpp>
+#include <agentcore/model/middleware.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -35,6 +39,10 @@ struct client_context {
   boost::asio::any_io_executor executor;
   /// The backend's options from the configuration.
   json::object options;
+  /// The host's budgets (run -> role -> task, say budget_by_role_and_task):
+  /// when set, every call is charged to the budget it picks, priced with the
+  /// "prices" option.
+  budget_picker budgets;
 };
 
 /// Makes a backend's client. `argument` is what follows "backend:" in the
