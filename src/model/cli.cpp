@@ -46,6 +46,7 @@ std::string str(const json::object* o, std::string_view key) {
 // What an agent's output said, read line by line as it arrives.
 struct transcript {
   cli_options::format format;
+  std::function<void(std::string kind, json::value data)> publish;  // may be empty
   std::string partial;       // an unfinished line
   std::string final_text;    // the answer
   std::string streamed;      // text as it came (the answer when no final one is reported)
@@ -62,6 +63,10 @@ struct transcript {
     if (ec || !v.is_object()) return {};  // progress noise: not an event
     const auto& o = v.as_object();
     auto type = str(&o, "type");
+    if (publish) {
+      auto kind = type.empty() ? str(obj(o, "msg"), "type") : type;
+      publish(kind.empty() ? std::string("event") : kind, v);
+    }
     if (format == cli_options::format::claude_stream_json) {
       if (type == "system") {
         if (auto m = str(&o, "model"); !m.empty()) model_name = m;
@@ -185,9 +190,14 @@ protected:
     auto shared_handler = std::make_shared<asio::any_completion_handler<chat_signature>>(std::move(handler));
     // The agent runs for minutes: on a thread of its own, not on the caller's
     // executor. Deltas and the answer are delivered on the handler's executor.
-    std::thread([o, dir, prompt = std::move(prompt), on_delta = std::move(on_delta), stop, shared_handler] {
+    std::thread([o, dir, prompt = std::move(prompt), on_delta = std::move(on_delta), stop, shared_handler,
+                 task = req.tags.task] {
       auto t = std::make_shared<transcript>();
       t->format = o->output;
+      if (o->events)
+        t->publish = [bus = o->events, client = o->name, task_id = task](std::string kind, json::value data) {
+          bus->publish(agent_event{client, task_id, std::move(kind), std::move(data)});
+        };
       std::string command;
       for (const auto& a : o->command) command += (command.empty() ? "" : " ") + quote(a);
       gate::check_options co{.working_directory = dir, .timeout = o->time_box, .output_limit = o->output_limit};
@@ -225,6 +235,11 @@ protected:
                                                        "result event); its output ends: {}",
                                                        o->name, tail()));
         if (o->output == cli_options::format::text) t->aider_usage();
+        if (t->publish)
+          t->publish("usage", json::object{{"input", t->used.input_tokens},
+                                           {"output", t->used.output_tokens},
+                                           {"cache_read", t->used.cache_read_tokens},
+                                           {"cache_write", t->used.cache_write_tokens}});
         response r;
         r.message = assistant(t->final_text.empty() ? t->streamed : t->final_text);
         r.usage = t->used;
@@ -241,6 +256,10 @@ private:
 };
 
 }  // namespace
+
+void tag_invoke(json::value_from_tag, json::value& v, const agent_event& e) {
+  v = json::object{{"client", e.client}, {"task", e.task}, {"kind", e.kind}, {"data", e.data}};
+}
 
 result<cli_options> cli_preset(std::string_view name) {
   cli_options o;

@@ -135,14 +135,13 @@ private:
 
 // --- limits ---
 
-class limit_client final : public client {
-public:
-  limit_client(asio::any_io_executor ex, std::shared_ptr<client> inner, limit_options o)
-      : shared_(std::make_shared<shared>(std::move(inner), o, std::move(ex))) {}
-  std::string name() const override { return shared_->inner->name(); }
+}  // namespace
 
-protected:
+struct limiter::state {
+  state(limit_options o, asio::any_io_executor ex)
+      : options(o), timer(std::move(ex)), tokens(o.burst), last(std::chrono::steady_clock::now()) {}
   struct pending {
+    std::shared_ptr<client> inner;
     request req;
     delta_handler on_delta;
     handler_slot handler;
@@ -151,27 +150,41 @@ protected:
     bool started = false;
     bool finished = false;
   };
-  struct shared {
-    shared(std::shared_ptr<client> i, limit_options o, asio::any_io_executor ex)
-        : inner(std::move(i)), options(o), timer(std::move(ex)), tokens(o.burst), last(std::chrono::steady_clock::now()) {}
-    std::shared_ptr<client> inner;
-    limit_options options;
-    asio::steady_timer timer;
-    std::mutex mutex;
-    std::deque<std::shared_ptr<pending>> queue;
-    std::size_t in_flight = 0;
-    double tokens;
-    std::chrono::steady_clock::time_point last;
-    bool timer_armed = false;
-  };
+  limit_options options;
+  asio::steady_timer timer;
+  std::mutex mutex;
+  std::deque<std::shared_ptr<pending>> queue;
+  std::size_t in_flight = 0;
+  double tokens;
+  std::chrono::steady_clock::time_point last;
+  bool timer_armed = false;
+};
+
+std::shared_ptr<limiter> limiter::make(asio::any_io_executor ex, limit_options options) {
+  auto l = std::make_shared<limiter>();
+  l->state_ = std::make_shared<state>(options, std::move(ex));
+  return l;
+}
+
+namespace {
+
+class limit_client final : public client {
+public:
+  limit_client(std::shared_ptr<client> inner, std::shared_ptr<limiter> l) : inner_(std::move(inner)), limiter_(std::move(l)) {}
+  std::string name() const override { return inner_->name(); }
+
+protected:
+  using shared = limiter::state;
+  using pending = limiter::state::pending;
 
   void do_chat(request req, delta_handler on_delta, handler_type handler) override {
     auto p = std::make_shared<pending>();
+    p->inner = inner_;
     p->req = std::move(req);
     p->on_delta = std::move(on_delta);
     p->handler.emplace(std::move(handler));
     p->outer = asio::get_associated_cancellation_slot(*p->handler);
-    auto s = shared_;
+    auto s = limiter_->state_;
     if (p->outer.is_connected())
       p->outer.assign([s, p](asio::cancellation_type t) {
         bool queued = false;
@@ -185,7 +198,7 @@ protected:
         }
         if (queued) {
           p->outer.clear();
-          complete(std::move(*p->handler), canceled_error(s->inner->name()));
+          complete(std::move(*p->handler), canceled_error(p->inner->name()));
         } else {
           p->signal.emit(t);
         }
@@ -232,7 +245,7 @@ private:
         p->started = true;
         ++s->in_flight;
       }
-      call(*s->inner, std::move(p->req), std::move(p->on_delta),
+      call(*p->inner, std::move(p->req), std::move(p->on_delta),
            asio::bind_cancellation_slot(p->signal.slot(), [s, p](result_type r) {
              {
                std::lock_guard lock(s->mutex);
@@ -246,7 +259,8 @@ private:
     }
   }
 
-  std::shared_ptr<shared> shared_;
+  std::shared_ptr<client> inner_;
+  std::shared_ptr<limiter> limiter_;
 };
 
 // --- time limits ---
@@ -359,7 +373,11 @@ std::shared_ptr<client> with_retry(asio::any_io_executor ex, std::shared_ptr<cli
 }
 
 std::shared_ptr<client> with_limits(asio::any_io_executor ex, std::shared_ptr<client> inner, limit_options options) {
-  return std::make_shared<limit_client>(std::move(ex), std::move(inner), options);
+  return std::make_shared<limit_client>(std::move(inner), limiter::make(std::move(ex), options));
+}
+
+std::shared_ptr<client> with_limits(std::shared_ptr<client> inner, std::shared_ptr<limiter> shared) {
+  return std::make_shared<limit_client>(std::move(inner), std::move(shared));
 }
 
 std::shared_ptr<client> with_timeouts(asio::any_io_executor ex, std::shared_ptr<client> inner,

@@ -15,6 +15,8 @@
 
 #include <dlfcn.h>
 
+#include <boost/asio/any_io_executor.hpp>
+
 namespace agentcore::model {
 
 namespace {
@@ -149,6 +151,20 @@ result<std::shared_ptr<client>> make_cli(std::string_view name, const client_con
     else return bad_option(spec, "format", fmt::format("is '{}'; use claude_stream_json, codex_json or text", **format));
   }
   return make_cli_client(std::move(o));
+}
+
+// "limits" are per endpoint: every client of one backend and base URL made
+// while another lives shares its limiter (the first one's limits).
+std::mutex limiters_mutex;
+std::map<std::string, std::weak_ptr<limiter>> limiters;
+
+std::shared_ptr<limiter> limiter_for(const std::string& endpoint, const boost::asio::any_io_executor& ex, limit_options o) {
+  std::lock_guard lock(limiters_mutex);
+  auto& slot = limiters[endpoint];
+  if (auto l = slot.lock()) return l;
+  auto l = limiter::make(ex, o);
+  slot = l;
+  return l;
 }
 
 // Plugins stay loaded for the life of the process; each is loaded once.
@@ -300,7 +316,12 @@ result<std::shared_ptr<client>> registry::make(std::string_view spec, const clie
     c = std::move(*rec);
   }
   if (timeouts) c = with_timeouts(ctx.executor, std::move(c), *timeouts);
-  if (limits) c = with_limits(ctx.executor, std::move(c), *limits);
+  if (limits) {
+    std::string endpoint = backend;
+    if (auto b = ctx.options.find("base_url"); b != ctx.options.end() && b->value().is_string())
+      endpoint += "|" + std::string(b->value().as_string());
+    c = with_limits(std::move(c), limiter_for(endpoint, ctx.executor, *limits));
+  }
   if (retry) c = with_retry(ctx.executor, std::move(c), *retry);
   // Budgets outermost: a call refused for money never waits for a slot.
   if (own_budget) c = with_budget(std::move(c), [own_budget](const request&) { return own_budget; }, prices);

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -60,6 +61,13 @@ printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"duration_m
 )");
   auto opts = model::cli_preset("claude").value();
   opts.command = {agent};
+  opts.events = std::make_shared<event_bus>();
+  std::vector<model::agent_event> events;
+  std::mutex events_mutex;
+  auto sub = opts.events->subscribe<model::agent_event>([&](const model::agent_event& e) {
+    std::lock_guard lock(events_mutex);
+    events.push_back(e);
+  });
   auto c = model::make_cli_client(opts);
   CHECK(c->name() == "cli:claude");
   std::string deltas;
@@ -72,6 +80,15 @@ printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"duration_m
   CHECK(r->usage == model::usage{120, 55, 400, 30});
   CHECK(r->model_name == "claude-sonnet-4-5");
   CHECK(deltas == "Writing the README.");
+  // Every event the agent printed went to the bus, then its usage.
+  std::lock_guard lock(events_mutex);
+  REQUIRE(events.size() == 5);
+  CHECK(events[0].kind == "system");
+  CHECK(events[1].kind == "assistant");
+  CHECK(events[3].kind == "result");
+  CHECK(events[3].task == "t-1");
+  CHECK(events[4].kind == "usage");
+  CHECK(events[4].data.at("cache_read").to_number<int>() == 400);
   // It ran in the worktree, and got the prompt on its standard input.
   CHECK(read(wt / "README.md") == "# hello\n");
   CHECK(read(wt / "prompt.txt") == "You are a careful engineer.\n\nAdd a README.");

@@ -269,3 +269,27 @@ TEST_CASE("model.middleware.budgets_by_run_role_and_task") {
   CHECK(by_cost->chat(ask()).has_value());  // 10 tokens at 2/M: 0.00002, over the limit afterwards
   CHECK(by_cost->chat(ask()).error().code() == model::error::budget_exhausted);
 }
+
+TEST_CASE("model.middleware.one_limiter_shared_by_clients_of_an_endpoint") {
+  io_thread io;
+  auto a = std::make_shared<scripted_client>(io.io.get_executor());
+  auto b = std::make_shared<scripted_client>(io.io.get_executor());
+  auto shared = model::limiter::make(io.io.get_executor(), {.max_in_flight = 1});
+  auto ca = model::with_limits(a, shared), cb = model::with_limits(b, shared);
+  for (auto* s : {a.get(), b.get()})
+    for (int i = 0; i < 3; ++i) s->push(answer(), milliseconds(30));
+  auto t0 = steady::now();
+  std::vector<std::future<model::result_type>> all;
+  for (int i = 0; i < 3; ++i)
+    for (auto* c : {&ca, &cb}) {
+      auto p = std::make_shared<std::promise<model::result_type>>();
+      all.push_back(p->get_future());
+      (*c)->async_chat(ask(), [p](model::result_type r) { p->set_value(std::move(r)); });
+    }
+  for (auto& f : all) CHECK(f.get().has_value());
+  // One call at a time across both clients: six 30 ms calls one after the
+  // other (two limiters of one each would have taken half as long).
+  CHECK(steady::now() - t0 >= milliseconds(170));
+  CHECK(a->most_in_flight == 1);
+  CHECK(b->most_in_flight == 1);
+}

@@ -16,6 +16,7 @@
 // variable the preset names), so the host's other secrets stay out.
 #pragma once
 
+#include <agentcore/core/event_bus.hpp>
 #include <agentcore/model/client.hpp>
 
 #include <chrono>
@@ -26,6 +27,17 @@
 #include <vector>
 
 namespace agentcore::model {
+
+/// One event a CLI agent printed, as it printed it, on the event bus; and at
+/// the end one of kind "usage" with the usage it reported.
+struct agent_event {
+  static constexpr std::string_view event_type = "model.agent_event";
+  std::string client;  ///< "cli:claude"
+  std::string task;    ///< the request's task tag
+  std::string kind;    ///< the agent's own event type ("assistant", "result", "item.completed", ...)
+  json::value data;
+};
+void tag_invoke(json::value_from_tag, json::value& v, const agent_event& e);
 
 struct cli_options {
   /// How to read the agent's standard output.
@@ -45,6 +57,8 @@ struct cli_options {
   std::map<std::string, std::string> env_set;
   /// The client's name ("cli:claude").
   std::string name = "cli";
+  /// Where the agent's events go (agent_event), if anywhere.
+  std::shared_ptr<event_bus> events;
 };
 
 /// Options for "claude" (Claude Code), "codex" (Codex CLI) or "aider".

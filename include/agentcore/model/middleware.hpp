@@ -58,9 +58,21 @@ struct limit_options {
   double burst = 1;                  ///< the bucket's size
 };
 
+/// Limits shared by every client wrapped with it: make one per endpoint, and
+/// every client of that endpoint counts against the same requests in flight
+/// and the same token bucket. Thread-safe.
+class limiter {
+public:
+  static std::shared_ptr<limiter> make(boost::asio::any_io_executor ex, limit_options options);
+  struct state;
+  std::shared_ptr<state> state_;
+};
+
 /// Queues calls beyond the limits and starts them as room frees up, in order.
 std::shared_ptr<client> with_limits(boost::asio::any_io_executor ex, std::shared_ptr<client> inner,
                                     limit_options options);
+/// The same, counting against a limiter shared with other clients.
+std::shared_ptr<client> with_limits(std::shared_ptr<client> inner, std::shared_ptr<limiter> shared);
 
 // --- time limits ---
 

@@ -10,7 +10,8 @@
 // (or `cli:NAME` with a "command"), `plugin:NAME:MODEL` (a backend a plugin
 // registered under NAME), or any backend a host added.
 // Options every backend takes: "retry" (object of retry_options fields, in
-// milliseconds where they are times), "limits" (limit_options), "timeouts"
+// milliseconds where they are times), "limits" (limit_options, per endpoint:
+// every client of one backend and base_url shares them), "timeouts"
 // ({"first_byte_ms", "total_ms"}), "record" (a transcript path: every answer
 // is appended there), "prices" ({"MODEL or prefix": {"input_per_mtok",
 // "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok"}}), and
