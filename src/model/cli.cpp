@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -162,6 +163,13 @@ void on_executor(const asio::any_completion_handler<chat_signature>& h, F&& f) {
 class cli_client final : public client {
 public:
   explicit cli_client(cli_options o) : options_(std::make_shared<cli_options>(std::move(o))) {}
+  // Agents still running when their client goes are stopped (their process
+  // groups killed), not left working in a worktree nobody watches.
+  ~cli_client() override {
+    std::lock_guard lock(running_mutex_);
+    for (auto& w : running_)
+      if (auto stop = w.lock()) stop->store(true);
+  }
   std::string name() const override { return options_->name; }
 
 protected:
@@ -185,6 +193,11 @@ protected:
       prompt += t;
     }
     auto stop = std::make_shared<std::atomic<bool>>(false);
+    {
+      std::lock_guard lock(running_mutex_);
+      std::erase_if(running_, [](const auto& w) { return w.expired(); });
+      running_.push_back(stop);
+    }
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) slot.assign([stop](asio::cancellation_type) { stop->store(true); });
     auto shared_handler = std::make_shared<asio::any_completion_handler<chat_signature>>(std::move(handler));
@@ -253,6 +266,8 @@ protected:
 
 private:
   std::shared_ptr<cli_options> options_;
+  std::mutex running_mutex_;
+  std::vector<std::weak_ptr<std::atomic<bool>>> running_;  // the stop flags of calls in flight
 };
 
 }  // namespace

@@ -179,6 +179,23 @@ printf '%s\n' '{"type":"result","subtype":"error_max_turns","is_error":true,"res
                                stat[close_paren + 2] == 'Z');
   CHECK(gone);
 
+  // An agent still running when its client is destroyed is stopped.
+  {
+    model::cli_options o{.output = model::cli_options::format::text,
+                         .command = {write_script(bin, "long", "cat > /dev/null; sleep 30")},
+                         .name = "cli:long"};
+    auto c = model::make_cli_client(o);
+    std::promise<model::result_type> done;
+    c->async_chat(task(wt.path()), [&](model::result_type r) { done.set_value(std::move(r)); });
+    std::this_thread::sleep_for(milliseconds(200));
+    auto t1 = std::chrono::steady_clock::now();
+    c.reset();
+    auto r = done.get_future().get();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == agentcore::error::canceled);
+    CHECK(std::chrono::steady_clock::now() - t1 < milliseconds(10'000));
+  }
+
   // The environment is an allow-list: the preset's key passes, other secrets do not.
   ::setenv("AGENTCORE_TEST_SECRET", "s3cr3t", 1);
   ::setenv("ANTHROPIC_API_KEY", "ak-test", 1);
