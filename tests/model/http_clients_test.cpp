@@ -6,6 +6,7 @@
 
 #include "model/codec.hpp"
 #include "support/http_test_server.hpp"
+#include "support/io_thread.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -28,18 +29,6 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr const char* secret = "sk-test-7f3a9c-do-not-log";
-
-// An io_context on its own thread for the clients; chat() blocks the test.
-struct io_thread {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::thread t{[this] { io.run(); }};
-  ~io_thread() {
-    work.reset();
-    io.stop();
-    t.join();
-  }
-};
 
 struct env_var {
   std::string name;

@@ -3,6 +3,7 @@
 #include <agentcore/net/error.hpp>
 
 #include "support/http_test_server.hpp"
+#include "support/io_thread.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -24,17 +25,6 @@ using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
 namespace {
-
-struct io_thread {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::thread t{[this] { io.run(); }};
-  ~io_thread() {
-    work.reset();
-    io.stop();
-    t.join();
-  }
-};
 
 // A backend following a script: each call takes the next outcome, after a
 // delay on the io thread; it honours cancellation.

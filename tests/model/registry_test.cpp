@@ -2,6 +2,7 @@
 #include <agentcore/model/registry.hpp>
 
 #include "support/http_test_server.hpp"
+#include "support/io_thread.hpp"
 #include "support/temp_dir.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -18,17 +19,6 @@ using namespace agentcore::test;
 namespace asio = boost::asio;
 
 namespace {
-
-struct io_thread {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::thread t{[this] { io.run(); }};
-  ~io_thread() {
-    work.reset();
-    io.stop();
-    t.join();
-  }
-};
 
 model::request ask(std::string text) {
   model::request r;
