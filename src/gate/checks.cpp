@@ -25,6 +25,7 @@
 
 #include <csignal>
 #include <fcntl.h>
+#include <mutex>
 #include <optional>
 #include <cstdlib>
 #include <sys/wait.h>
@@ -78,7 +79,79 @@ private:
   std::size_t total_ = 0;
 };
 
+std::filesystem::path find_bubblewrap(const sandbox_options& o) {
+  if (!o.bubblewrap.empty()) return o.bubblewrap;
+  std::string_view path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin";
+  while (!path.empty()) {
+    auto colon = path.find(':');
+    auto dir = path.substr(0, colon);
+    path = colon == std::string_view::npos ? std::string_view() : path.substr(colon + 1);
+    if (dir.empty()) continue;
+    auto candidate = std::filesystem::path(dir) / "bwrap";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+std::string shell_quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+// The namespaces and mounts of the sandbox, up to (not including) the command.
+std::vector<std::string> bubblewrap_args(const sandbox_options& o, const std::vector<std::filesystem::path>& rw,
+                                         const std::filesystem::path& chdir) {
+  std::vector<std::string> a{"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"};
+  for (const auto& p : rw) {
+    a.insert(a.end(), {"--bind", p.string(), p.string()});
+  }
+  a.insert(a.end(), {"--unshare-all"});
+  if (o.network) a.push_back("--share-net");
+  // --new-session keeps the command from reaching the runner's terminal; the
+  // process group it leaves is covered by --die-with-parent and the pid
+  // namespace: killing bwrap (which is in the runner's group) ends them all.
+  a.insert(a.end(), {"--die-with-parent", "--new-session", "--chdir", chdir.string(), "--"});
+  return a;
+}
+
 }  // namespace
+
+sandbox_status probe_sandbox(const sandbox_options& options) {
+  static std::mutex m;
+  static std::map<std::string, sandbox_status> known;
+  auto bwrap = find_bubblewrap(options);
+  if (bwrap.empty())
+    return {false, "bubblewrap ('bwrap') is not on PATH; install Debian's 'bubblewrap' package "
+                   "(scripts/install-deps.sh does) or set sandbox_options::bubblewrap"};
+  if (::access(bwrap.c_str(), X_OK) != 0)
+    return {false, fmt::format("bubblewrap '{}' is not an executable file; install Debian's 'bubblewrap' "
+                               "package or fix sandbox_options::bubblewrap", bwrap.string())};
+  std::lock_guard lock(m);
+  if (auto it = known.find(bwrap.string()); it != known.end()) return it->second;
+  std::string cmd = shell_quote(bwrap.string());
+  for (const auto& arg : bubblewrap_args({}, {}, "/")) cmd += " " + shell_quote(arg);
+  cmd += " /bin/sh -c true";
+  check_options o{.working_directory = "/", .timeout = std::chrono::seconds(20), .output_limit = 4096,
+                  .sandbox = {.mode = sandbox_mode::off}};
+  auto r = run_check(cmd, o);
+  sandbox_status st;
+  if (!r) st = {false, fmt::format("cannot run '{}': {}", bwrap.string(), r.error().message())};
+  else if (!r->passed()) {
+    std::string log = r->log;
+    while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
+    st = {false, fmt::format("'{}' cannot create its namespaces here ({}: {}); allow unprivileged user "
+                             "namespaces (sysctl kernel.unprivileged_userns_clone=1) or run as root",
+                             bwrap.string(), r->outcome(), log)};
+  } else {
+    st = {true, fmt::format("bubblewrap ({})", bwrap.string())};
+  }
+  known[bwrap.string()] = st;
+  return st;
+}
 
 std::vector<std::string> default_env_allow_list() {
   return {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL"};
@@ -104,11 +177,34 @@ result<check_result> run_check(std::string_view command, const check_options& op
   for (const auto& name : options.env_allow)
     if (const char* v = std::getenv(name.c_str())) env[name] = v;
   for (const auto& [k, v] : options.env_set) env[k] = v;
-  std::vector<std::string> env_lines;
-  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
 
   check_result out;
   out.command = std::string(command);
+  std::filesystem::path program = options.shell;
+  std::vector<std::string> args{"-c", std::string(command)};
+  if (options.sandbox.mode != sandbox_mode::off) {
+    auto st = probe_sandbox(options.sandbox);
+    if (!st.available && options.sandbox.mode == sandbox_mode::required)
+      return fail(error::io_error, fmt::format("gate: the sandbox is required but unavailable: {}", st.detail));
+    if (!st.available) {
+      out.warning = fmt::format("ran without a sandbox: {}", st.detail);
+    } else {
+      std::vector<std::filesystem::path> rw{std::filesystem::absolute(options.working_directory)};
+      for (const auto& w : options.sandbox.writable) {
+        if (!std::filesystem::exists(w, fec))
+          return fail(error::invalid_argument,
+                      fmt::format("gate: sandbox writable path '{}' does not exist; create it first", w.string()));
+        rw.push_back(std::filesystem::absolute(w));
+      }
+      args = bubblewrap_args(options.sandbox, rw, rw.front());
+      args.insert(args.end(), {options.shell, "-c", std::string(command)});
+      program = find_bubblewrap(options.sandbox);
+      env["TMPDIR"] = "/tmp";  // the private one: the host's may be read-only inside
+      out.sandboxed = true;
+    }
+  }
+  std::vector<std::string> env_lines;
+  for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
   asio::io_context ctx;
   asio::readable_pipe reader(ctx), out_reader(ctx);
   asio::writable_pipe writer(ctx), out_writer(ctx), in_writer(ctx);
@@ -126,12 +222,12 @@ result<check_result> run_check(std::string_view command, const check_options& op
     bp::process_stdio stdio{nullptr, writer, writer};
     if (split) stdio.out = out_writer;
     if (feed) stdio.in = in_reader;
-    started_proc.emplace(ctx, options.shell, std::vector<std::string>{"-c", std::string(command)}, stdio,
+    started_proc.emplace(ctx, program, args, stdio,
                          bp::process_start_dir(options.working_directory), bp::process_environment(env_lines),
                          new_process_group{});
   } catch (const std::exception& e) {
     // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
-    return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, options.shell, e.what()));
+    return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, program.string(), e.what()));
   }
   bp::process& proc = *started_proc;
   writer.close();
@@ -225,7 +321,8 @@ result<check_result> run_check(std::string_view command, const check_options& op
 void tag_invoke(json::value_from_tag, json::value& v, const check_result& r) {
   v = {{"command", r.command},          {"exit_code", r.exit_code},   {"timed_out", r.timed_out},
        {"duration_ms", r.duration.count()}, {"output_bytes", r.output_bytes}, {"truncated", r.truncated},
-       {"outcome", r.outcome()},        {"log", r.log}};
+       {"outcome", r.outcome()},        {"log", r.log}, {"sandboxed", r.sandboxed}};
+  if (!r.warning.empty()) v.as_object()["warning"] = r.warning;
 }
 
 }  // namespace agentcore::gate

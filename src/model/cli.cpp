@@ -216,6 +216,10 @@ protected:
       gate::check_options co{.working_directory = dir, .timeout = o->time_box, .output_limit = o->output_limit};
       for (const auto& v : o->env_allow) co.env_allow.push_back(v);
       co.env_set = o->env_set;
+      // A CLI agent needs its API (network) and its own state under HOME, which
+      // the checks sandbox forbids; a host that wants it confined puts a
+      // wrapper (bwrap with --share-net and a writable HOME) in the command.
+      co.sandbox.mode = gate::sandbox_mode::off;
       co.stdin_data = prompt.empty() ? std::string("\n") : prompt;
       co.stop = stop.get();
       co.on_stdout = [&](std::string_view bytes) {

@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -44,7 +47,9 @@ TEST_CASE("gate.checks.exit_status_log_and_directory") {
 TEST_CASE("gate.checks.time_limit_kills_the_whole_process_group") {
   test::temp_dir dir("check");
   auto started = std::chrono::steady_clock::now();
-  auto r = run("sleep 100 & echo $! > bg.pid; sleep 100", {.working_directory = dir.path(), .timeout = 300ms});
+  // Unsandboxed: the pid written must be a pid of this machine's namespace.
+  auto r = run("sleep 100 & echo $! > bg.pid; sleep 100",
+               {.working_directory = dir.path(), .timeout = 300ms, .sandbox = {.mode = gate::sandbox_mode::off}});
   CHECK(r.timed_out);
   CHECK_FALSE(r.passed());
   CHECK(r.outcome().find("timed out") != std::string::npos);
@@ -110,7 +115,7 @@ TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
   // setsid leaves the process group, so killing the group misses it; it keeps
   // stdout open. The check must still end soon after the shell exits.
   auto r = run("setsid sleep 30 & echo $! > daemon.pid; echo started",
-               {.working_directory = dir.path(), .timeout = 20s});
+               {.working_directory = dir.path(), .timeout = 20s, .sandbox = {.mode = gate::sandbox_mode::off}});
   CHECK(r.passed());
   CHECK_FALSE(r.timed_out);
   CHECK(std::chrono::steady_clock::now() - started < 10s);
@@ -147,4 +152,103 @@ TEST_CASE("gate.checks.stdin_streamed_stdout_and_stop") {
   CHECK_FALSE(stopped->passed());
   CHECK_FALSE(stopped->timed_out);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
+
+namespace {
+// Processes of this machine whose command line contains `marker`.
+int processes_with(const std::string& marker) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(marker) != std::string::npos && cmd.find("bwrap") == std::string::npos) ++n;
+  }
+  return n;
+}
+}  // namespace
+
+TEST_CASE("gate.checks.sandbox_confines_writes_tmp_and_network") {
+  auto status = gate::probe_sandbox();
+  // scripts/install-deps.sh installs bubblewrap: a machine without it fails here, visibly.
+  REQUIRE_MESSAGE(status.available, status.detail);
+  test::temp_dir dir("sandbox");
+  auto wd = dir.path() / "worktree";
+  auto outside = dir.path() / "outside";
+  std::filesystem::create_directories(wd);
+  std::filesystem::create_directories(outside);
+  std::string host_tmp_marker = "/tmp/agentcore-sandbox-" + std::to_string(::getpid());
+
+  auto r = run("echo inside > made.txt && cat made.txt && echo escaped > " + (outside / "x.txt").string() +
+                   "; echo tmp > " + host_tmp_marker + " && cat " + host_tmp_marker + "; echo $TMPDIR",
+               {.working_directory = wd});
+  CHECK(r.sandboxed);
+  CHECK(r.warning.empty());
+  CHECK(std::filesystem::exists(wd / "made.txt"));       // the working directory is writable
+  CHECK_FALSE(std::filesystem::exists(outside / "x.txt"));  // nothing else is
+  // (under /tmp the outside directory does not even exist inside; elsewhere it is read-only)
+  CHECK((r.log.find("Read-only file system") != std::string::npos || r.log.find("nonexistent") != std::string::npos ||
+         r.log.find("No such file") != std::string::npos));
+  CHECK(r.log.find("tmp\n") != std::string::npos);          // a private /tmp works inside...
+  CHECK_FALSE(std::filesystem::exists(host_tmp_marker));  // ...and is not the machine's
+  CHECK(r.log.find("/tmp\n") != std::string::npos);         // TMPDIR points at it
+
+  // Extra writable paths are the host's to grant.
+  auto granted = run("echo ok > " + (outside / "y.txt").string(),
+                     {.working_directory = wd, .sandbox = {.writable = {outside}}});
+  CHECK(granted.passed());
+  CHECK(std::filesystem::exists(outside / "y.txt"));
+
+  // No network: a listening socket on this machine's loopback is out of reach.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  auto port = std::to_string(acceptor.local_endpoint().port());
+  std::string connect = "bash -c 'echo hi > /dev/tcp/127.0.0.1/" + port + "' && echo CONNECTED";
+  auto cut = run(connect, {.working_directory = wd});
+  CHECK(cut.log.find("CONNECTED") == std::string::npos);
+  auto net = run(connect, {.working_directory = wd, .sandbox = {.network = true}});
+  CHECK_MESSAGE(net.log.find("CONNECTED") != std::string::npos, net.log);
+
+  // The environment is still the allow-list inside.
+  ::setenv("AGENTCORE_TEST_API_KEY", "sk-sandboxed-secret", 1);
+  auto env = run("env", {.working_directory = wd});
+  ::unsetenv("AGENTCORE_TEST_API_KEY");
+  CHECK(env.log.find("sk-sandboxed-secret") == std::string::npos);
+}
+
+TEST_CASE("gate.checks.sandboxed_time_limit_ends_everything_inside") {
+  REQUIRE(gate::probe_sandbox().available);
+  test::temp_dir dir("sandbox");
+  std::string marker = "sleep 97." + std::to_string(::getpid() % 1000);
+  auto started = std::chrono::steady_clock::now();
+  auto r = run("(setsid " + marker + " &) ; " + marker + " & " + marker, {.working_directory = dir.path(), .timeout = 300ms});
+  CHECK(r.sandboxed);
+  CHECK(r.timed_out);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  int left = 1;
+  for (int i = 0; i < 300 && left > 0; ++i) {
+    left = processes_with(marker);
+    if (left > 0) std::this_thread::sleep_for(10ms);
+  }
+  CHECK(left == 0);  // even the one that left the process group
+}
+
+TEST_CASE("gate.checks.sandbox_missing_is_an_error_or_a_warning_never_silent") {
+  test::temp_dir dir("sandbox");
+  gate::sandbox_options missing{.mode = gate::sandbox_mode::required, .bubblewrap = "/nonexistent/bwrap"};
+  auto st = gate::probe_sandbox(missing);
+  CHECK_FALSE(st.available);
+  auto req = gate::run_check("true", {.working_directory = dir.path(), .sandbox = missing});
+  REQUIRE_FALSE(req.has_value());
+  CHECK(req.error().message().find("/nonexistent/bwrap") != std::string::npos);
+  CHECK(req.error().message().find("sandbox is required") != std::string::npos);
+  missing.mode = gate::sandbox_mode::automatic;
+  auto warned = run("echo ran", {.working_directory = dir.path(), .sandbox = missing});
+  CHECK(warned.passed());
+  CHECK_FALSE(warned.sandboxed);
+  CHECK(warned.warning.find("without a sandbox") != std::string::npos);
+  CHECK(warned.warning.find("/nonexistent/bwrap") != std::string::npos);
+  auto off = run("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = gate::sandbox_mode::off}});
+  CHECK_FALSE(off.sandboxed);
+  CHECK(off.warning.empty());  // the host's choice: nothing to warn about
 }

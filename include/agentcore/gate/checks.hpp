@@ -1,7 +1,9 @@
 // agentcore/gate/checks.hpp: running a check (a shell command) over a
 // worktree with the limits agent output needs: a time limit that kills the
-// whole process group, an output cap that keeps the head and the tail, and an
-// environment reduced to an allow-list, so no secret reaches the command.
+// whole process group, an output cap that keeps the head and the tail, an
+// environment reduced to an allow-list, so no secret reaches the command, and
+// (where the machine has bubblewrap) a sandbox: the working directory
+// read-write, everything else read-only, a private /tmp, no network.
 //
 //   auto r = agentcore::gate::run_check("ctest --output-on-failure",
 //                                       {.working_directory = wt.path(), .timeout = std::chrono::minutes(5)});
@@ -27,6 +29,36 @@ namespace agentcore::gate {
 /// Environment variables passed through from the host by default.
 std::vector<std::string> default_env_allow_list();
 
+enum class sandbox_mode {
+  /// bubblewrap when this machine can run it; otherwise the command runs
+  /// unsandboxed and check_result::warning says so (never silently).
+  automatic,
+  /// bubblewrap or nothing: run_check fails with an error saying why not.
+  required,
+  /// No sandbox: the host's choice (it wraps commands itself, or trusts them).
+  off,
+};
+
+/// The sandbox (Debian's `bubblewrap` package): the working directory and
+/// `writable` read-write, the rest of the file system read-only, a private
+/// /tmp (TMPDIR=/tmp), private /dev and /proc, no network unless `network`,
+/// new user, pid, ipc and uts namespaces; the command dies with the runner.
+struct sandbox_options {
+  sandbox_mode mode = sandbox_mode::automatic;
+  std::vector<std::filesystem::path> writable;  ///< besides the working directory
+  bool network = false;
+  std::filesystem::path bubblewrap;  ///< empty: `bwrap` on PATH
+};
+
+/// Whether this machine can run the sandbox: bubblewrap found and able to
+/// create its namespaces (tried once per bubblewrap path, then remembered).
+/// `detail` names the program used, or says what is missing and what to do.
+struct sandbox_status {
+  bool available = false;
+  std::string detail;
+};
+sandbox_status probe_sandbox(const sandbox_options& options = {});
+
 struct check_options {
   std::filesystem::path working_directory;  ///< required
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
@@ -42,6 +74,7 @@ struct check_options {
   /// When set and it becomes true, the process group is killed (the result
   /// says timed_out = false, exit_code 128 + SIGKILL).
   const std::atomic<bool>* stop = nullptr;
+  sandbox_options sandbox;
 };
 
 struct check_result {
@@ -52,6 +85,10 @@ struct check_result {
   std::string log;                  ///< stdout and stderr interleaved, capped
   std::size_t output_bytes = 0;     ///< all the output, before the cap
   bool truncated = false;
+  bool sandboxed = false;  ///< ran inside the sandbox
+  /// Set when the command ran with less isolation than asked for
+  /// (sandbox_mode::automatic on a machine without bubblewrap).
+  std::string warning;
   bool passed() const noexcept { return !timed_out && exit_code == 0; }
   /// One line: "passed", "exit 2", "timed out after 30000 ms", "command not found".
   std::string outcome() const;
