@@ -9,6 +9,7 @@ packages=(
   libfmt-dev libgit2-dev zlib1g-dev libssl-dev doctest-dev
   libsqlite3-dev   # bench only: the SQLite peer in `agentcore-bench store`
   clang            # the libFuzzer targets (tests/fuzz)
+  bubblewrap       # the sandbox for commands agents run and checks the gate runs
 )
 
 missing=()
