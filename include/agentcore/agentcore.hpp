@@ -40,3 +40,7 @@
 #include <agentcore/model/types.hpp>
 
 #include <agentcore/net/error.hpp>
+#include <agentcore/agent/loop.hpp>
+#include <agentcore/agent/tool.hpp>
+#include <agentcore/agent/tools.hpp>
+#include <agentcore/agent/workspace.hpp>

@@ -369,6 +369,15 @@ result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant)
   return rc == 1;
 }
 
+result<bool> repository::is_ignored(std::string_view path) {
+  int ignored = 0;
+  std::string p(path);
+  int rc = git_ignore_path_is_ignored(&ignored, impl_->repo.get(), p.c_str());
+  if (rc < 0)
+    return result<bool>(boost::system::in_place_error, last_error(rc, fmt::format("is '{}' ignored", p)));
+  return ignored == 1;
+}
+
 result<contract::diff> repository::diff(const oid& from, const oid& to, diff_options options) {
   auto a = impl_->peel_tree(from);
   if (!a) return a.error();

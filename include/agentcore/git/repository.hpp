@@ -93,6 +93,11 @@ public:
   /// Whether `ancestor` is reachable from `descendant` (or equal).
   result<bool> is_ancestor(const oid& ancestor, const oid& descendant);
 
+  /// Whether a working-directory path (relative, '/'-separated; a trailing
+  /// '/' asks about a directory) is ignored by .gitignore files,
+  /// .git/info/exclude and core.excludesFile.
+  result<bool> is_ignored(std::string_view path);
+
   /// What changed from one commit (or tree) to another, file by file.
   result<contract::diff> diff(const oid& from, const oid& to, diff_options options = {});
 
