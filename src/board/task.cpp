@@ -31,7 +31,8 @@ bool is_legal(task_state from, task_state to) noexcept {
     // claimed -> ready: released, or its lease expired.
     case claimed: return to == submitted || to == ready || to == abandoned || to == failed;
     case submitted: return to == merged || to == rejected || to == failed || to == ready;
-    case rejected:
+    // rejected -> claimed: its worker takes it back to resolve a merge conflict.
+    case rejected: return to == ready || to == proposed || to == superseded || to == claimed;
     case failed:
     case abandoned: return to == ready || to == proposed || to == superseded;
     case merged:

@@ -313,6 +313,40 @@ result<task> task_board::leave_claim(const task_id& id, const worker_id& worker,
   return gave_up(to_string(to), id, options_.max_attempts);
 }
 
+result<task> task_board::reclaim(const task_id& id, const worker_id& worker, store::lease_id lease) {
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto l = load(id);
+    if (!l) return l.error();
+    if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
+    task t = std::move((*l)->t);
+    if (t.state != task_state::rejected || t.claimed_by != worker)
+      return fail(error::claim_lost,
+                  fmt::format("board: worker '{}' cannot take task '{}' back: it is {}{}; only the worker whose "
+                              "submission was rejected can",
+                              worker.str(), id.str(), to_string(t.state),
+                              t.claimed_by ? fmt::format(" (last held by '{}')", t.claimed_by->str()) : std::string()));
+    t.state = task_state::claimed;
+    store::txn x;
+    x.if_version(task_key(id), (*l)->version).if_absent(claim_key(id));
+    x.put(task_key(id), to_json(t));
+    x.put(claim_key(id), worker.str(), lease);
+    x.put(claimed_key(id), worker.str());
+    auto c = store_.commit(x);
+    if (!c) {
+      if (c.error() == error::lease_not_found)
+        return fail(error::lease_not_found,
+                    fmt::format("board: worker '{}' cannot take task '{}' back: its lease {} has expired", worker.str(),
+                                id.str(), lease));
+      return c.error();
+    }
+    if (c->succeeded) {
+      publish(id, task_state::rejected, task_state::claimed, worker, c->rev);
+      return t;
+    }
+  }
+  return gave_up("reclaim", id, options_.max_attempts);
+}
+
 result<task> task_board::release(const task_id& id, const worker_id& worker, std::string note) {
   return leave_claim(id, worker, task_state::ready, nullptr, std::move(note));
 }

@@ -55,7 +55,17 @@ detail::library::library() {
   // off libgit2's strict object creation, which looks up every entry of every
   // tree written to check it exists: agentcore writes trees only from entries
   // it has just read or written, and those lookups were most of a merge's cost.
-  if (git_libgit2_init() == 1) git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+  //
+  // One initialisation is held for the life of the process: when libgit2
+  // shuts down (its count back at zero) it deletes its thread-local key, and
+  // every thread that had used it (a blocking pool's) leaks its state on exit.
+  static const bool process_wide = [] {
+    git_libgit2_init();
+    git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+    return true;
+  }();
+  (void)process_wide;
+  git_libgit2_init();
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
 }
 detail::library::~library() { git_libgit2_shutdown(); }

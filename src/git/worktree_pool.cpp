@@ -25,6 +25,7 @@ struct detail::slot {
   std::string name;
   std::optional<repository> repo;  // the linked worktree, opened on its directory
   oid base, head;
+  std::optional<oid> merging;  // merge_in's other parent, until the next commit
   bool created = false;
   bool busy = false;
 };
@@ -107,6 +108,17 @@ void remove_file(const fs::path& root, const fs::path& file) {
 /// Resets a slot's files and index to its HEAD, removing untracked and
 /// ignored files; cheap when nothing changed (one status scan).
 error_info clean(slot& s) {
+  if (s.merging) {
+    // Half a merge: forget it (MERGE_HEAD and friends) and reset everything.
+    git_repository_state_cleanup(raw(*s.repo));
+    s.merging.reset();
+    auto c = repository_access::of(*s.repo).lookup_commit(s.head);
+    if (!c) return c.error();
+    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+    co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
+      return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
+  }
   git_status_options so = GIT_STATUS_OPTIONS_INIT;
   so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
   so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS | GIT_STATUS_OPT_INCLUDE_IGNORED |
@@ -262,12 +274,53 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
   if (int rc = git_index_write_tree(&tree, index.get()); rc < 0) return last_error(rc, "write the worktree's tree");
   auto head_tree = r.commit_tree(slot_->head);
   if (!head_tree) return head_tree.error();
-  if (from_git(tree) == *head_tree) return slot_->head;
-  auto c = r.create_commit(from_git(tree), {slot_->head}, message, author);
+  if (!slot_->merging && from_git(tree) == *head_tree) return slot_->head;
+  std::vector<oid> parents{slot_->head};
+  if (slot_->merging) parents.push_back(*slot_->merging);
+  auto c = r.create_commit(from_git(tree), parents, message, author);
   if (!c) return c.error();
   if (auto e = set_head(r, *c)) return e;
+  if (slot_->merging) {
+    git_repository_state_cleanup(raw(r));
+    slot_->merging.reset();
+  }
   slot_->head = *c;
   return *c;
+}
+
+result<std::vector<std::string>> worktree::merge_in(const oid& other) {
+  repository& r = *slot_->repo;
+  if (slot_->merging)
+    return fail(error::invalid_argument,
+                fmt::format("git: slot '{}' is already merging {}; commit first", slot_->path.string(), slot_->merging->hex()));
+  auto is_in = r.is_ancestor(other, slot_->head);
+  if (!is_in) return is_in.error();
+  if (*is_in) return std::vector<std::string>();  // already contains it
+  git_oid g = to_git(other);
+  git_annotated_commit* raw_ac = nullptr;
+  if (int rc = git_annotated_commit_lookup(&raw_ac, raw(r), &g); rc < 0)
+    return last_error(rc, fmt::format("find commit {} to merge", other.hex()));
+  handle<git_annotated_commit, git_annotated_commit_free> ac(raw_ac);
+  git_merge_options mo = GIT_MERGE_OPTIONS_INIT;
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_ALLOW_CONFLICTS;
+  const git_annotated_commit* heads[] = {ac.get()};
+  if (int rc = git_merge(raw(r), heads, 1, &mo, &co); rc < 0)
+    return last_error(rc, fmt::format("merge {} into slot '{}'", other.hex(), slot_->path.string()));
+  slot_->merging = other;
+  git_index* raw_index = nullptr;
+  if (int rc = git_repository_index(&raw_index, raw(r)); rc < 0) return last_error(rc, "open the slot's index");
+  handle<git_index, git_index_free> index(raw_index);
+  std::vector<std::string> conflicts;
+  git_index_conflict_iterator* raw_it = nullptr;
+  if (int rc = git_index_conflict_iterator_new(&raw_it, index.get()); rc < 0) return last_error(rc, "list conflicts");
+  handle<git_index_conflict_iterator, git_index_conflict_iterator_free> it(raw_it);
+  const git_index_entry *ancestor = nullptr, *ours = nullptr, *theirs = nullptr;
+  while (git_index_conflict_next(&ancestor, &ours, &theirs, it.get()) == 0) {
+    const git_index_entry* any = ours ? ours : theirs ? theirs : ancestor;
+    if (any && any->path) conflicts.emplace_back(any->path);
+  }
+  return conflicts;
 }
 
 result<contract::diff> worktree::diff_from_base() { return slot_->repo->diff(slot_->base, slot_->head); }

@@ -291,3 +291,36 @@ TEST_CASE_TEMPLATE("board.list_and_watch", B, BACKENDS) {
   REQUIRE(t.has_value());
   CHECK(t->id == task_id{"b"});
 }
+
+TEST_CASE_TEMPLATE("board.reclaim_after_a_rejected_submission", B, BACKENDS) {
+  B be;
+  auto s = be.make();
+  task_board board(*s);
+  REQUIRE(board.propose(make_task("a")).has_value());
+  auto lease = s->grant(30s).value();
+  auto t = board.claim(worker_id{"w1"}, lease).value();
+  REQUIRE(t);
+  REQUIRE(board.submit(t->id, worker_id{"w1"}).has_value());
+  // Only a rejected task can be taken back, and only by its worker.
+  auto early = board.reclaim(t->id, worker_id{"w1"}, lease);
+  REQUIRE_FALSE(early.has_value());
+  CHECK(early.error() == error::claim_lost);
+  REQUIRE(board.finish(t->id, task_state::rejected, json::object{{"kind", "conflict"}}).has_value());
+  auto other_lease = s->grant(30s).value();
+  auto stranger = board.reclaim(t->id, worker_id{"w2"}, other_lease);
+  REQUIRE_FALSE(stranger.has_value());
+  CHECK(stranger.error().message().find("last held by 'w1'") != std::string::npos);
+  auto back = board.reclaim(t->id, worker_id{"w1"}, lease);
+  REQUIRE_MESSAGE(back.has_value(), back.error().message());
+  CHECK(back->state == task_state::claimed);
+  CHECK(back->attempts == 1);  // the same attempt, continued
+  CHECK(state_of(board, "a").claimed_by == worker_id{"w1"});
+  // It is a claim like any other: submit works, and a lost lease returns it.
+  REQUIRE(board.submit(t->id, worker_id{"w1"}).has_value());
+  REQUIRE(board.finish(t->id, task_state::rejected).has_value());
+  auto short_lease = s->grant(5s).value();
+  REQUIRE(board.reclaim(t->id, worker_id{"w1"}, short_lease).has_value());
+  be.advance(6s);
+  CHECK(board.reconcile().value() == 1);
+  CHECK(state_of(board, "a").state == task_state::ready);
+}

@@ -136,3 +136,69 @@ TEST_CASE("git.worktree_pool.bounded_and_crash_safe") {
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message().find("root") != std::string::npos);
 }
+
+TEST_CASE("git.worktree_pool.merge_in_writes_conflict_markers_and_commits_a_merge") {
+  git_fixture fx;
+  auto base = fx.commit(std::nullopt, {{"src/a.txt", file_spec{"one\ntwo\nthree\n"}}, {"src/b.txt", file_spec{"b\n"}}},
+                        "base");
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, base, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  // Main moves on: a.txt's middle line and a new file.
+  auto main2 = fx.commit(base, {{"src/a.txt", file_spec{"one\nTWO (main)\nthree\n"}}, {"src/c.txt", file_spec{"c\n"}}},
+                         "main moves");
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+  git::signature sig{"w", "w@x", 0, 0};
+  git::oid worker_head;
+  {
+    // The worker changed the same line and b.txt.
+    auto wt = pool->acquire(base).value();
+    spit(wt.path() / "src/a.txt", "one\ntwo (worker)\nthree\n");
+    spit(wt.path() / "src/b.txt", "b changed\n");
+    worker_head = wt.commit_all("worker change", sig).value();
+  }
+  auto wt = pool->acquire(worker_head).value();
+  auto conflicts = wt.merge_in(main2);
+  REQUIRE_MESSAGE(conflicts.has_value(), conflicts.error().message());
+  CHECK(*conflicts == std::vector<std::string>{"src/a.txt"});
+  auto marked = slurp(wt.path() / "src/a.txt");
+  CHECK(marked.find("<<<<<<<") != std::string::npos);
+  CHECK(marked.find("TWO (main)") != std::string::npos);
+  CHECK(marked.find("two (worker)") != std::string::npos);
+  CHECK(slurp(wt.path() / "src/c.txt") == "c\n");          // main's clean change came in
+  CHECK(slurp(wt.path() / "src/b.txt") == "b changed\n");  // the worker's stayed
+  // The conflict resolved by hand (as the model would), then committed: a merge.
+  spit(wt.path() / "src/a.txt", "one\ntwo (worker and main)\nthree\n");
+  auto merged = wt.commit_all("resolve", sig);
+  REQUIRE_MESSAGE(merged.has_value(), merged.error().message());
+  auto parents = fx.repo.commit_parents(*merged).value();
+  CHECK(parents == std::vector<git::oid>{worker_head, main2});
+  CHECK(fx.repo.is_ancestor(main2, *merged).value());
+  auto st = sh("git -C '" + wt.path().string() + "' status --porcelain");
+  CHECK_MESSAGE(st.out.empty(), st.out);  // no merge left half-done
+  CHECK_FALSE(fs::exists(fx.dir.path() / ".git/worktrees/slot-0/MERGE_HEAD"));
+  // Merging something already in is nothing to do.
+  auto again = wt.merge_in(main2);
+  REQUIRE(again.has_value());
+  CHECK(again->empty());
+}
+
+TEST_CASE("git.worktree_pool.a_slot_released_mid_merge_comes_back_clean") {
+  git_fixture fx;
+  auto base = fx.commit(std::nullopt, {{"f.txt", file_spec{"x\n"}}}, "base");
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, base, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  auto theirs = fx.commit(base, {{"f.txt", file_spec{"theirs\n"}}}, "theirs");
+  auto ours = fx.commit(base, {{"f.txt", file_spec{"ours\n"}}}, "ours");
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+  fs::path path;
+  {
+    auto wt = pool->acquire(ours).value();
+    path = wt.path();
+    CHECK(wt.merge_in(theirs).value() == std::vector<std::string>{"f.txt"});
+  }
+  auto wt = pool->acquire(ours).value();
+  check_clean_at(wt.path(), ours);
+  CHECK(slurp(wt.path() / "f.txt") == "ours\n");
+}

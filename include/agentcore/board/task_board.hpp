@@ -80,6 +80,12 @@ public:
   /// Keeps the worker's lease (and so all its claims) alive.
   result<store::lease_status> heartbeat(store::lease_id lease);
 
+  /// rejected -> claimed, by the worker whose submission was rejected (the
+  /// task's claimed_by), on `lease`: to resolve a merge conflict and submit
+  /// again. Does not count as a new attempt. `claim_lost` when another worker
+  /// holds it or it has moved on.
+  result<task> reclaim(const task_id& id, const worker_id& worker, store::lease_id lease);
+
   /// claimed -> ready, by the worker that holds it.
   result<task> release(const task_id& id, const worker_id& worker, std::string note = {});
   /// claimed -> submitted, by the worker that holds it; `report` goes to task.result.

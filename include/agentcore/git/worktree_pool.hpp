@@ -22,7 +22,9 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace agentcore::git {
 
@@ -54,6 +56,13 @@ public:
   /// Stages every change in the worktree (honouring .gitignore) and commits it
   /// on top of head(). With nothing to commit, returns head() unchanged.
   result<oid> commit_all(std::string_view message, const signature& author);
+  /// Merges commit `other` (typically the branch's new tip) into the slot's
+  /// files: what merges cleanly is merged, each conflicting file is written
+  /// with git's conflict markers. Returns the conflicting paths (empty: a
+  /// clean merge, or `other` was already in). The next commit_all records a
+  /// merge commit (parents: head() and `other`).
+  result<std::vector<std::string>> merge_in(const oid& other);
+
   /// What changed between base() and head().
   result<contract::diff> diff_from_base();
 
