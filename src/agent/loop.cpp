@@ -77,6 +77,9 @@ std::string mechanical_summary(const std::vector<model::message>& ms, std::size_
   return out;
 }
 
+constexpr std::string_view condensed_marker =
+    "\n\n[Earlier turns were condensed to save context. Summary of the work so far:]\n";
+
 const char* nudge =
     "You answered without calling a tool. Continue the task with the tools; when it is done (or cannot be done), "
     "call finish with a summary.";
@@ -168,7 +171,7 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
     co_return std::move(answer);
   }
 
-  asio::awaitable<outcome> run(std::string task) {
+  asio::awaitable<outcome> run(std::vector<model::message> messages) {
     outcome out;
     auto started = clock::now();
     auto deadline = o.limits.wall.count() > 0 ? started + o.limits.wall : clock::time_point::max();
@@ -177,10 +180,13 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
     std::string system = o.system.empty() ? system_prompt(ws.terms().terms()) : o.system;
     std::vector<model::tool_definition> defs;
     for (const auto& t : tools) defs.push_back(t->definition());
-    std::vector<model::message> messages{model::user(task)};
+    // The task statement: the first message, without an earlier condensation's summary.
+    std::string task = messages.front().text();
+    if (auto cut = task.find(condensed_marker); cut != std::string::npos) task.resize(cut);
 
     std::uint64_t known_tokens = 0;   // the last answer's input + output
-    std::size_t chars_since = chars_of(messages.front());
+    std::size_t chars_since = 0;
+    for (const auto& m : messages) chars_since += chars_of(m);
     std::uint64_t last_changes = ws.changes();
     int idle = 0, repeats = 0;
     std::string last_key;
@@ -252,7 +258,7 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
             summary = mechanical_summary(messages, 1, cut, ws.written());
           }
           std::vector<model::message> next{model::user(
-              task + "\n\n[Earlier turns were condensed to save context. Summary of the work so far:]\n" + summary)};
+              task + std::string(condensed_marker) + summary)};
           next.insert(next.end(), std::make_move_iterator(messages.begin() + static_cast<std::ptrdiff_t>(cut)),
                       std::make_move_iterator(messages.end()));
           messages = std::move(next);
@@ -359,7 +365,15 @@ void agent_loop::stop() {
     });
 }
 
-void agent_loop::start(std::string task, asio::any_completion_handler<void(outcome)> handler) {
+std::vector<model::message> agent_loop::continued(std::vector<model::message> conversation, std::string message) {
+  if (!conversation.empty() && conversation.back().role == model::role::user)
+    conversation.back().parts.push_back(model::text_part{std::move(message)});  // roles must alternate
+  else
+    conversation.push_back(model::user(std::move(message)));
+  return conversation;
+}
+
+void agent_loop::start(std::vector<model::message> conversation, asio::any_completion_handler<void(outcome)> handler) {
   auto s = state_;
   if (!s->o.executor) {
     outcome out;
@@ -368,7 +382,8 @@ void agent_loop::start(std::string task, asio::any_completion_handler<void(outco
     agentcore::detail::post_completion(std::move(handler), std::move(out));
     return;
   }
-  asio::co_spawn(s->strand, s->run(std::move(task)),
+  if (conversation.empty()) conversation.push_back(model::user(""));
+  asio::co_spawn(s->strand, s->run(std::move(conversation)),
                  [s, h = std::move(handler)](std::exception_ptr e, outcome out) mutable {
                    if (e) {
                      out = outcome{};

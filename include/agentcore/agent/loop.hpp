@@ -101,7 +101,20 @@ public:
   template <class CompletionToken>
   auto async_run(std::string task, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(outcome)>(
-        [this](auto handler, std::string t) { start(std::move(t), std::move(handler)); }, token, std::move(task));
+        [this](auto handler, std::string t) { start({model::user(std::move(t))}, std::move(handler)); }, token,
+        std::move(task));
+  }
+
+  /// Goes on with a conversation a run ended with (outcome::messages), after
+  /// a new message from the user: a worker's "the checks fail, fix it" or
+  /// "resolve these conflicts". The limits apply afresh to this run.
+  template <class CompletionToken>
+  auto async_continue(std::vector<model::message> conversation, std::string message, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(outcome)>(
+        [this](auto handler, std::vector<model::message> c, std::string m) {
+          start(continued(std::move(c), std::move(m)), std::move(handler));
+        },
+        token, std::move(conversation), std::move(message));
   }
 
   /// Asks a running loop to stop: the model call in flight is cancelled, a
@@ -110,7 +123,8 @@ public:
 
 private:
   struct state;
-  void start(std::string task, asio::any_completion_handler<void(outcome)> handler);
+  static std::vector<model::message> continued(std::vector<model::message> conversation, std::string message);
+  void start(std::vector<model::message> conversation, asio::any_completion_handler<void(outcome)> handler);
   std::shared_ptr<state> state_;
 };
 

@@ -1,0 +1,544 @@
+#include <agentcore/roles/worker.hpp>
+
+#include <agentcore/git/repository.hpp>
+
+#include "detail/complete.hpp"
+#include "detail/offload.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <mutex>
+
+namespace agentcore::roles {
+
+namespace {
+
+using detail::offload;
+
+std::string tail(std::string_view s, std::size_t n) {
+  if (s.size() <= n) return std::string(s);
+  return "[...]\n" + std::string(s.substr(s.size() - n));
+}
+
+bool has_conflict_markers(std::string_view text) {
+  for (std::size_t p = 0; p < text.size();) {
+    auto nl = text.find('\n', p);
+    auto line = text.substr(p, nl == std::string_view::npos ? std::string_view::npos : nl - p);
+    if (line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") || line == "=======") return true;
+    if (nl == std::string_view::npos) break;
+    p = nl + 1;
+  }
+  return false;
+}
+
+// What an agent's run did, for a task's report.
+json::object outcome_report(const agent::outcome& o) {
+  json::array files;
+  for (const auto& f : o.files_written) files.emplace_back(f);
+  // The model's last words: where it was when it stopped.
+  std::string last;
+  for (auto it = o.messages.rbegin(); it != o.messages.rend() && last.empty(); ++it)
+    if (it->role == model::role::assistant) last = it->text();
+  return {{"kind", to_string(o.kind)}, {"summary", o.summary},
+          {"turns", o.turns},           {"tool_calls", o.tool_calls},
+          {"tool_errors", o.tool_errors}, {"files_written", std::move(files)},
+          {"input_tokens", o.usage.input_tokens}, {"output_tokens", o.usage.output_tokens},
+          {"cost", o.cost},             {"last_words", tail(last, 1000)}};
+}
+
+// (Built outside the coroutines: GCC 12 mishandles braced lists of string
+// literals inside a co_await expression.)
+json::object bad_contract(const error_info& e) {
+  json::object o;
+  o["kind"] = "bad_contract";
+  o["summary"] = e.message();
+  return o;
+}
+
+contract::time_box remaining(const contract::time_box& box, const work_report& used,
+                             std::chrono::steady_clock::time_point started) {
+  contract::time_box r = box;
+  if (box.model_turns > 0) r.model_turns = std::max<std::int64_t>(box.model_turns - used.turns, 1);
+  if (box.tokens > 0) {
+    auto spent = static_cast<std::int64_t>(used.usage.input_tokens + used.usage.output_tokens);
+    r.tokens = std::max<std::int64_t>(box.tokens - spent, 1);
+  }
+  if (box.cost > 0) r.cost = std::max(box.cost - used.cost, 1e-9);
+  if (box.wall.count() > 0) {
+    auto left = box.wall - std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    r.wall = std::max(left, std::chrono::seconds(1));
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string_view to_string(work_result r) noexcept {
+  switch (r) {
+    case work_result::idle: return "idle";
+    case work_result::merged: return "merged";
+    case work_result::rejected: return "rejected";
+    case work_result::abandoned: return "abandoned";
+    case work_result::released: return "released";
+    case work_result::claim_lost: return "claim_lost";
+  }
+  return "idle";
+}
+
+std::string task_statement(const board::task& t) {
+  std::string s = fmt::format("Task {}: {}\n", t.id.str(), t.title);
+  if (!t.description.empty()) s += "\n" + t.description + "\n";
+  if (!t.notes.empty()) {
+    s += "\nNotes on this task:\n";
+    for (const auto& n : t.notes) s += fmt::format("- ({}) {}\n", n.author, n.text);
+  }
+  if (t.result.is_object()) {
+    const auto& r = t.result.as_object();
+    if (auto* k = r.if_contains("kind"); k && k->is_string()) {
+      s += fmt::format("\nAn earlier attempt ended as '{}'", std::string_view(k->get_string()));
+      if (auto* d = r.if_contains("summary"); d && d->is_string()) s += ": " + std::string(d->get_string());
+      else if (auto* d2 = r.if_contains("detail"); d2 && d2->is_string()) s += ": " + std::string(d2->get_string());
+      s += "\n";
+    }
+  }
+  return s;
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const worker_phase& e) {
+  v = {{"worker", e.worker}, {"task", e.task}, {"phase", e.phase}, {"detail", e.detail}};
+}
+
+struct worker::state : std::enable_shared_from_this<state> {
+  board::task_board& board;
+  store::store& store;
+  std::filesystem::path repo_path;
+  git::worktree_pool& pool;
+  gate::merge_gate& gate;
+  model::client& model;
+  worker_options o;
+  asio::strand<asio::any_io_executor> strand;
+  std::atomic<bool> stopping{false};
+  std::mutex loop_mutex;
+  agent::agent_loop* current = nullptr;  // the loop running now, for stop()
+
+  // Keeps one lease alive until `done`; `lost` when it could not.
+  struct heartbeat {
+    std::atomic<bool> done{false}, lost{false};
+    std::optional<asio::steady_timer> timer;
+  };
+
+  state(board::task_board& b, store::store& s, std::filesystem::path repo, git::worktree_pool& p, gate::merge_gate& g,
+        model::client& m, worker_options opts)
+      : board(b), store(s), repo_path(std::move(repo)), pool(p), gate(g), model(m), o(std::move(opts)),
+        strand(asio::make_strand(o.loop.executor)) {}
+
+  asio::any_io_executor blocking() const { return o.loop.blocking; }
+  event_bus* events() const { return o.events ? o.events : o.loop.events; }
+
+  void phase(const task_id& t, std::string_view name, std::string detail = {}) {
+    if (auto* bus = events()) bus->publish(worker_phase{o.id.str(), t.str(), std::string(name), std::move(detail)});
+  }
+
+  void stop_current() {
+    std::lock_guard lock(loop_mutex);
+    if (current) current->stop();
+  }
+
+  asio::awaitable<void> beat(std::shared_ptr<heartbeat> hb, store::lease_id lease) {
+    auto self = shared_from_this();
+    auto every = std::max<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(o.lease_ttl) / 3,
+                                                     std::chrono::milliseconds(10));
+    while (!hb->done) {
+      hb->timer->expires_after(every);
+      boost::system::error_code ec;
+      co_await hb->timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (hb->done) break;
+      auto r = co_await offload(blocking(), [&] { return board.heartbeat(lease); });
+      if (!r) {
+        hb->lost = true;
+        stop_current();
+        break;
+      }
+    }
+  }
+
+  std::shared_ptr<heartbeat> start_heartbeat(store::lease_id lease) {
+    auto hb = std::make_shared<heartbeat>();
+    hb->timer.emplace(strand);
+    asio::co_spawn(strand, beat(hb, lease), asio::detached);
+    return hb;
+  }
+  void end_heartbeat(const std::shared_ptr<heartbeat>& hb) {
+    if (!hb) return;
+    hb->done = true;
+    asio::post(strand, [hb] { hb->timer->cancel(); });
+  }
+
+  asio::awaitable<agent::outcome> run_loop(agent::agent_loop& loop, std::vector<model::message> conversation,
+                                           std::string message) {
+    {
+      std::lock_guard lock(loop_mutex);
+      current = &loop;
+    }
+    if (stopping) loop.stop();
+    agent::outcome out;
+    if (conversation.empty())
+      out = co_await loop.async_run(std::move(message), asio::use_awaitable);
+    else
+      out = co_await loop.async_continue(std::move(conversation), std::move(message), asio::use_awaitable);
+    std::lock_guard lock(loop_mutex);
+    current = nullptr;
+    co_return out;
+  }
+
+  asio::awaitable<result<git::oid>> tip() {
+    co_return co_await offload(blocking(), [&]() -> result<git::oid> {
+      auto repo = git::repository::open(repo_path);
+      if (!repo) return repo.error();
+      return repo->resolve(o.branch);
+    });
+  }
+
+  asio::awaitable<result<work_report>> run_one() {
+    work_report rep;
+    auto lease = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
+    if (!lease) co_return lease.error();
+    auto claimed = co_await offload(blocking(), [&] { return board.claim(o.id, *lease); });
+    if (!claimed || !*claimed) {
+      co_await offload(blocking(), [&] { return store.revoke(*lease); });
+      if (!claimed) co_return claimed.error();
+      co_return rep;  // idle
+    }
+    board::task t = std::move(**claimed);
+    rep.task = t.id;
+    phase(t.id, "claimed", t.title);
+    auto hb = start_heartbeat(*lease);
+    std::vector<store::lease_id> leases{*lease};
+    auto r = co_await work(t, leases, hb, rep);
+    end_heartbeat(hb);
+    // Whatever still holds a lease (nothing, normally) goes with it.
+    for (auto l : leases) co_await offload(blocking(), [&] { return store.revoke(l); });
+    if (!r) co_return r.error();
+    phase(t.id, to_string(rep.result), rep.detail);
+    co_return rep;
+  }
+
+  // Hands the task back (claimed -> ready) with a note.
+  asio::awaitable<result<void>> release(const board::task& t, work_report& rep, std::string why) {
+    rep.result = work_result::released;
+    rep.detail = why;
+    auto r = co_await offload(blocking(), [&] { return board.release(t.id, o.id, why); });
+    if (!r) {
+      if (r.error() == error::claim_lost) {
+        rep.result = work_result::claim_lost;
+        co_return result<void>();
+      }
+      co_return r.error();
+    }
+    co_return result<void>();
+  }
+
+  asio::awaitable<result<void>> abandon(const board::task& t, work_report& rep, json::object report) {
+    rep.result = work_result::abandoned;
+    if (auto* s = report.if_contains("summary"); s && s->is_string()) rep.detail = std::string(s->get_string());
+    auto r = co_await offload(blocking(), [&] { return board.abandon(t.id, o.id, std::move(report)); });
+    if (!r) {
+      if (r.error() == error::claim_lost) {
+        rep.result = work_result::claim_lost;
+        co_return result<void>();
+      }
+      co_return r.error();
+    }
+    co_return result<void>();
+  }
+
+  void account(work_report& rep, const agent::outcome& out) {
+    rep.turns += out.turns;
+    rep.usage += out.usage;
+    rep.cost += out.cost;
+    for (const auto& f : out.files_written)
+      if (std::find(rep.files_written.begin(), rep.files_written.end(), f) == rep.files_written.end())
+        rep.files_written.push_back(f);
+  }
+
+  // What is wrong with the change from `base` to `head`, in words for the
+  // model; empty when it passes the worker's own checks.
+  asio::awaitable<result<std::string>> self_check(const contract::compiled_contract& terms, const git::oid& base,
+                                                 const git::oid& head, const std::filesystem::path& dir,
+                                                 const std::vector<std::string>& conflicted) {
+    co_return co_await offload(blocking(), [&]() -> result<std::string> {
+      for (const auto& p : conflicted) {
+        std::error_code ec;
+        auto path = dir / p;
+        if (!std::filesystem::is_regular_file(path, ec)) continue;
+        auto ws = agent::workspace::open(dir);
+        if (!ws) return ws.error();
+        auto text = ws->read(p);
+        if (text && has_conflict_markers(*text))
+          return fmt::format("'{}' still has conflict markers (<<<<<<<, =======, >>>>>>>); resolve every conflict "
+                             "and remove the markers, then call finish.",
+                             p);
+      }
+      auto repo = git::repository::open(repo_path);
+      if (!repo) return repo.error();
+      auto d = repo->diff(base, head);
+      if (!d) return d.error();
+      if (d->files.empty())
+        return std::string("You called finish, but the worktree has no change. If the task needs changes, make them; "
+                           "then call finish.");
+      auto v = terms.check(*d);
+      if (!v.ok())
+        return "Your change breaks the task's contract; fix it, then call finish:\n" + v.summary();
+      for (const auto& cmd : terms.terms().acceptance_checks) {
+        gate::check_options co = o.loop.commands;
+        co.working_directory = dir;
+        auto c = gate::run_check(cmd, co);
+        if (!c) return c.error();
+        if (!c->passed())
+          return fmt::format("The acceptance check '{}' fails ({}):\n{}\nFix it, then call finish.", cmd, c->outcome(),
+                             tail(c->log, 4000));
+      }
+      return std::string();
+    });
+  }
+
+  asio::awaitable<result<void>> work(board::task& t, std::vector<store::lease_id>& leases,
+                                     std::shared_ptr<heartbeat>& hb, work_report& rep) {
+    auto started = std::chrono::steady_clock::now();
+    contract::task_contract terms = o.default_contract;
+    if (!t.contract.is_null()) {
+      auto c = contract::contract_from_json(t.contract);
+      if (!c) co_return co_await abandon(t, rep, bad_contract(c.error()));
+      terms = std::move(*c);
+    }
+    if (terms.time == contract::time_box{}) terms.time = o.default_contract.time;
+    if (terms.time == contract::time_box{}) terms.time = o.loop.limits;
+    auto compiled = contract::compiled_contract::compile(terms);
+    if (!compiled) co_return co_await abandon(t, rep, bad_contract(compiled.error()));
+
+    phase(t.id, "preparing");
+    auto base = co_await tip();
+    if (!base) {
+      (void)co_await release(t, rep, "the worker could not read the branch: " + base.error().message());
+      co_return base.error();
+    }
+    auto wt = co_await offload(blocking(), [&] { return pool.acquire(*base, o.slot_wait); });
+    if (!wt) co_return co_await release(t, rep, "no worktree slot came free: " + wt.error().message());
+    git::oid change_base = *base;
+    std::vector<std::shared_ptr<agent::tool>> tools = agent::standard_tools(o.tools);
+    tools.insert(tools.end(), o.extra_tools.begin(), o.extra_tools.end());
+
+    std::optional<agent::workspace> ws;
+    std::unique_ptr<agent::agent_loop> loop;
+    auto make_loop = [&]() -> error_info {
+      loop.reset();  // it refers to the workspace replaced here
+      auto w = agent::workspace::open(wt->path(), terms);
+      if (!w) return w.error();
+      ws.emplace(std::move(*w));
+      agent::loop_options lo = o.loop;
+      lo.tags = {.role = "worker", .task = t.id.str(), .workdir = wt->path().string()};
+      lo.limits = remaining(terms.time, rep, started);
+      if (!lo.events) lo.events = events();
+      loop = std::make_unique<agent::agent_loop>(model, *ws, tools, std::move(lo));
+      return {};
+    };
+    if (auto e = make_loop()) {
+      (void)co_await release(t, rep, e.message());
+      co_return e;
+    }
+    phase(t.id, "working");
+    agent::outcome out = co_await run_loop(*loop, {}, task_statement(t));
+    account(rep, out);
+    int fixes = 0, conflicts = 0;
+    std::vector<std::string> conflicted;
+
+    for (;;) {
+      if (hb && hb->lost) {
+        rep.result = work_result::claim_lost;
+        rep.detail = "the claim's lease expired while the agent worked; the work was dropped";
+        co_return result<void>();
+      }
+      switch (out.kind) {
+        case agent::outcome_kind::stopped: co_return co_await release(t, rep, "the worker was stopped");
+        case agent::outcome_kind::failed:
+          co_return co_await release(t, rep, "the model could not be asked: " + out.error.message());
+        case agent::outcome_kind::time_box:
+        case agent::outcome_kind::stalled: co_return co_await abandon(t, rep, outcome_report(out));
+        case agent::outcome_kind::finished: break;
+      }
+      // Commit, then check the change as the gate will.
+      phase(t.id, "self_check");
+      std::string message = fmt::format("task {}: {}\n\n{}", t.id.str(), t.title, out.summary);
+      auto head = co_await offload(blocking(), [&] { return wt->commit_all(message, o.author); });
+      if (!head) {
+        (void)co_await release(t, rep, "committing the work failed: " + head.error().message());
+        co_return head.error();
+      }
+      auto wrong = co_await self_check(*compiled, change_base, *head, wt->path(), conflicted);
+      if (!wrong) {
+        (void)co_await release(t, rep, "the self-check could not run: " + wrong.error().message());
+        co_return wrong.error();
+      }
+      if (!wrong->empty()) {
+        if (fixes >= o.fix_rounds || stopping) {
+          auto report = outcome_report(out);
+          report["kind"] = "self_check_failed";
+          report["summary"] = *wrong;
+          co_return co_await abandon(t, rep, std::move(report));
+        }
+        ++fixes;
+        rep.fix_rounds_used = fixes;
+        if (auto e = make_loop()) co_return e;  // a new run, with what is left of the time box
+        phase(t.id, "working", "fixing: " + wrong->substr(0, wrong->find('\n')));
+        out = co_await run_loop(*loop, std::move(out.messages), *wrong);
+        account(rep, out);
+        continue;
+      }
+
+      // Submit: the board first (the claim ends), then the gate.
+      phase(t.id, "submitting");
+      json::object report = outcome_report(out);
+      report["head"] = head->hex();
+      report["base"] = change_base.hex();
+      auto sub = co_await offload(blocking(), [&] { return board.submit(t.id, o.id, report); });
+      if (!sub) {
+        if (sub.error() == error::claim_lost) {
+          rep.result = work_result::claim_lost;
+          rep.detail = sub.error().message();
+          co_return result<void>();
+        }
+        co_return sub.error();
+      }
+      end_heartbeat(hb);
+      hb.reset();
+      gate::change c{.id = fmt::format("{}-{}-{}", t.id.str(), t.attempts, conflicts),
+                     .task = t.id,
+                     .base = change_base,
+                     .head = *head,
+                     .priority = t.priority,
+                     .contract = terms,
+                     .checks = terms.acceptance_checks};
+      git::oid submitted_head = *head;
+      loop.reset();
+      ws.reset();
+      wt->release();  // the gate checks the change in a slot of its own (maybe this one)
+      auto v = co_await offload(blocking(), [&] { return gate.submit(c); });
+      if (!v) co_return v.error();
+      gate::change_verdict verdict = std::move(*v);
+      if (verdict.kind == gate::verdict_kind::queued) {
+        phase(t.id, "waiting");
+        asio::steady_timer timer(strand);
+        for (;;) {
+          timer.expires_after(o.verdict_poll);
+          co_await timer.async_wait(asio::use_awaitable);
+          auto now = co_await offload(blocking(), [&] { return gate.verdict(c.id); });
+          if (!now) co_return now.error();
+          if (*now && (*now)->kind != gate::verdict_kind::queued) {
+            verdict = std::move(**now);
+            break;
+          }
+        }
+      }
+      rep.verdicts.push_back(verdict);
+      rep.detail = verdict.detail;
+      if (verdict.kind == gate::verdict_kind::merged) {
+        rep.result = work_result::merged;
+        co_return result<void>();
+      }
+      if (verdict.kind != gate::verdict_kind::conflict || conflicts >= o.conflict_rounds || stopping) {
+        rep.result = work_result::rejected;
+        co_return result<void>();
+      }
+
+      // A conflict: take the task back, merge the branch in, let the model resolve it.
+      ++conflicts;
+      phase(t.id, "resolving", fmt::format("conflict in {}", fmt::join(verdict.paths, ", ")));
+      auto lease2 = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
+      if (!lease2) co_return lease2.error();
+      auto back = co_await offload(blocking(), [&] { return board.reclaim(t.id, o.id, *lease2); });
+      if (!back) {
+        rep.result = work_result::rejected;
+        rep.detail = back.error().message();
+        co_return result<void>();
+      }
+      leases.push_back(*lease2);
+      hb = start_heartbeat(*lease2);
+      auto new_tip = co_await tip();
+      if (!new_tip) {
+        (void)co_await release(t, rep, "the worker could not read the branch: " + new_tip.error().message());
+        co_return new_tip.error();
+      }
+      wt = co_await offload(blocking(), [&] { return pool.acquire(submitted_head, o.slot_wait); });
+      if (!wt) co_return co_await release(t, rep, "no worktree slot came free: " + wt.error().message());
+      auto paths = co_await offload(blocking(), [&] { return wt->merge_in(*new_tip); });
+      if (!paths) {
+        (void)co_await release(t, rep, "merging the branch in failed: " + paths.error().message());
+        co_return paths.error();
+      }
+      change_base = *new_tip;
+      conflicted = *paths;
+      ++rep.conflicts_resolved;
+      if (auto e = make_loop()) co_return e;
+      if (conflicted.empty()) {
+        out.kind = agent::outcome_kind::finished;  // merged cleanly: nothing for the model to do
+        continue;
+      }
+      std::string ask = fmt::format(
+          "Your change could not be merged: the branch moved on and conflicts with it in: {}. The branch's new tip is "
+          "now merged into your worktree; those files contain git conflict markers (<<<<<<<, =======, >>>>>>>). "
+          "Resolve each conflict so that both your change and the branch's change do what they meant, remove every "
+          "marker, run the checks, then call finish.",
+          fmt::join(conflicted, ", "));
+      phase(t.id, "working", "resolving conflicts");
+      out = co_await run_loop(*loop, std::move(out.messages), std::move(ask));
+      account(rep, out);
+    }
+  }
+};
+
+worker::worker(board::task_board& board, store::store& s, std::filesystem::path repository, git::worktree_pool& pool,
+               gate::merge_gate& gate, model::client& model, worker_options options)
+    : state_(std::make_shared<state>(board, s, std::move(repository), pool, gate, model, std::move(options))) {}
+
+worker::~worker() = default;
+
+const worker_options& worker::options() const noexcept { return state_->o; }
+
+void worker::stop() {
+  state_->stopping = true;
+  state_->stop_current();
+}
+
+void worker::start(asio::any_completion_handler<void(result<work_report>)> handler) {
+  auto s = state_;
+  if (!s->o.loop.executor || s->o.id.str().empty()) {
+    detail::post_completion(std::move(handler),
+                            result<work_report>(fail(error::invalid_argument,
+                                                     "roles: worker_options needs an id and loop.executor")));
+    return;
+  }
+  asio::co_spawn(s->strand, s->run_one(),
+                 [s, h = std::move(handler)](std::exception_ptr e, result<work_report> r) mutable {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& x) {
+                       r = fail(error::io_error, fmt::format("roles: worker '{}' failed: {}", s->o.id.str(), x.what()));
+                     } catch (...) {
+                       r = fail(error::io_error, fmt::format("roles: worker '{}' failed", s->o.id.str()));
+                     }
+                   }
+                   detail::post_completion(std::move(h), std::move(r));
+                 });
+}
+
+}  // namespace agentcore::roles
