@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <ctime>
 #include <mutex>
 #include <thread>
@@ -377,6 +379,21 @@ result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant)
     return result<bool>(boost::system::in_place_error,
                         last_error(rc, fmt::format("is {} an ancestor of {}", ancestor.hex(), descendant.hex())));
   return rc == 1;
+}
+
+result<std::vector<std::string>> repository::list_files(const oid& commit_or_tree) {
+  auto t = impl_->peel_tree(commit_or_tree);
+  if (!t) return t.error();
+  std::vector<std::string> out;
+  auto cb = [](const char* root, const git_tree_entry* e, void* payload) -> int {
+    if (git_tree_entry_type(e) == GIT_OBJECT_TREE) return 0;
+    static_cast<std::vector<std::string>*>(payload)->push_back(std::string(root) + git_tree_entry_name(e));
+    return 0;
+  };
+  if (int rc = git_tree_walk(t->get(), GIT_TREEWALK_PRE, cb, &out); rc < 0)
+    return last_error(rc, fmt::format("list the files of {}", commit_or_tree.hex()));
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 result<bool> repository::is_ignored(std::string_view path) {

@@ -93,6 +93,10 @@ public:
   /// Whether `ancestor` is reachable from `descendant` (or equal).
   result<bool> is_ancestor(const oid& ancestor, const oid& descendant);
 
+  /// Every file path (blobs, links, submodules) in a commit's or tree's
+  /// tree, sorted.
+  result<std::vector<std::string>> list_files(const oid& commit_or_tree);
+
   /// Whether a working-directory path (relative, '/'-separated; a trailing
   /// '/' asks about a directory) is ignored by .gitignore files,
   /// .git/info/exclude and core.excludesFile.
