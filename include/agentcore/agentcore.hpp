@@ -44,3 +44,8 @@
 #include <agentcore/agent/tool.hpp>
 #include <agentcore/agent/tools.hpp>
 #include <agentcore/agent/workspace.hpp>
+#include <agentcore/roles/judge.hpp>
+#include <agentcore/roles/planner.hpp>
+#include <agentcore/roles/worker.hpp>
+#include <agentcore/runtime/config.hpp>
+#include <agentcore/runtime/swarm.hpp>

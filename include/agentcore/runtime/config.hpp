@@ -1,0 +1,82 @@
+// agentcore/runtime/config.hpp: a swarm's configuration, as code (an
+// aggregate) or as JSON (what `agentcore init` writes and `agentcore run`
+// reads). A field with a wrong type or value is an error naming the field and
+// what it should be; an unknown field is an error too (a typo is not silently
+// ignored).
+//
+//   auto cfg = runtime::config_from_json(json::parse(text), "/srv/project").value();
+//   cfg.workers = 8;
+//
+// JSON schema 1 (every field but "schema" and "repository" optional):
+//   {"schema":1, "repository":".", "branch":"refs/heads/main", "goal":"...", "goal_checks":["make test"],
+//    "store":"memory:" | "file:.agentcore/store",
+//    "worktrees":{"root":".agentcore/slots", "slots":8},
+//    "planners":1, "workers":4, "threads":2,
+//    "models":{"planner":"replay:t.jsonl", "worker":"openai:gpt-4o", "judge":""},
+//    "model_options":{ registry options (see model/registry.hpp) },
+//    "gate":{"policy":"batch", "batch_size":8, "deep_checks":["make test"]},
+//    "contract":{ a task contract (contract.hpp): the default for every task },
+//    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
+//    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false},
+//    "lease_seconds":30, "sandbox":"automatic" | "required" | "off"}
+// Relative paths are relative to the directory the configuration came from.
+#pragma once
+
+#include <agentcore/contract/contract.hpp>
+#include <agentcore/core/error.hpp>
+#include <agentcore/core/json.hpp>
+#include <agentcore/gate/checks.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/roles/planner.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace agentcore::runtime {
+
+inline constexpr int config_schema = 1;
+
+struct role_models {
+  std::string planner = "replay:transcript.jsonl";
+  std::string worker = "replay:transcript.jsonl";
+  std::string judge;  ///< empty: the judge decides by its rules alone
+};
+
+struct swarm_config {
+  std::filesystem::path repository;  ///< required: a git repository with `branch`
+  std::string branch = "refs/heads/main";
+  std::string goal;
+  std::vector<std::string> goal_checks;  ///< run on the branch at each cycle's end; all pass: stop
+  std::string store = "memory:";         ///< "memory:" or "file:DIR"
+  std::filesystem::path worktrees;       ///< slot directory; empty: <repository>/.agentcore/slots
+  std::size_t slots = 8;
+  std::size_t planners = 1;
+  std::size_t workers = 4;
+  std::size_t threads = 2;  ///< the blocking pool (libgit2, store, processes)
+  role_models models;
+  json::object model_options;
+  gate::policy gate_policy = gate::policy::batch;
+  std::size_t batch_size = 8;
+  std::vector<std::string> deep_checks;
+  contract::task_contract contract;  ///< every task's defaults
+  std::vector<roles::subsystem> subsystems;
+  std::size_t merges_per_cycle = 10;
+  std::chrono::seconds cycle_time{0};
+  std::size_t max_cycles = 0;  ///< 0: until the goal is met or nothing is left
+  bool review = false;         ///< the judge asks its model to review each cycle
+  std::chrono::seconds lease{30};
+  gate::sandbox_mode sandbox = gate::sandbox_mode::automatic;
+};
+
+/// Reads a configuration; relative paths are resolved against `base_dir`.
+result<swarm_config> config_from_json(const json::value& v, const std::filesystem::path& base_dir);
+json::value to_json_value(const swarm_config& c);
+/// A configuration file with a comment on every field, for `agentcore init`
+/// (JSON with // comments, which config_from_text accepts).
+std::string commented_config(const swarm_config& c);
+/// Parses configuration text (JSON, // comments allowed).
+result<swarm_config> config_from_text(std::string_view text, const std::filesystem::path& base_dir);
+
+}  // namespace agentcore::runtime

@@ -1,0 +1,328 @@
+#include <agentcore/runtime/config.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <fmt/format.h>
+
+#include <set>
+
+namespace agentcore::runtime {
+
+namespace {
+
+error_info bad(std::string_view field, std::string_view want, const json::value& got) {
+  std::string shown = json::serialize(got);
+  if (shown.size() > 60) {
+    shown.resize(57);
+    shown += "...";
+  }
+  return fail(error::invalid_argument,
+              fmt::format("configuration: '{}' must be {}, not {}", field, want, shown));
+}
+
+// Reads the fields of one object, remembering which were read so that the
+// rest can be reported as unknown.
+class reader {
+public:
+  reader(const json::object& o, std::string prefix) : o_(o), prefix_(std::move(prefix)) {}
+
+  const json::value* get(std::string_view k) {
+    seen_.insert(std::string(k));
+    auto* v = o_.if_contains(k);
+    return v && !v->is_null() ? v : nullptr;
+  }
+  std::string name(std::string_view k) const { return prefix_ + std::string(k); }
+
+  error_info str(std::string_view k, std::string& out) {
+    if (auto* v = get(k)) {
+      if (!v->is_string()) return bad(name(k), "a string", *v);
+      out = std::string(v->get_string());
+    }
+    return {};
+  }
+  error_info strings(std::string_view k, std::vector<std::string>& out) {
+    if (auto* v = get(k)) {
+      if (!v->is_array()) return bad(name(k), "an array of strings", *v);
+      out.clear();
+      for (const auto& x : v->as_array()) {
+        if (!x.is_string()) return bad(name(k), "an array of strings", *v);
+        out.emplace_back(x.get_string());
+      }
+    }
+    return {};
+  }
+  error_info count(std::string_view k, std::size_t& out, std::size_t min = 0, std::size_t max = 1'000'000) {
+    if (auto* v = get(k)) {
+      std::int64_t n = -1;
+      if (v->is_int64()) n = v->get_int64();
+      else if (v->is_uint64() && v->get_uint64() < 1'000'000'000) n = static_cast<std::int64_t>(v->get_uint64());
+      if (n < static_cast<std::int64_t>(min) || n > static_cast<std::int64_t>(max))
+        return bad(name(k), fmt::format("a whole number from {} to {}", min, max), *v);
+      out = static_cast<std::size_t>(n);
+    }
+    return {};
+  }
+  error_info boolean(std::string_view k, bool& out) {
+    if (auto* v = get(k)) {
+      if (!v->is_bool()) return bad(name(k), "true or false", *v);
+      out = v->get_bool();
+    }
+    return {};
+  }
+  error_info path(std::string_view k, std::filesystem::path& out, const std::filesystem::path& base) {
+    std::string s;
+    if (auto e = str(k, s)) return e;
+    if (!s.empty()) out = std::filesystem::path(s).is_absolute() ? std::filesystem::path(s) : base / s;
+    return {};
+  }
+  error_info unknown() const {
+    for (const auto& [k, v] : o_)
+      if (!seen_.count(std::string(k)))
+        return fail(error::invalid_argument, fmt::format("configuration: unknown field '{}'; remove it or check its "
+                                                         "spelling",
+                                                         name(k)));
+    return {};
+  }
+
+private:
+  const json::object& o_;
+  std::string prefix_;
+  std::set<std::string> seen_;
+};
+
+#define AGENTCORE_CHECK(expr) \
+  if (auto e_ = (expr)) return e_
+
+}  // namespace
+
+result<swarm_config> config_from_json(const json::value& v, const std::filesystem::path& base_dir) {
+  if (!v.is_object()) return bad("(the configuration)", "a JSON object", v);
+  reader r(v.as_object(), "");
+  swarm_config c;
+  if (auto* s = r.get("schema")) {
+    if (!s->is_int64() || s->get_int64() < 1)
+      return bad("schema", fmt::format("{}", config_schema), *s);
+    if (s->get_int64() > config_schema)
+      return fail(error::unsupported_format,
+                  fmt::format("configuration: schema {} is newer than this agentcore reads ({}); upgrade agentcore",
+                              s->get_int64(), config_schema));
+  } else {
+    return fail(error::invalid_argument, "configuration: 'schema' is missing; write \"schema\": 1");
+  }
+  AGENTCORE_CHECK(r.path("repository", c.repository, base_dir));
+  if (c.repository.empty())
+    return fail(error::invalid_argument, "configuration: 'repository' is missing; name the git repository to work on");
+  AGENTCORE_CHECK(r.str("branch", c.branch));
+  if (!c.branch.starts_with("refs/heads/"))
+    return bad("branch", "a full branch name like \"refs/heads/main\"", json::value(c.branch));
+  AGENTCORE_CHECK(r.str("goal", c.goal));
+  AGENTCORE_CHECK(r.strings("goal_checks", c.goal_checks));
+  AGENTCORE_CHECK(r.str("store", c.store));
+  if (c.store != "memory:" && !c.store.starts_with("file:"))
+    return bad("store", "\"memory:\" or \"file:DIR\" (\"etcd://\" is not built yet)", json::value(c.store));
+  if (c.store.starts_with("file:")) {
+    std::filesystem::path p = c.store.substr(5);
+    if (p.empty()) return bad("store", "\"file:DIR\" with a directory", json::value(c.store));
+    c.store = "file:" + (p.is_absolute() ? p : base_dir / p).string();
+  }
+  if (auto* w = r.get("worktrees")) {
+    if (!w->is_object()) return bad("worktrees", "an object {\"root\", \"slots\"}", *w);
+    reader wr(w->as_object(), "worktrees.");
+    AGENTCORE_CHECK(wr.path("root", c.worktrees, base_dir));
+    AGENTCORE_CHECK(wr.count("slots", c.slots, 1, 4096));
+    AGENTCORE_CHECK(wr.unknown());
+  }
+  AGENTCORE_CHECK(r.count("planners", c.planners, 0, 64));
+  AGENTCORE_CHECK(r.count("workers", c.workers, 0, 100000));
+  AGENTCORE_CHECK(r.count("threads", c.threads, 1, 256));
+  if (auto* m = r.get("models")) {
+    if (!m->is_object()) return bad("models", "an object {\"planner\", \"worker\", \"judge\"} of model specs", *m);
+    reader mr(m->as_object(), "models.");
+    AGENTCORE_CHECK(mr.str("planner", c.models.planner));
+    AGENTCORE_CHECK(mr.str("worker", c.models.worker));
+    AGENTCORE_CHECK(mr.str("judge", c.models.judge));
+    AGENTCORE_CHECK(mr.unknown());
+    for (auto* spec : {&c.models.planner, &c.models.worker, &c.models.judge})
+      if (spec->starts_with("replay:")) {
+        std::filesystem::path p = spec->substr(7);
+        if (!p.empty() && p.is_relative()) *spec = "replay:" + (base_dir / p).string();
+      }
+  }
+  if (auto* mo = r.get("model_options")) {
+    if (!mo->is_object()) return bad("model_options", "an object of model options", *mo);
+    c.model_options = mo->as_object();
+  }
+  if (auto* g = r.get("gate")) {
+    if (!g->is_object()) return bad("gate", "an object {\"policy\", \"batch_size\", \"deep_checks\"}", *g);
+    reader gr(g->as_object(), "gate.");
+    std::string policy;
+    AGENTCORE_CHECK(gr.str("policy", policy));
+    if (policy == "serial") c.gate_policy = gate::policy::serial;
+    else if (policy == "batch" || policy.empty()) c.gate_policy = gate::policy::batch;
+    else if (policy == "optimistic") c.gate_policy = gate::policy::optimistic;
+    else return bad("gate.policy", "\"serial\", \"batch\" or \"optimistic\"", json::value(policy));
+    AGENTCORE_CHECK(gr.count("batch_size", c.batch_size, 1, 1024));
+    AGENTCORE_CHECK(gr.strings("deep_checks", c.deep_checks));
+    AGENTCORE_CHECK(gr.unknown());
+  }
+  if (auto* k = r.get("contract")) {
+    if (!k->is_object()) return bad("contract", "a task contract object", *k);
+    json::object co = k->as_object();
+    if (!co.contains("schema")) co["schema"] = contract::contract_schema;
+    auto parsed = contract::contract_from_json(co);
+    if (!parsed)
+      return fail(error::invalid_argument, fmt::format("configuration: 'contract': {}", parsed.error().message()));
+    c.contract = std::move(*parsed);
+  }
+  if (auto* ss = r.get("subsystems")) {
+    if (!ss->is_array()) return bad("subsystems", "an array of {\"name\", \"paths\", \"description\", \"model\"}", *ss);
+    std::size_t i = 0;
+    for (const auto& s : ss->as_array()) {
+      auto where = fmt::format("subsystems[{}].", i++);
+      if (!s.is_object()) return bad(where.substr(0, where.size() - 1), "an object", s);
+      reader sr(s.as_object(), where);
+      roles::subsystem sub;
+      AGENTCORE_CHECK(sr.str("name", sub.name));
+      AGENTCORE_CHECK(sr.strings("paths", sub.paths));
+      AGENTCORE_CHECK(sr.str("description", sub.description));
+      AGENTCORE_CHECK(sr.str("model", sub.model));
+      AGENTCORE_CHECK(sr.unknown());
+      if (sub.name.empty()) return bad(where + "name", "a non-empty name", json::value(sub.name));
+      if (sub.paths.empty()) return bad(where + "paths", "at least one path glob", json::array());
+      for (const auto& p : sub.paths)
+        if (auto g = contract::glob::compile(p); !g)
+          return fail(error::invalid_argument, fmt::format("configuration: '{}paths': {}", where, g.error().message()));
+      c.subsystems.push_back(std::move(sub));
+    }
+  }
+  if (auto* j = r.get("judge")) {
+    if (!j->is_object()) return bad("judge", "an object {\"merges_per_cycle\", \"cycle_seconds\", \"max_cycles\", \"review\"}", *j);
+    reader jr(j->as_object(), "judge.");
+    std::size_t secs = static_cast<std::size_t>(c.cycle_time.count());
+    AGENTCORE_CHECK(jr.count("merges_per_cycle", c.merges_per_cycle, 0, 1'000'000));
+    AGENTCORE_CHECK(jr.count("cycle_seconds", secs, 0, 100'000'000));
+    AGENTCORE_CHECK(jr.count("max_cycles", c.max_cycles, 0, 1'000'000));
+    AGENTCORE_CHECK(jr.boolean("review", c.review));
+    AGENTCORE_CHECK(jr.unknown());
+    c.cycle_time = std::chrono::seconds(secs);
+  }
+  std::size_t lease = static_cast<std::size_t>(c.lease.count());
+  AGENTCORE_CHECK(r.count("lease_seconds", lease, 1, 86400));
+  c.lease = std::chrono::seconds(lease);
+  std::string sandbox;
+  AGENTCORE_CHECK(r.str("sandbox", sandbox));
+  if (sandbox == "automatic" || sandbox.empty()) c.sandbox = gate::sandbox_mode::automatic;
+  else if (sandbox == "required") c.sandbox = gate::sandbox_mode::required;
+  else if (sandbox == "off") c.sandbox = gate::sandbox_mode::off;
+  else return bad("sandbox", "\"automatic\", \"required\" or \"off\"", json::value(sandbox));
+  AGENTCORE_CHECK(r.unknown());
+  if (c.review && c.models.judge.empty())
+    return fail(error::invalid_argument, "configuration: 'judge.review' is true but 'models.judge' names no model");
+  if (c.worktrees.empty()) c.worktrees = c.repository / ".agentcore" / "slots";
+  return c;
+}
+
+json::value to_json_value(const swarm_config& c) {
+  auto arr = [](const std::vector<std::string>& xs) {
+    json::array a;
+    for (const auto& x : xs) a.emplace_back(x);
+    return a;
+  };
+  json::array subs;
+  for (const auto& s : c.subsystems)
+    subs.push_back(json::object{{"name", s.name}, {"paths", arr(s.paths)}, {"description", s.description}, {"model", s.model}});
+  auto contract = contract::to_json_value(c.contract);
+  std::string_view policy = c.gate_policy == gate::policy::serial ? "serial"
+                            : c.gate_policy == gate::policy::batch ? "batch"
+                                                                   : "optimistic";
+  std::string_view sandbox = c.sandbox == gate::sandbox_mode::automatic ? "automatic"
+                             : c.sandbox == gate::sandbox_mode::required ? "required"
+                                                                         : "off";
+  return json::object{
+      {"schema", config_schema},
+      {"repository", c.repository.string()},
+      {"branch", c.branch},
+      {"goal", c.goal},
+      {"goal_checks", arr(c.goal_checks)},
+      {"store", c.store},
+      {"worktrees", {{"root", c.worktrees.string()}, {"slots", c.slots}}},
+      {"planners", c.planners},
+      {"workers", c.workers},
+      {"threads", c.threads},
+      {"models", {{"planner", c.models.planner}, {"worker", c.models.worker}, {"judge", c.models.judge}}},
+      {"model_options", c.model_options},
+      {"gate", {{"policy", policy}, {"batch_size", c.batch_size}, {"deep_checks", arr(c.deep_checks)}}},
+      {"contract", contract},
+      {"subsystems", std::move(subs)},
+      {"judge",
+       {{"merges_per_cycle", c.merges_per_cycle},
+        {"cycle_seconds", c.cycle_time.count()},
+        {"max_cycles", c.max_cycles},
+        {"review", c.review}}},
+      {"lease_seconds", c.lease.count()},
+      {"sandbox", sandbox}};
+}
+
+result<swarm_config> config_from_text(std::string_view text, const std::filesystem::path& base_dir) {
+  boost::system::error_code ec;
+  json::parse_options po;
+  po.allow_comments = true;
+  po.allow_trailing_commas = true;
+  auto v = json::parse(text, ec, {}, po);
+  if (ec) return fail(error::invalid_argument, fmt::format("configuration: not valid JSON: {}", ec.message()));
+  return config_from_json(v, base_dir);
+}
+
+std::string commented_config(const swarm_config& c) {
+  auto q = [](const auto& x) { return json::serialize(json::value_from(x)); };
+  auto list = [&](const std::vector<std::string>& xs) {
+    json::array a;
+    for (const auto& x : xs) a.emplace_back(x);
+    return json::serialize(a);
+  };
+  std::string s;
+  s += "// agentcore swarm configuration (JSON; // comments allowed). Run it with: agentcore run --config FILE\n";
+  s += "{\n  \"schema\": 1,\n";
+  s += "  // The git repository the swarm works on, and the branch it lands changes on.\n";
+  s += fmt::format("  \"repository\": {},\n  \"branch\": {},\n", q(c.repository.string()), q(c.branch));
+  s += "  // What the swarm is building, in words (for the planners and the judge)...\n";
+  s += fmt::format("  \"goal\": {},\n", q(c.goal));
+  s += "  // ...and the commands that say it is done: they run on the branch at each cycle's end.\n";
+  s += fmt::format("  \"goal_checks\": {},\n", list(c.goal_checks));
+  s += "  // Where the board lives: \"memory:\" (this process only) or \"file:DIR\" (durable; resumes after a restart).\n";
+  s += fmt::format("  \"store\": {},\n", q(c.store));
+  s += "  // Worktree slots: a bounded pool that workers take a slot of when they start a task.\n";
+  s += fmt::format("  \"worktrees\": {{\"root\": {}, \"slots\": {}}},\n", q(c.worktrees.string()), c.slots);
+  s += "  // How many planners and workers, and threads for blocking work (git, store, commands).\n";
+  s += fmt::format("  \"planners\": {},\n  \"workers\": {},\n  \"threads\": {},\n", c.planners, c.workers, c.threads);
+  s += "  // A model per role: openai:MODEL, anthropic:MODEL, replay:TRANSCRIPT, cli:claude, plugin:NAME:MODEL.\n";
+  s += fmt::format("  \"models\": {{\"planner\": {}, \"worker\": {}, \"judge\": {}}},\n", q(c.models.planner),
+                   q(c.models.worker), q(c.models.judge));
+  s += "  // Options for the model clients: retry, limits, timeouts, record, prices, budget (see model/registry.hpp).\n";
+  s += fmt::format("  \"model_options\": {},\n", json::serialize(c.model_options));
+  s += "  // The merge gate: serial, batch (bisects a failing batch) or optimistic; deep checks run on merged results.\n";
+  s += fmt::format("  \"gate\": {{\"policy\": {}, \"batch_size\": {}, \"deep_checks\": {}}},\n",
+                   q(c.gate_policy == gate::policy::serial ? "serial"
+                     : c.gate_policy == gate::policy::batch ? "batch"
+                                                            : "optimistic"),
+                   c.batch_size, list(c.deep_checks));
+  s += "  // Every task's default contract: paths, limits, acceptance checks, time box.\n";
+  s += fmt::format("  \"contract\": {},\n", json::serialize(contract::to_json_value(c.contract)));
+  s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
+  s += fmt::format("  \"subsystems\": {},\n", json::serialize(to_json_value(c).as_object().at("subsystems")));
+  s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n";
+  s += fmt::format("  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}}},\n",
+                   c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false");
+  s += "  // A worker's claim lives on a lease of this many seconds, renewed while it works.\n";
+  s += fmt::format("  \"lease_seconds\": {},\n", c.lease.count());
+  s += "  // Commands run in bubblewrap where the machine has it: automatic, required or off.\n";
+  s += fmt::format("  \"sandbox\": {}\n}}\n",
+                   q(c.sandbox == gate::sandbox_mode::automatic ? "automatic"
+                     : c.sandbox == gate::sandbox_mode::required ? "required"
+                                                                 : "off"));
+  return s;
+}
+
+}  // namespace agentcore::runtime

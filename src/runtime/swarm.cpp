@@ -1,0 +1,548 @@
+#include <agentcore/runtime/swarm.hpp>
+
+#include <agentcore/agent/loop.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/git/repository.hpp>
+#include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/model/registry.hpp>
+#include <agentcore/roles/planner.hpp>
+#include <agentcore/roles/worker.hpp>
+#include <agentcore/store/file_store.hpp>
+#include <agentcore/store/memory_store.hpp>
+
+#include "detail/complete.hpp"
+#include "detail/offload.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <fmt/format.h>
+
+#include <deque>
+#include <future>
+#include <list>
+
+namespace agentcore::runtime {
+
+namespace {
+
+using detail::offload;
+using namespace std::chrono_literals;
+
+bool is_open(board::task_state s) {
+  using enum board::task_state;
+  return s == proposed || s == ready || s == claimed || s == submitted;
+}
+
+}  // namespace
+
+result<std::unique_ptr<store::store>> open_store(const std::string& uri) {
+  if (uri == "memory:") return std::unique_ptr<store::store>(store::memory_store::create());
+  if (uri.starts_with("file:")) {
+    auto s = store::file_store::open(uri.substr(5));
+    if (!s) return s.error();
+    return std::unique_ptr<store::store>(std::move(*s));
+  }
+  return fail(error::invalid_argument,
+              fmt::format("runtime: store '{}' is not one this agentcore opens: use \"memory:\" or \"file:DIR\"", uri));
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const swarm_event& e) {
+  v = {{"what", e.what}, {"detail", e.detail}};
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const swarm_report& r) {
+  json::object states;
+  for (const auto& [k, n] : r.tasks_by_state) states[k] = n;
+  json::array judgements;
+  for (const auto& j : r.judgements)
+    judgements.push_back(json::object{{"cycle", j.cycle},
+                                      {"decision", to_string(j.verdict)},
+                                      {"reason", j.reason},
+                                      {"figures", json::value_from(j.figures)},
+                                      {"goal_met", j.goal_met}});
+  v = {{"cycles", r.cycles},
+       {"merged", r.merged},
+       {"rejected", r.rejected},
+       {"conflicts_resolved", r.conflicts_resolved},
+       {"contract_violations", r.contract_violations},
+       {"abandoned", r.abandoned},
+       {"stalls", r.stalls},
+       {"split", r.split},
+       {"refused_writes", r.refused_writes},
+       {"tasks_total", r.tasks_total},
+       {"tasks_by_state", std::move(states)},
+       {"input_tokens", r.usage.input_tokens},
+       {"output_tokens", r.usage.output_tokens},
+       {"cost", r.cost},
+       {"elapsed_ms", r.elapsed.count()},
+       {"goal_met", r.goal_met},
+       {"stopped", r.stopped},
+       {"reason", r.reason},
+       {"judgements", std::move(judgements)}};
+}
+
+struct swarm::state : std::enable_shared_from_this<state> {
+  swarm_config cfg;
+  swarm_hooks hooks;
+  std::unique_ptr<asio::io_context> own_io;  // when the host gave no executor
+  asio::any_io_executor ex;
+  asio::strand<asio::any_io_executor> strand;
+  asio::thread_pool blocking;
+  std::unique_ptr<event_bus> own_bus;
+  event_bus* bus = nullptr;
+  std::unique_ptr<store::store> store;
+  std::optional<board::task_board> board;
+  std::unique_ptr<git::worktree_pool> pool;
+  std::unique_ptr<gate::merge_gate> gate;
+  std::map<std::string, std::shared_ptr<model::client>> clients;  // by role
+  std::vector<std::unique_ptr<roles::worker>> workers;
+  std::vector<std::unique_ptr<roles::planner>> planners;
+  std::unique_ptr<roles::judge> judge;
+  std::vector<event_bus::subscription> subs;
+
+  // Run state: touched on the strand only (bus callbacks post there).
+  std::atomic<bool> stopping{false};
+  bool finished = false;
+  bool need_plan = true;
+  std::size_t worker_tokens = 1;  // workers that may hold a task (and so a slot) at once
+  std::deque<std::shared_ptr<asio::steady_timer>> token_waiters;
+  std::list<std::shared_ptr<asio::steady_timer>> idle_waiters;
+  std::shared_ptr<asio::steady_timer> wake_main, wake_gate;
+  std::size_t loops_running = 0;
+  swarm_report report;
+  std::atomic<std::size_t> refused{0};
+  std::chrono::steady_clock::time_point started;
+
+  explicit state(swarm_config c, swarm_hooks h)
+      : cfg(std::move(c)), hooks(std::move(h)),
+        own_io(hooks.executor ? nullptr : std::make_unique<asio::io_context>()),
+        ex(hooks.executor ? hooks.executor : own_io->get_executor()), strand(asio::make_strand(ex)),
+        blocking(std::max<std::size_t>(cfg.threads, 1)) {}
+
+  void publish(std::string what, std::string detail = {}) { bus->publish(swarm_event{std::move(what), std::move(detail)}); }
+
+  // Wakes the main loop (from any thread).
+  void poke_main() {
+    asio::post(strand, [s = shared_from_this()] {
+      if (s->wake_main) s->wake_main->cancel();
+    });
+  }
+  void poke_workers() {
+    asio::post(strand, [s = shared_from_this()] {
+      for (auto& t : s->idle_waiters) t->cancel();
+      s->idle_waiters.clear();
+    });
+  }
+  void poke_gate() {
+    asio::post(strand, [s = shared_from_this()] {
+      if (s->wake_gate) s->wake_gate->cancel();
+    });
+  }
+
+  asio::awaitable<void> sleep(std::shared_ptr<asio::steady_timer>& slot, std::chrono::milliseconds d) {
+    slot = std::make_shared<asio::steady_timer>(strand, d);
+    boost::system::error_code ec;
+    co_await slot->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    slot.reset();
+  }
+
+  // Waits for a free slot token; false when the swarm stops first.
+  asio::awaitable<bool> take_token() {
+    while (worker_tokens == 0) {
+      if (stopping || finished) co_return false;
+      auto t = std::make_shared<asio::steady_timer>(strand, std::chrono::steady_clock::time_point::max());
+      token_waiters.push_back(t);
+      boost::system::error_code ec;
+      co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    --worker_tokens;
+    co_return true;
+  }
+  void give_token() {
+    ++worker_tokens;
+    if (!token_waiters.empty()) {
+      token_waiters.front()->cancel();
+      token_waiters.pop_front();
+    }
+  }
+
+  asio::awaitable<void> worker_loop(roles::worker& w) {
+    auto self = shared_from_this();
+    ++loops_running;
+    auto idle = 20ms;
+    while (!stopping && !finished) {
+      if (!co_await take_token()) break;
+      if (stopping || finished) {
+        give_token();
+        break;
+      }
+      auto r = co_await w.async_run_one(asio::use_awaitable);
+      give_token();
+      if (!r) {
+        publish("error", fmt::format("worker '{}': {}", w.options().id.str(), r.error().message()));
+        auto t = std::make_shared<asio::steady_timer>(strand, 1s);
+        boost::system::error_code ec;
+        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      if (r->result == roles::work_result::idle) {
+        auto t = std::make_shared<asio::steady_timer>(strand, idle);
+        idle_waiters.push_back(t);
+        boost::system::error_code ec;
+        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        idle_waiters.remove(t);
+        idle = std::min<std::chrono::milliseconds>(idle * 2, 1000ms);
+        continue;
+      }
+      idle = 20ms;
+      using enum roles::work_result;
+      report.conflicts_resolved += static_cast<std::size_t>(r->conflicts_resolved);
+      report.usage += r->usage;
+      report.cost += r->cost;
+      poke_main();
+    }
+    --loops_running;
+    poke_main();
+  }
+
+  asio::awaitable<void> gate_loop() {
+    auto self = shared_from_this();
+    ++loops_running;
+    while (!finished) {
+      auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
+      if (queued && *queued > 0) {
+        auto r = co_await offload(blocking.get_executor(), [&] { return gate->run_once(); });
+        if (!r) publish("error", "gate: " + r.error().message());
+        poke_main();
+        if (r) continue;
+      }
+      if (stopping && (!queued || *queued == 0)) break;
+      co_await sleep(wake_gate, 50ms);
+    }
+    --loops_running;
+    poke_main();
+  }
+
+  void make_planners() {
+    planners.clear();
+    roles::planner_options base{.name = "planner",
+                                .goal = cfg.goal,
+                                .branch = cfg.branch,
+                                .subsystems = cfg.subsystems,
+                                .default_contract = cfg.contract,
+                                .executor = strand,
+                                .blocking = blocking.get_executor(),
+                                .events = bus};
+    for (std::size_t i = 0; i < cfg.planners; ++i) {
+      auto o = base;
+      if (i > 0) o.name = fmt::format("planner-{}", i + 1);
+      planners.push_back(std::make_unique<roles::planner>(*board, cfg.repository, *clients.at("planner"), o));
+    }
+    for (const auto& sub : cfg.subsystems) {
+      auto o = base;
+      o.name = "planner-" + sub.name;
+      o.scope = sub;
+      o.subsystems.clear();
+      planners.push_back(std::make_unique<roles::planner>(*board, cfg.repository, *clients.at("sub:" + sub.name), o));
+    }
+  }
+
+  asio::awaitable<result<std::size_t>> open_tasks() {
+    co_return co_await offload(blocking.get_executor(), [&]() -> result<std::size_t> {
+      auto all = board->list();
+      if (!all) return all.error();
+      std::size_t n = 0;
+      for (const auto& t : *all) n += is_open(t.state);
+      return n;
+    });
+  }
+
+  asio::awaitable<result<swarm_report>> run() {
+    auto self = shared_from_this();
+    started = std::chrono::steady_clock::now();
+    publish("started", fmt::format("{} planners, {} workers, {} slots, gate {}", planners.size(), workers.size(),
+                                   cfg.slots, cfg.gate_policy == gate::policy::batch ? "batch" : "serial/optimistic"));
+    // Leftovers of a previous run: claims whose leases are gone come back.
+    co_await offload(blocking.get_executor(), [&] { return board->reconcile(); });
+    asio::co_spawn(strand, gate_loop(), asio::detached);
+    for (auto& w : workers) asio::co_spawn(strand, worker_loop(*w), asio::detached);
+
+    std::size_t empty_drains = 0;
+    while (!finished) {
+      if (stopping) {
+        report.stopped = true;
+        report.reason = "stopped";
+        break;
+      }
+      if (need_plan) {
+        need_plan = false;
+        std::size_t proposed = 0;
+        for (auto& p : planners) {
+          auto r = co_await p->async_plan(asio::use_awaitable);
+          if (!r) {
+            publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
+            continue;
+          }
+          proposed += r->proposed.size();
+          report.split += r->split.size();
+          report.usage += r->usage;
+        }
+        if (proposed > 0) {
+          empty_drains = 0;
+          poke_workers();
+        }
+      }
+      // Cycle's end: the judge's count, or a board with nothing left on it.
+      auto open = co_await open_tasks();
+      if (!open) co_return open.error();
+      auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
+      bool drained = *open == 0 && queued && *queued == 0;
+      if (judge->cycle_over() || drained) {
+        if (drained && judge->current().merged == 0 && judge->current().rejected == 0 && ++empty_drains > 1) {
+          report.reason = "nothing left to do: the planners propose no more tasks";
+          break;
+        }
+        auto j = co_await judge->async_close_cycle(asio::use_awaitable);
+        if (!j) co_return j.error();
+        ++report.cycles;
+        report.judgements.push_back(*j);
+        publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
+        if (j->verdict == roles::decision::stop) {
+          report.goal_met = j->goal_met;
+          report.reason = j->reason;
+          break;
+        }
+        if (cfg.max_cycles > 0 && report.cycles >= cfg.max_cycles) {
+          report.reason = fmt::format("max_cycles ({}) reached", cfg.max_cycles);
+          break;
+        }
+        if (j->verdict == roles::decision::restart) {
+          publish("restart", j->reason);
+          make_planners();  // from the repository's state, not from any history
+        }
+        need_plan = true;
+        continue;
+      }
+      co_await sleep(wake_main, 250ms);
+    }
+
+    // Wind down: agents stop, their tasks go back; the gate ends its step.
+    publish("stopping", report.reason);
+    stopping = true;
+    for (auto& w : workers) w->stop();
+    for (auto& t : token_waiters) t->cancel();
+    token_waiters.clear();
+    for (auto& t : idle_waiters) t->cancel();
+    idle_waiters.clear();
+    if (wake_gate) wake_gate->cancel();
+    while (loops_running > 0) co_await sleep(wake_main, 50ms);
+    finished = true;
+
+    // The report.
+    auto all = co_await offload(blocking.get_executor(), [&] { return board->list(); });
+    if (all) {
+      report.tasks_total = all->size();
+      for (const auto& t : *all) ++report.tasks_by_state[std::string(to_string(t.state))];
+    }
+    for (const auto& j : report.judgements) {
+      report.merged += j.figures.merged;
+      report.rejected += j.figures.rejected;
+      report.contract_violations += j.figures.contract_violations;
+      report.stalls += j.figures.stalls;
+      report.abandoned += j.figures.abandoned;
+    }
+    auto last = judge->current();  // what happened after the last judgement
+    report.merged += last.merged;
+    report.rejected += last.rejected;
+    report.contract_violations += last.contract_violations;
+    report.stalls += last.stalls;
+    report.abandoned += last.abandoned;
+    report.refused_writes = refused;
+    report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    publish("finished", report.reason);
+    co_return report;
+  }
+};
+
+swarm::swarm(std::shared_ptr<state> s) : state_(std::move(s)) {}
+
+swarm::~swarm() {
+  if (!state_) return;
+  state_->subs.clear();
+  state_->blocking.join();
+}
+
+result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks) {
+  auto s = std::make_shared<state>(std::move(cfg), std::move(hooks));
+  auto& c = s->cfg;
+  if (c.repository.empty()) return fail(error::invalid_argument, "runtime: swarm_config::repository is empty");
+  if (s->hooks.events) s->bus = s->hooks.events;
+  else {
+    s->own_bus = std::make_unique<event_bus>();
+    s->bus = s->own_bus.get();
+  }
+  auto repo = git::repository::open(c.repository);
+  if (!repo)
+    return fail(error::invalid_argument,
+                fmt::format("runtime: cannot open the repository '{}': {}", c.repository.string(), repo.error().message()));
+  if (auto tip = repo->resolve(c.branch); !tip)
+    return fail(error::invalid_argument, fmt::format("runtime: the repository '{}' has no branch '{}': {}",
+                                                     c.repository.string(), c.branch, tip.error().message()));
+  auto st = open_store(c.store);
+  if (!st) return st.error();
+  s->store = std::move(*st);
+  s->board.emplace(*s->store, board::board_options{.events = s->bus});
+  auto pool = git::worktree_pool::open(c.repository, {.root = c.worktrees, .slots = c.slots});
+  if (!pool) return pool.error();
+  s->pool = std::move(*pool);
+  gate::gate_options go{.branch = c.branch,
+                        .mode = c.gate_policy,
+                        .batch_size = c.batch_size,
+                        .deep_checks = c.deep_checks,
+                        .events = s->bus,
+                        .board = &*s->board};
+  go.check.sandbox.mode = c.sandbox;
+  auto g = gate::merge_gate::open(c.repository, *s->store, *s->pool, std::move(go));
+  if (!g) return g.error();
+  s->gate = std::move(*g);
+
+  // Model clients, one per spec.
+  auto reg = model::registry::with_builtins();
+  if (auto e = reg.load_plugins_from_env()) return e;
+  std::map<std::string, std::shared_ptr<model::client>> by_spec;
+  auto client = [&](std::string_view role, const std::string& spec) -> result<std::shared_ptr<model::client>> {
+    if (s->hooks.client_for)
+      if (auto hc = s->hooks.client_for(role)) return hc;
+    if (auto it = by_spec.find(spec); it != by_spec.end()) return it->second;
+    auto made = reg.make(spec, {.executor = s->ex, .options = c.model_options});
+    if (!made)
+      return fail(error::invalid_argument,
+                  fmt::format("runtime: the {} model '{}': {}", role, spec, made.error().message()));
+    by_spec[spec] = *made;
+    return *made;
+  };
+  if (c.planners > 0 || !c.subsystems.empty()) {
+    auto p = client("planner", c.models.planner);
+    if (!p) return p.error();
+    s->clients["planner"] = *p;
+    for (const auto& sub : c.subsystems) {
+      auto sp = client(sub.name, sub.model.empty() ? c.models.planner : sub.model);
+      if (!sp) return sp.error();
+      s->clients["sub:" + sub.name] = *sp;
+    }
+  }
+  if (c.workers > 0) {
+    auto w = client("worker", c.models.worker);
+    if (!w) return w.error();
+    s->clients["worker"] = *w;
+  }
+  if (!c.models.judge.empty()) {
+    auto j = client("judge", c.models.judge);
+    if (!j) return j.error();
+    s->clients["judge"] = *j;
+  }
+
+  // Slots: workers take one each while they hold a task; the gate and the judge keep theirs.
+  s->worker_tokens = c.slots > 2 ? c.slots - 2 : 1;
+  for (std::size_t i = 0; i < c.workers; ++i) {
+    roles::worker_options wo{.id = worker_id(fmt::format("w{}", i + 1)),
+                             .branch = c.branch,
+                             .lease_ttl = c.lease,
+                             .default_contract = c.contract,
+                             .events = s->bus};
+    wo.loop.executor = s->strand;
+    wo.loop.blocking = s->blocking.get_executor();
+    wo.loop.commands.sandbox.mode = c.sandbox;
+    wo.loop.events = s->bus;
+    s->workers.push_back(std::make_unique<roles::worker>(*s->board, *s->store, c.repository, *s->pool, *s->gate,
+                                                         *s->clients.at("worker"), std::move(wo)));
+  }
+  s->make_planners();
+  if (c.review && !s->clients.count("judge"))
+    return fail(error::invalid_argument, "runtime: review is on but no judge model is configured (models.judge)");
+  roles::judge_options jo{.merges_per_cycle = c.merges_per_cycle,
+                          .cycle_time = c.cycle_time,
+                          .goal_checks = c.goal_checks,
+                          .goal = c.goal,
+                          .branch = c.branch,
+                          .reviewer = c.review ? s->clients.at("judge").get() : nullptr,
+                          .executor = s->strand,
+                          .blocking = s->blocking.get_executor()};
+  jo.checks.sandbox.mode = c.sandbox;
+  s->judge = std::make_unique<roles::judge>(*s->bus, *s->board, c.repository, *s->pool, std::move(jo));
+
+  // Wake-ups: tasks finishing wake the planners, ready tasks the workers,
+  // submissions the gate; refused writes are counted for the report.
+  auto* raw = s.get();
+  s->subs.push_back(s->bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
+    using enum board::task_state;
+    if (t.to == ready) raw->poke_workers();
+    if (t.to == submitted) raw->poke_gate();
+    if (t.to == merged || t.to == rejected || t.to == abandoned || t.to == failed) {
+      asio::post(raw->strand, [raw] { raw->need_plan = true; });
+      raw->poke_main();
+    }
+  }));
+  s->subs.push_back(s->bus->subscribe<agent::tool_call_event>([raw](const agent::tool_call_event& e) {
+    if (e.is_error && (e.answer_head.find("not allowed by the task's contract") != std::string::npos ||
+                       e.answer_head.find("refused") != std::string::npos))
+      ++raw->refused;
+  }));
+  return std::unique_ptr<swarm>(new swarm(std::move(s)));
+}
+
+void swarm::start(asio::any_completion_handler<void(result<swarm_report>)> handler) {
+  auto s = state_;
+  asio::co_spawn(s->strand, s->run(), [s, h = std::move(handler)](std::exception_ptr e, result<swarm_report> r) mutable {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        r = fail(error::io_error, fmt::format("runtime: the swarm failed: {}", x.what()));
+      } catch (...) {
+        r = fail(error::io_error, "runtime: the swarm failed");
+      }
+    }
+    detail::post_completion(std::move(h), std::move(r));
+  });
+}
+
+result<swarm_report> swarm::run() {
+  std::promise<result<swarm_report>> p;
+  auto f = p.get_future();
+  if (!state_->own_io) {
+    async_run([&](result<swarm_report> r) { p.set_value(std::move(r)); });
+    return f.get();
+  }
+  // The io_context must not run out of work while coroutines wait on the blocking pool.
+  auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(state_->own_io->get_executor());
+  async_run(asio::bind_executor(state_->own_io->get_executor(), [&, guard](result<swarm_report> r) {
+    p.set_value(std::move(r));
+    guard->reset();
+  }));
+  state_->own_io->run();
+  state_->own_io->restart();
+  return f.get();
+}
+
+void swarm::stop() {
+  state_->stopping = true;
+  for (auto& w : state_->workers) w->stop();
+  state_->poke_main();
+}
+
+event_bus& swarm::events() { return *state_->bus; }
+board::task_board& swarm::board() { return *state_->board; }
+const swarm_config& swarm::config() const { return state_->cfg; }
+
+}  // namespace agentcore::runtime

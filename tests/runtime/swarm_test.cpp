@@ -1,0 +1,168 @@
+// The swarm runtime: configuration, a whole small run, stop.
+#include "agent/agent_fixture.hpp"
+#include "git/git_fixture.hpp"
+
+#include <agentcore/runtime/swarm.hpp>
+
+#include <boost/json/parse.hpp>
+
+#include <thread>
+
+using namespace agentcore;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct swarm_fixture : test::git_fixture {
+  test::temp_dir work{"swarm"};
+  swarm_fixture() {
+    auto root = commit(std::nullopt, {{"README.md", test::file_spec{"# tiny\n"}}, {"src/main.c", test::file_spec{"int main;\n"}}},
+                       "root");
+    REQUIRE(repo.advance("refs/heads/main", std::nullopt, root, "init").value().advanced);
+    REQUIRE(git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  }
+  runtime::swarm_config config() {
+    runtime::swarm_config c;
+    c.repository = dir.path();
+    c.worktrees = work.path() / "slots";
+    c.slots = 4;
+    c.workers = 2;
+    c.goal = "Add src/a.c and src/b.c";
+    c.goal_checks = {"test -f src/a.c && test -f src/b.c"};
+    c.gate_policy = gate::policy::serial;
+    c.contract.allowed_paths = {"src/**"};
+    return c;
+  }
+};
+
+// A planner that plans a and b once, then nothing.
+std::shared_ptr<test::scripted_client> two_task_planner() {
+  return std::make_shared<test::scripted_client>([](const model::request&, int turn) -> std::optional<model::result_type> {
+    if (turn == 1)
+      return test::text_answer(R"({"tasks":[{"id":"a","title":"Add a","description":"create src/a.c"},
+                                            {"id":"b","title":"Add b","description":"create src/b.c"}]})");
+    return test::text_answer(R"({"tasks":[]})");
+  });
+}
+
+// A worker that writes src/<task>.c, then finishes.
+std::shared_ptr<test::scripted_client> file_writer() {
+  return std::make_shared<test::scripted_client>([](const model::request& r, int) -> std::optional<model::result_type> {
+    if (r.messages.size() == 1)
+      return test::calls({{"write_file", fmt::format(R"({{"path":"src/{}.c","content":"int {};\n"}})", r.tags.task, r.tags.task)}});
+    return test::calls({{"finish", R"({"summary":"done"})"}});
+  });
+}
+
+}  // namespace
+
+TEST_CASE("runtime.config.reads_checks_and_writes_back") {
+  auto text = R"({
+    // comments are allowed
+    "schema": 1, "repository": "repo", "goal": "g", "store": "file:state",
+    "models": {"planner": "replay:t.jsonl", "worker": "openai:gpt-4o"},
+    "gate": {"policy": "batch", "batch_size": 4, "deep_checks": ["make test"]},
+    "contract": {"allowed_paths": ["src/**"], "time_box": {"model_turns": 30}},
+    "subsystems": [{"name": "parser", "paths": ["src/parser/**"]}],
+    "judge": {"merges_per_cycle": 5, "max_cycles": 3},
+    "workers": 6, "sandbox": "required",
+  })";
+  auto c = runtime::config_from_text(text, "/base");
+  REQUIRE_MESSAGE(c.has_value(), c.error().message());
+  CHECK(c->repository == std::filesystem::path("/base/repo"));
+  CHECK(c->store == "file:/base/state");
+  CHECK(c->models.planner == "replay:/base/t.jsonl");
+  CHECK(c->models.worker == "openai:gpt-4o");
+  CHECK(c->gate_policy == gate::policy::batch);
+  CHECK(c->batch_size == 4);
+  CHECK(c->contract.time.model_turns == 30);
+  CHECK(c->subsystems.at(0).name == "parser");
+  CHECK(c->merges_per_cycle == 5);
+  CHECK(c->workers == 6);
+  CHECK(c->sandbox == gate::sandbox_mode::required);
+  CHECK(c->worktrees == std::filesystem::path("/base/repo/.agentcore/slots"));
+  // What init writes reads back as the same configuration.
+  auto again = runtime::config_from_text(runtime::commented_config(*c), "/elsewhere");
+  REQUIRE_MESSAGE(again.has_value(), again.error().message());
+  CHECK(json::serialize(runtime::to_json_value(*again)) == json::serialize(runtime::to_json_value(*c)));
+
+  auto error_of = [](std::string_view t) {
+    auto r = runtime::config_from_text(t, "/b");
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message();
+  };
+  CHECK(error_of(R"({"repository":"r"})").find("'schema' is missing") != std::string::npos);
+  CHECK(error_of(R"({"schema":1})").find("'repository' is missing") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","workers":"six"})") ==
+        "configuration: 'workers' must be a whole number from 0 to 100000, not \"six\"");
+  CHECK(error_of(R"({"schema":1,"repository":"r","gate":{"policy":"yolo"}})").find("'gate.policy' must be \"serial\"") !=
+        std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","wrokers":3})") ==
+        "configuration: unknown field 'wrokers'; remove it or check its spelling");
+  CHECK(error_of(R"({"schema":1,"repository":"r","judge":{"reveiw":true}})").find("'judge.reveiw'") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","store":"etcd://x"})").find("'store' must be") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","subsystems":[{"name":"x","paths":["src/[x"]}]})")
+            .find("subsystems[0].paths") != std::string::npos);
+  CHECK(error_of(R"({"schema":2,"repository":"r"})").find("newer") != std::string::npos);
+  CHECK(error_of("{not json").find("not valid JSON") != std::string::npos);
+}
+
+TEST_CASE("runtime.swarm.plans_works_gates_and_stops_when_the_goal_is_met") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto worker = file_writer();
+  std::vector<std::string> swarm_events;
+  event_bus bus;
+  auto sub = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) { swarm_events.push_back(e.what); });
+  auto s = runtime::swarm::create(f.config(), {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                                 if (role == "planner") return planner;
+                                                 if (role == "worker") return worker;
+                                                 return nullptr;
+                                               },
+                                               .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->goal_met);
+  CHECK(r->merged == 2);
+  CHECK(r->tasks_by_state["merged"] == 2);
+  CHECK(r->cycles >= 1);
+  CHECK(r->reason.find("goal") != std::string::npos);
+  CHECK(f.repo.entry_at(f.repo.commit_tree(f.repo.resolve("refs/heads/main").value()).value(), "src/b.c").value());
+  CHECK(swarm_events.front() == "started");
+  CHECK(swarm_events.back() == "finished");
+}
+
+TEST_CASE("runtime.swarm.stop_releases_claims_and_ends_the_run") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto hanging = std::make_shared<test::scripted_client>(
+      [](const model::request&, int) -> std::optional<model::result_type> { return std::nullopt; });
+  auto cfg = f.config();
+  cfg.store = "file:" + (f.work.path() / "store").string();
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : hanging;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  std::thread stopper([&] {
+    while (hanging->requests().size() < 2) std::this_thread::sleep_for(10ms);
+    (*s)->stop();
+  });
+  auto r = (*s)->run();
+  stopper.join();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->stopped);
+  CHECK(r->tasks_by_state["claimed"] == 0);  // released, not left claimed
+  CHECK(r->tasks_by_state["ready"] == 2);
+  s->reset();
+  // A new swarm on the same store resumes with the tasks still there.
+  auto again = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                              return role == "planner" ? std::shared_ptr<model::client>(planner)
+                                                                       : std::shared_ptr<model::client>(file_writer());
+                                            }});
+  REQUIRE_MESSAGE(again.has_value(), again.error().message());
+  auto r2 = (*again)->run();
+  REQUIRE_MESSAGE(r2.has_value(), r2.error().message());
+  CHECK(r2->goal_met);
+  CHECK(r2->tasks_by_state["merged"] == 2);
+}
