@@ -9,6 +9,9 @@ install(TARGETS agentcore EXPORT agentcoreTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/agentcore DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(TARGET agentcore-cli)
+  install(TARGETS agentcore-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(EXPORT agentcoreTargets NAMESPACE agentcore:: DESTINATION ${AGENTCORE_CMAKE_DIR})
 # A build-tree export too, as fmt has: a consumer can point agentcore_DIR at the build.
 export(EXPORT agentcoreTargets NAMESPACE agentcore::

@@ -371,6 +371,14 @@ result<advance_result> repository::advance(std::string_view refname, std::option
   return last_error(rc, fmt::format("move '{}' to {}", refname, target.hex()));
 }
 
+result<std::optional<oid>> repository::merge_base(const oid& a, const oid& b) {
+  git_oid out, ga = to_git(a), gb = to_git(b);
+  int rc = git_merge_base(&out, impl_->repo.get(), &ga, &gb);
+  if (rc == GIT_ENOTFOUND) return std::optional<oid>();
+  if (rc < 0) return last_error(rc, fmt::format("merge base of {} and {}", a.hex(), b.hex()));
+  return std::optional<oid>(from_git(out));
+}
+
 result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant) {
   if (ancestor == descendant) return true;
   git_oid a = to_git(ancestor), d = to_git(descendant);

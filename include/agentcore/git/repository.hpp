@@ -90,6 +90,9 @@ public:
   result<advance_result> advance(std::string_view refname, std::optional<oid> expected, const oid& target,
                                  std::string_view log_message);
 
+  /// The best common ancestor of two commits, or nullopt when they share none.
+  result<std::optional<oid>> merge_base(const oid& a, const oid& b);
+
   /// Whether `ancestor` is reachable from `descendant` (or equal).
   result<bool> is_ancestor(const oid& ancestor, const oid& descendant);
 

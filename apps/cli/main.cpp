@@ -1,0 +1,292 @@
+// agentcore: the command line over the library.
+//
+//   agentcore init [--repository PATH] [--config FILE] [--force]
+//   agentcore run [--config FILE] [--model SPEC]
+//   agentcore status [--config FILE]
+//   agentcore task show ID [--config FILE]
+//   agentcore gate submit BRANCH [--config FILE] [--task ID]
+//
+// The configuration defaults to ./agentcore.json.
+#include <agentcore/board/task_board.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/git/repository.hpp>
+#include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/roles/worker.hpp>
+#include <agentcore/runtime/config.hpp>
+#include <agentcore/runtime/swarm.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <pthread.h>
+#include <set>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+using namespace agentcore;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct args {
+  std::vector<std::string> words;            // positional
+  std::map<std::string, std::string> flags;  // --name value (or "" for switches)
+};
+
+const std::set<std::string> switches{"--force", "--help"};
+
+result<args> parse(int argc, char** argv) {
+  args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.starts_with("--")) {
+      if (switches.count(s)) {
+        a.flags[s] = "";
+        continue;
+      }
+      if (i + 1 >= argc) return fail(error::invalid_argument, fmt::format("{} needs a value", s));
+      a.flags[s] = argv[++i];
+    } else {
+      a.words.push_back(s);
+    }
+  }
+  return a;
+}
+
+int usage(std::ostream& out, int code) {
+  out << "usage:\n"
+         "  agentcore init [--repository PATH] [--config FILE] [--force]   write a commented configuration\n"
+         "  agentcore run [--config FILE] [--model SPEC]                   run the swarm until its goal is met\n"
+         "  agentcore status [--config FILE]                               the board: counts and tasks\n"
+         "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
+         "  agentcore gate submit BRANCH [--config FILE] [--task ID]       gate a hand-made branch\n"
+         "The configuration defaults to ./agentcore.json.\n";
+  return code;
+}
+
+int fail_with(const error_info& e) {
+  std::cerr << "agentcore: " << e.message() << "\n";
+  return 1;
+}
+
+fs::path config_path(const args& a) {
+  auto it = a.flags.find("--config");
+  return it == a.flags.end() ? fs::path("agentcore.json") : fs::path(it->second);
+}
+
+result<runtime::swarm_config> load_config(const args& a) {
+  auto path = config_path(a);
+  std::ifstream f(path);
+  if (!f)
+    return fail(error::not_found, fmt::format("no configuration at '{}'; write one with 'agentcore init' or name it "
+                                              "with --config",
+                                              path.string()));
+  std::stringstream text;
+  text << f.rdbuf();
+  auto c = runtime::config_from_text(text.str(), fs::absolute(path).parent_path());
+  if (!c) return error_info(c.error().code(), fmt::format("{}: {}", path.string(), c.error().message()));
+  return c;
+}
+
+int cmd_init(const args& a) {
+  auto path = config_path(a);
+  if (fs::exists(path) && !a.flags.count("--force"))
+    return fail_with(fail(error::already_exists,
+                          fmt::format("'{}' exists; pass --force to overwrite it", path.string())));
+  runtime::swarm_config c;
+  auto repo = a.flags.count("--repository") ? a.flags.at("--repository") : std::string(".");
+  c.repository = repo;
+  c.worktrees = fs::path(".agentcore") / "slots";
+  c.store = "file:.agentcore/store";
+  c.goal = "Describe what the swarm should build here.";
+  c.goal_checks = {"make test"};
+  c.contract.max_files = 20;
+  c.contract.max_changed_lines = 800;
+  c.contract.time.wall = std::chrono::minutes(30);
+  c.contract.time.model_turns = 60;
+  std::ofstream out(path);
+  out << runtime::commented_config(c);
+  if (!out) return fail_with(fail(error::io_error, fmt::format("cannot write '{}'", path.string())));
+  std::cout << "wrote " << path.string() << "; edit the goal and models, then: agentcore run\n";
+  return 0;
+}
+
+// SIGINT and SIGTERM are taken by a thread of their own with sigwait (stop()
+// is not async-signal-safe), blocked everywhere else.
+class signal_watch {
+public:
+  signal_watch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread exists: they inherit it
+  }
+  void start(runtime::swarm& s) {
+    thread_ = std::thread([this, &s] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0 || sig == SIGUSR1) return;
+        std::cerr << "\nagentcore: stopping (agents stop, claims are released)...\n";
+        s.stop();
+      }
+    });
+  }
+  ~signal_watch() {
+    if (thread_.joinable()) {
+      pthread_kill(thread_.native_handle(), SIGUSR1);
+      thread_.join();
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
+  }
+
+private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+int cmd_run(const args& a) {
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  if (a.flags.count("--model")) {
+    c->models.planner = a.flags.at("--model");
+    c->models.worker = a.flags.at("--model");
+  }
+  signal_watch signals;
+  auto s = runtime::swarm::create(*c);
+  if (!s) return fail_with(s.error());
+  auto& bus = (*s)->events();
+  std::mutex out_mutex;
+  auto say = [&](const std::string& line) {
+    std::lock_guard lock(out_mutex);
+    std::cout << line << "\n" << std::flush;
+  };
+  auto phases = bus.subscribe<roles::worker_phase>([&](const roles::worker_phase& p) {
+    if (p.phase == "claimed" || p.phase == "merged" || p.phase == "rejected" || p.phase == "abandoned" ||
+        p.phase == "resolving" || p.phase == "released" || p.phase == "claim_lost")
+      say(fmt::format("{:>6} {:<10} {}{}", p.worker, p.phase, p.task, p.detail.empty() ? "" : " - " + p.detail));
+  });
+  auto swarm_events = bus.subscribe<runtime::swarm_event>(
+      [&](const runtime::swarm_event& e) { say(fmt::format("swarm  {:<10} {}", e.what, e.detail)); });
+  signals.start(**s);
+  auto r = (*s)->run();
+  if (!r) return fail_with(r.error());
+  say(fmt::format("\n{} after {} cycles in {:.1f} s: {} merged, {} rejected, {} conflicts resolved, {} contract "
+                  "violations, {} stalls, {} split, {} writes refused, {} tokens, cost {:.4f}",
+                  r->goal_met ? "goal met" : (r->stopped ? "stopped" : "ended"), r->cycles,
+                  static_cast<double>(r->elapsed.count()) / 1000.0, r->merged, r->rejected, r->conflicts_resolved,
+                  r->contract_violations, r->stalls, r->split, r->refused_writes,
+                  r->usage.input_tokens + r->usage.output_tokens, r->cost));
+  say("reason: " + r->reason);
+  return r->goal_met || r->stopped ? 0 : 2;
+}
+
+result<std::unique_ptr<store::store>> open_persistent(const runtime::swarm_config& c) {
+  if (c.store == "memory:")
+    return fail(error::invalid_argument,
+                "the configuration's store is \"memory:\", which lives only inside a run; use \"file:DIR\" to look at "
+                "a board from outside");
+  return runtime::open_store(c.store);
+}
+
+int cmd_status(const args& a) {
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  auto s = open_persistent(*c);
+  if (!s) return fail_with(s.error());
+  board::task_board b(**s);
+  auto tasks = b.list();
+  if (!tasks) return fail_with(tasks.error());
+  std::map<std::string, int> by_state;
+  for (const auto& t : *tasks) ++by_state[std::string(to_string(t.state))];
+  std::cout << tasks->size() << " tasks:";
+  for (const auto& [k, n] : by_state) std::cout << " " << n << " " << k;
+  std::cout << "\n";
+  for (const auto& t : *tasks)
+    std::cout << fmt::format("  {:<11} {:<24} {}{}\n", to_string(t.state), t.id.str(), t.title,
+                             t.claimed_by && t.state == board::task_state::claimed ? " (" + t.claimed_by->str() + ")" : "");
+  return 0;
+}
+
+int cmd_task_show(const args& a) {
+  if (a.words.size() < 3) return usage(std::cerr, 2);
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  auto s = open_persistent(*c);
+  if (!s) return fail_with(s.error());
+  board::task_board b(**s);
+  auto t = b.get(task_id{a.words[2]});
+  if (!t) return fail_with(t.error());
+  if (!*t) return fail_with(fail(error::not_found, fmt::format("no task '{}' on the board", a.words[2])));
+  std::cout << json::serialize(board::to_json_value(**t)) << "\n";
+  return 0;
+}
+
+int cmd_gate_submit(const args& a) {
+  if (a.words.size() < 3) return usage(std::cerr, 2);
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  auto repo = git::repository::open(c->repository);
+  if (!repo) return fail_with(repo.error());
+  auto head = repo->resolve(a.words[2]);
+  if (!head) return fail_with(head.error());
+  auto tip = repo->resolve(c->branch);
+  if (!tip) return fail_with(tip.error());
+  auto base = repo->merge_base(*head, *tip);
+  if (!base) return fail_with(base.error());
+  if (!*base)
+    return fail_with(fail(error::invalid_argument,
+                          fmt::format("'{}' shares no history with {}", a.words[2], c->branch)));
+  auto s = runtime::open_store(c->store);
+  if (!s) return fail_with(s.error());
+  auto pool = git::worktree_pool::open(c->repository, {.root = c->worktrees, .slots = std::max<std::size_t>(c->slots, 1)});
+  if (!pool) return fail_with(pool.error());
+  std::optional<board::task_board> b;
+  gate::gate_options go{.branch = c->branch, .mode = c->gate_policy, .batch_size = c->batch_size, .deep_checks = c->deep_checks};
+  go.check.sandbox.mode = c->sandbox;
+  if (a.flags.count("--task")) {
+    b.emplace(**s);
+    go.board = &*b;
+  }
+  auto g = gate::merge_gate::open(c->repository, **s, **pool, go);
+  if (!g) return fail_with(g.error());
+  std::string id = fmt::format("cli-{}-{}", head->hex().substr(0, 12), std::time(nullptr));
+  gate::change ch{.id = id, .base = **base, .head = *head, .contract = c->contract, .checks = c->contract.acceptance_checks};
+  if (a.flags.count("--task")) ch.task = task_id{a.flags.at("--task")};
+  auto v = (*g)->submit(ch);
+  if (!v) return fail_with(v.error());
+  if (v->kind == gate::verdict_kind::queued) {
+    auto ran = (*g)->run_until_empty();
+    if (!ran) return fail_with(ran.error());
+    auto final_v = (*g)->verdict(id);
+    if (!final_v) return fail_with(final_v.error());
+    if (*final_v) v = **final_v;
+  }
+  std::cout << fmt::format("{}: {}{}\n", id, to_string(v->kind), v->detail.empty() ? "" : " - " + v->detail);
+  if (!v->contract.ok()) std::cout << v->contract.summary() << "\n";
+  for (const auto& chk : v->checks) std::cout << fmt::format("  check '{}': {}\n", chk.command, chk.outcome());
+  if (v->merged_as) std::cout << c->branch << " is now " << v->merged_as->hex() << "\n";
+  return v->kind == gate::verdict_kind::merged ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto a = parse(argc, argv);
+  if (!a) return fail_with(a.error());
+  if (a->words.empty() || a->flags.count("--help")) return usage(a->words.empty() ? std::cerr : std::cout, a->words.empty() ? 2 : 0);
+  const auto& w = a->words;
+  if (w[0] == "init") return cmd_init(*a);
+  if (w[0] == "run") return cmd_run(*a);
+  if (w[0] == "status") return cmd_status(*a);
+  if (w[0] == "task" && w.size() >= 2 && w[1] == "show") return cmd_task_show(*a);
+  if (w[0] == "gate" && w.size() >= 2 && w[1] == "submit") return cmd_gate_submit(*a);
+  std::cerr << "agentcore: unknown command '" << w[0] << "'\n";
+  return usage(std::cerr, 2);
+}
