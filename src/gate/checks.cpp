@@ -318,6 +318,29 @@ result<check_result> run_check(std::string_view command, const check_options& op
   return out;
 }
 
+std::shared_ptr<check> make_check(std::string name,
+                                  std::function<result<check_result>(const std::filesystem::path&, const check_options&)> fn) {
+  class function_check final : public check {
+  public:
+    function_check(std::string n, decltype(fn) f) : name_(std::move(n)), fn_(std::move(f)) {}
+    std::string name() const override { return name_; }
+    result<check_result> run(const std::filesystem::path& wt, const check_options& o) override {
+      try {
+        auto r = fn_(wt, o);
+        if (r) r->command = name_;
+        return r;
+      } catch (const std::exception& e) {  // a host's exception is an error here, never unwound through the gate
+        return fail(error::io_error, fmt::format("gate: the check '{}' threw: {}", name_, e.what()));
+      }
+    }
+
+  private:
+    std::string name_;
+    decltype(fn) fn_;
+  };
+  return std::make_shared<function_check>(std::move(name), std::move(fn));
+}
+
 void tag_invoke(json::value_from_tag, json::value& v, const check_result& r) {
   v = {{"command", r.command},          {"exit_code", r.exit_code},   {"timed_out", r.timed_out},
        {"duration_ms", r.duration.count()}, {"output_bytes", r.output_bytes}, {"truncated", r.truncated},

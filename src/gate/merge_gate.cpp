@@ -299,21 +299,30 @@ public:
     return v;
   }
 
-  result<std::vector<check_result>> run_checks(const std::vector<std::string>& commands, const git::oid& at, bool& passed) {
+  result<std::vector<check_result>> run_checks(const std::vector<std::string>& commands, const git::oid& at, bool& passed,
+                                               const std::vector<std::shared_ptr<check>>& host = {}) {
     passed = true;
     std::vector<check_result> out;
-    if (commands.empty()) return out;
+    if (commands.empty() && host.empty()) return out;
     auto wt = pool_.acquire(at, std::chrono::minutes(10));
     if (!wt) return wt.error();
-    for (const auto& cmd : commands) {
-      if (lease_) (void)store_.keep_alive(lease_);  // a long run of checks keeps the queue's leadership
-      check_options o = options_.check;
-      o.working_directory = wt->path();
-      auto r = run_check(cmd, o);
+    auto record = [&](result<check_result> r) -> error_info {
       if (!r) return r.error();
       passed = passed && r->passed();
       out.push_back(std::move(*r));
-      if (!passed) break;  // later checks would only repeat the bad news
+      return {};
+    };
+    check_options o = options_.check;
+    o.working_directory = wt->path();
+    for (const auto& cmd : commands) {
+      if (lease_) (void)store_.keep_alive(lease_);  // a long run of checks keeps the queue's leadership
+      if (auto e = record(run_check(cmd, o))) return e;
+      if (!passed) return out;  // later checks would only repeat the bad news
+    }
+    for (const auto& h : host) {
+      if (lease_) (void)store_.keep_alive(lease_);
+      if (auto e = record(h->run(wt->path(), o))) return e;
+      if (!passed) return out;
     }
     return out;
   }
@@ -359,7 +368,7 @@ public:
       return decide(c, std::move(v));
     }
     bool passed = false;
-    auto checks = run_checks(c.checks, c.head, passed);
+    auto checks = run_checks(c.checks, c.head, passed, options_.host_fast_checks);
     if (!checks) return decide(c, {c.id, verdict_kind::error, checks.error().message()});
     if (!c.checks.empty()) step("fast_checks", {c.id}, passed ? "passed" : "failed");
     v.checks = std::move(*checks);
@@ -584,9 +593,9 @@ public:
       if (chain->empty()) return {};
       step("merged_in_memory", ids(*chain), chain->back().commit.hex());
       bool passed = false;
-      auto checks = run_checks(options_.deep_checks, chain->back().commit, passed);
+      auto checks = run_checks(options_.deep_checks, chain->back().commit, passed, options_.host_deep_checks);
       if (!checks) return checks.error();
-      if (!options_.deep_checks.empty()) step("deep_checks", ids(*chain), passed ? "passed" : "failed");
+      if (!options_.deep_checks.empty() || !options_.host_deep_checks.empty()) step("deep_checks", ids(*chain), passed ? "passed" : "failed");
       if (passed) {
         auto moved = advance(**tip, *chain, out, false);
         if (!moved) return moved.error();
@@ -645,7 +654,7 @@ public:
       auto since = store_.range(since_green_prefix());
       if (!since) return since.error();
       bool passed = false;
-      auto checks = run_checks(options_.deep_checks, *tip, passed);
+      auto checks = run_checks(options_.deep_checks, *tip, passed, options_.host_deep_checks);
       if (!checks) return checks.error();
       if (passed) {
         store::txn x;
@@ -662,7 +671,7 @@ public:
         auto at = git::oid::from_hex(since->kvs[mid].value);
         if (!at) return at.error();
         bool ok = false;
-        auto c = run_checks(options_.deep_checks, *at, ok);
+        auto c = run_checks(options_.deep_checks, *at, ok, options_.host_deep_checks);
         if (!c) return c.error();
         if (ok) lo = mid + 1;
         else hi = mid;

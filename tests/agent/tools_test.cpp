@@ -236,7 +236,9 @@ TEST_CASE("agent.tools.hostile.regular_expressions") {
   b.refused(b.run("search", b.args({{"pattern", "(unclosed"}})), "not a valid regular expression");
   b.refused(b.run("search", b.args({{"pattern", ""}})), "empty");
   // Catastrophic backtracking: bounded by Boost.Regex, answered, not a crash or a hang.
-  test::write_text(b.wt / "src/evil.txt", std::string(30000, 'a') + "!\n");
+  std::string evil(30000, 'a');
+  evil += "!\n";
+  test::write_text(b.wt / "src/evil.txt", evil);
   auto t0 = std::chrono::steady_clock::now();
   auto out = b.run("search", b.args({{"pattern", "(a|aa)+$"}, {"path", "src/evil.txt"}}));
   CHECK(std::chrono::steady_clock::now() - t0 < 30s);

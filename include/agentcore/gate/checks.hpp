@@ -20,6 +20,7 @@
 #include <functional>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,5 +101,21 @@ struct check_result {
 result<check_result> run_check(std::string_view command, const check_options& options);
 
 void tag_invoke(json::value_from_tag, json::value& v, const check_result& r);
+
+/// A check over a worktree: the extension point for checks that are not a
+/// shell command (a linter linked into the host, a call to a review service).
+/// A failing check is a check_result that did not pass; an error means it
+/// could not run at all. Runs on the gate's thread, blocking.
+class check {
+public:
+  virtual ~check() = default;
+  /// Shown as the check_result's command: "license headers", "api review".
+  virtual std::string name() const = 0;
+  virtual result<check_result> run(const std::filesystem::path& worktree, const check_options& limits) = 0;
+};
+
+/// A check from a function.
+std::shared_ptr<check> make_check(std::string name,
+                                  std::function<result<check_result>(const std::filesystem::path&, const check_options&)> fn);
 
 }  // namespace agentcore::gate

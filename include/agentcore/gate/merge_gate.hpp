@@ -48,6 +48,9 @@ struct gate_options {
   std::size_t batch_size = 8;
   std::size_t optimistic_every = 10;      ///< deep checks after this many optimistic merges
   std::vector<std::string> deep_checks;   ///< run on the merged result (none: always pass)
+  /// The host's own checks (checks.hpp), run after the commands: with every
+  /// change's fast checks, and with the deep checks.
+  std::vector<std::shared_ptr<gate::check>> host_fast_checks, host_deep_checks;
   check_options check;                    ///< limits for every check (working_directory is set per run)
   std::string prefix = "gate/";           ///< store key prefix
   git::signature committer{"agentcore gate", "gate@agentcore.invalid", 0, 0};
