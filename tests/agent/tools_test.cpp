@@ -145,7 +145,9 @@ TEST_CASE("agent.tools.hostile.huge_and_binary_content") {
   CHECK(shown.content.find('\0') == std::string::npos);
   b.refused(b.run("edit_file", b.args({{"path", "src/image.png"}, {"old_text", "PNG"}, {"new_text", "GIF"}})), "binary");
   // A very long line is cut in the answer, not sent whole.
-  test::write_text(b.wt / "src/long.txt", std::string(50000, 'y') + "\nend\n");
+  std::string long_text(50000, 'y');
+  long_text += "\nend\n";
+  test::write_text(b.wt / "src/long.txt", long_text);
   auto long_line = b.run("read_file", b.args({{"path", "src/long.txt"}}));
   CHECK(long_line.content.size() < 5000);
   CHECK(long_line.content.find("line cut") != std::string::npos);
