@@ -50,5 +50,7 @@ std::vector<figure> run_store(const run_options& options);
 std::vector<figure> run_gate(const run_options& options);
 /// One run of the model area (the HTTP client against a local server). Throws `failure`.
 std::vector<figure> run_model(const run_options& options);
+/// One run of the swarm area (task lifecycles through the runtime, idle workers, lost tasks). Throws `failure`.
+std::vector<figure> run_swarm(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -4,6 +4,7 @@
 //   agentcore-bench store --json --quick  # one JSON object on stdout (CI smoke test)
 //   agentcore-bench gate --json           # the merge gate against git and libgit2
 //   agentcore-bench model --json          # the HTTP model client against a local server
+//   agentcore-bench swarm --json          # task lifecycles through the swarm runtime
 //
 // Each area (`store`, `gate`) is run --runs times and every figure is
 // reported as its median over the runs: one slow run (another build on the
@@ -45,6 +46,8 @@ const std::vector<area>& areas() {
        bench::run_gate},
       {"model", "OpenAI-compatible client against a local server: overhead per request, concurrent streams",
        bench::run_model},
+      {"swarm", "task lifecycles through the runtime on a 20k-file repo, memory per idle worker, lost tasks",
+       bench::run_swarm},
   };
   return all;
 }

@@ -253,6 +253,7 @@ tool_output run_command(const tools_options& o, const json::object& args, tool_c
   co.stdin_data.clear();
   co.on_stdout = nullptr;
   auto before = ctx.workspace.fingerprint();
+  ctx.workspace.note_untracked_change();  // whatever the fingerprint says: a command may change anything
   auto r = gate::run_check(*command, co);
   if (!r) return refusal(r.error());
   if (ctx.workspace.fingerprint() != before) ctx.workspace.note_change();

@@ -142,6 +142,7 @@ struct workspace::impl {
   mutable std::optional<git::repository> repo;
   mutable bool repo_tried = false;
   std::uint64_t changes = 0;
+  bool untracked = false;
   std::vector<std::string> written;
   std::mt19937_64 rng{std::random_device{}()};
 
@@ -227,6 +228,8 @@ const workspace_options& workspace::options() const noexcept { return impl_->opt
 std::uint64_t workspace::changes() const noexcept { return impl_->changes; }
 void workspace::note_change() noexcept { ++impl_->changes; }
 const std::vector<std::string>& workspace::written() const noexcept { return impl_->written; }
+void workspace::note_untracked_change() noexcept { impl_->untracked = true; }
+bool workspace::untracked_changes() const noexcept { return impl_->untracked; }
 
 result<std::string> workspace::relative(std::string_view given) const {
   std::string_view p = given;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
+#include <set>
 #include <unistd.h>
 
 namespace agentcore::git {
@@ -26,6 +27,9 @@ struct detail::slot {
   std::optional<repository> repo;  // the linked worktree, opened on its directory
   oid base, head;
   std::optional<oid> merging;  // merge_in's other parent, until the next commit
+  // The only paths changed since the slot was lent, when the borrower said so
+  // (only_changed); unknown otherwise, and then every file is looked at.
+  std::optional<std::set<std::string>> touched;
   bool created = false;
   bool busy = false;
 };
@@ -107,7 +111,50 @@ void remove_file(const fs::path& root, const fs::path& file) {
 
 /// Resets a slot's files and index to its HEAD, removing untracked and
 /// ignored files; cheap when nothing changed (one status scan).
+// Puts the declared paths back as the slot's head has them (the cheap clean).
+error_info restore_touched(slot& s) {
+  auto& impl = repository_access::of(*s.repo);
+  auto tree = s.repo->commit_tree(s.head);
+  if (!tree) return tree.error();
+  git_index* raw_index = nullptr;
+  if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
+  handle<git_index, git_index_free> index(raw_index);
+  for (const auto& path : *s.touched) {
+    if (!contract::check_relative_path(path).empty()) continue;  // never a path outside the slot
+    auto e = s.repo->entry_at(*tree, path);
+    if (!e) return e.error();
+    if (!*e || (*e)->mode == file_mode::tree) {
+      std::error_code ec;
+      auto st = fs::symlink_status(s.path / path, ec);
+      if (fs::is_directory(st)) fs::remove_all(s.path / path, ec);
+      remove_file(s.path, s.path / path);
+      git_index_remove_bypath(index.get(), path.c_str());
+      if (*e) return fail(error::invalid_argument, fmt::format("git: '{}' is a directory in the slot's head", path));
+      continue;
+    }
+    std::string content;
+    if ((*e)->mode != file_mode::commit) {
+      auto b = impl.lookup_blob((*e)->id);
+      if (!b) return b.error();
+      content.assign(static_cast<const char*>(git_blob_rawcontent(b->get())),
+                     static_cast<std::size_t>(git_blob_rawsize(b->get())));
+    }
+    if (auto w = write_file(s.path / path, content, (*e)->mode)) return w;
+    if ((*e)->mode != file_mode::commit)
+      if (int rc = git_index_add_bypath(index.get(), path.c_str()); rc < 0)
+        return last_error(rc, fmt::format("index '{}'", path));
+  }
+  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  return {};
+}
+
 error_info clean(slot& s) {
+  if (s.touched && !s.merging) {
+    auto e = restore_touched(s);
+    s.touched.reset();
+    return e;
+  }
+  s.touched.reset();
   if (s.merging) {
     // Half a merge: forget it (MERGE_HEAD and friends) and reset everything.
     git_repository_state_cleanup(raw(*s.repo));
@@ -262,13 +309,26 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
   git_index* raw_index = nullptr;
   if (int rc = git_repository_index(&raw_index, raw(r)); rc < 0) return last_error(rc, "open the slot's index");
   handle<git_index, git_index_free> index(raw_index);
-  char star[] = "*";
-  char* patterns[] = {star};
-  git_strarray spec{patterns, 1};
-  if (int rc = git_index_add_all(index.get(), &spec, GIT_INDEX_ADD_DEFAULT, nullptr, nullptr); rc < 0)
-    return last_error(rc, "stage the worktree's changes");
-  if (int rc = git_index_update_all(index.get(), &spec, nullptr, nullptr); rc < 0)
-    return last_error(rc, "stage the worktree's deletions");
+  if (slot_->touched && !slot_->merging) {
+    // Only the declared paths changed: stage those, without a look at the rest.
+    for (const auto& path : *slot_->touched) {
+      if (auto why = contract::check_relative_path(path); !why.empty())
+        return fail(error::invalid_argument, fmt::format("git: only_changed path refused: {}", why));
+      std::error_code ec;
+      auto st = fs::symlink_status(slot_->path / path, ec);
+      int rc = fs::exists(st) ? git_index_add_bypath(index.get(), path.c_str())
+                              : git_index_remove_bypath(index.get(), path.c_str());
+      if (rc < 0) return last_error(rc, fmt::format("stage '{}'", path));
+    }
+  } else {
+    char star[] = "*";
+    char* patterns[] = {star};
+    git_strarray spec{patterns, 1};
+    if (int rc = git_index_add_all(index.get(), &spec, GIT_INDEX_ADD_DEFAULT, nullptr, nullptr); rc < 0)
+      return last_error(rc, "stage the worktree's changes");
+    if (int rc = git_index_update_all(index.get(), &spec, nullptr, nullptr); rc < 0)
+      return last_error(rc, "stage the worktree's deletions");
+  }
   if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
   git_oid tree;
   if (int rc = git_index_write_tree(&tree, index.get()); rc < 0) return last_error(rc, "write the worktree's tree");
@@ -287,6 +347,13 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
   slot_->head = *c;
   return *c;
 }
+
+void worktree::only_changed(std::vector<std::string> paths) {
+  if (!slot_->touched) slot_->touched.emplace();
+  slot_->touched->insert(std::make_move_iterator(paths.begin()), std::make_move_iterator(paths.end()));
+}
+
+void worktree::anything_changed() { slot_->touched.reset(); }
 
 result<std::vector<std::string>> worktree::merge_in(const oid& other) {
   repository& r = *slot_->repo;
@@ -308,6 +375,7 @@ result<std::vector<std::string>> worktree::merge_in(const oid& other) {
   if (int rc = git_merge(raw(r), heads, 1, &mo, &co); rc < 0)
     return last_error(rc, fmt::format("merge {} into slot '{}'", other.hex(), slot_->path.string()));
   slot_->merging = other;
+  slot_->touched.reset();
   git_index* raw_index = nullptr;
   if (int rc = git_repository_index(&raw_index, raw(r)); rc < 0) return last_error(rc, "open the slot's index");
   handle<git_index, git_index_free> index(raw_index);

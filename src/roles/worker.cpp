@@ -378,6 +378,12 @@ struct worker::state : std::enable_shared_from_this<state> {
       // Commit, then check the change as the gate will.
       phase(t.id, "self_check");
       std::string message = fmt::format("task {}: {}\n\n{}", t.id.str(), t.title, out.summary);
+      // Every write went through the workspace and no command ran: the slot
+      // need only look at those paths (commit and clean-up cost follow the change).
+      if (ws && !ws->untracked_changes() && conflicted.empty() && rep.conflicts_resolved == 0)
+        wt->only_changed(ws->written());
+      else
+        wt->anything_changed();
       auto head = co_await offload(blocking(), [&] { return wt->commit_all(message, o.author); });
       if (!head) {
         (void)co_await release(t, rep, "committing the work failed: " + head.error().message());

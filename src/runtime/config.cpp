@@ -197,6 +197,13 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
       c.subsystems.push_back(std::move(sub));
     }
   }
+  if (auto* pl = r.get("planning")) {
+    if (!pl->is_object()) return bad("planning", "an object {\"max_open_tasks\", \"max_new_tasks\"}", *pl);
+    reader pr(pl->as_object(), "planning.");
+    AGENTCORE_CHECK(pr.count("max_open_tasks", c.max_open_tasks, 1, 1'000'000));
+    AGENTCORE_CHECK(pr.count("max_new_tasks", c.max_new_tasks, 1, 10'000));
+    AGENTCORE_CHECK(pr.unknown());
+  }
   if (auto* j = r.get("judge")) {
     if (!j->is_object()) return bad("judge", "an object {\"merges_per_cycle\", \"cycle_seconds\", \"max_cycles\", \"review\"}", *j);
     reader jr(j->as_object(), "judge.");
@@ -256,6 +263,7 @@ json::value to_json_value(const swarm_config& c) {
       {"gate", {{"policy", policy}, {"batch_size", c.batch_size}, {"deep_checks", arr(c.deep_checks)}}},
       {"contract", contract},
       {"subsystems", std::move(subs)},
+      {"planning", {{"max_open_tasks", c.max_open_tasks}, {"max_new_tasks", c.max_new_tasks}}},
       {"judge",
        {{"merges_per_cycle", c.merges_per_cycle},
         {"cycle_seconds", c.cycle_time.count()},
@@ -312,6 +320,9 @@ std::string commented_config(const swarm_config& c) {
   s += fmt::format("  \"contract\": {},\n", json::serialize(contract::to_json_value(c.contract)));
   s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
   s += fmt::format("  \"subsystems\": {},\n", json::serialize(to_json_value(c).as_object().at("subsystems")));
+  s += "  // Planners propose nothing while this many tasks are open, and at most max_new_tasks a round.\n";
+  s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}}},\n", c.max_open_tasks,
+                   c.max_new_tasks);
   s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n";
   s += fmt::format("  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}}},\n",
                    c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false");

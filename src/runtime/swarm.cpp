@@ -240,6 +240,8 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                 .branch = cfg.branch,
                                 .subsystems = cfg.subsystems,
                                 .default_contract = cfg.contract,
+                                .max_new_tasks = cfg.max_new_tasks,
+                                .max_open_tasks = cfg.max_open_tasks,
                                 .executor = strand,
                                 .blocking = blocking.get_executor(),
                                 .events = bus};

@@ -202,3 +202,46 @@ TEST_CASE("git.worktree_pool.a_slot_released_mid_merge_comes_back_clean") {
   check_clean_at(wt.path(), ours);
   CHECK(slurp(wt.path() / "f.txt") == "ours\n");
 }
+
+TEST_CASE("git.worktree_pool.only_changed_commits_and_cleans_just_the_declared_paths") {
+  git_fixture fx;
+  auto base = fx.commit(std::nullopt, {{"a.txt", file_spec{"a\n"}}, {"dir/b.txt", file_spec{"b\n"}}}, "base");
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, base, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+  git::signature sig{"w", "w@x", 0, 0};
+  git::oid head;
+  {
+    auto wt = pool->acquire(base).value();
+    spit(wt.path() / "a.txt", "a changed\n");
+    spit(wt.path() / "new/deep/c.txt", "c\n");
+    fs::remove(wt.path() / "dir/b.txt");
+    wt.only_changed({"a.txt", "new/deep/c.txt", "dir/b.txt"});
+    head = wt.commit_all("declared", sig).value();
+    auto d = fx.repo.diff(base, head).value();
+    REQUIRE(d.files.size() == 3);
+    // Written after the commit: the clean-up puts the declared paths back.
+    spit(wt.path() / "a.txt", "scribbled\n");
+    spit(wt.path() / "tmp/scratch.txt", "x\n");
+    wt.only_changed({"a.txt", "tmp/scratch.txt"});
+  }
+  auto wt = pool->acquire(head).value();
+  check_clean_at(wt.path(), head);
+  CHECK(slurp(wt.path() / "a.txt") == "a changed\n");
+  CHECK_FALSE(fs::exists(wt.path() / "tmp"));  // and the directories it leaves empty
+  // An undeclared change is not committed: the declaration is the borrower's word.
+  spit(wt.path() / "a.txt", "declared\n");
+  spit(wt.path() / "undeclared.txt", "u\n");
+  wt.only_changed({"a.txt"});
+  auto c2 = wt.commit_all("only a", sig).value();
+  auto d2 = fx.repo.diff(head, c2).value();
+  REQUIRE(d2.files.size() == 1);
+  CHECK(d2.files[0].path == "a.txt");
+  // Withdrawn, every file is looked at again.
+  wt.anything_changed();
+  auto c3 = wt.commit_all("the rest", sig).value();
+  auto d3 = fx.repo.diff(c2, c3).value();
+  REQUIRE(d3.files.size() == 1);
+  CHECK(d3.files[0].path == "undeclared.txt");
+}

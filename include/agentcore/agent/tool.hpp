@@ -38,6 +38,8 @@ struct tool_output {
 inline tool_output refusal(const error_info& e) { return {e.message(), true}; }
 
 /// What a tool may use while it runs. One per agent loop; tools run one at a time.
+/// A tool that changes files must do it through `workspace` (write()), or
+/// call workspace.note_untracked_change().
 struct tool_context {
   agent::workspace& workspace;
   /// Where blocking work runs (file system, processes). Default-constructed:

@@ -109,6 +109,11 @@ public:
   void note_change() noexcept;
   /// The paths written through write(), in order of first write.
   const std::vector<std::string>& written() const noexcept;
+  /// Says the worktree may have changed other than through write() (a
+  /// command ran): written() is then not the whole story. A tool that changes
+  /// files without write() must call it.
+  void note_untracked_change() noexcept;
+  bool untracked_changes() const noexcept;
 
 private:
   struct impl;

@@ -55,7 +55,18 @@ public:
 
   /// Stages every change in the worktree (honouring .gitignore) and commits it
   /// on top of head(). With nothing to commit, returns head() unchanged.
+  /// After only_changed(), only the declared paths are staged.
   result<oid> commit_all(std::string_view message, const signature& author);
+
+  /// Declares that since the slot was lent only these paths were changed
+  /// (written, created or deleted): commit_all and the clean-up on release
+  /// then touch those paths alone instead of looking at every file, so their
+  /// cost follows the change, not the repository. Only for a borrower that
+  /// knows (every write went through one place, no command ran); a wrong
+  /// declaration leaves the undeclared changes in the slot. Cumulative.
+  void only_changed(std::vector<std::string> paths);
+  /// Withdraws the declaration: every file is looked at again.
+  void anything_changed();
   /// Merges commit `other` (typically the branch's new tip) into the slot's
   /// files: what merges cleanly is merged, each conflicting file is written
   /// with git's conflict markers. Returns the conflicting paths (empty: a
