@@ -30,6 +30,7 @@ struct detail::slot {
   // The only paths changed since the slot was lent, when the borrower said so
   // (only_changed); unknown otherwise, and then every file is looked at.
   std::optional<std::set<std::string>> touched;
+  bool index_dirty = false;  // the in-memory index has changes the file does not (see commit_all)
   bool created = false;
   bool busy = false;
 };
@@ -144,8 +145,8 @@ error_info restore_touched(slot& s) {
       if (int rc = git_index_add_bypath(index.get(), path.c_str()); rc < 0)
         return last_error(rc, fmt::format("index '{}'", path));
   }
-  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
-  return {};
+  s.index_dirty = true;
+  return {};  // the index is written by the next prepare (see commit_all)
 }
 
 error_info clean(slot& s) {
@@ -165,6 +166,7 @@ error_info clean(slot& s) {
     co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
     if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
       return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
+    s.index_dirty = false;
   }
   git_status_options so = GIT_STATUS_OPTIONS_INIT;
   so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
@@ -198,6 +200,7 @@ error_info clean(slot& s) {
   co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
   if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
     return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
+  s.index_dirty = false;
   return {};
 }
 
@@ -205,6 +208,14 @@ error_info clean(slot& s) {
 error_info prepare(pool_state& st, slot& s, const oid& base) {
   if (s.head == base) {
     s.base = base;
+    if (s.index_dirty) {
+      // The slot is lent with an index that git itself would agree with.
+      git_index* raw_index = nullptr;
+      if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
+      handle<git_index, git_index_free> index(raw_index);
+      if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+      s.index_dirty = false;
+    }
     return {};
   }
   auto& impl = repository_access::of(*s.repo);
@@ -240,6 +251,7 @@ error_info prepare(pool_state& st, slot& s, const oid& base) {
         return last_error(rc, fmt::format("index '{}'", path));
   }
   if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  s.index_dirty = false;
   if (auto e = set_head(*s.repo, base)) return e;
   st.files_written += changes.size();
   s.head = base;
@@ -320,6 +332,10 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
                               : git_index_remove_bypath(index.get(), path.c_str());
       if (rc < 0) return last_error(rc, fmt::format("stage '{}'", path));
     }
+    // The index stays in memory (the slot's repository keeps it) until the
+    // next prepare writes it: writing 20,000 entries with their checksum is
+    // most of a small commit's cost. A crash before then is a stale index on
+    // disk, which the next open's full clean-up puts right.
   } else {
     char star[] = "*";
     char* patterns[] = {star};
@@ -329,7 +345,12 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
     if (int rc = git_index_update_all(index.get(), &spec, nullptr, nullptr); rc < 0)
       return last_error(rc, "stage the worktree's deletions");
   }
-  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  if (!slot_->touched || slot_->merging) {
+    if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+    slot_->index_dirty = false;
+  } else {
+    slot_->index_dirty = true;
+  }
   git_oid tree;
   if (int rc = git_index_write_tree(&tree, index.get()); rc < 0) return last_error(rc, "write the worktree's tree");
   auto head_tree = r.commit_tree(slot_->head);

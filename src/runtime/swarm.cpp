@@ -37,6 +37,7 @@ namespace {
 
 using detail::offload;
 using namespace std::chrono_literals;
+constexpr auto plan_interval = std::chrono::seconds(1);
 
 bool is_open(board::task_state s) {
   using enum board::task_state;
@@ -114,7 +115,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::atomic<bool> stopping{false};
   bool finished = false;
   bool need_plan = true;
+  bool worker_went_idle = false;  // since the last planning round
+  std::chrono::steady_clock::time_point last_plan{};
   std::size_t worker_tokens = 1;  // workers that may hold a task (and so a slot) at once
+  std::size_t total_tokens = 1;
   std::deque<std::shared_ptr<asio::steady_timer>> token_waiters;
   std::list<std::shared_ptr<asio::steady_timer>> idle_waiters;
   std::shared_ptr<asio::steady_timer> wake_main, wake_gate;
@@ -196,6 +200,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
         continue;
       }
       if (r->result == roles::work_result::idle) {
+        if (!worker_went_idle) {
+          worker_went_idle = true;
+          if (need_plan) poke_main();
+        }
         auto t = std::make_shared<asio::steady_timer>(strand, idle);
         idle_waiters.push_back(t);
         boost::system::error_code ec;
@@ -286,8 +294,13 @@ struct swarm::state : std::enable_shared_from_this<state> {
         report.reason = "stopped";
         break;
       }
-      if (need_plan) {
+      // Planning rounds: when tasks finish, at most one a second unless a
+      // worker found nothing to do (each round reads the whole board).
+      auto since = std::chrono::steady_clock::now() - last_plan;
+      if (need_plan && (since >= plan_interval || worker_went_idle)) {
         need_plan = false;
+        worker_went_idle = false;
+        last_plan = std::chrono::steady_clock::now();
         std::size_t proposed = 0;
         for (auto& p : planners) {
           auto r = co_await p->async_plan(asio::use_awaitable);
@@ -304,11 +317,15 @@ struct swarm::state : std::enable_shared_from_this<state> {
           poke_workers();
         }
       }
-      // Cycle's end: the judge's count, or a board with nothing left on it.
-      auto open = co_await open_tasks();
-      if (!open) co_return open.error();
-      auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
-      bool drained = *open == 0 && queued && *queued == 0;
+      // Cycle's end: the judge's count, or a board with nothing left on it
+      // (looked at only while no worker holds a task).
+      bool drained = false;
+      if (worker_tokens == total_tokens) {
+        auto open = co_await open_tasks();
+        if (!open) co_return open.error();
+        auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
+        drained = *open == 0 && queued && *queued == 0;
+      }
       if (judge->cycle_over() || drained) {
         if (drained && judge->current().merged == 0 && judge->current().rejected == 0 && ++empty_drains > 1) {
           report.reason = "nothing left to do: the planners propose no more tasks";
@@ -455,7 +472,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   }
 
   // Slots: workers take one each while they hold a task; the gate and the judge keep theirs.
-  s->worker_tokens = c.slots > 2 ? c.slots - 2 : 1;
+  s->worker_tokens = s->total_tokens = c.slots > 2 ? c.slots - 2 : 1;
   for (std::size_t i = 0; i < c.workers; ++i) {
     roles::worker_options wo{.id = worker_id(fmt::format("w{}", i + 1)),
                              .branch = c.branch,
