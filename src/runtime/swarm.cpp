@@ -121,6 +121,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::size_t total_tokens = 1;
   std::deque<std::shared_ptr<asio::steady_timer>> token_waiters;
   std::list<std::shared_ptr<asio::steady_timer>> idle_waiters;
+  std::list<std::shared_ptr<asio::steady_timer>> backoff_waiters;  // cut short only by stop
   std::shared_ptr<asio::steady_timer> wake_main, wake_gate;
   std::size_t loops_running = 0;
   swarm_report report;
@@ -184,6 +185,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
     auto self = shared_from_this();
     ++loops_running;
     auto idle = 20ms;
+    std::chrono::milliseconds release_backoff = 1s;
     while (!stopping && !finished) {
       if (!co_await take_token()) break;
       if (stopping || finished) {
@@ -213,7 +215,20 @@ struct swarm::state : std::enable_shared_from_this<state> {
         continue;
       }
       idle = 20ms;
-      using enum roles::work_result;
+      if (r->result == roles::work_result::released) {
+        // Handed back untouched (the model failed, no slot): the next try
+        // would likely fail the same way; wait before it, longer each time.
+        publish("error", fmt::format("worker '{}' released {}: {}", w.options().id.str(),
+                                     r->task ? r->task->str() : "", r->detail));
+        auto t = std::make_shared<asio::steady_timer>(strand, release_backoff);
+        backoff_waiters.push_back(t);
+        boost::system::error_code ec;
+        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        backoff_waiters.remove(t);
+        release_backoff = std::min<std::chrono::milliseconds>(release_backoff * 2, 30s);
+      } else {
+        release_backoff = 1s;
+      }
       report.conflicts_resolved += static_cast<std::size_t>(r->conflicts_resolved);
       report.usage += r->usage;
       report.cost += r->cost;
@@ -363,6 +378,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
     token_waiters.clear();
     for (auto& t : idle_waiters) t->cancel();
     idle_waiters.clear();
+    for (auto& t : backoff_waiters) t->cancel();
     if (wake_gate) wake_gate->cancel();
     while (loops_running > 0) co_await sleep(wake_main, 50ms);
     finished = true;

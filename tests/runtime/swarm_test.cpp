@@ -166,3 +166,36 @@ TEST_CASE("runtime.swarm.stop_releases_claims_and_ends_the_run") {
   CHECK(r2->goal_met);
   CHECK(r2->tasks_by_state["merged"] == 2);
 }
+
+TEST_CASE("runtime.swarm.a_failing_model_is_backed_off_not_spun_on") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto broken = std::make_shared<test::scripted_client>([](const model::request&, int) -> std::optional<model::result_type> {
+    return model::result_type(model::fail(model::error::unavailable, "scripted: the API is down"));
+  });
+  std::atomic<int> errors{0};
+  event_bus bus;
+  auto sub = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
+    if (e.what == "error" && e.detail.find("the API is down") != std::string::npos) ++errors;
+  });
+  auto s = runtime::swarm::create(f.config(), {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                                 return role == "planner" ? std::shared_ptr<model::client>(planner) : broken;
+                                               },
+                                               .events = &bus});
+  REQUIRE(s.has_value());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(1500ms);
+    (*s)->stop();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = (*s)->run();
+  stopper.join();
+  REQUIRE(r.has_value());
+  CHECK(r->stopped);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);  // the back-off does not hold up stopping
+  // Two workers, each tried, failed, and waited (1 s, then 2 s): a handful of calls, not thousands.
+  CHECK(broken->requests().size() >= 2);
+  CHECK(broken->requests().size() <= 8);
+  CHECK(errors >= 2);  // and each failure was said, with the model's words
+  CHECK(r->tasks_by_state["ready"] == 2);
+}
