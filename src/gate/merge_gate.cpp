@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <mutex>
+#include <thread>
 #include <unistd.h>
 
 namespace agentcore::gate {
@@ -718,6 +719,14 @@ public:
     if (!items) return items.error();
     std::vector<change_verdict> out;
     if (items->empty()) return out;
+    if (options_.mode == policy::batch && options_.batch_wait.count() > 0 && items->size() < take) {
+      // Not full yet: wait for company until the oldest has waited batch_wait.
+      auto now = std::chrono::steady_clock::now();
+      auto oldest = now;
+      for (const auto& it : *items) oldest = std::min(oldest, first_seen_.try_emplace(it.c.id, now).first->second);
+      if (now - oldest < options_.batch_wait) return out;
+    }
+    for (const auto& it : *items) first_seen_.erase(it.c.id);
     if (options_.mode == policy::optimistic) {
       if (auto r = land_optimistic(std::move(items->front()), out); !r) return r.error();
     } else {
@@ -770,6 +779,7 @@ public:
   std::string root_;
   std::string instance_;
   store::lease_id lease_ = 0;  // run_mutex_
+  std::map<std::string, std::chrono::steady_clock::time_point> first_seen_;  // run_mutex_: for batch_wait
 };
 
 result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path& repository, store::store& s,
@@ -797,6 +807,8 @@ result<std::vector<change_verdict>> merge_gate::run_until_empty() {
       auto left = queued();
       if (!left) return left.error();
       if (*left == 0) return all;
+      // A batch waiting for company (batch_wait): look again shortly.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     for (auto& v : *r) all.push_back(std::move(v));
   }

@@ -108,7 +108,10 @@ result<std::shared_ptr<client>> make_replay(std::string_view path, const client_
   if (*match) {
     if (**match == "role_and_turn") ro.by = replay_options::match::role_and_turn;
     else if (**match == "request_hash") ro.by = replay_options::match::request_hash;
-    else return bad_option(spec, "match", fmt::format("is '{}'; use 'role_and_turn' or 'request_hash'", **match));
+    else if (**match == "task_and_turn") ro.by = replay_options::match::task_and_turn;
+    else
+      return bad_option(spec, "match",
+                        fmt::format("is '{}'; use 'role_and_turn', 'task_and_turn' or 'request_hash'", **match));
   }
   auto c = replay_client::open(std::filesystem::path(path), ro);
   if (!c) return c.error();

@@ -142,6 +142,7 @@ replay_client::replay_client(std::filesystem::path path, replay_options options,
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     by_turn_.emplace(std::pair{entries_[i].role, entries_[i].turn}, i);
     by_hash_[entries_[i].hash].push_back(i);
+    by_task_[{entries_[i].role, entries_[i].req.tags.task}].push_back(i);
   }
 }
 
@@ -162,6 +163,14 @@ result_type replay_client::answer(const request& req) {
       return entries_[it->second].resp;
     }
     why = fmt::format("no answer for role '{}' turn {}", req.tags.role, turn);
+  } else if (options_.by == replay_options::match::task_and_turn) {
+    std::pair key{req.tags.role, req.tags.task};
+    auto& used = task_used_[key];
+    if (auto it = by_task_.find(key); it != by_task_.end() && used < it->second.size()) {
+      ++given_;
+      return entries_[it->second[used++]].resp;
+    }
+    why = fmt::format("no answer for role '{}' task '{}' turn {}", req.tags.role, req.tags.task, used);
   } else {
     auto hash = request_hash(req);
     if (auto it = by_hash_.find(hash); it != by_hash_.end()) {

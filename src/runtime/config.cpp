@@ -202,6 +202,11 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     reader pr(pl->as_object(), "planning.");
     AGENTCORE_CHECK(pr.count("max_open_tasks", c.max_open_tasks, 1, 1'000'000));
     AGENTCORE_CHECK(pr.count("max_new_tasks", c.max_new_tasks, 1, 10'000));
+    std::string when;
+    AGENTCORE_CHECK(pr.str("when", when));
+    if (when == "finished" || when.empty()) c.plan_when = swarm_config::plan_schedule::finished;
+    else if (when == "drained") c.plan_when = swarm_config::plan_schedule::drained;
+    else return bad("planning.when", "\"finished\" or \"drained\"", json::value(when));
     AGENTCORE_CHECK(pr.unknown());
   }
   if (auto* j = r.get("judge")) {
@@ -263,7 +268,10 @@ json::value to_json_value(const swarm_config& c) {
       {"gate", {{"policy", policy}, {"batch_size", c.batch_size}, {"deep_checks", arr(c.deep_checks)}}},
       {"contract", contract},
       {"subsystems", std::move(subs)},
-      {"planning", {{"max_open_tasks", c.max_open_tasks}, {"max_new_tasks", c.max_new_tasks}}},
+      {"planning",
+       {{"max_open_tasks", c.max_open_tasks},
+        {"max_new_tasks", c.max_new_tasks},
+        {"when", c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished"}}},
       {"judge",
        {{"merges_per_cycle", c.merges_per_cycle},
         {"cycle_seconds", c.cycle_time.count()},
@@ -320,9 +328,11 @@ std::string commented_config(const swarm_config& c) {
   s += fmt::format("  \"contract\": {},\n", json::serialize(contract::to_json_value(c.contract)));
   s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
   s += fmt::format("  \"subsystems\": {},\n", json::serialize(to_json_value(c).as_object().at("subsystems")));
-  s += "  // Planners propose nothing while this many tasks are open, and at most max_new_tasks a round.\n";
-  s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}}},\n", c.max_open_tasks,
-                   c.max_new_tasks);
+  s += "  // Planners propose nothing while this many tasks are open, and at most max_new_tasks a round; they plan\n"
+       "  // when tasks finish (\"finished\") or in waves, when nothing is open (\"drained\": replays need this).\n";
+  s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}, \"when\": \"{}\"}},\n",
+                   c.max_open_tasks, c.max_new_tasks,
+                   c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished");
   s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n";
   s += fmt::format("  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}}},\n",
                    c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false");

@@ -303,6 +303,53 @@ struct swarm::state : std::enable_shared_from_this<state> {
     for (auto& w : workers) asio::co_spawn(strand, worker_loop(*w), asio::detached);
 
     std::size_t empty_drains = 0;
+    const bool waves = cfg.plan_when == swarm_config::plan_schedule::drained;
+    // One planning round over every planner; how many tasks they proposed.
+    auto plan = [&]() -> asio::awaitable<std::size_t> {
+      need_plan = false;
+      worker_went_idle = false;
+      last_plan = std::chrono::steady_clock::now();
+      std::size_t proposed = 0;
+      for (auto& p : planners) {
+        auto r = co_await p->async_plan(asio::use_awaitable);
+        if (!r) {
+          publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
+          continue;
+        }
+        proposed += r->proposed.size();
+        report.split += r->split.size();
+        report.usage += r->usage;
+      }
+      if (proposed > 0) {
+        empty_drains = 0;
+        poke_workers();
+      }
+      co_return proposed;
+    };
+    // Closes the judge's cycle; true when the run is over.
+    auto close_cycle = [&]() -> asio::awaitable<result<bool>> {
+      auto j = co_await judge->async_close_cycle(asio::use_awaitable);
+      if (!j) co_return result<bool>(boost::system::in_place_error, j.error());
+      ++report.cycles;
+      report.judgements.push_back(*j);
+      publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
+      if (j->verdict == roles::decision::stop) {
+        report.goal_met = j->goal_met;
+        report.reason = j->reason;
+        co_return true;
+      }
+      if (cfg.max_cycles > 0 && report.cycles >= cfg.max_cycles) {
+        report.reason = fmt::format("max_cycles ({}) reached", cfg.max_cycles);
+        co_return true;
+      }
+      if (j->verdict == roles::decision::restart) {
+        publish("restart", j->reason);
+        make_planners();  // from the repository's state, not from any history
+      }
+      need_plan = true;
+      co_return false;
+    };
+
     while (!finished) {
       if (stopping) {
         report.stopped = true;
@@ -312,28 +359,8 @@ struct swarm::state : std::enable_shared_from_this<state> {
       // Planning rounds: when tasks finish, at most one a second unless a
       // worker found nothing to do (each round reads the whole board).
       auto since = std::chrono::steady_clock::now() - last_plan;
-      if (need_plan && (since >= plan_interval || worker_went_idle)) {
-        need_plan = false;
-        worker_went_idle = false;
-        last_plan = std::chrono::steady_clock::now();
-        std::size_t proposed = 0;
-        for (auto& p : planners) {
-          auto r = co_await p->async_plan(asio::use_awaitable);
-          if (!r) {
-            publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
-            continue;
-          }
-          proposed += r->proposed.size();
-          report.split += r->split.size();
-          report.usage += r->usage;
-        }
-        if (proposed > 0) {
-          empty_drains = 0;
-          poke_workers();
-        }
-      }
-      // Cycle's end: the judge's count, or a board with nothing left on it
-      // (looked at only while no worker holds a task).
+      if (!waves && need_plan && (since >= plan_interval || worker_went_idle)) co_await plan();
+      // A board with nothing left on it (looked at only while no worker holds a task).
       bool drained = false;
       if (worker_tokens == total_tokens) {
         auto open = co_await open_tasks();
@@ -341,30 +368,29 @@ struct swarm::state : std::enable_shared_from_this<state> {
         auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
         drained = *open == 0 && queued && *queued == 0;
       }
+      auto now = judge->current();
+      bool activity = now.merged + now.rejected + now.abandoned > 0;
+      if (waves && drained) {
+        // A wave is over: it is a cycle for the judge, then the next wave is planned.
+        if (activity) {
+          auto over = co_await close_cycle();
+          if (!over) co_return over.error();
+          if (*over) break;
+          continue;
+        }
+        if (need_plan && co_await plan() > 0) continue;
+        report.reason = "nothing left to do: the planners propose no more tasks";
+        break;
+      }
+      // Cycle's end: the judge's count, or a drained board.
       if (judge->cycle_over() || drained) {
-        if (drained && judge->current().merged == 0 && judge->current().rejected == 0 && ++empty_drains > 1) {
+        if (drained && !activity && ++empty_drains > 1) {
           report.reason = "nothing left to do: the planners propose no more tasks";
           break;
         }
-        auto j = co_await judge->async_close_cycle(asio::use_awaitable);
-        if (!j) co_return j.error();
-        ++report.cycles;
-        report.judgements.push_back(*j);
-        publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
-        if (j->verdict == roles::decision::stop) {
-          report.goal_met = j->goal_met;
-          report.reason = j->reason;
-          break;
-        }
-        if (cfg.max_cycles > 0 && report.cycles >= cfg.max_cycles) {
-          report.reason = fmt::format("max_cycles ({}) reached", cfg.max_cycles);
-          break;
-        }
-        if (j->verdict == roles::decision::restart) {
-          publish("restart", j->reason);
-          make_planners();  // from the repository's state, not from any history
-        }
-        need_plan = true;
+        auto over = co_await close_cycle();
+        if (!over) co_return over.error();
+        if (*over) break;
         continue;
       }
       co_await sleep(wake_main, 250ms);

@@ -264,3 +264,28 @@ TEST_CASE("gate.a_corrupt_object_fails_that_change_alone") {
   CHECK(done["healthy"] == gate::verdict_kind::merged);
   CHECK(g->verdict("corrupt").value()->kind == gate::verdict_kind::error);
 }
+
+TEST_CASE("gate.batch_wait_gathers_changes_submitted_close_together") {
+  gate_fixture fx;
+  event_bus bus;
+  std::vector<gate::branch_moved> moves;
+  auto sub = bus.subscribe<gate::branch_moved>([&](const gate::branch_moved& m) { moves.push_back(m); });
+  auto g = fx.open_gate({.mode = gate::policy::batch, .batch_size = 4, .batch_wait = std::chrono::milliseconds(300),
+                         .events = &bus});
+  auto base = fx.main_tip();
+  submit_ok(*g, fx.make_change("w1", false, base));
+  CHECK(g->run_once().value().empty());  // alone and young: it waits for company
+  submit_ok(*g, fx.make_change("w2", false, base));
+  CHECK(g->run_once().value().empty());
+  auto t0 = std::chrono::steady_clock::now();
+  auto v = by_id(g->run_until_empty().value());  // lands both once the oldest has waited
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(v["w1"] == gate::verdict_kind::merged);
+  CHECK(v["w2"] == gate::verdict_kind::merged);
+  REQUIRE(moves.size() == 1);  // one batch, one move of main
+  CHECK(moves[0].changes.size() == 2);
+  // A full batch does not wait.
+  auto base2 = fx.main_tip();
+  for (std::string id : {"f1", "f2", "f3", "f4"}) submit_ok(*g, fx.make_change(id, false, base2));
+  CHECK(g->run_once().value().size() == 4);
+}

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 
 using namespace agentcore;
 using agentcore::test::temp_dir;
@@ -189,4 +190,36 @@ TEST_CASE("model.replay.bad_transcripts_are_clear_errors") {
   std::ifstream in(bad);
   std::string all((std::istreambuf_iterator<char>(in)), {});
   CHECK(all == "{not json\n");
+}
+
+TEST_CASE("model.replay.by_task_and_turn_for_concurrent_workers") {
+  temp_dir dir("replay");
+  auto path = dir / "run.jsonl";
+  auto live = std::make_shared<echo_client>();
+  auto for_task = [](std::string task, std::string text) {
+    auto r = ask("worker", std::move(text));
+    r.tags.task = std::move(task);
+    return r;
+  };
+  std::map<std::string, model::response> recorded;
+  {
+    auto rec = model::recorder::open(live, path).value();
+    // Two workers, their calls interleaved one way when recorded...
+    recorded["a0"] = rec->chat(for_task("a", "a first")).value();
+    recorded["b0"] = rec->chat(for_task("b", "b first")).value();
+    recorded["a1"] = rec->chat(for_task("a", "a second")).value();
+    recorded["b1"] = rec->chat(for_task("b", "b second")).value();
+  }
+  auto replay = model::replay_client::open(path, {.by = model::replay_options::match::task_and_turn}).value();
+  // ...and another way when replayed: each task still gets its own answers, in order.
+  CHECK(replay->chat(for_task("b", "b, asked first now")).value() == recorded["b0"]);
+  CHECK(replay->chat(for_task("b", "b again")).value() == recorded["b1"]);
+  CHECK(replay->chat(for_task("a", "a at last")).value() == recorded["a0"]);
+  CHECK(replay->chat(for_task("a", "a again")).value() == recorded["a1"]);
+  auto extra = replay->chat(for_task("a", "a third"));
+  REQUIRE_FALSE(extra.has_value());
+  CHECK(extra.error().message().find("role 'worker' task 'a' turn 2") != std::string::npos);
+  auto unknown = replay->chat(for_task("c", "c"));
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error().message().find("task 'c' turn 0") != std::string::npos);
 }

@@ -199,3 +199,34 @@ TEST_CASE("runtime.swarm.a_failing_model_is_backed_off_not_spun_on") {
   CHECK(errors >= 2);  // and each failure was said, with the model's words
   CHECK(r->tasks_by_state["ready"] == 2);
 }
+
+TEST_CASE("runtime.swarm.waves_plan_only_when_the_board_is_drained") {
+  swarm_fixture f;
+  std::atomic<int> open_when_asked{-1};
+  auto planner = std::make_shared<test::scripted_client>([&](const model::request& r, int turn) -> std::optional<model::result_type> {
+    auto snapshot = r.messages[0].text();
+    if (turn == 1) return test::text_answer(R"({"tasks":[{"id":"a","title":"Add a","description":"src/a.c"}]})");
+    if (turn == 2) {
+      // The first wave is over before the second is planned: a is merged, nothing is open.
+      CHECK(snapshot.find("# Open tasks\n(none)") != std::string::npos);
+      CHECK(snapshot.find("- a: Add a") != std::string::npos);
+      return test::text_answer(R"({"tasks":[{"id":"b","title":"Add b","description":"src/b.c"}]})");
+    }
+    return test::text_answer(R"({"tasks":[]})");
+  });
+  auto worker = file_writer();
+  auto cfg = f.config();
+  cfg.plan_when = runtime::swarm_config::plan_schedule::drained;
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->goal_met);
+  CHECK(r->cycles == 2);  // one per wave
+  CHECK(planner->requests().size() == 2);  // exactly one round per wave: replayable
+  REQUIRE(r->judgements.size() == 2);
+  CHECK(r->judgements[0].figures.merged == 1);
+  CHECK(r->judgements[1].figures.merged == 1);
+}

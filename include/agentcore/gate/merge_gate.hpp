@@ -46,6 +46,10 @@ struct gate_options {
   std::string branch = "refs/heads/main";
   policy mode = policy::serial;
   std::size_t batch_size = 8;
+  /// batch: a batch smaller than batch_size waits until its oldest change has
+  /// been queued this long (seen by this gate), so that changes submitted
+  /// close together land together. 0: take what is queued at once.
+  std::chrono::milliseconds batch_wait{0};
   std::size_t optimistic_every = 10;      ///< deep checks after this many optimistic merges
   std::vector<std::string> deep_checks;   ///< run on the merged result (none: always pass)
   /// The host's own checks (checks.hpp), run after the commands: with every

@@ -12,7 +12,8 @@
 // were answered; `hash` is FNV-1a 64 of the request's JSON without its tags.
 // Failed calls are not recorded. Matching by role and turn is deterministic
 // when a role's calls are sequential; when many agents share a role and call
-// at once, match by request hash (or give each agent its own role tag).
+// at once, match by task and turn (each task's calls are sequential) or by
+// request hash.
 #pragma once
 
 #include <agentcore/model/client.hpp>
@@ -38,6 +39,10 @@ struct replay_options {
     /// A call gets the answer recorded for the same request (same hash);
     /// the same request asked again gets the next answer recorded for it.
     request_hash,
+    /// The n-th call of a role for one task (tags.task) gets the n-th answer
+    /// recorded for that role and task, in transcript order: deterministic
+    /// when many workers run at once, since each task's calls are sequential.
+    task_and_turn,
   } by = match::role_and_turn;
 };
 
@@ -76,6 +81,8 @@ private:
   std::map<std::pair<std::string, std::uint64_t>, std::size_t> by_turn_;  // (role, turn) -> entry
   std::map<std::string, std::vector<std::size_t>> by_hash_;              // hash -> entries, in order
   std::map<std::string, std::size_t> hash_used_;
+  std::map<std::pair<std::string, std::string>, std::vector<std::size_t>> by_task_;  // (role, task) -> entries
+  std::map<std::pair<std::string, std::string>, std::size_t> task_used_;
   std::size_t given_ = 0;
 };
 

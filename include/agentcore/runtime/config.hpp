@@ -17,7 +17,7 @@
 //    "gate":{"policy":"batch", "batch_size":8, "deep_checks":["make test"]},
 //    "contract":{ a task contract (contract.hpp): the default for every task },
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
-//    "planning":{"max_open_tasks":32, "max_new_tasks":8},
+//    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
 //    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false},
 //    "lease_seconds":30, "sandbox":"automatic" | "required" | "off"}
 // Relative paths are relative to the directory the configuration came from.
@@ -65,6 +65,10 @@ struct swarm_config {
   std::vector<roles::subsystem> subsystems;
   std::size_t max_open_tasks = 32;  ///< planners propose nothing while this many tasks are open
   std::size_t max_new_tasks = 8;    ///< per planning round
+  /// When planners plan: `finished` (after tasks finish, at most once a
+  /// second, and when a worker is idle) or `drained` (in waves: only when no
+  /// task is open; each wave is a judge's cycle; deterministic, for replays).
+  enum class plan_schedule { finished, drained } plan_when = plan_schedule::finished;
   std::size_t merges_per_cycle = 10;
   std::chrono::seconds cycle_time{0};
   std::size_t max_cycles = 0;  ///< 0: until the goal is met or nothing is left
