@@ -6,7 +6,12 @@
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
 //
+//   agentcore demo [--dir DIR] [--model SPEC]
+//
 // The configuration defaults to ./agentcore.json.
+#include "demo_assets.hpp"
+
+#include <agentcore/agent/loop.hpp>
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/gate/merge_gate.hpp>
 #include <agentcore/git/repository.hpp>
@@ -19,6 +24,7 @@
 #include <boost/json/value_from.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <csignal>
 #include <pthread.h>
@@ -62,6 +68,7 @@ result<args> parse(int argc, char** argv) {
 int usage(std::ostream& out, int code) {
   out << "usage:\n"
          "  agentcore init [--repository PATH] [--config FILE] [--force]   write a commented configuration\n"
+         "  agentcore demo [--dir DIR] [--model SPEC]                      a sample project built by a swarm\n"
          "  agentcore run [--config FILE] [--model SPEC]                   run the swarm until its goal is met\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
@@ -151,16 +158,16 @@ private:
   std::thread thread_;
 };
 
-int cmd_run(const args& a) {
-  auto c = load_config(a);
-  if (!c) return fail_with(c.error());
-  if (a.flags.count("--model")) {
-    c->models.planner = a.flags.at("--model");
-    c->models.worker = a.flags.at("--model");
-  }
+// What a run did beyond the swarm's report, counted from the bus for the summary.
+struct run_counts {
+  std::atomic<int> bisects{0}, gate_rejections{0}, restarts{0};
+};
+
+// Creates and runs a swarm, printing progress lines as it goes; SIGINT stops it.
+result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, run_counts& counts) {
   signal_watch signals;
-  auto s = runtime::swarm::create(*c);
-  if (!s) return fail_with(s.error());
+  auto s = runtime::swarm::create(c);
+  if (!s) return s.error();
   auto& bus = (*s)->events();
   std::mutex out_mutex;
   auto say = [&](const std::string& line) {
@@ -172,19 +179,138 @@ int cmd_run(const args& a) {
         p.phase == "resolving" || p.phase == "released" || p.phase == "claim_lost")
       say(fmt::format("{:>6} {:<10} {}{}", p.worker, p.phase, p.task, p.detail.empty() ? "" : " - " + p.detail));
   });
-  auto swarm_events = bus.subscribe<runtime::swarm_event>(
-      [&](const runtime::swarm_event& e) { say(fmt::format("swarm  {:<10} {}", e.what, e.detail)); });
+  auto refusals = bus.subscribe<agent::tool_call_event>([&](const agent::tool_call_event& e) {
+    if (e.is_error && e.answer_head.find("not allowed by the task's contract") != std::string::npos)
+      say(fmt::format("  tool   refused    {} - {}", e.task, e.answer_head));
+  });
+  auto steps = bus.subscribe<gate::gate_step>([&](const gate::gate_step& e) {
+    if (e.step != "bisect") return;
+    ++counts.bisects;
+    say(fmt::format("  gate   bisect     {} - {}", fmt::join(e.changes, " "), e.detail));
+  });
+  auto verdicts = bus.subscribe<gate::gate_event>([&](const gate::gate_event& e) {
+    using enum gate::verdict_kind;
+    if (e.verdict.kind == merged || e.verdict.kind == queued) return;
+    if (e.verdict.kind != conflict) ++counts.gate_rejections;
+    say(fmt::format("  gate   {:<10} {} - {}", gate::to_string(e.verdict.kind), e.verdict.change_id,
+                    e.verdict.detail.substr(0, e.verdict.detail.find('\n'))));
+  });
+  auto swarm_events = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
+    if (e.what == "restart") ++counts.restarts;
+    say(fmt::format("swarm  {:<10} {}", e.what, e.detail));
+  });
   signals.start(**s);
-  auto r = (*s)->run();
+  return (*s)->run();
+}
+
+void print_summary(const runtime::swarm_report& r, const run_counts& counts) {
+  std::cout << fmt::format(
+      "\n{} after {} cycles in {:.1f} s: {} merged, {} rejected by the gate ({} batches bisected), {} conflicts "
+      "resolved, {} writes refused by the tool box, {} stalls, {} tasks split, {} judge restarts, {} tokens, "
+      "cost {:.4f}\n",
+      r.goal_met ? "goal met" : (r.stopped ? "stopped" : "ended"), r.cycles,
+      static_cast<double>(r.elapsed.count()) / 1000.0, r.merged, counts.gate_rejections.load(), counts.bisects.load(),
+      r.conflicts_resolved, r.refused_writes, r.stalls, r.split, counts.restarts.load(),
+      r.usage.input_tokens + r.usage.output_tokens, r.cost);
+  std::cout << "reason: " << r.reason << "\n";
+}
+
+int cmd_run(const args& a) {
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  if (a.flags.count("--model")) {
+    c->models.planner = a.flags.at("--model");
+    c->models.worker = a.flags.at("--model");
+  }
+  run_counts counts;
+  auto r = run_with_progress(*c, counts);
   if (!r) return fail_with(r.error());
-  say(fmt::format("\n{} after {} cycles in {:.1f} s: {} merged, {} rejected, {} conflicts resolved, {} contract "
-                  "violations, {} stalls, {} split, {} writes refused, {} tokens, cost {:.4f}",
-                  r->goal_met ? "goal met" : (r->stopped ? "stopped" : "ended"), r->cycles,
-                  static_cast<double>(r->elapsed.count()) / 1000.0, r->merged, r->rejected, r->conflicts_resolved,
-                  r->contract_violations, r->stalls, r->split, r->refused_writes,
-                  r->usage.input_tokens + r->usage.output_tokens, r->cost));
-  say("reason: " + r->reason);
+  print_summary(*r, counts);
   return r->goal_met || r->stopped ? 0 : 2;
+}
+
+// agentcore demo: a sample project (textkit, C, with a test suite and a goal
+// of six features), one planner, six workers, the batch gate and the judge,
+// on a file store, with a recorded transcript replayed (or a live model).
+int cmd_demo(const args& a) {
+  fs::path dir = a.flags.count("--dir") ? fs::path(a.flags.at("--dir"))
+                                        : fs::temp_directory_path() / fmt::format("agentcore-demo-{}", ::getpid());
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
+    return fail_with(fail(error::already_exists, fmt::format("'{}' exists and is not empty; name another with --dir",
+                                                             dir.string())));
+  fs::path repo_dir = dir / "textkit";
+  auto write = [&](const fs::path& p, std::string_view content) -> error_info {
+    fs::create_directories(p.parent_path(), ec);
+    std::ofstream out(p, std::ios::binary);
+    out << content;
+    if (!out) return fail(error::io_error, fmt::format("demo: cannot write '{}'", p.string()));
+    return {};
+  };
+  // The project, committed as main's first commit.
+  auto repo = git::repository::init(repo_dir);
+  if (!repo) return fail_with(repo.error());
+  std::map<std::string, std::optional<git::tree_entry>> files;
+  for (const auto& asset : cli::demo_assets()) {
+    if (asset.path.starts_with("project/")) {
+      std::string rel(asset.path.substr(8));
+      if (auto e = write(repo_dir / rel, asset.content)) return fail_with(e);
+      auto blob = repo->write_blob(asset.content);
+      if (!blob) return fail_with(blob.error());
+      files[rel] = git::tree_entry{*blob, git::file_mode::blob};
+    } else if (auto e = write(dir / asset.path, asset.content)) {
+      return fail_with(e);
+    }
+  }
+  auto tree = repo->edit_tree(std::nullopt, files);
+  if (!tree) return fail_with(tree.error());
+  auto root = repo->create_commit(*tree, {}, "textkit: reverse, its test, and a goal", {"agentcore demo", "demo@agentcore.invalid"});
+  if (!root) return fail_with(root.error());
+  if (auto m = repo->advance("refs/heads/main", std::nullopt, *root, "demo"); !m) return fail_with(m.error());
+  // HEAD names main (as `git init -b main` would), so that worktrees and git itself agree.
+  std::ofstream(repo_dir / ".git/HEAD") << "ref: refs/heads/main\n";
+  // Index and files as git expects them after a checkout.
+  if (std::system(fmt::format("git -C '{}' reset -q --mixed 2>/dev/null", repo_dir.string()).c_str()) != 0)
+    return fail_with(fail(error::io_error, "demo: 'git reset' failed in the sample repository; is git installed?"));
+
+  runtime::swarm_config c;
+  c.repository = repo_dir;
+  c.worktrees = dir / "slots";
+  c.store = "file:" + (dir / "store").string();
+  c.goal = "textkit has upper, lower, words (count), trim and palindrome, each with its test, and make test passes";
+  c.goal_checks = {"make goal"};
+  c.slots = 8;
+  c.planners = 1;
+  c.workers = 6;
+  c.gate_policy = gate::policy::batch;
+  c.batch_wait = std::chrono::milliseconds(2000);  // changes submitted together land (and are bisected) together
+  c.deep_checks = {"make test"};
+  c.contract.acceptance_checks = {"make test"};
+  c.contract.time = {.wall = std::chrono::seconds(600), .model_turns = 30};
+  c.plan_when = runtime::swarm_config::plan_schedule::drained;
+  c.merges_per_cycle = 0;  // a cycle is a wave
+  c.restart_stalls = 1;
+  c.max_cycles = 6;
+  if (a.flags.count("--model")) {
+    c.models.planner = c.models.worker = a.flags.at("--model");
+  } else {
+    c.models.planner = c.models.worker = "replay:" + (dir / "transcript.jsonl").string();
+    c.model_options = {{"match", "task_and_turn"}};  // six workers at once: each task gets its own script
+  }
+  std::cout << "agentcore demo in " << dir.string() << ": textkit (C), 1 planner, 6 workers, batch gate, judge; "
+            << (a.flags.count("--model") ? "model " + a.flags.at("--model") : std::string("replayed transcript"))
+            << "\n\n";
+  run_counts counts;
+  auto r = run_with_progress(c, counts);
+  if (!r) return fail_with(r.error());
+  print_summary(*r, counts);
+  if (!r->judgements.empty())
+    for (const auto& chk : r->judgements.back().goal_checks)
+      std::cout << fmt::format("main: '{}' {}\n", chk.command, chk.outcome());
+  // The demo owns this checkout: show main's files in it, as the swarm left them.
+  (void)std::system(fmt::format("git -C '{}' reset -q --hard 2>/dev/null", repo_dir.string()).c_str());
+  std::cout << "the repository: " << repo_dir.string() << " (git log --oneline main)\n";
+  return r->goal_met ? 0 : 2;
 }
 
 result<std::unique_ptr<store::store>> open_persistent(const runtime::swarm_config& c) {
@@ -284,6 +410,7 @@ int main(int argc, char** argv) {
   const auto& w = a->words;
   if (w[0] == "init") return cmd_init(*a);
   if (w[0] == "run") return cmd_run(*a);
+  if (w[0] == "demo") return cmd_demo(*a);
   if (w[0] == "status") return cmd_status(*a);
   if (w[0] == "task" && w.size() >= 2 && w[1] == "show") return cmd_task_show(*a);
   if (w[0] == "gate" && w.size() >= 2 && w[1] == "submit") return cmd_gate_submit(*a);

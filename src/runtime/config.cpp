@@ -164,6 +164,9 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     else if (policy == "optimistic") c.gate_policy = gate::policy::optimistic;
     else return bad("gate.policy", "\"serial\", \"batch\" or \"optimistic\"", json::value(policy));
     AGENTCORE_CHECK(gr.count("batch_size", c.batch_size, 1, 1024));
+    std::size_t wait = static_cast<std::size_t>(c.batch_wait.count());
+    AGENTCORE_CHECK(gr.count("batch_wait_ms", wait, 0, 3'600'000));
+    c.batch_wait = std::chrono::milliseconds(wait);
     AGENTCORE_CHECK(gr.strings("deep_checks", c.deep_checks));
     AGENTCORE_CHECK(gr.unknown());
   }
@@ -217,6 +220,7 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     AGENTCORE_CHECK(jr.count("cycle_seconds", secs, 0, 100'000'000));
     AGENTCORE_CHECK(jr.count("max_cycles", c.max_cycles, 0, 1'000'000));
     AGENTCORE_CHECK(jr.boolean("review", c.review));
+    AGENTCORE_CHECK(jr.count("restart_stalls", c.restart_stalls, 0, 1'000'000));
     AGENTCORE_CHECK(jr.unknown());
     c.cycle_time = std::chrono::seconds(secs);
   }
@@ -265,7 +269,11 @@ json::value to_json_value(const swarm_config& c) {
       {"threads", c.threads},
       {"models", {{"planner", c.models.planner}, {"worker", c.models.worker}, {"judge", c.models.judge}}},
       {"model_options", c.model_options},
-      {"gate", {{"policy", policy}, {"batch_size", c.batch_size}, {"deep_checks", arr(c.deep_checks)}}},
+      {"gate",
+       {{"policy", policy},
+        {"batch_size", c.batch_size},
+        {"batch_wait_ms", c.batch_wait.count()},
+        {"deep_checks", arr(c.deep_checks)}}},
       {"contract", contract},
       {"subsystems", std::move(subs)},
       {"planning",
@@ -276,7 +284,8 @@ json::value to_json_value(const swarm_config& c) {
        {{"merges_per_cycle", c.merges_per_cycle},
         {"cycle_seconds", c.cycle_time.count()},
         {"max_cycles", c.max_cycles},
-        {"review", c.review}}},
+        {"review", c.review},
+        {"restart_stalls", c.restart_stalls}}},
       {"lease_seconds", c.lease.count()},
       {"sandbox", sandbox}};
 }
@@ -319,11 +328,11 @@ std::string commented_config(const swarm_config& c) {
   s += "  // Options for the model clients: retry, limits, timeouts, record, prices, budget (see model/registry.hpp).\n";
   s += fmt::format("  \"model_options\": {},\n", json::serialize(c.model_options));
   s += "  // The merge gate: serial, batch (bisects a failing batch) or optimistic; deep checks run on merged results.\n";
-  s += fmt::format("  \"gate\": {{\"policy\": {}, \"batch_size\": {}, \"deep_checks\": {}}},\n",
+  s += fmt::format("  \"gate\": {{\"policy\": {}, \"batch_size\": {}, \"batch_wait_ms\": {}, \"deep_checks\": {}}},\n",
                    q(c.gate_policy == gate::policy::serial ? "serial"
                      : c.gate_policy == gate::policy::batch ? "batch"
                                                             : "optimistic"),
-                   c.batch_size, list(c.deep_checks));
+                   c.batch_size, c.batch_wait.count(), list(c.deep_checks));
   s += "  // Every task's default contract: paths, limits, acceptance checks, time box.\n";
   s += fmt::format("  \"contract\": {},\n", json::serialize(contract::to_json_value(c.contract)));
   s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
@@ -334,8 +343,10 @@ std::string commented_config(const swarm_config& c) {
                    c.max_open_tasks, c.max_new_tasks,
                    c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished");
   s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n";
-  s += fmt::format("  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}}},\n",
-                   c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false");
+  s += fmt::format(
+      "  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}, "
+      "\"restart_stalls\": {}}},\n",
+      c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false", c.restart_stalls);
   s += "  // A worker's claim lives on a lease of this many seconds, renewed while it works.\n";
   s += fmt::format("  \"lease_seconds\": {},\n", c.lease.count());
   s += "  // Commands run in bubblewrap where the machine has it: automatic, required or off.\n";

@@ -469,6 +469,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   gate::gate_options go{.branch = c.branch,
                         .mode = c.gate_policy,
                         .batch_size = c.batch_size,
+                        .batch_wait = c.batch_wait,
                         .deep_checks = c.deep_checks,
                         .events = s->bus,
                         .board = &*s->board};
@@ -536,6 +537,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                           .goal_checks = c.goal_checks,
                           .goal = c.goal,
                           .branch = c.branch,
+                          .restart_stalls = c.restart_stalls,
                           .reviewer = c.review ? s->clients.at("judge").get() : nullptr,
                           .executor = s->strand,
                           .blocking = s->blocking.get_executor()};

@@ -14,11 +14,11 @@
 //    "planners":1, "workers":4, "threads":2,
 //    "models":{"planner":"replay:t.jsonl", "worker":"openai:gpt-4o", "judge":""},
 //    "model_options":{ registry options (see model/registry.hpp) },
-//    "gate":{"policy":"batch", "batch_size":8, "deep_checks":["make test"]},
+//    "gate":{"policy":"batch", "batch_size":8, "batch_wait_ms":0, "deep_checks":["make test"]},
 //    "contract":{ a task contract (contract.hpp): the default for every task },
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
 //    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
-//    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false},
+//    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3},
 //    "lease_seconds":30, "sandbox":"automatic" | "required" | "off"}
 // Relative paths are relative to the directory the configuration came from.
 #pragma once
@@ -60,6 +60,7 @@ struct swarm_config {
   json::object model_options;
   gate::policy gate_policy = gate::policy::batch;
   std::size_t batch_size = 8;
+  std::chrono::milliseconds batch_wait{0};  ///< see gate_options::batch_wait
   std::vector<std::string> deep_checks;
   contract::task_contract contract;  ///< every task's defaults
   std::vector<roles::subsystem> subsystems;
@@ -73,6 +74,7 @@ struct swarm_config {
   std::chrono::seconds cycle_time{0};
   std::size_t max_cycles = 0;  ///< 0: until the goal is met or nothing is left
   bool review = false;         ///< the judge asks its model to review each cycle
+  std::size_t restart_stalls = 3;  ///< the judge restarts after this many stalls in a cycle (0: never)
   std::chrono::seconds lease{30};
   gate::sandbox_mode sandbox = gate::sandbox_mode::automatic;
 };
