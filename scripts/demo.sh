@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds agentcore in Release (build/release) with
-# its examples, and runs the main example: a store and a task board.
-# Exits with the example's exit status.
+# its examples and the agentcore program, and runs `agentcore demo`: a sample
+# project built by a swarm from a replayed transcript (arguments are passed on:
+# `bash scripts/demo.sh --model openai:gpt-4o` runs it against a live model).
+# Exits with the demo's exit status.
 #
 # env: AGENTCORE_JOBS  build parallelism (default: number of CPUs)
 set -euo pipefail
@@ -13,17 +15,17 @@ bash scripts/install-deps.sh
 
 jobs=${AGENTCORE_JOBS:-$(nproc)}
 dir=build/release
-example=$dir/examples/agentcore-example-store-board
+program=$dir/bin/agentcore
 
-# Tests and bench are not needed to run the example; scripts/test.sh turns
+# Tests and bench are not needed to run the demo; scripts/test.sh turns
 # them back on in the same tree (a reconfigure, not a rebuild of the library).
 cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAGENTCORE_SANITIZE=OFF \
-  -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_BENCH=OFF
+  -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_CLI=ON -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_BENCH=OFF
 cmake --build "$dir" -j "$jobs"
 
-if [[ ! -x $example ]]; then
-  echo "demo.sh: the build did not produce ${example}; is it defined in examples/CMakeLists.txt?" >&2
+if [[ ! -x $program ]]; then
+  echo "demo.sh: the build did not produce ${program}; is AGENTCORE_BUILD_CLI on?" >&2
   exit 1
 fi
-echo "==== demo.sh: running ${example}"
-exec "$example"
+echo "==== demo.sh: running ${program} demo $*"
+exec "$program" demo "$@"

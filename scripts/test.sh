@@ -81,7 +81,7 @@ run_suite asan build/asan -LE packaging -- \
 # bench off), so it costs little.
 run_suite fuzz build/fuzz -L fuzz -- \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DAGENTCORE_BUILD_FUZZERS=ON \
-  -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF \
+  -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF -DAGENTCORE_BUILD_CLI=OFF \
   -DAGENTCORE_INSTALL=OFF || failed=1
 
 run_suite release build/release -- \
