@@ -6,7 +6,7 @@
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
 //
-//   agentcore demo [--dir DIR] [--model SPEC]
+//   agentcore demo [--dir DIR] [--model SPEC | --config FILE]   (a live run: the config's models)
 //
 // The configuration defaults to ./agentcore.json.
 #include "demo_assets.hpp"
@@ -68,7 +68,7 @@ result<args> parse(int argc, char** argv) {
 int usage(std::ostream& out, int code) {
   out << "usage:\n"
          "  agentcore init [--repository PATH] [--config FILE] [--force]   write a commented configuration\n"
-         "  agentcore demo [--dir DIR] [--model SPEC]                      a sample project built by a swarm\n"
+         "  agentcore demo [--dir DIR] [--model SPEC | --config FILE]      a sample project built by a swarm\n"
          "  agentcore run [--config FILE] [--model SPEC]                   run the swarm until its goal is met\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
@@ -233,6 +233,13 @@ int cmd_run(const args& a) {
 // of six features), one planner, six workers, the batch gate and the judge,
 // on a file store, with a recorded transcript replayed (or a live model).
 int cmd_demo(const args& a) {
+  // A live run: the models (and their options: keys, retry, budgets) of a configuration file.
+  std::optional<runtime::swarm_config> live_models;
+  if (a.flags.count("--config")) {
+    auto from = load_config(a);
+    if (!from) return fail_with(from.error());
+    live_models = std::move(*from);
+  }
   fs::path dir = a.flags.count("--dir") ? fs::path(a.flags.at("--dir"))
                                         : fs::temp_directory_path() / fmt::format("agentcore-demo-{}", ::getpid());
   std::error_code ec;
@@ -291,14 +298,21 @@ int cmd_demo(const args& a) {
   c.merges_per_cycle = 0;  // a cycle is a wave
   c.restart_stalls = 1;
   c.max_cycles = 6;
+  if (live_models) {
+    c.models = live_models->models;
+    c.model_options = live_models->model_options;
+    c.review = live_models->review;
+  }
   if (a.flags.count("--model")) {
     c.models.planner = c.models.worker = a.flags.at("--model");
-  } else {
+  } else if (!a.flags.count("--config")) {
     c.models.planner = c.models.worker = "replay:" + (dir / "transcript.jsonl").string();
     c.model_options = {{"match", "task_and_turn"}};  // six workers at once: each task gets its own script
   }
   std::cout << "agentcore demo in " << dir.string() << ": textkit (C), 1 planner, 6 workers, batch gate, judge; "
-            << (a.flags.count("--model") ? "model " + a.flags.at("--model") : std::string("replayed transcript"))
+            << (a.flags.count("--model")    ? "model " + a.flags.at("--model")
+                : a.flags.count("--config") ? "the models of " + a.flags.at("--config")
+                                            : std::string("replayed transcript"))
             << "\n\n";
   run_counts counts;
   auto r = run_with_progress(c, counts);

@@ -29,6 +29,9 @@ expect "init" 0 "$agentcore" init --repository repo
 has "wrote agentcore.json"
 expect "init again" 1 "$agentcore" init
 has "pass --force"
+expect "demo with a missing configuration" 1 "$agentcore" demo --dir "$work/d" --config nowhere.json
+has "no configuration at 'nowhere.json'"
+[[ ! -e $work/d ]] || fail "a refused demo left '$work/d' behind"
 expect "unknown command" 2 "$agentcore" frobnicate
 has "unknown command 'frobnicate'"
 
