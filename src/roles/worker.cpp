@@ -90,6 +90,7 @@ std::string_view to_string(work_result r) noexcept {
     case work_result::abandoned: return "abandoned";
     case work_result::released: return "released";
     case work_result::claim_lost: return "claim_lost";
+    case work_result::submitted: return "submitted";
   }
   return "idle";
 }
@@ -444,6 +445,11 @@ struct worker::state : std::enable_shared_from_this<state> {
         phase(t.id, "waiting");
         asio::steady_timer timer(strand);
         for (;;) {
+          if (stopping) {  // the change stays queued in the store; the gate (this run's or the next) decides
+            rep.result = work_result::submitted;
+            rep.detail = "stopped while the gate had the change";
+            co_return result<void>();
+          }
           timer.expires_after(o.verdict_poll);
           co_await timer.async_wait(asio::use_awaitable);
           auto now = co_await offload(blocking(), [&] { return gate.verdict(c.id); });

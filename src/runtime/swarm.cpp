@@ -242,14 +242,19 @@ struct swarm::state : std::enable_shared_from_this<state> {
     auto self = shared_from_this();
     ++loops_running;
     while (!finished) {
+      // Stopping ends the loop between steps: what is still queued stays in
+      // the store, and the next run's gate goes on with it.
+      if (stopping) break;
       auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
       if (queued && *queued > 0) {
         auto r = co_await offload(blocking.get_executor(), [&] { return gate->run_once(); });
         if (!r) publish("error", "gate: " + r.error().message());
-        poke_main();
-        if (r) continue;
+        if (r && !r->empty()) {
+          poke_main();
+          continue;
+        }
+        // An error, or a batch waiting for company (batch_wait): look again shortly.
       }
-      if (stopping && (!queued || *queued == 0)) break;
       co_await sleep(wake_gate, 50ms);
     }
     --loops_running;

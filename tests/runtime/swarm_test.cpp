@@ -2,6 +2,7 @@
 #include "agent/agent_fixture.hpp"
 #include "git/git_fixture.hpp"
 
+#include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/swarm.hpp>
 
 #include <boost/json/parse.hpp>
@@ -229,4 +230,43 @@ TEST_CASE("runtime.swarm.waves_plan_only_when_the_board_is_drained") {
   REQUIRE(r->judgements.size() == 2);
   CHECK(r->judgements[0].figures.merged == 1);
   CHECK(r->judgements[1].figures.merged == 1);
+}
+
+TEST_CASE("runtime.swarm.stop_while_the_gate_has_the_changes_loses_nothing") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto worker = file_writer();
+  auto cfg = f.config();
+  cfg.store = "file:" + (f.work.path() / "store").string();
+  cfg.deep_checks = {"sleep 1"};  // a slow gate: the workers wait for their verdicts
+  event_bus bus;
+  std::atomic<int> waiting{0};
+  auto sub = bus.subscribe<roles::worker_phase>([&](const roles::worker_phase& p) { waiting += p.phase == "waiting"; });
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        },
+                                        .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  std::thread stopper([&] {
+    while (waiting < 2) std::this_thread::sleep_for(5ms);
+    (*s)->stop();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = (*s)->run();
+  stopper.join();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->stopped);
+  CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // the gate's step ends; nobody waits for verdicts forever
+  CHECK(r->tasks_by_state["claimed"] == 0);
+  CHECK(r->tasks_by_state["submitted"] + r->tasks_by_state["merged"] == 2);
+  s->reset();
+  // The next run's gate decides what the last one left queued.
+  auto again = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                              return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                            }});
+  REQUIRE_MESSAGE(again.has_value(), again.error().message());
+  auto r2 = (*again)->run();
+  REQUIRE_MESSAGE(r2.has_value(), r2.error().message());
+  CHECK(r2->goal_met);
+  CHECK(r2->tasks_by_state["merged"] == 2);
 }

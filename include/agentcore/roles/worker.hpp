@@ -63,6 +63,7 @@ enum class work_result {
   abandoned,   ///< time box spent, stalled, self-checks kept failing, or nothing changed: back to a planner
   released,    ///< handed back untouched: the model failed, the worker was stopped, no slot came free
   claim_lost,  ///< the lease expired under the worker; its work was dropped
+  submitted,   ///< stopped while the gate had the change: its verdict comes later, from the gate
 };
 std::string_view to_string(work_result r) noexcept;
 
