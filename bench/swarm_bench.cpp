@@ -20,7 +20,8 @@
 #include <fstream>
 #include <future>
 #include <random>
-#include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 namespace agentcore::bench {
@@ -35,13 +36,6 @@ double cpu_seconds() {
   ::getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-// Heap in use, in KiB. RSS cannot tell what idle workers cost in a process
-// that ran the lifecycles first: they reuse pages that phase freed.
-std::size_t heap_kib() {
-  auto m = ::mallinfo2();
-  return (m.uordblks + m.hblkhd) / 1024;
 }
 
 std::size_t rss_kib() {
@@ -150,12 +144,8 @@ lifecycle_figures lifecycles(const run_options& o, const fs::path& repo, std::si
   return {static_cast<double>(r.merged) / secs, cpu * 1e6 / static_cast<double>(r.merged), r.merged};
 }
 
-struct memory {
-  std::size_t rss = 0, heap = 0;
-};
-
-// Memory of a running swarm whose workers are all idle (nothing is ever ready).
-memory idle_memory(const run_options& o, const fs::path& repo, std::size_t workers) {
+// RSS of a running swarm whose workers are all idle (nothing is ever ready).
+std::size_t idle_rss(const run_options& o, const fs::path& repo, std::size_t workers) {
   auto cfg = base_config(repo, o.dir / "idle-slots", 2);
   cfg.workers = workers;
   cfg.planners = 0;
@@ -170,11 +160,47 @@ memory idle_memory(const run_options& o, const fs::path& repo, std::size_t worke
     done.set_value();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // every worker has looked and gone idle
-  memory m{rss_kib(), heap_kib()};
+  auto m = rss_kib();
   s->stop();
   done.get_future().wait();
   runner.join();
   return m;
+}
+
+// RSS per idle worker, measured in a child process forked before anything
+// else: in this process, idle workers would reuse pages the lifecycles freed
+// and RSS would not see them.
+double idle_kib_per_worker(const run_options& o, std::size_t workers) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw failure("swarm: pipe failed");
+  pid_t pid = ::fork();
+  if (pid < 0) throw failure("swarm: fork failed");
+  if (pid == 0) {
+    ::close(fds[0]);
+    double per = -1;
+    try {
+      auto repo = o.dir / "idle-repo";
+      fs::remove_all(repo);
+      make_repository(repo, 200);
+      auto base = idle_rss(o, repo, 1);
+      auto many = idle_rss(o, repo, workers + 1);
+      per = many > base ? static_cast<double>(many - base) / static_cast<double>(workers) : 0.0;
+      fmt::print(stderr, "  rss_kib_per_idle_worker: {:.2f} ({} KiB with 1 worker, {} KiB with {})\n", per, base, many,
+                 workers + 1);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "  rss_kib_per_idle_worker: {}\n", e.what());
+    }
+    (void)!::write(fds[1], &per, sizeof per);
+    ::_exit(per < 0 ? 1 : 0);
+  }
+  ::close(fds[1]);
+  double per = -1;
+  auto got = ::read(fds[0], &per, sizeof per);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (got != sizeof per || per < 0) throw failure("swarm: the idle-worker measurement failed (see above)");
+  return per;
 }
 
 // 10,000 tasks through the board by `claimers` simulated workers, a share of
@@ -257,6 +283,11 @@ std::vector<figure> run_swarm(const run_options& o) {
   auto repo = o.dir / "repo";
   // Runs share the scratch directory: each starts from nothing.
   for (const char* d : {"repo", "slots", "idle-slots"}) fs::remove_all(o.dir / d);
+  // Measured once, in the first run, before this process has a heap to
+  // reuse (a child forked later would inherit one); later runs report it too.
+  static std::optional<double> per_worker_measured;
+  if (!per_worker_measured) per_worker_measured = idle_kib_per_worker(o, o.quick ? 200 : 1000);
+  double per_worker = *per_worker_measured;
   auto t_gen = steady::now();
   make_repository(repo, files);
   fmt::print(stderr, "  generated {} files in {:.2f} s\n", files, seconds_since(t_gen));
@@ -265,23 +296,12 @@ std::vector<figure> run_swarm(const run_options& o) {
   fmt::print(stderr, "  lifecycles_per_s: {:.1f} ({} tasks, {} workers, {} slots, {:.0f} us CPU each)\n", lc.per_s,
              lc.merged, workers, slots, lc.cpu_us);
 
-  std::size_t idle_workers = o.quick ? 200 : 1000;
-  auto base = idle_memory(o, repo, 1);
-  auto many = idle_memory(o, repo, idle_workers + 1);
-  auto per = [&](std::size_t a, std::size_t b) {
-    return b > a ? static_cast<double>(b - a) / static_cast<double>(idle_workers) : 0.0;
-  };
-  double per_worker = per(base.heap, many.heap);
-  fmt::print(stderr,
-             "  kib_per_idle_worker: heap {:.2f} ({} KiB in use with 1 worker, {} KiB with {}); RSS {:.2f} ({} KiB, {} KiB)\n",
-             per_worker, base.heap, many.heap, idle_workers + 1, per(base.rss, many.rss), base.rss, many.rss);
 
   auto lost = lost_tasks(o.quick ? 2000 : 10000, o.quick ? 16 : 64, 0.05);
 
   return {
       {"lifecycles_per_s", lc.per_s, 1, bound{true, 50}},
       {"cpu_us_per_lifecycle", lc.cpu_us, 0, std::nullopt},
-      // Measured as heap in use (see heap_kib); RSS is printed beside it on stderr.
       {"rss_kib_per_idle_worker", per_worker, 2, bound{false, 64}},
       {"lost_tasks", static_cast<double>(lost), 0, bound{false, 0}},
   };

@@ -446,6 +446,13 @@ swarm::~swarm() {
   if (!state_) return;
   state_->subs.clear();
   state_->blocking.join();
+  // Handlers that arrived after the run (a heartbeat's answer, a wake-up)
+  // wait in our own io_context holding the state: destroying the context
+  // destroys them, or the state would keep itself alive.
+  if (state_->own_io) {
+    state_->own_io->stop();
+    state_->own_io.reset();
+  }
 }
 
 result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks) {
