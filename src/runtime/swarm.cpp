@@ -447,11 +447,11 @@ swarm::~swarm() {
   state_->subs.clear();
   state_->blocking.join();
   // Handlers that arrived after the run (a heartbeat's answer, a wake-up)
-  // wait in our own io_context holding the state: destroying the context
-  // destroys them, or the state would keep itself alive.
+  // wait in our own io_context holding what they refer to: let them finish.
+  // (The context itself goes last, after every strand made on it.)
   if (state_->own_io) {
-    state_->own_io->stop();
-    state_->own_io.reset();
+    state_->own_io->restart();
+    state_->own_io->poll();
   }
 }
 
