@@ -30,6 +30,7 @@ struct detail::slot {
   // The only paths changed since the slot was lent, when the borrower said so
   // (only_changed); unknown otherwise, and then every file is looked at.
   std::optional<std::set<std::string>> touched;
+  bool tainted = false;  // anything_changed() this lease: declarations no longer count
   bool index_dirty = false;  // the in-memory index has changes the file does not (see commit_all)
   bool created = false;
   bool busy = false;
@@ -150,6 +151,7 @@ error_info restore_touched(slot& s) {
 }
 
 error_info clean(slot& s) {
+  s.tainted = false;
   if (s.touched && !s.merging) {
     auto e = restore_touched(s);
     s.touched.reset();
@@ -370,11 +372,15 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
 }
 
 void worktree::only_changed(std::vector<std::string> paths) {
+  if (slot_->tainted) return;  // something undeclared happened this lease: every file is looked at
   if (!slot_->touched) slot_->touched.emplace();
   slot_->touched->insert(std::make_move_iterator(paths.begin()), std::make_move_iterator(paths.end()));
 }
 
-void worktree::anything_changed() { slot_->touched.reset(); }
+void worktree::anything_changed() {
+  slot_->touched.reset();
+  slot_->tainted = true;
+}
 
 result<std::vector<std::string>> worktree::merge_in(const oid& other) {
   repository& r = *slot_->repo;
@@ -397,6 +403,7 @@ result<std::vector<std::string>> worktree::merge_in(const oid& other) {
     return last_error(rc, fmt::format("merge {} into slot '{}'", other.hex(), slot_->path.string()));
   slot_->merging = other;
   slot_->touched.reset();
+  slot_->tainted = true;
   git_index* raw_index = nullptr;
   if (int rc = git_repository_index(&raw_index, raw(r)); rc < 0) return last_error(rc, "open the slot's index");
   handle<git_index, git_index_free> index(raw_index);

@@ -245,3 +245,29 @@ TEST_CASE("git.worktree_pool.only_changed_commits_and_cleans_just_the_declared_p
   REQUIRE(d3.files.size() == 1);
   CHECK(d3.files[0].path == "undeclared.txt");
 }
+
+TEST_CASE("git.worktree_pool.an_undeclared_change_keeps_the_whole_lease_thorough") {
+  git_fixture fx;
+  auto base = fx.commit(std::nullopt, {{"a.txt", file_spec{"a\n"}}, {".gitignore", file_spec{"build/\n"}}}, "base");
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, base, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+  git::signature sig{"w", "w@x", 0, 0};
+  git::oid head;
+  {
+    auto wt = pool->acquire(base).value();
+    // A command ran (undeclared): it built things and changed a file.
+    spit(wt.path() / "build/out.o", "object\n");
+    spit(wt.path() / "a.txt", "by a command\n");
+    wt.anything_changed();
+    head = wt.commit_all("round 1", sig).value();
+    // A later round writes only through the workspace and declares it: too late to trust.
+    spit(wt.path() / "b.txt", "b\n");
+    wt.only_changed({"b.txt"});
+    head = wt.commit_all("round 2", sig).value();
+  }
+  auto wt = pool->acquire(head).value();
+  check_clean_at(wt.path(), head);              // git agrees: nothing modified, untracked or ignored
+  CHECK_FALSE(fs::exists(wt.path() / "build"));  // the command's output did not outlive the lease
+}

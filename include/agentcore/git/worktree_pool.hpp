@@ -65,7 +65,8 @@ public:
   /// knows (every write went through one place, no command ran); a wrong
   /// declaration leaves the undeclared changes in the slot. Cumulative.
   void only_changed(std::vector<std::string> paths);
-  /// Withdraws the declaration: every file is looked at again.
+  /// Says something undeclared may have changed (a command ran): for the rest
+  /// of this lease every file is looked at, and only_changed() is ignored.
   void anything_changed();
   /// Merges commit `other` (typically the branch's new tip) into the slot's
   /// files: what merges cleanly is merged, each conflicting file is written
