@@ -255,9 +255,7 @@ result<std::optional<task>> task_board::try_claim_once(const worker_id& worker, 
   store::txn x;
   x.if_version(task_key(id), (*l)->version).if_version(pick.key, pick.version).if_absent(claim_key(id));
   x.erase(pick.key);
-  x.put(task_key(id), to_json(t));
-  x.put(claim_key(id), worker.str(), lease);
-  x.put(claimed_key(id), worker.str());
+  stage_claim(x, t, worker, lease);
   auto c = store_.commit(x);
   if (!c) {
     if (c.error() == error::lease_not_found)
@@ -313,6 +311,12 @@ result<task> task_board::leave_claim(const task_id& id, const worker_id& worker,
   return gave_up(to_string(to), id, options_.max_attempts);
 }
 
+void task_board::stage_claim(store::txn& x, const task& t, const worker_id& worker, store::lease_id lease) const {
+  x.put(task_key(t.id), to_json(t));
+  x.put(claim_key(t.id), worker.str(), lease);
+  x.put(claimed_key(t.id), worker.str());
+}
+
 result<task> task_board::reclaim(const task_id& id, const worker_id& worker, store::lease_id lease) {
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     auto l = load(id);
@@ -328,9 +332,7 @@ result<task> task_board::reclaim(const task_id& id, const worker_id& worker, sto
     t.state = task_state::claimed;
     store::txn x;
     x.if_version(task_key(id), (*l)->version).if_absent(claim_key(id));
-    x.put(task_key(id), to_json(t));
-    x.put(claim_key(id), worker.str(), lease);
-    x.put(claimed_key(id), worker.str());
+    stage_claim(x, t, worker, lease);
     auto c = store_.commit(x);
     if (!c) {
       if (c.error() == error::lease_not_found)

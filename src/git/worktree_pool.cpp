@@ -150,6 +150,18 @@ error_info restore_touched(slot& s) {
   return {};  // the index is written by the next prepare (see commit_all)
 }
 
+// Index and tracked files back to the slot's head (git reset --hard).
+error_info reset_hard(slot& s) {
+  auto c = repository_access::of(*s.repo).lookup_commit(s.head);
+  if (!c) return c.error();
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+  if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
+    return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
+  s.index_dirty = false;
+  return {};
+}
+
 error_info clean(slot& s) {
   s.tainted = false;
   if (s.touched && !s.merging) {
@@ -162,13 +174,7 @@ error_info clean(slot& s) {
     // Half a merge: forget it (MERGE_HEAD and friends) and reset everything.
     git_repository_state_cleanup(raw(*s.repo));
     s.merging.reset();
-    auto c = repository_access::of(*s.repo).lookup_commit(s.head);
-    if (!c) return c.error();
-    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-    co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-    if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
-      return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
-    s.index_dirty = false;
+    if (auto e = reset_hard(s)) return e;
   }
   git_status_options so = GIT_STATUS_OPTIONS_INIT;
   so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
@@ -196,14 +202,7 @@ error_info clean(slot& s) {
   }
   git_status_list_free(list);
   if (!tracked_changes) return {};
-  auto c = repository_access::of(*s.repo).lookup_commit(s.head);
-  if (!c) return c.error();
-  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-  co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-  if (int rc = git_reset(raw(*s.repo), reinterpret_cast<git_object*>(c->get()), GIT_RESET_HARD, &co); rc < 0)
-    return last_error(rc, fmt::format("reset slot '{}'", s.path.string()));
-  s.index_dirty = false;
-  return {};
+  return reset_hard(s);
 }
 
 /// Moves a clean slot from its head to `base`, writing only what differs.

@@ -233,33 +233,25 @@ struct worker::state : std::enable_shared_from_this<state> {
     co_return rep;
   }
 
+  // The end of leaving a claim: a claim already lost is a result, not an error.
+  static result<void> left(const result<board::task>& r, work_report& rep) {
+    if (r) return {};
+    if (r.error() != error::claim_lost) return r.error();
+    rep.result = work_result::claim_lost;
+    return {};
+  }
+
   // Hands the task back (claimed -> ready) with a note.
   asio::awaitable<result<void>> release(const board::task& t, work_report& rep, std::string why) {
     rep.result = work_result::released;
     rep.detail = why;
-    auto r = co_await offload(blocking(), [&] { return board.release(t.id, o.id, why); });
-    if (!r) {
-      if (r.error() == error::claim_lost) {
-        rep.result = work_result::claim_lost;
-        co_return result<void>();
-      }
-      co_return r.error();
-    }
-    co_return result<void>();
+    co_return left(co_await offload(blocking(), [&] { return board.release(t.id, o.id, why); }), rep);
   }
 
   asio::awaitable<result<void>> abandon(const board::task& t, work_report& rep, json::object report) {
     rep.result = work_result::abandoned;
     if (auto* s = report.if_contains("summary"); s && s->is_string()) rep.detail = std::string(s->get_string());
-    auto r = co_await offload(blocking(), [&] { return board.abandon(t.id, o.id, std::move(report)); });
-    if (!r) {
-      if (r.error() == error::claim_lost) {
-        rep.result = work_result::claim_lost;
-        co_return result<void>();
-      }
-      co_return r.error();
-    }
-    co_return result<void>();
+    co_return left(co_await offload(blocking(), [&] { return board.abandon(t.id, o.id, std::move(report)); }), rep);
   }
 
   void account(work_report& rep, const agent::outcome& out) {
@@ -277,12 +269,11 @@ struct worker::state : std::enable_shared_from_this<state> {
                                                  const git::oid& head, const std::filesystem::path& dir,
                                                  const std::vector<std::string>& conflicted) {
     co_return co_await offload(blocking(), [&]() -> result<std::string> {
+      auto ws = agent::workspace::open(dir);
+      if (!ws) return ws.error();
       for (const auto& p : conflicted) {
         std::error_code ec;
-        auto path = dir / p;
-        if (!std::filesystem::is_regular_file(path, ec)) continue;
-        auto ws = agent::workspace::open(dir);
-        if (!ws) return ws.error();
+        if (!std::filesystem::is_regular_file(dir / p, ec)) continue;
         auto text = ws->read(p);
         if (text && has_conflict_markers(*text))
           return fmt::format("'{}' still has conflict markers (<<<<<<<, =======, >>>>>>>); resolve every conflict "

@@ -154,6 +154,15 @@ struct swarm::state : std::enable_shared_from_this<state> {
     });
   }
 
+  // Waits `d`; a timer in `cut_short` (cancelled by a wake-up or by stop) ends it early.
+  asio::awaitable<void> nap(std::chrono::milliseconds d, std::list<std::shared_ptr<asio::steady_timer>>* cut_short) {
+    auto t = std::make_shared<asio::steady_timer>(strand, d);
+    if (cut_short) cut_short->push_back(t);
+    boost::system::error_code ec;
+    co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (cut_short) cut_short->remove(t);
+  }
+
   asio::awaitable<void> sleep(std::shared_ptr<asio::steady_timer>& slot, std::chrono::milliseconds d) {
     slot = std::make_shared<asio::steady_timer>(strand, d);
     boost::system::error_code ec;
@@ -196,9 +205,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       give_token();
       if (!r) {
         publish("error", fmt::format("worker '{}': {}", w.options().id.str(), r.error().message()));
-        auto t = std::make_shared<asio::steady_timer>(strand, 1s);
-        boost::system::error_code ec;
-        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await nap(1s, nullptr);
         continue;
       }
       if (r->result == roles::work_result::idle) {
@@ -206,11 +213,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
           worker_went_idle = true;
           if (need_plan) poke_main();
         }
-        auto t = std::make_shared<asio::steady_timer>(strand, idle);
-        idle_waiters.push_back(t);
-        boost::system::error_code ec;
-        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        idle_waiters.remove(t);
+        co_await nap(idle, &idle_waiters);
         idle = std::min<std::chrono::milliseconds>(idle * 2, 1000ms);
         continue;
       }
@@ -220,11 +223,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
         // would likely fail the same way; wait before it, longer each time.
         publish("error", fmt::format("worker '{}' released {}: {}", w.options().id.str(),
                                      r->task ? r->task->str() : "", r->detail));
-        auto t = std::make_shared<asio::steady_timer>(strand, release_backoff);
-        backoff_waiters.push_back(t);
-        boost::system::error_code ec;
-        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        backoff_waiters.remove(t);
+        co_await nap(release_backoff, &backoff_waiters);
         release_backoff = std::min<std::chrono::milliseconds>(release_backoff * 2, 30s);
       } else {
         release_backoff = 1s;

@@ -124,6 +124,8 @@ private:
   result<std::optional<loaded>> load(const task_id& id);
   result<std::optional<task>> try_claim_once(const worker_id& worker, store::lease_id lease, bool& conflict);
   void add_ready(store::txn& x, task& t);
+  /// Adds to `x` the writes of `worker` holding `t` (already marked claimed) on `lease`.
+  void stage_claim(store::txn& x, const task& t, const worker_id& worker, store::lease_id lease) const;
   /// Adds the writes that create `t` (and its dependency keys) to `x`.
   result<task> stage_new(store::txn& x, const task& t, const std::set<std::string>& siblings);
   std::string ready_key(const task& t) const;
