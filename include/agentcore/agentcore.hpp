@@ -11,6 +11,7 @@
 #include <agentcore/core/id.hpp>
 #include <agentcore/core/json.hpp>
 
+#include <agentcore/store/etcd_store.hpp>
 #include <agentcore/store/file_store.hpp>
 #include <agentcore/store/memory_store.hpp>
 #include <agentcore/store/store.hpp>

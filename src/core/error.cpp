@@ -28,6 +28,9 @@ public:
       case error::canceled: return "operation canceled";
       case error::too_many_attempts: return "too many attempts";
       case error::claim_lost: return "the claim was lost (lease expired or task reassigned)";
+      case error::unavailable: return "the service is unavailable";
+      case error::outcome_unknown: return "the outcome of the write is unknown";
+      case error::permission_denied: return "permission denied";
     }
     return "unknown agentcore error " + std::to_string(ev);
   }

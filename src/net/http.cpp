@@ -178,6 +178,15 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
       tls_setup = net::fail(error::tls_failed, fmt::format("TLS setup: cannot load trusted certificates{}: {}",
                                                            options.ca_file.empty() ? "" : " from '" + options.ca_file + "'",
                                                            ec.message()));
+    if (!tls_setup && !options.cert_file.empty()) {
+      tls.use_certificate_chain_file(options.cert_file, ec);
+      if (!ec) tls.use_private_key_file(options.key_file.empty() ? options.cert_file : options.key_file,
+                                        asio::ssl::context::pem, ec);
+      if (ec)
+        tls_setup = net::fail(error::tls_failed, fmt::format("TLS setup: cannot load the client certificate '{}' "
+                                                             "or its key '{}': {}",
+                                                             options.cert_file, options.key_file, ec.message()));
+    }
     tls.set_verify_mode(options.verify_tls ? asio::ssl::verify_peer : asio::ssl::verify_none);
     if (options.proxy_from_env) proxies = proxy_settings::from_env();
   }
@@ -297,7 +306,8 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
     p.body_limit(lim.max_body);
     co_await bhttp::async_read_header(stream, conn.buffer, p, asio::redirect_error(use_awaitable, ec));
     if (ec) {
-      if (reused && is_disconnect(ec) && ec != beast::error::timeout && conn.buffer.size() == 0)
+      // The write went out: only a request that may be repeated is sent again.
+      if (reused && req.resend_on_stale && is_disconnect(ec) && ec != beast::error::timeout && conn.buffer.size() == 0)
         co_return sent{http_response{}, false, true};
       co_return sent{failure(ec, what, "waiting for the answer", lim)};
     }

@@ -42,6 +42,10 @@ struct http_request {
   std::string target;  ///< origin-form: "/v1/chat/completions"
   std::vector<header> headers;
   std::string body;
+  /// When a pooled keep-alive connection turns out to be closed before any
+  /// answer arrives, send once more on a fresh one. Turn off for requests
+  /// that must not be repeated blindly (the server may have acted on them).
+  bool resend_on_stale = true;
 };
 
 struct http_response {
@@ -66,6 +70,7 @@ using response_signature = void(result<http_response>);
 struct http_options {
   bool verify_tls = true;       ///< certificate chain and host name
   std::string ca_file;          ///< extra trusted certificates (PEM), beside the system's
+  std::string cert_file, key_file;  ///< a client certificate and its key (PEM), for servers that ask
   std::size_t max_idle = 16;    ///< idle keep-alive connections kept per endpoint
   bool proxy_from_env = true;   ///< honour HTTPS_PROXY / HTTP_PROXY / NO_PROXY
 };

@@ -151,7 +151,15 @@ result<engine::ticketed_commit> engine::commit(const txn& t) {
       return fail(error::lease_not_found,
                   fmt::format("store: lease {} for key '{}' has expired or was revoked; grant a new lease", o.lease, o.key));
   }
-  if (t.ops.empty()) {
+  // A transaction that changes nothing (no operations, or only erases of
+  // absent keys) commits without a new revision, as in etcd.
+  bool changes = false;
+  for (const op& o : t.ops)
+    if (o.type == op::kind::put || kvs_.contains(o.key)) {
+      changes = true;
+      break;
+    }
+  if (!changes) {
     out.result = {true, rev_, {}, 0};
     return out;
   }

@@ -13,6 +13,9 @@ error_info validate(const txn& t) {
   if (t.ops.size() > max_txn_ops)
     return fail(error::invalid_argument, fmt::format("store: transaction has {} operations; the limit is {}; split it",
                                                      t.ops.size(), max_txn_ops));
+  if (t.compares.size() > max_txn_ops)
+    return fail(error::invalid_argument, fmt::format("store: transaction has {} compares; the limit is {}; split it",
+                                                     t.compares.size(), max_txn_ops));
   // Small transactions (the common case) check duplicates without allocating.
   std::unordered_set<std::string_view> seen;
   const bool small = t.ops.size() <= 16;

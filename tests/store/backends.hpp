@@ -3,13 +3,17 @@
 // backend joins by adding a fixture here.
 #pragma once
 
+#include "support/etcd_cluster.hpp"
 #include "support/temp_dir.hpp"
 
 #include <agentcore/core/clock.hpp>
+#include <agentcore/store/etcd_store.hpp>
 #include <agentcore/store/file_store.hpp>
 #include <agentcore/store/memory_store.hpp>
 
 #include <doctest/doctest.h>
+
+#include <thread>
 
 namespace agentcore::test {
 
@@ -32,6 +36,24 @@ struct file_backend {
     return std::move(*r);
   }
   void advance(std::chrono::seconds d) { clock->advance(d); }
+};
+
+/// A real single-member etcd, started fresh for each test case; the lease
+/// clock is etcd's own, so advancing it waits (with a margin for etcd's
+/// expiry sweep, every 500 ms).
+struct etcd_backend {
+  static constexpr const char* name = "etcd";
+  etcd_cluster cluster{1};
+  std::unique_ptr<store::store> make(std::size_t history_limit = 100'000) {
+    store::etcd_options o;
+    o.endpoints = cluster.endpoints();
+    o.prefix = "conformance/";
+    o.history_limit = static_cast<std::int64_t>(history_limit);
+    auto r = store::etcd_store::connect(o);
+    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    return std::move(*r);
+  }
+  void advance(std::chrono::seconds d) { std::this_thread::sleep_for(d + std::chrono::milliseconds(700)); }
 };
 
 }  // namespace agentcore::test

@@ -40,6 +40,9 @@ enum class error {
   canceled,            ///< the operation was cancelled
   too_many_attempts,   ///< an optimistic retry loop gave up
   claim_lost,          ///< the worker no longer holds the task's claim
+  unavailable,         ///< the service cannot serve now (no quorum, no endpoint answers); safe to retry later
+  outcome_unknown,     ///< a write may or may not have applied; re-read before deciding to retry
+  permission_denied,   ///< the server refused the credentials or the operation
 };
 
 }  // namespace agentcore
