@@ -52,5 +52,7 @@ std::vector<figure> run_gate(const run_options& options);
 std::vector<figure> run_model(const run_options& options);
 /// One run of the swarm area (task lifecycles through the runtime, idle workers, lost tasks). Throws `failure`.
 std::vector<figure> run_swarm(const run_options& options);
+/// One run of the etcd area (the etcd store on a local etcd it starts). Throws `failure`.
+std::vector<figure> run_etcd(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -5,6 +5,7 @@
 //   agentcore-bench gate --json           # the merge gate against git and libgit2
 //   agentcore-bench model --json          # the HTTP model client against a local server
 //   agentcore-bench swarm --json          # task lifecycles through the swarm runtime
+//   agentcore-bench etcd --json           # the etcd store on a local etcd it starts
 //
 // Each area (`store`, `gate`) is run --runs times and every figure is
 // reported as its median over the runs: one slow run (another build on the
@@ -48,6 +49,8 @@ const std::vector<area>& areas() {
        bench::run_model},
       {"swarm", "task lifecycles through the runtime on a 20k-file repo, memory per idle worker, lost tasks",
        bench::run_swarm},
+      {"etcd", "the etcd store on a local etcd: CAS commits at 1/16/64 in flight, board claims, etcdctl check perf",
+       bench::run_etcd},
   };
   return all;
 }

@@ -10,6 +10,8 @@ packages=(
   libsqlite3-dev   # bench only: the SQLite peer in `agentcore-bench store`
   clang            # the libFuzzer targets (tests/fuzz)
   bubblewrap       # the sandbox for commands agents run and checks the gate runs
+  etcd-server      # the etcd store backend's tests and benchmark start their own etcd
+  etcd-client      # etcdctl: the benchmark's reference figure (etcdctl check perf)
 )
 
 missing=()
