@@ -1,4 +1,5 @@
 #include <agentcore/runtime/config.hpp>
+#include <agentcore/store/etcd_store.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -120,8 +121,13 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
   AGENTCORE_CHECK(r.str("goal", c.goal));
   AGENTCORE_CHECK(r.strings("goal_checks", c.goal_checks));
   AGENTCORE_CHECK(r.str("store", c.store));
-  if (c.store != "memory:" && !c.store.starts_with("file:"))
-    return bad("store", "\"memory:\" or \"file:DIR\" (\"etcd://\" is not built yet)", json::value(c.store));
+  if (c.store.starts_with("etcd://") || c.store.starts_with("etcds://")) {
+    if (auto e = store::parse_etcd_url(c.store); !e)
+      return bad("store", "\"etcd://HOST:PORT[,HOST:PORT...]/PREFIX\"", json::value(c.store));
+  } else if (c.store != "memory:" && !c.store.starts_with("file:")) {
+    return bad("store", "\"memory:\", \"file:DIR\" or \"etcd://HOST:PORT[,HOST:PORT...]/PREFIX\"",
+               json::value(c.store));
+  }
   if (c.store.starts_with("file:")) {
     std::filesystem::path p = c.store.substr(5);
     if (p.empty()) return bad("store", "\"file:DIR\" with a directory", json::value(c.store));
@@ -316,7 +322,8 @@ std::string commented_config(const swarm_config& c) {
   s += fmt::format("  \"goal\": {},\n", q(c.goal));
   s += "  // ...and the commands that say it is done: they run on the branch at each cycle's end.\n";
   s += fmt::format("  \"goal_checks\": {},\n", list(c.goal_checks));
-  s += "  // Where the board lives: \"memory:\" (this process only) or \"file:DIR\" (durable; resumes after a restart).\n";
+  s += "  // Where the board lives: \"memory:\" (this process only), \"file:DIR\" (durable; resumes after a restart)\n"
+       "  // or \"etcd://HOST:PORT[,HOST:PORT...]/PREFIX\" (an etcd cluster).\n";
   s += fmt::format("  \"store\": {},\n", q(c.store));
   s += "  // Worktree slots: a bounded pool that workers take a slot of when they start a task.\n";
   s += fmt::format("  \"worktrees\": {{\"root\": {}, \"slots\": {}}},\n", q(c.worktrees.string()), c.slots);

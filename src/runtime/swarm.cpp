@@ -7,6 +7,7 @@
 #include <agentcore/model/registry.hpp>
 #include <agentcore/roles/planner.hpp>
 #include <agentcore/roles/worker.hpp>
+#include <agentcore/store/etcd_store.hpp>
 #include <agentcore/store/file_store.hpp>
 #include <agentcore/store/memory_store.hpp>
 
@@ -53,8 +54,17 @@ result<std::unique_ptr<store::store>> open_store(const std::string& uri) {
     if (!s) return s.error();
     return std::unique_ptr<store::store>(std::move(*s));
   }
+  if (uri.starts_with("etcd://") || uri.starts_with("etcds://")) {
+    auto o = store::parse_etcd_url(uri);
+    if (!o) return o.error();
+    auto s = store::etcd_store::connect(std::move(*o));
+    if (!s) return s.error();
+    return std::unique_ptr<store::store>(std::move(*s));
+  }
   return fail(error::invalid_argument,
-              fmt::format("runtime: store '{}' is not one this agentcore opens: use \"memory:\" or \"file:DIR\"", uri));
+              fmt::format("runtime: store '{}' is not one this agentcore opens: use \"memory:\", \"file:DIR\" or "
+                          "\"etcd://HOST:PORT[,HOST:PORT...]/PREFIX\"",
+                          uri));
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const swarm_event& e) {

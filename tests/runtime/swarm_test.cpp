@@ -101,7 +101,10 @@ TEST_CASE("runtime.config.reads_checks_and_writes_back") {
   CHECK(error_of(R"({"schema":1,"repository":"r","wrokers":3})") ==
         "configuration: unknown field 'wrokers'; remove it or check its spelling");
   CHECK(error_of(R"({"schema":1,"repository":"r","judge":{"reveiw":true}})").find("'judge.reveiw'") != std::string::npos);
-  CHECK(error_of(R"({"schema":1,"repository":"r","store":"etcd://x"})").find("'store' must be") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","store":"redis://x"})").find("'store' must be") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","store":"etcd:///prefix"})").find("etcd://HOST:PORT") !=
+        std::string::npos);
+  CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r","store":"etcd://10.0.0.1:2379,10.0.0.2/b"})", "/b"));
   CHECK(error_of(R"({"schema":1,"repository":"r","subsystems":[{"name":"x","paths":["src/[x"]}]})")
             .find("subsystems[0].paths") != std::string::npos);
   CHECK(error_of(R"({"schema":2,"repository":"r"})").find("newer") != std::string::npos);

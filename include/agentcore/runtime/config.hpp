@@ -9,7 +9,7 @@
 //
 // JSON schema 1 (every field but "schema" and "repository" optional):
 //   {"schema":1, "repository":".", "branch":"refs/heads/main", "goal":"...", "goal_checks":["make test"],
-//    "store":"memory:" | "file:.agentcore/store",
+//    "store":"memory:" | "file:.agentcore/store" | "etcd://HOST:PORT/PREFIX",
 //    "worktrees":{"root":".agentcore/slots", "slots":8},
 //    "planners":1, "workers":4, "threads":2,
 //    "models":{"planner":"replay:t.jsonl", "worker":"openai:gpt-4o", "judge":""},
@@ -50,7 +50,7 @@ struct swarm_config {
   std::string branch = "refs/heads/main";
   std::string goal;
   std::vector<std::string> goal_checks;  ///< run on the branch at each cycle's end; all pass: stop
-  std::string store = "memory:";         ///< "memory:" or "file:DIR"
+  std::string store = "memory:";         ///< "memory:", "file:DIR" or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX"
   std::filesystem::path worktrees;       ///< slot directory; empty: <repository>/.agentcore/slots
   std::size_t slots = 8;
   std::size_t planners = 1;

@@ -98,7 +98,7 @@ private:
   std::shared_ptr<state> state_;
 };
 
-/// Opens the store a configuration names ("memory:", "file:DIR").
+/// Opens the store a configuration names ("memory:", "file:DIR", "etcd://HOST:PORT[,...]/PREFIX").
 result<std::unique_ptr<store::store>> open_store(const std::string& uri);
 
 }  // namespace agentcore::runtime
