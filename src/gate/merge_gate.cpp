@@ -194,6 +194,7 @@ public:
       }
       if (!c) return c.error();
       if (!c->succeeded) continue;
+      if (auto r = sync_from_remote(); !r) return r;
       if (auto r = recover(); !r) return r;
       return redo_board_updates();
     }
@@ -516,7 +517,7 @@ public:
     if (!put->succeeded)
       return fail(error::in_use, fmt::format("gate: lost the queue of '{}' during checks", options_.branch));
     step("landing", ids(chain), fmt::format("{} -> {}", from.hex(), to.hex()));
-    auto moved = repo_.advance(options_.branch, from, to, fmt::format("gate: {} change(s)", chain.size()));
+    auto moved = move_branch(from, to, fmt::format("gate: {} change(s)", chain.size()));
     if (!moved) return moved.error();
     if (!moved->advanced) {
       if (auto r = store_.commit(store::txn().erase(landing_key())); !r) return r.error();
@@ -693,7 +694,7 @@ public:
                                                                        culprit_commit->hex(), culprit_id),
                                         options_.committer);
       if (!revert) return revert.error();
-      auto moved = repo_.advance(options_.branch, *tip, *revert, "gate: revert " + culprit_id);
+      auto moved = move_branch(*tip, *revert, "gate: revert " + culprit_id);
       if (!moved) return moved.error();
       if (!moved->advanced) continue;  // someone moved the branch: look again
       if (options_.events) options_.events->publish(branch_moved{options_.branch, *tip, *revert, {culprit_id}});
@@ -714,6 +715,7 @@ public:
   result<std::vector<change_verdict>> run_once() {
     std::lock_guard lk(run_mutex_);
     if (auto r = ensure_leader(); !r) return r.error();
+    if (auto r = sync_from_remote(); !r) return r.error();
     std::size_t take = options_.mode == policy::batch ? std::max<std::size_t>(options_.batch_size, 1) : 1;
     auto items = read_queue(take);
     if (!items) return items.error();
@@ -732,7 +734,67 @@ public:
     } else {
       if (auto r = land(std::move(*items), out); !r) return r.error();
     }
+    forget_changes(out);
     return out;
+  }
+
+  // --- the shared repository (options_.remote) ---
+
+  std::string remote_tracking_ref() const { return "refs/agentcore/remote/" + options_.branch.substr(5); }
+
+  /// Brings the branch and the submitted changes from the shared repository:
+  /// the shared branch is the truth (a landing counts once it is there).
+  result<void> sync_from_remote() {
+    if (options_.remote.empty()) return {};
+    auto f = repo_.fetch(options_.remote, {"+" + options_.branch + ":" + remote_tracking_ref(),
+                                           "+refs/agentcore/changes/*:refs/agentcore/changes/*"});
+    if (!f) return f.error();
+    auto shared = repo_.ref_target(remote_tracking_ref());
+    if (!shared) return shared.error();
+    if (!*shared)
+      return fail(error::not_found, fmt::format("gate: the shared repository '{}' has no branch '{}'; push it there "
+                                                "first",
+                                                options_.remote, options_.branch));
+    auto local = repo_.ref_target(options_.branch);
+    if (!local) return local.error();
+    if (*local == *shared) return {};
+    auto moved = repo_.advance(options_.branch, *local, **shared, "gate: from the shared repository");
+    if (!moved) return moved.error();
+    return {};
+  }
+
+  /// Moves the branch from `from` to `to`: in the shared repository first (a
+  /// fast-forward push: refused when it moved meanwhile), then here.
+  result<git::advance_result> move_branch(const git::oid& from, const git::oid& to, std::string_view log) {
+    if (!options_.remote.empty()) {
+      const std::string staging = "refs/agentcore/landing";
+      auto cur = repo_.ref_target(staging);
+      if (!cur) return cur.error();
+      auto set = repo_.advance(staging, *cur, to, log);
+      if (!set) return set.error();
+      auto pushed = repo_.push(options_.remote, {staging + ":" + options_.branch});
+      if (!pushed && pushed.error() == error::already_exists) {
+        if (auto r = sync_from_remote(); !r) return r.error();
+        auto now = repo_.ref_target(options_.branch);
+        if (!now) return now.error();
+        return git::advance_result{false, *now};
+      }
+      if (!pushed) return pushed.error();
+    }
+    auto moved = repo_.advance(options_.branch, from, to, log);
+    // Already there (this process's worker fetched the shared branch): moved.
+    if (moved && !moved->advanced && moved->current == to) return git::advance_result{true, to};
+    return moved;
+  }
+
+  /// Removes decided changes' refs from the shared repository (best effort:
+  /// a leftover ref costs a little space, nothing else).
+  void forget_changes(const std::vector<change_verdict>& decided) {
+    if (options_.remote.empty()) return;
+    std::vector<std::string> specs;
+    for (const auto& v : decided)
+      if (v.kind != verdict_kind::queued) specs.push_back(":refs/agentcore/changes/" + v.change_id);
+    if (!specs.empty()) (void)repo_.push(options_.remote, specs);
   }
 
   /// Finishes a landing a crash interrupted: if the branch contains it, record

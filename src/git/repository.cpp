@@ -325,6 +325,78 @@ result<oid> repository::create_commit(const oid& tree, const std::vector<oid>& p
   return id;
 }
 
+// --- remotes ---
+
+namespace {
+
+struct strarray_of {
+  std::vector<char*> ptrs;
+  git_strarray arr{};
+  explicit strarray_of(const std::vector<std::string>& v) {
+    for (const auto& x : v) ptrs.push_back(const_cast<char*>(x.c_str()));
+    arr.strings = ptrs.data();
+    arr.count = ptrs.size();
+  }
+};
+
+struct push_refusals {
+  std::vector<std::string> refused;  // "ref: why"
+};
+
+int on_push_update(const char* refname, const char* status, void* payload) {
+  if (status) static_cast<push_refusals*>(payload)->refused.push_back(fmt::format("'{}': {}", refname, status));
+  return 0;
+}
+
+}  // namespace
+
+result<void> repository::fetch(std::string_view remote, const std::vector<std::string>& refspecs) {
+  std::string url(remote);
+  git_remote* r = nullptr;
+  if (int rc = git_remote_create_anonymous(&r, impl_->repo.get(), url.c_str()); rc < 0)
+    return last_error(rc, fmt::format("use '{}' as a remote", url));
+  std::unique_ptr<git_remote, decltype(&git_remote_free)> guard(r, git_remote_free);
+  strarray_of specs(refspecs);
+  git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
+  opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+  opts.update_fetchhead = 0;
+  if (int rc = git_remote_fetch(r, &specs.arr, &opts, "agentcore: fetch"); rc < 0)
+    return last_error(rc, fmt::format("fetch from '{}'", url));
+  return {};
+}
+
+result<void> repository::push(std::string_view remote, const std::vector<std::string>& refspecs) {
+  std::string url(remote);
+  git_remote* r = nullptr;
+  if (int rc = git_remote_create_anonymous(&r, impl_->repo.get(), url.c_str()); rc < 0)
+    return last_error(rc, fmt::format("use '{}' as a remote", url));
+  std::unique_ptr<git_remote, decltype(&git_remote_free)> guard(r, git_remote_free);
+  strarray_of specs(refspecs);
+  push_refusals refusals;
+  git_push_options opts = GIT_PUSH_OPTIONS_INIT;
+  opts.callbacks.push_update_reference = on_push_update;
+  opts.callbacks.payload = &refusals;
+  int rc = git_remote_push(r, &specs.arr, &opts);
+  if (rc < 0) {
+    // A local transport reports a non-fast-forward as a failed push, not per ref.
+    auto e = last_error(rc, fmt::format("push to '{}'", url));
+    if (rc == GIT_ENONFASTFORWARD || e.message().find("fast-forward") != std::string::npos)
+      return fail(error::already_exists,
+                  fmt::format("git: push to '{}' refused: a ref there moved to a commit this repository's history "
+                              "does not contain ({}); fetch and start from it",
+                              url, e.message()));
+    return e;
+  }
+  if (!refusals.refused.empty()) {
+    std::string all;
+    for (const auto& x : refusals.refused) all += (all.empty() ? "" : "; ") + x;
+    return fail(error::already_exists, fmt::format("git: push to '{}' refused {}; fetch and start from the remote's "
+                                                   "refs",
+                                                   url, all));
+  }
+  return {};
+}
+
 result<advance_result> repository::advance(std::string_view refname, std::optional<oid> expected, const oid& target,
                                            std::string_view log_message) {
   std::string name(refname), log(log_message);

@@ -205,7 +205,26 @@ struct worker::state : std::enable_shared_from_this<state> {
     co_return co_await offload(blocking(), [&]() -> result<git::oid> {
       auto repo = git::repository::open(repo_path);
       if (!repo) return repo.error();
+      if (!o.remote.empty())  // the branch is the shared repository's
+        if (auto f = repo->fetch(o.remote, {"+" + o.branch + ":" + o.branch}); !f) return f.error();
       return repo->resolve(o.branch);
+    });
+  }
+
+  /// Puts the change where a gate in another process finds it.
+  asio::awaitable<result<void>> publish_change(const std::string& change_id, const git::oid& head) {
+    if (o.remote.empty()) co_return result<void>();
+    co_return co_await offload(blocking(), [&]() -> result<void> {
+      auto repo = git::repository::open(repo_path);
+      if (!repo) return repo.error();
+      std::string ref = "refs/agentcore/changes/" + change_id;
+      auto made = repo->advance(ref, std::nullopt, head, "agentcore: change " + change_id);
+      if (!made) return made.error();
+      if (!made->advanced) {  // left by an earlier try of the same submission
+        auto again = repo->advance(ref, made->current, head, "agentcore: change " + change_id);
+        if (!again) return again.error();
+      }
+      return repo->push(o.remote, {"+" + ref + ":" + ref});
     });
   }
 
@@ -429,6 +448,7 @@ struct worker::state : std::enable_shared_from_this<state> {
       loop.reset();
       ws.reset();
       wt->release();  // the gate checks the change in a slot of its own (maybe this one)
+      if (auto pushed = co_await publish_change(c.id, submitted_head); !pushed) co_return pushed.error();
       auto v = co_await offload(blocking(), [&] { return gate.submit(c); });
       if (!v) co_return v.error();
       gate::change_verdict verdict = std::move(*v);

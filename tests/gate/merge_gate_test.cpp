@@ -289,3 +289,58 @@ TEST_CASE("gate.batch_wait_gathers_changes_submitted_close_together") {
   for (std::string id : {"f1", "f2", "f3", "f4"}) submit_ok(*g, fx.make_change(id, false, base2));
   CHECK(g->run_once().value().size() == 4);
 }
+
+// Workers in one repository, the gate in another, code through a shared bare
+// repository: the change travels by its ref, the branch moves there first.
+TEST_CASE("gate.shared_repository_carries_changes_and_the_branch") {
+  gate_fixture worker_side;  // the worker's repository (and the store both sides share)
+  temp_dir shared_dir("shared"), gate_dir("gate-repo"), gate_slots("gate-slots");
+  auto url = shared_dir.path().string();
+  (void)git::repository::init(shared_dir.path(), true).value();
+  REQUIRE(worker_side.repo.push(url, {"refs/heads/main:refs/heads/main"}));
+  auto gate_repo = git::repository::init(gate_dir.path(), false).value();
+  REQUIRE(gate_repo.fetch(url, {"+refs/heads/main:refs/heads/main"}));
+  REQUIRE(test::sh("git -C '" + gate_dir.path().string() + "' symbolic-ref HEAD refs/heads/main").exit == 0);
+  auto gate_pool = git::worktree_pool::open(gate_dir.path(), {.root = gate_slots.path(), .slots = 2}).value();
+  auto leader = gate::merge_gate::open(gate_dir.path(), *worker_side.store, *gate_pool,
+                                       {.deep_checks = {"test ! -e POISON"}, .remote = url})
+                    .value();
+  auto submitter = worker_side.open_gate({.remote = url});
+
+  auto a = worker_side.make_change("a");
+  auto b = worker_side.make_change("b", /*poison=*/true);
+  for (const auto* c : {&a, &b}) {
+    REQUIRE(worker_side.repo.advance("refs/agentcore/changes/" + c->id, std::nullopt, c->head, "c").value().advanced);
+    REQUIRE(worker_side.repo.push(url, {"refs/agentcore/changes/" + c->id + ":refs/agentcore/changes/" + c->id}));
+    CHECK(submitter->submit(*c).value().kind == gate::verdict_kind::queued);
+  }
+  auto verdicts = leader->run_until_empty().value();
+  REQUIRE(verdicts.size() == 2);
+  CHECK(verdicts[0].kind == gate::verdict_kind::merged);
+  CHECK(verdicts[1].kind == gate::verdict_kind::deep_checks_failed);
+  // The shared branch has the landing; the gate's own branch agrees.
+  auto shared = git::repository::open(shared_dir.path()).value();
+  auto tip = shared.ref_target("refs/heads/main").value().value();
+  CHECK(tip == *verdicts[0].merged_as);
+  CHECK(gate_repo.ref_target("refs/heads/main").value().value() == tip);
+  // Decided changes' refs are gone from the shared repository.
+  CHECK_FALSE(shared.ref_target("refs/agentcore/changes/a").value().has_value());
+  CHECK_FALSE(shared.ref_target("refs/agentcore/changes/b").value().has_value());
+
+  // Someone moves the shared branch (another gate, a person): the gate starts
+  // from there at its next step and never pushes over it.
+  REQUIRE(worker_side.repo.fetch(url, {"+refs/heads/main:refs/heads/main"}));
+  auto hand = worker_side.commit(tip, {{"HAND.txt", test::file_spec{"by hand\n"}}}, "by hand");
+  REQUIRE(worker_side.repo.advance("refs/heads/main", tip, hand, "hand").value().advanced);
+  REQUIRE(worker_side.repo.push(url, {"refs/heads/main:refs/heads/main"}));
+  auto c = worker_side.make_change("c");
+  REQUIRE(worker_side.repo.advance("refs/agentcore/changes/c", std::nullopt, c.head, "c").value().advanced);
+  REQUIRE(worker_side.repo.push(url, {"refs/agentcore/changes/c:refs/agentcore/changes/c"}));
+  REQUIRE(submitter->submit(c).value().kind == gate::verdict_kind::queued);
+  auto more = leader->run_until_empty().value();
+  REQUIRE(more.size() == 1);
+  CHECK(more[0].kind == gate::verdict_kind::merged);
+  auto landed = shared.ref_target("refs/heads/main").value().value();
+  CHECK(shared.is_ancestor(hand, landed).value());
+  CHECK(landed == *more[0].merged_as);
+}

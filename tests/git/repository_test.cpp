@@ -221,3 +221,45 @@ TEST_CASE("git.repository.reads_packed_objects_and_reports_damaged_ones") {
   REQUIRE_FALSE(read.has_value());
   CHECK(read.error().message().find(blob.hex()) != std::string::npos);
 }
+
+TEST_CASE("git.repository.fetch_and_push_through_a_shared_repository") {
+  git_fixture a;
+  temp_dir shared_dir("shared"), b_dir("clone");
+  auto shared = git::repository::init(shared_dir.path(), /*bare=*/true).value();
+  auto c1 = a.commit(std::nullopt, {{"a.txt", file_spec{"1\n"}}}, "first");
+  REQUIRE(a.repo.advance("refs/heads/main", std::nullopt, c1, "init").value().advanced);
+  auto url = shared_dir.path().string();
+  REQUIRE(a.repo.push(url, {"refs/heads/main:refs/heads/main"}));
+  CHECK(shared.ref_target("refs/heads/main").value() == c1);
+
+  // Another repository fetches it, builds on it and pushes by fast-forward.
+  auto b = git::repository::init(b_dir.path(), false).value();
+  REQUIRE(b.fetch(url, {"+refs/heads/main:refs/heads/main"}));
+  CHECK(b.ref_target("refs/heads/main").value() == c1);
+  auto t2 = b.edit_tree(b.commit_tree(c1).value(), {{"b.txt", git::tree_entry{b.write_blob("2\n").value()}}}).value();
+  auto c2 = b.create_commit(t2, {c1}, "second", git::signature{"t", "t@x", 0, 0}).value();
+  REQUIRE(b.advance("refs/heads/main", c1, c2, "second").value().advanced);
+  REQUIRE(b.push(url, {"refs/heads/main:refs/heads/main"}));
+  CHECK(shared.ref_target("refs/heads/main").value() == c2);
+
+  // A rival built on the old tip is refused: a push is a compare-and-swap.
+  auto c3 = a.commit(c1, {{"a.txt", file_spec{"rival\n"}}}, "rival");
+  REQUIRE(a.repo.advance("refs/heads/main", c1, c3, "rival").value().advanced);
+  auto refused = a.repo.push(url, {"refs/heads/main:refs/heads/main"});
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == error::already_exists);
+  CHECK(refused.error().message().find(url) != std::string::npos);
+  CHECK(shared.ref_target("refs/heads/main").value() == c2);
+  // Fetching brings the winner; '+' pushes and deletes work as in git.
+  REQUIRE(a.repo.fetch(url, {"+refs/heads/main:refs/remotes/shared/main"}));
+  CHECK(a.repo.ref_target("refs/remotes/shared/main").value() == c2);
+  CHECK(a.repo.is_ancestor(c1, c2).value());
+  REQUIRE(a.repo.push(url, {"+refs/heads/main:refs/agentcore/changes/x"}));
+  CHECK(shared.ref_target("refs/agentcore/changes/x").value() == c3);
+  REQUIRE(a.repo.push(url, {":refs/agentcore/changes/x"}));
+  CHECK_FALSE(shared.ref_target("refs/agentcore/changes/x").value().has_value());
+  // A remote that is not there is an error naming it.
+  auto missing = a.repo.fetch((shared_dir.path() / "nope").string(), {"+refs/heads/main:refs/heads/x"});
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().message().find("nope") != std::string::npos);
+}

@@ -65,6 +65,13 @@ struct gate_options {
   /// passes to another gate once its lease expires.
   std::chrono::seconds leader_ttl{60};
   std::string instance;  ///< names this gate in the leader key; default "pid-<pid>"
+  /// A shared repository (URL or path) when workers run in other processes
+  /// or machines. The queue's leader fetches the branch and the submitted
+  /// changes (refs/agentcore/changes/*) from it before each step, and moves
+  /// the branch there first, by fast-forward push: a landing counts once the
+  /// shared branch has it. Submitting (per-change checks) needs the change's
+  /// commits in this gate's own repository.
+  std::string remote;
 };
 
 /// A change a worker submits: its commit, the commit it started from, and its terms.

@@ -90,6 +90,18 @@ public:
   result<advance_result> advance(std::string_view refname, std::optional<oid> expected, const oid& target,
                                  std::string_view log_message);
 
+  /// Fetches from `remote` (a URL, or a path to a repository) with git
+  /// refspecs such as "+refs/heads/main:refs/remotes/shared/main". Local refs
+  /// the refspecs name are updated; nothing else is touched.
+  result<void> fetch(std::string_view remote, const std::vector<std::string>& refspecs);
+
+  /// Pushes to `remote` with git refspecs ("<src>:<dst>"; a leading '+'
+  /// forces, an empty <src> deletes). Without '+', a ref moves only by fast-
+  /// forward: a remote ref that moved elsewhere meanwhile is an error
+  /// (`already_exists`) naming it, so a push is a compare-and-swap against
+  /// whatever the pusher's history contains.
+  result<void> push(std::string_view remote, const std::vector<std::string>& refspecs);
+
   /// The best common ancestor of two commits, or nullopt when they share none.
   result<std::optional<oid>> merge_base(const oid& a, const oid& b);
 

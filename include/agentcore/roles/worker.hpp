@@ -54,6 +54,10 @@ struct worker_options {
   std::chrono::milliseconds verdict_poll{50};  ///< how often to look for the gate's verdict
   git::signature author{"agentcore worker", "worker@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
+  /// A shared repository (URL or path) when the gate runs elsewhere: the
+  /// worker starts from the branch as it is there, and pushes each change to
+  /// refs/agentcore/changes/<change id> there before submitting it.
+  std::string remote;
 };
 
 enum class work_result {
