@@ -1,7 +1,7 @@
 // agentcore: the command line over the library.
 //
 //   agentcore init [--repository PATH] [--config FILE] [--force]
-//   agentcore run [--config FILE] [--model SPEC]
+//   agentcore run [--config FILE] [--model SPEC] [--role ROLES] [--store URI] [--remote REPO] [--name NAME]
 //   agentcore status [--config FILE]
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
@@ -70,6 +70,9 @@ int usage(std::ostream& out, int code) {
          "  agentcore init [--repository PATH] [--config FILE] [--force]   write a commented configuration\n"
          "  agentcore demo [--dir DIR] [--model SPEC | --config FILE]      a sample project built by a swarm\n"
          "  agentcore run [--config FILE] [--model SPEC]                   run the swarm until its goal is met\n"
+         "      [--role planner,worker,gate,judge] [--store URI] [--remote REPO] [--name NAME]\n"
+         "                                                                 this process's share of a swarm across\n"
+         "                                                                 processes (etcd://... store, shared repository)\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
          "  agentcore gate submit BRANCH [--config FILE] [--task ID]       gate a hand-made branch\n"
@@ -222,10 +225,27 @@ int cmd_run(const args& a) {
     c->models.planner = a.flags.at("--model");
     c->models.worker = a.flags.at("--model");
   }
+  // One process's share of a swarm across processes (see swarm_config::roles).
+  if (a.flags.count("--role")) {
+    auto roles = runtime::parse_roles(a.flags.at("--role"));
+    if (!roles) return fail_with(roles.error());
+    c->roles = *roles;
+  }
+  if (a.flags.count("--store")) c->store = a.flags.at("--store");
+  if (a.flags.count("--remote")) c->remote = a.flags.at("--remote");
+  if (a.flags.count("--name")) c->name = a.flags.at("--name");
+  if (a.flags.count("--repository")) {
+    // Its slots go with it, unless the configuration put them elsewhere.
+    fs::path before = c->repository;
+    c->repository = fs::absolute(a.flags.at("--repository"));
+    if (c->worktrees == before / ".agentcore" / "slots") c->worktrees = c->repository / ".agentcore" / "slots";
+  }
+  if (!c->roles.all() && c->name.empty()) c->name = fmt::format("p{}", ::getpid());
   run_counts counts;
   auto r = run_with_progress(*c, counts);
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
+  if (!c->roles.judge) return 0;  // a share of a run: it ended with the run, or was stopped
   return r->goal_met || r->stopped ? 0 : 2;
 }
 

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <mutex>
 #include <set>
 #include <unistd.h>
@@ -44,6 +45,10 @@ struct detail::pool_state {
   std::optional<repository> main;  // used only under mu
   std::vector<std::unique_ptr<slot>> slots;
   std::atomic<std::uint64_t> full_checkouts{0}, files_written{0};
+  int root_lock = -1;  // flock on <root>/.pool.lock: one pool per slot directory
+  ~pool_state() {
+    if (root_lock >= 0) ::close(root_lock);
+  }
 };
 
 namespace {
@@ -450,6 +455,16 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
   fs::create_directories(options.root, ec);
   if (ec)
     return fail(error::io_error, fmt::format("git: cannot create slot directory '{}': {}", options.root.string(), ec.message()));
+  // The slots are this pool's alone: a second pool on the same directory (another
+  // process, maybe on another repository) would reset worktrees under the first.
+  st->root_lock = ::open((options.root / ".pool.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (st->root_lock < 0)
+    return fail(error::io_error, fmt::format("git: cannot open '{}': {}", (options.root / ".pool.lock").string(),
+                                             std::strerror(errno)));
+  if (::flock(st->root_lock, LOCK_EX | LOCK_NB) != 0)
+    return fail(error::in_use, fmt::format("git: another worktree pool (another agentcore process?) uses the slot "
+                                           "directory '{}'; give each process its own (worktrees.root)",
+                                           options.root.string()));
   for (std::size_t i = 0; i < options.slots; ++i) {
     auto s = std::make_unique<slot>();
     s->index = i;

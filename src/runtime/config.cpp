@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 
 namespace agentcore::runtime {
@@ -96,6 +98,20 @@ private:
 #define AGENTCORE_CHECK(expr) \
   if (auto e_ = (expr)) return e_
 
+}  // namespace
+
+namespace {
+bool valid_name(std::string_view n) {
+  return std::all_of(n.begin(), n.end(), [](unsigned char ch) { return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-'; });
+}
+json::array roles_json(const swarm_config::role_set& r) {
+  json::array a;
+  if (r.planner) a.emplace_back("planner");
+  if (r.worker) a.emplace_back("worker");
+  if (r.gate) a.emplace_back("gate");
+  if (r.judge) a.emplace_back("judge");
+  return a;
+}
 }  // namespace
 
 result<swarm_config> config_from_json(const json::value& v, const std::filesystem::path& base_dir) {
@@ -239,6 +255,25 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
   else if (sandbox == "required") c.sandbox = gate::sandbox_mode::required;
   else if (sandbox == "off") c.sandbox = gate::sandbox_mode::off;
   else return bad("sandbox", "\"automatic\", \"required\" or \"off\"", json::value(sandbox));
+  if (auto* rv = r.get("roles")) {
+    if (!rv->is_array() || rv->as_array().empty())
+      return bad("roles", "a non-empty array of \"planner\", \"worker\", \"gate\", \"judge\"", *rv);
+    std::string list;
+    for (const auto& x : rv->as_array()) {
+      if (!x.is_string()) return bad("roles", "an array of \"planner\", \"worker\", \"gate\", \"judge\"", *rv);
+      list += (list.empty() ? "" : ",") + std::string(x.get_string());
+    }
+    auto roles = parse_roles(list);
+    if (!roles) return bad("roles", "an array of \"planner\", \"worker\", \"gate\", \"judge\"", *rv);
+    c.roles = *roles;
+  }
+  AGENTCORE_CHECK(r.str("remote", c.remote));
+  if (!c.remote.empty() && c.remote.find("://") == std::string::npos && c.remote.find('@') == std::string::npos) {
+    std::filesystem::path p = c.remote;  // a path: relative to the configuration
+    c.remote = (p.is_absolute() ? p : base_dir / p).string();
+  }
+  AGENTCORE_CHECK(r.str("name", c.name));
+  if (!c.name.empty() && !valid_name(c.name)) return bad("name", "letters, digits, '.', '_' or '-'", json::value(c.name));
   AGENTCORE_CHECK(r.unknown());
   if (c.review && c.models.judge.empty())
     return fail(error::invalid_argument, "configuration: 'judge.review' is true but 'models.judge' names no model");
@@ -293,7 +328,30 @@ json::value to_json_value(const swarm_config& c) {
         {"review", c.review},
         {"restart_stalls", c.restart_stalls}}},
       {"lease_seconds", c.lease.count()},
-      {"sandbox", sandbox}};
+      {"sandbox", sandbox},
+      {"roles", roles_json(c.roles)},
+      {"remote", c.remote},
+      {"name", c.name}};
+}
+
+result<swarm_config::role_set> parse_roles(std::string_view list) {
+  swarm_config::role_set out{false, false, false, false};
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    auto word = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    if (word == "planner") out.planner = true;
+    else if (word == "worker") out.worker = true;
+    else if (word == "gate") out.gate = true;
+    else if (word == "judge") out.judge = true;
+    else
+      return fail(error::invalid_argument, fmt::format("roles: '{}' is not a role; write planner, worker, gate or "
+                                                       "judge, separated by commas",
+                                                       word));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 result<swarm_config> config_from_text(std::string_view text, const std::filesystem::path& base_dir) {
@@ -325,6 +383,10 @@ std::string commented_config(const swarm_config& c) {
   s += "  // Where the board lives: \"memory:\" (this process only), \"file:DIR\" (durable; resumes after a restart)\n"
        "  // or \"etcd://HOST:PORT[,HOST:PORT...]/PREFIX\" (an etcd cluster).\n";
   s += fmt::format("  \"store\": {},\n", q(c.store));
+  s += "  // Across processes: the roles this process runs (planner, worker, gate, judge), the shared repository\n"
+       "  // code travels through (workers push, the gate fetches), and this process's name on the board.\n";
+  s += fmt::format("  \"roles\": {},\n  \"remote\": {},\n  \"name\": {},\n", json::serialize(roles_json(c.roles)),
+                   q(c.remote), q(c.name));
   s += "  // Worktree slots: a bounded pool that workers take a slot of when they start a task.\n";
   s += fmt::format("  \"worktrees\": {{\"root\": {}, \"slots\": {}}},\n", q(c.worktrees.string()), c.slots);
   s += "  // How many planners and workers, and threads for blocking work (git, store, commands).\n";

@@ -137,6 +137,8 @@ struct swarm::state : std::enable_shared_from_this<state> {
   swarm_report report;
   std::atomic<std::size_t> refused{0};
   std::chrono::steady_clock::time_point started;
+  git::oid cycle_tip;  // with a remote: the shared branch at the cycle's start (zero: not read yet)
+  static constexpr const char* run_key = "swarm/run";  // {"state": "running" | "finished", "reason"}
 
   explicit state(swarm_config c, swarm_hooks h)
       : cfg(std::move(c)), hooks(std::move(h)),
@@ -250,6 +252,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
   asio::awaitable<void> gate_loop() {
     auto self = shared_from_this();
     ++loops_running;
+    bool standby = false;
     while (!finished) {
       // Stopping ends the loop between steps: what is still queued stays in
       // the store, and the next run's gate goes on with it.
@@ -257,6 +260,17 @@ struct swarm::state : std::enable_shared_from_this<state> {
       auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
       if (queued && *queued > 0) {
         auto r = co_await offload(blocking.get_executor(), [&] { return gate->run_once(); });
+        if (!r && r.error() == error::in_use) {
+          // Another process leads the queue: stand by, and take over when its lease ends.
+          if (!standby) publish("gate_standby", r.error().message());
+          standby = true;
+          co_await sleep(wake_gate, 1000ms);
+          continue;
+        }
+        if (r && standby) {
+          standby = false;
+          publish("gate_leading", cfg.branch);
+        }
         if (!r) publish("error", "gate: " + r.error().message());
         if (r && !r->empty()) {
           poke_main();
@@ -313,7 +327,17 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                    cfg.slots, cfg.gate_policy == gate::policy::batch ? "batch" : "serial/optimistic"));
     // Leftovers of a previous run: claims whose leases are gone come back.
     co_await offload(blocking.get_executor(), [&] { return board->reconcile(); });
-    asio::co_spawn(strand, gate_loop(), asio::detached);
+    // Processes that do not judge end when the one that does says the run is
+    // over (a record newer than this process's start).
+    auto start_rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
+    if (!start_rev) co_return start_rev.error();
+    if (cfg.roles.judge && !cfg.roles.all()) {
+      auto w = co_await offload(blocking.get_executor(), [&] {
+        return store->commit(store::txn().put(run_key, json::serialize(json::object{{"state", "running"}})));
+      });
+      if (!w) co_return w.error();
+    }
+    if (cfg.roles.gate) asio::co_spawn(strand, gate_loop(), asio::detached);
     for (auto& w : workers) asio::co_spawn(strand, worker_loop(*w), asio::detached);
 
     std::size_t empty_drains = 0;
@@ -346,6 +370,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       if (!j) co_return result<bool>(boost::system::in_place_error, j.error());
       ++report.cycles;
       report.judgements.push_back(*j);
+      cycle_tip = git::oid();  // the next cycle's activity starts from the branch as it is then
       publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
       if (j->verdict == roles::decision::stop) {
         report.goal_met = j->goal_met;
@@ -358,17 +383,40 @@ struct swarm::state : std::enable_shared_from_this<state> {
       }
       if (j->verdict == roles::decision::restart) {
         publish("restart", j->reason);
-        make_planners();  // from the repository's state, not from any history
+        if (cfg.roles.planner) make_planners();  // from the repository's state, not from any history
       }
       need_plan = true;
       co_return false;
     };
 
+    store::revision last_seen_rev = *start_rev;
     while (!finished) {
       if (stopping) {
         report.stopped = true;
         report.reason = "stopped";
         break;
+      }
+      if (!cfg.roles.judge) {
+        // This process's share: plan when the board moved, and end with the run.
+        auto kv = co_await offload(blocking.get_executor(), [&] { return store->get(run_key); });
+        if (kv && *kv && (*kv)->mod_revision > *start_rev) {
+          auto j = parse_json((*kv)->value);
+          if (j && j->is_object() && j->as_object().contains("reason")) {
+            report.reason = "the run is over: " + std::string(j->as_object().at("reason").as_string());
+            break;
+          }
+        }
+        if (cfg.roles.planner) {
+          auto rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
+          if (rev && *rev != last_seen_rev) {
+            last_seen_rev = *rev;
+            need_plan = true;
+          }
+          auto since = std::chrono::steady_clock::now() - last_plan;
+          if (need_plan && since >= plan_interval) co_await plan();
+        }
+        co_await sleep(wake_main, 500ms);
+        continue;
       }
       // Planning rounds: when tasks finish, at most one a second unless a
       // worker found nothing to do (each round reads the whole board).
@@ -384,6 +432,20 @@ struct swarm::state : std::enable_shared_from_this<state> {
       }
       auto now = judge->current();
       bool activity = now.merged + now.rejected + now.abandoned > 0;
+      if (!cfg.remote.empty()) {
+        // Split across processes: the gate may lead elsewhere; the branch here
+        // follows the shared one, and its moves count as the cycle's activity.
+        auto tip = co_await offload(blocking.get_executor(), [&]() -> result<git::oid> {
+          auto repo = git::repository::open(cfg.repository);
+          if (!repo) return repo.error();
+          if (auto f = repo->fetch(cfg.remote, {"+" + cfg.branch + ":" + cfg.branch}); !f) return f.error();
+          return repo->resolve(cfg.branch);
+        });
+        if (tip && *tip != cycle_tip) {
+          if (!cycle_tip.is_zero()) activity = true;
+          else cycle_tip = *tip;
+        }
+      }
       if (waves && drained) {
         // A wave is over: it is a cycle for the judge, then the next wave is planned.
         if (activity) {
@@ -410,6 +472,12 @@ struct swarm::state : std::enable_shared_from_this<state> {
       co_await sleep(wake_main, 250ms);
     }
 
+    // The judge's process tells the others (not when it was merely stopped).
+    if (cfg.roles.judge && !cfg.roles.all() && !report.stopped)
+      (void)co_await offload(blocking.get_executor(), [&] {
+        return store->commit(store::txn().put(
+            run_key, json::serialize(json::object{{"state", "finished"}, {"reason", report.reason}})));
+      });
     // Wind down: agents stop, their tasks go back; the gate ends its step.
     publish("stopping", report.reason);
     stopping = true;
@@ -495,6 +563,8 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                         .events = s->bus,
                         .board = &*s->board};
   go.check.sandbox.mode = c.sandbox;
+  go.remote = c.remote;
+  if (!c.name.empty()) go.instance = c.name;
   auto g = gate::merge_gate::open(c.repository, *s->store, *s->pool, std::move(go));
   if (!g) return g.error();
   s->gate = std::move(*g);
@@ -514,7 +584,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
     by_spec[spec] = *made;
     return *made;
   };
-  if (c.planners > 0 || !c.subsystems.empty()) {
+  if (c.roles.planner && (c.planners > 0 || !c.subsystems.empty())) {
     auto p = client("planner", c.models.planner);
     if (!p) return p.error();
     s->clients["planner"] = *p;
@@ -524,7 +594,8 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
       s->clients["sub:" + sub.name] = *sp;
     }
   }
-  if (c.workers > 0) {
+  const std::size_t workers = c.roles.worker ? c.workers : 0;
+  if (workers > 0) {
     auto w = client("worker", c.models.worker);
     if (!w) return w.error();
     s->clients["worker"] = *w;
@@ -537,8 +608,9 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
 
   // Slots: workers take one each while they hold a task; the gate and the judge keep theirs.
   s->worker_tokens = s->total_tokens = c.slots > 2 ? c.slots - 2 : 1;
-  for (std::size_t i = 0; i < c.workers; ++i) {
-    roles::worker_options wo{.id = worker_id(fmt::format("w{}", i + 1)),
+  for (std::size_t i = 0; i < workers; ++i) {
+    roles::worker_options wo{.id = worker_id(c.name.empty() ? fmt::format("w{}", i + 1)
+                                                            : fmt::format("{}-w{}", c.name, i + 1)),
                              .branch = c.branch,
                              .lease_ttl = c.lease,
                              .default_contract = c.contract,
@@ -547,10 +619,11 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
     wo.loop.blocking = s->blocking.get_executor();
     wo.loop.commands.sandbox.mode = c.sandbox;
     wo.loop.events = s->bus;
+    wo.remote = c.remote;
     s->workers.push_back(std::make_unique<roles::worker>(*s->board, *s->store, c.repository, *s->pool, *s->gate,
                                                          *s->clients.at("worker"), std::move(wo)));
   }
-  s->make_planners();
+  if (c.roles.planner) s->make_planners();
   if (c.review && !s->clients.count("judge"))
     return fail(error::invalid_argument, "runtime: review is on but no judge model is configured (models.judge)");
   roles::judge_options jo{.merges_per_cycle = c.merges_per_cycle,

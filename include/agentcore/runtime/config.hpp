@@ -77,7 +77,29 @@ struct swarm_config {
   std::size_t restart_stalls = 3;  ///< the judge restarts after this many stalls in a cycle (0: never)
   std::chrono::seconds lease{30};
   gate::sandbox_mode sandbox = gate::sandbox_mode::automatic;
+
+  /// What this process runs. All four by default. A swarm across processes
+  /// (or machines) shares one store (etcd) and one `remote`, and gives each
+  /// process its part: typically one coordinator (planner, judge, gate),
+  /// processes of workers, and more gates on standby (one leads the queue,
+  /// elected with a lease; another takes over when it dies).
+  struct role_set {
+    bool planner = true, worker = true, gate = true, judge = true;
+    bool all() const { return planner && worker && gate && judge; }
+    friend bool operator==(const role_set&, const role_set&) = default;
+  };
+  role_set roles;
+  /// The shared repository (a path, or a URL git understands) code travels
+  /// through between processes: workers push their changes there, the gate
+  /// fetches them and moves the branch there. Empty: one repository, one process.
+  std::string remote;
+  /// This process's name on the board: its workers are "<name>-w1"..., its
+  /// gate is "<name>". Empty: "w1"... and the process id (one process).
+  std::string name;
 };
+
+/// "planner,worker", ["gate"], ...: the roles a process runs; the error names the word that is none.
+result<swarm_config::role_set> parse_roles(std::string_view list);
 
 /// Reads a configuration; relative paths are resolved against `base_dir`.
 result<swarm_config> config_from_json(const json::value& v, const std::filesystem::path& base_dir);
