@@ -416,7 +416,8 @@ std::string commented_config(const swarm_config& c) {
       "  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}, "
       "\"restart_stalls\": {}}},\n",
       c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false", c.restart_stalls);
-  s += "  // A worker's claim lives on a lease of this many seconds, renewed while it works.\n";
+  s += "  // A worker's claim, and the gate's lead of the queue, live on a lease of this many seconds, renewed\n"
+       "  // while the holder works: a dead holder's task or queue passes on this long after it died.\n";
   s += fmt::format("  \"lease_seconds\": {},\n", c.lease.count());
   s += "  // Commands run in bubblewrap where the machine has it: automatic, required or off.\n";
   s += fmt::format("  \"sandbox\": {}\n}}\n",

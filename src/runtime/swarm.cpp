@@ -252,7 +252,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
   asio::awaitable<void> gate_loop() {
     auto self = shared_from_this();
     ++loops_running;
-    bool standby = false;
+    bool standby = false, leading = false;
     while (!finished) {
       // Stopping ends the loop between steps: what is still queued stays in
       // the store, and the next run's gate goes on with it.
@@ -264,12 +264,14 @@ struct swarm::state : std::enable_shared_from_this<state> {
           // Another process leads the queue: stand by, and take over when its lease ends.
           if (!standby) publish("gate_standby", r.error().message());
           standby = true;
+          leading = false;
           co_await sleep(wake_gate, 1000ms);
           continue;
         }
-        if (r && standby) {
+        if (r && !leading) {
+          leading = true;
           standby = false;
-          publish("gate_leading", cfg.branch);
+          publish("gate_leading", fmt::format("this process runs the queue of {}", cfg.branch));
         }
         if (!r) publish("error", "gate: " + r.error().message());
         if (r && !r->empty()) {
@@ -510,6 +512,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
     report.contract_violations += last.contract_violations;
     report.stalls += last.stalls;
     report.abandoned += last.abandoned;
+    // Split across processes, merges happen in other processes' gates: the
+    // board's count is the run's.
+    if (!cfg.roles.all())
+      report.merged = std::max(report.merged, report.tasks_by_state["merged"]);
     report.refused_writes = refused;
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     publish("finished", report.reason);
@@ -564,6 +570,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                         .board = &*s->board};
   go.check.sandbox.mode = c.sandbox;
   go.remote = c.remote;
+  go.leader_ttl = c.lease;  // a dead gate's queue passes on as soon as a dead worker's task does
   if (!c.name.empty()) go.instance = c.name;
   auto g = gate::merge_gate::open(c.repository, *s->store, *s->pool, std::move(go));
   if (!g) return g.error();
