@@ -375,7 +375,11 @@ struct etcd_store::impl {
           co_return reply{fail(message.find("lease") != std::string::npos ? error::lease_not_found : error::not_found,
                                named),
                           false, maybe_applied};
-        case 3: co_return reply{fail(error::invalid_argument, named)};
+        case 3:
+          if (message.find("user name is empty") != std::string::npos)
+            co_return reply{fail(error::permission_denied,
+                                 named + "; the cluster has authentication on: set etcd_options username and password")};
+          co_return reply{fail(error::invalid_argument, named)};
         case 11:
           co_return reply{fail(message.find("compacted") != std::string::npos ? error::compacted
                                                                                 : error::invalid_argument,

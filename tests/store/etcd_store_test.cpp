@@ -321,3 +321,34 @@ TEST_CASE("store.etcd.async_commits_in_flight_and_close") {
   CHECK(r.error() == error::closed);
   CHECK_THROWS(s->async_commit(txn().put("x", "1"), boost::asio::use_future).get());
 }
+
+TEST_CASE("store.etcd.credentials") {
+  test::etcd_cluster c(1);
+  auto ep = c.endpoint(0).substr(7);
+  std::string ctl = "ETCDCTL_API=3 etcdctl --endpoints=" + ep + " ";
+  REQUIRE(std::system((ctl + "user add root --new-user-password=rootpw --interactive=false >/dev/null 2>&1").c_str()) == 0);
+  REQUIRE(std::system((ctl + "auth enable >/dev/null 2>&1").c_str()) == 0);
+
+  auto none = etcd_store::connect(on(c));
+  REQUIRE_FALSE(none);
+  CHECK(none.error() == error::permission_denied);
+  CHECK(none.error().message().find("username and password") != std::string::npos);
+
+  auto o = on(c);
+  o.username = "root";
+  o.password = "wrong";
+  auto bad = etcd_store::connect(o);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error() == error::permission_denied);
+  CHECK(bad.error().message().find("'root'") != std::string::npos);
+
+  o.password = "rootpw";
+  auto s = connect_ok(o);
+  REQUIRE(s->commit(txn().put("k", "v")).value().succeeded);
+  auto w = s->watch("k", 1).value();  // the watch stream carries the token too
+  auto ev = w->poll().value();
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].kv.value == "v");
+  auto lease = s->grant(10s).value();
+  CHECK(s->keep_alive(lease).value().ttl == 10s);
+}
