@@ -138,6 +138,8 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::atomic<std::size_t> refused{0};
   std::chrono::steady_clock::time_point started;
   git::oid cycle_tip;  // with a remote: the shared branch at the cycle's start (zero: not read yet)
+  bool branch_moved = false;  // since cycle_tip
+  std::chrono::steady_clock::time_point last_fetch{};
   static constexpr const char* run_key = "swarm/run";  // {"state": "running" | "finished", "reason"}
 
   explicit state(swarm_config c, swarm_hooks h)
@@ -373,6 +375,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       ++report.cycles;
       report.judgements.push_back(*j);
       cycle_tip = git::oid();  // the next cycle's activity starts from the branch as it is then
+      branch_moved = false;
       publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
       if (j->verdict == roles::decision::stop) {
         report.goal_met = j->goal_met;
@@ -434,9 +437,11 @@ struct swarm::state : std::enable_shared_from_this<state> {
       }
       auto now = judge->current();
       bool activity = now.merged + now.rejected + now.abandoned > 0;
-      if (!cfg.remote.empty()) {
+      if (!cfg.remote.empty() && std::chrono::steady_clock::now() - last_fetch >= 1s) {
         // Split across processes: the gate may lead elsewhere; the branch here
-        // follows the shared one, and its moves count as the cycle's activity.
+        // follows the shared one (fetched at most once a second), and its
+        // moves count as the cycle's activity.
+        last_fetch = std::chrono::steady_clock::now();
         auto tip = co_await offload(blocking.get_executor(), [&]() -> result<git::oid> {
           auto repo = git::repository::open(cfg.repository);
           if (!repo) return repo.error();
@@ -444,10 +449,11 @@ struct swarm::state : std::enable_shared_from_this<state> {
           return repo->resolve(cfg.branch);
         });
         if (tip && *tip != cycle_tip) {
-          if (!cycle_tip.is_zero()) activity = true;
+          if (!cycle_tip.is_zero()) branch_moved = true;
           else cycle_tip = *tip;
         }
       }
+      activity = activity || branch_moved;
       if (waves && drained) {
         // A wave is over: it is a cycle for the judge, then the next wave is planned.
         if (activity) {

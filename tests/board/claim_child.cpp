@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   if (!out) return die(fmt::format("cannot write {}", argv[4]));
   auto lease = (*s)->grant(std::chrono::seconds(120));
   if (!lease) return die(lease.error().message());
+  auto renewed = std::chrono::steady_clock::now();
   for (long n = 0; n < claims;) {
     auto t = b.claim(me, *lease);
     if (!t) return die(fmt::format("claim: {}", t.error().message()));
@@ -59,7 +60,11 @@ int main(int argc, char** argv) {
     if (!r) return die(fmt::format("release {}: {}", (*t)->id.str(), r.error().message()));
     std::fprintf(out, "%s %lld %lld\n", (*t)->id.str().c_str(), from, until);
     ++n;
-    if (n % 5000 == 0) (void)(*s)->keep_alive(*lease);
+    if (std::chrono::steady_clock::now() - renewed > std::chrono::seconds(20)) {  // the lease lives 120 s
+      auto ka = (*s)->keep_alive(*lease);
+      if (!ka) return die(fmt::format("keep-alive: {}", ka.error().message()));
+      renewed = std::chrono::steady_clock::now();
+    }
   }
   std::fclose(out);
   return 0;
