@@ -370,6 +370,15 @@ struct swarm::state : std::enable_shared_from_this<state> {
     };
     // Closes the judge's cycle; true when the run is over.
     auto close_cycle = [&]() -> asio::awaitable<result<bool>> {
+      // The goal checks run on the branch here: with a shared repository, as it is there now.
+      if (!cfg.remote.empty()) {
+        auto synced = co_await offload(blocking.get_executor(), [&]() -> result<void> {
+          auto repo = git::repository::open(cfg.repository);
+          if (!repo) return repo.error();
+          return repo->fetch(cfg.remote, {"+" + cfg.branch + ":" + cfg.branch});
+        });
+        if (!synced) publish("error", "cannot fetch the shared branch before the goal checks: " + synced.error().message());
+      }
       auto j = co_await judge->async_close_cycle(asio::use_awaitable);
       if (!j) co_return result<bool>(boost::system::in_place_error, j.error());
       ++report.cycles;
