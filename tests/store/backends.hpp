@@ -39,8 +39,9 @@ struct file_backend {
 };
 
 /// A real single-member etcd, started fresh for each test case; the lease
-/// clock is etcd's own, so advancing it waits (with a margin for etcd's
-/// expiry sweep, every 500 ms).
+/// clock is etcd's own, so advancing it waits, with a margin for etcd's
+/// expiry sweep (every 500 ms), the revoke's trip through raft and the delete
+/// event's to the watcher on a loaded machine.
 struct etcd_backend {
   static constexpr const char* name = "etcd";
   etcd_cluster cluster{1};
@@ -53,7 +54,7 @@ struct etcd_backend {
     REQUIRE_MESSAGE(r.has_value(), r.error().message());
     return std::move(*r);
   }
-  void advance(std::chrono::seconds d) { std::this_thread::sleep_for(d + std::chrono::milliseconds(700)); }
+  void advance(std::chrono::seconds d) { std::this_thread::sleep_for(d + std::chrono::milliseconds(1500)); }
 };
 
 }  // namespace agentcore::test
