@@ -1,6 +1,7 @@
 // Completing a type-erased handler later, never inside the initiating call.
 #pragma once
 
+#include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/execution.hpp>
@@ -20,6 +21,21 @@ void post_completion(boost::asio::any_completion_handler<Signature> h, Args&&...
   ex.execute([h = std::move(h), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
     std::apply([&](auto&&... a) { std::move(h)(std::move(a)...); }, std::move(tup));
   });
+}
+
+}  // namespace agentcore::detail
+
+namespace agentcore::detail {
+
+/// For a handler that completes later (after a network round trip, a group
+/// commit): an executor that counts as outstanding work on the handler's
+/// associated executor for as long as it lives, so that the host's
+/// io_context::run() does not return while the operation is in flight, as
+/// with Asio's own operations. Keep it beside the handler until completion.
+template <class Signature>
+boost::asio::any_completion_executor track_work(const boost::asio::any_completion_handler<Signature>& h) {
+  namespace asio = boost::asio;
+  return asio::prefer(asio::get_associated_executor(h), asio::execution::outstanding_work.tracked);
 }
 
 }  // namespace agentcore::detail

@@ -176,6 +176,7 @@ struct etcd_watch_state {
   std::int64_t expect_through = 0;    // etcd revision of this store's last commit with an event here
   revision next = 1;                  // what next_revision() says
   std::optional<asio::any_completion_handler<watcher::next_signature>> pending;
+  asio::any_completion_executor pending_work;  // keeps the pending handler's executor's run() going
   std::function<void()> cancel_stream;  // posts the cancellation to the I/O thread; empty once closed
   asio::cancellation_signal signal;     // used on the I/O thread only
   std::string partial;                  // an incomplete line of the stream
@@ -792,6 +793,7 @@ struct etcd_store::impl {
       if (w.pending && (!w.buffer.empty() || w.failure)) {
         auto h = std::move(*w.pending);
         w.pending.reset();
+        auto work = std::move(w.pending_work);  // released after the completion is posted
         if (!w.buffer.empty()) {
           arrived = std::move(w.buffer);
           w.buffer.clear();
@@ -813,6 +815,7 @@ struct etcd_store::impl {
       if (w.pending) {
         auto h = std::move(*w.pending);
         w.pending.reset();
+        auto work = std::move(w.pending_work);  // released after the completion is posted
         agentcore::detail::post_completion(std::move(h), w.failure.code(), std::vector<watch_event>());
       }
     }
@@ -913,7 +916,8 @@ struct etcd_store::impl {
   template <class T, class Signature>
   void spawn(awaitable<result<T>> op, asio::any_completion_handler<Signature> handler) {
     if (is_closed()) return agentcore::detail::post_completion(std::move(handler), make_error_code(error::closed), T{});
-    asio::co_spawn(io, std::move(op), [h = std::move(handler)](std::exception_ptr e, result<T> r) mutable {
+    auto work = agentcore::detail::track_work(handler);  // the caller's run() waits for us
+    asio::co_spawn(io, std::move(op), [h = std::move(handler), work](std::exception_ptr e, result<T> r) mutable {
       if (e || !r)
         return agentcore::detail::post_completion(std::move(h),
                                                   e ? make_error_code(error::io_error) : r.error().code(), T{});
@@ -997,14 +1001,17 @@ private:
     }
     if (w.failure)
       return agentcore::detail::post_completion(std::move(handler), w.failure.code(), std::vector<watch_event>());
+    w.pending_work = agentcore::detail::track_work(handler);
     w.pending.emplace(std::move(handler));
   }
 
   void do_cancel() override {
     std::function<void()> cancel;
     std::optional<asio::any_completion_handler<next_signature>> pending;
+    asio::any_completion_executor work;  // released after the completion is posted
     {
       std::lock_guard lock(state_->mutex);
+      work = std::move(state_->pending_work);
       cancel = std::move(state_->cancel_stream);
       state_->cancel_stream = nullptr;
       if (!state_->failure) state_->failure = fail(error::canceled, "etcd watch: canceled");

@@ -187,7 +187,8 @@ public:
       lk.unlock();
       return agentcore::detail::post_completion(std::move(handler), ec, commit_result{});
     }
-    waiters_.push_back({r->ticket, std::move(handler), std::move(r->result)});
+    auto work = agentcore::detail::track_work(handler);
+    waiters_.push_back({r->ticket, std::move(handler), std::move(r->result), std::move(work)});
   }
 
   result<void> snapshot_now() {
@@ -225,6 +226,7 @@ private:
     std::uint64_t ticket;
     asio::any_completion_handler<store::commit_signature> handler;
     commit_result result;
+    asio::any_completion_executor work;  // the handler's executor: run() waits for the group commit
   };
 
   std::uint64_t appended(std::size_t before) {

@@ -2,6 +2,7 @@
 // unchanged on each backend in backends.hpp.
 #include "store/backends.hpp"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -287,6 +288,18 @@ TEST_CASE_TEMPLATE("store.conformance.async_commit", B, BACKENDS) {
   CHECK(conflict.conflict_key == "a");
   auto rg = s->async_range("a", {}, boost::asio::use_future).get();
   CHECK(rg.kvs.size() == 1);
+
+  // An operation in flight is work on its handler's executor: run() returns
+  // only after the completion ran (the host's loop does not end under it).
+  boost::asio::io_context io;
+  int completed = 0;
+  for (int i = 0; i < 8; ++i)
+    s->async_commit(txn().put("b" + std::to_string(i), "1"),
+                    boost::asio::bind_executor(io, [&](error_code ec, commit_result r) {
+                      if (!ec && r.succeeded) ++completed;
+                    }));
+  io.run();
+  CHECK(completed == 8);
 }
 
 TEST_CASE_TEMPLATE("store.conformance.concurrent_cas_counter_loses_no_update", B, BACKENDS) {
