@@ -233,7 +233,15 @@ int cmd_run(const args& a) {
   }
   if (a.flags.count("--store")) c->store = a.flags.at("--store");
   if (a.flags.count("--remote")) c->remote = a.flags.at("--remote");
-  if (a.flags.count("--name")) c->name = a.flags.at("--name");
+  if (a.flags.count("--name")) {
+    c->name = a.flags.at("--name");
+    if (c->name.empty() || c->name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                               std::string::npos)
+      return fail_with(fail(error::invalid_argument,
+                            fmt::format("--name '{}': use letters, digits, '.', '_' or '-' (it names this process's "
+                                        "workers and gate on the board)",
+                                        c->name)));
+  }
   if (a.flags.count("--repository")) {
     // Its slots go with it, unless the configuration put them elsewhere.
     fs::path before = c->repository;

@@ -15,6 +15,7 @@ struct engine::watch_state {
   revision next = 1;
   bool canceled = false;
   std::optional<asio::any_completion_handler<watcher::next_signature>> pending;
+  asio::any_completion_executor pending_work;  // the pending handler's executor keeps running meanwhile
 };
 
 namespace {
@@ -54,6 +55,7 @@ private:
     auto r = engine_->collect_locked(*state_);
     if (!r) return complete(std::move(handler), r.error().code(), {});
     if (!r->empty()) return complete(std::move(handler), {}, std::move(*r));
+    state_->pending_work = agentcore::detail::track_work(handler);
     state_->pending.emplace(std::move(handler));
   }
 
@@ -63,6 +65,7 @@ private:
     if (state_->pending) {
       auto h = std::move(*state_->pending);
       state_->pending.reset();
+      auto work = std::move(state_->pending_work);  // released after the completion is posted
       complete(std::move(h), make_error_code(error::canceled), {});
     }
   }
@@ -86,6 +89,7 @@ void engine::close(error_info reason) {
     if (auto s = w.lock(); s && s->pending) {
       auto h = std::move(*s->pending);
       s->pending.reset();
+      auto work = std::move(s->pending_work);  // released after the completion is posted
       complete(std::move(h), closed_.code(), {});
     }
   }
@@ -264,6 +268,7 @@ void engine::notify_locked() {
     if (r && r->empty()) continue;
     auto h = std::move(*s->pending);
     s->pending.reset();
+    auto work = std::move(s->pending_work);  // released after the completion is posted
     if (!r) complete(std::move(h), r.error().code(), {});
     else complete(std::move(h), {}, std::move(*r));
   }

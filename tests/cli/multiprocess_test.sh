@@ -74,6 +74,10 @@ cat > agentcore.json <<JSON
 }
 JSON
 
+# A name that cannot be a worker id is refused before anything starts.
+set +e; out=$("$agentcore" run --role worker --name 'w/1' --store "etcd://127.0.0.1:$cport/mp" 2>&1); rc=$?; set -e
+[[ $rc == 1 && $out == *"--name 'w/1'"* ]] || fail "a bad --name was not refused clearly (exit $rc): $out"
+
 "$agentcore" run --role planner,judge,gate --name coord >coord.log 2>&1 &
 coord=$!; pids+=($coord)
 "$agentcore" run --role worker --name wa --repository wa >wa.log 2>&1 &
