@@ -106,49 +106,14 @@ claim_figures claims(const test::etcd_cluster& c, std::size_t tasks, int claimer
     err.rethrow();
   }
   auto before = b.stats();
-  first_error err;
-  std::atomic<std::uint64_t> total{0};
-  std::mutex last_mu;
-  steady::time_point last_claim{};
-  std::latch ready(claimers), start(1);
-  std::vector<std::thread> pool;
-  for (int k = 0; k < claimers; ++k) {
-    pool.emplace_back([&, k] {
-      bool arrived = false;
-      try {
-        worker_id me{fmt::format("w{}", k)};
-        auto lease = check(s->grant(600s), "etcd grant");
-        ready.count_down();
-        arrived = true;
-        start.wait();
-        std::uint64_t mine = 0;
-        steady::time_point my_last{};
-        while (!err.stop.load() && check(b.claim(me, lease), "board claim")) {
-          ++mine;
-          my_last = steady::now();
-        }
-        total += mine;
-        std::lock_guard lk(last_mu);
-        last_claim = std::max(last_claim, my_last);
-      } catch (const std::exception& e) {
-        err.set(e.what());
-        if (!arrived) ready.count_down();
-      }
-    });
-  }
-  ready.wait();
-  auto t0 = steady::now();
-  start.count_down();
-  for (auto& th : pool) th.join();
-  err.rethrow();
+  auto run = claim_until_empty(b, *s, claimers);
   auto st = b.stats();
   std::uint64_t claimed = st.claims - before.claims;
-  if (total.load() != tasks || claimed != tasks)
+  if (run.claims != tasks || claimed != tasks)
     throw failure(fmt::format("etcd claims: {} claimers claimed {} tasks (board counted {}) of {}; each must be "
                               "claimed exactly once",
-                              claimers, total.load(), claimed, tasks));
-  double elapsed = std::chrono::duration<double>(last_claim - t0).count();
-  return {static_cast<double>(tasks) / elapsed,
+                              claimers, run.claims, claimed, tasks));
+  return {static_cast<double>(tasks) / run.to_last_claim_s,
           static_cast<double>(st.claim_conflicts - before.claim_conflicts) / static_cast<double>(claimed)};
 }
 

@@ -9,9 +9,11 @@
 #include "bench.hpp"
 
 #include <agentcore/core/error.hpp>
+#include <agentcore/core/id.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -104,6 +106,60 @@ double commits_per_second(int threads, std::chrono::milliseconds duration, Make 
   for (auto& th : pool) th.join();
   err.rethrow();
   return static_cast<double>(total.load()) / elapsed;
+}
+
+/// What claim_until_empty saw.
+struct claim_run {
+  std::uint64_t claims = 0;    ///< successful claims, all claimers together
+  double to_last_claim_s = 0;  ///< from the start to the last successful claim
+  double all_done_s = 0;       ///< until every claimer had seen the board empty
+};
+
+/// `claimers` threads, each on a lease of its own, claim from the board `b`
+/// (over store `s`) until it has nothing ready. They start together behind a
+/// latch; the first error stops them all and is rethrown as a `failure`.
+/// The rate that matters runs to the last successful claim: after it, each
+/// claimer's final claim() finds nothing and reconciles every claimed task, a
+/// one-off cost of emptying the board that says nothing about claiming.
+template <class Board, class Store>
+claim_run claim_until_empty(Board& b, Store& s, int claimers) {
+  first_error err;
+  std::atomic<std::uint64_t> total{0};
+  std::mutex last_mu;
+  steady::time_point last_claim{};
+  std::latch ready(claimers), start(1);
+  std::vector<std::thread> pool;
+  for (int c = 0; c < claimers; ++c) {
+    pool.emplace_back([&, c] {
+      bool arrived = false;
+      try {
+        worker_id me{fmt::format("w{}", c)};
+        auto lease = check(s.grant(std::chrono::seconds(600)), "store grant");
+        ready.count_down();
+        arrived = true;
+        start.wait();
+        std::uint64_t mine = 0;
+        steady::time_point my_last{};
+        while (!err.stop.load(std::memory_order_relaxed) && check(b.claim(me, lease), "board claim")) {
+          ++mine;
+          my_last = steady::now();
+        }
+        total += mine;
+        std::lock_guard lk(last_mu);
+        last_claim = std::max(last_claim, my_last);
+      } catch (const std::exception& e) {
+        err.set(e.what());
+        if (!arrived) ready.count_down();
+      }
+    });
+  }
+  ready.wait();
+  auto t0 = steady::now();
+  start.count_down();
+  for (auto& th : pool) th.join();
+  double drained = seconds_since(t0);
+  err.rethrow();
+  return {total.load(), std::chrono::duration<double>(last_claim - t0).count(), drained};
 }
 
 }  // namespace agentcore::bench

@@ -226,56 +226,16 @@ claim_result board_claims(std::size_t tasks, int claimers) {
   for (std::size_t i = 0; i < tasks; ++i)
     check(b.propose(board::task{.id = task_id{fmt::format("t{}", i)}, .title = "x"}), "board propose");
 
-  first_error err;
-  std::atomic<std::uint64_t> total{0};
-  std::mutex last_mu;
-  steady::time_point last_claim{};
-  std::latch ready(claimers), start(1);
-  std::vector<std::thread> pool;
-  for (int c = 0; c < claimers; ++c) {
-    pool.emplace_back([&, c] {
-      bool arrived = false;
-      try {
-        worker_id me{fmt::format("w{}", c)};
-        auto lease = check(s->grant(600s), "store grant");
-        ready.count_down();
-        arrived = true;
-        start.wait();
-        std::uint64_t mine = 0;
-        steady::time_point my_last{};
-        while (!err.stop.load(std::memory_order_relaxed) && check(b.claim(me, lease), "board claim")) {
-          ++mine;
-          my_last = steady::now();
-        }
-        total += mine;
-        std::lock_guard lk(last_mu);
-        last_claim = std::max(last_claim, my_last);
-      } catch (const std::exception& e) {
-        err.set(e.what());
-        if (!arrived) ready.count_down();
-      }
-    });
-  }
-  ready.wait();
-  auto t0 = steady::now();
-  start.count_down();
-  for (auto& th : pool) th.join();
-  double drained = seconds_since(t0);
-  err.rethrow();
-  // The rate runs to the last successful claim: after it, each claimer's
-  // final claim() finds nothing and runs reconcile() over every claimed task,
-  // a one-off cost of emptying the board that says nothing about claiming.
-  double elapsed = std::chrono::duration<double>(last_claim - t0).count();
-
+  auto run = claim_until_empty(b, *s, claimers);
   auto st = b.stats();
   // A lost or doubled claim is a correctness bug, not a slow run: no figure
   // from this run means anything then.
-  if (total.load() != tasks || st.claims != tasks)
+  if (run.claims != tasks || st.claims != tasks)
     throw failure(fmt::format("board claims: {} claimers claimed {} tasks (board counted {}) out of {} proposed; "
                               "every task must be claimed exactly once",
-                              claimers, total.load(), st.claims, tasks));
+                              claimers, run.claims, st.claims, tasks));
   return {static_cast<double>(st.claim_conflicts) / static_cast<double>(st.claims),
-          static_cast<double>(total.load()) / elapsed, drained};
+          static_cast<double>(run.claims) / run.to_last_claim_s, run.all_done_s};
 }
 
 struct reopen_result {

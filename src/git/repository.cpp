@@ -339,6 +339,15 @@ struct strarray_of {
   }
 };
 
+using remote_ptr = std::unique_ptr<git_remote, decltype(&git_remote_free)>;
+
+result<remote_ptr> anonymous_remote(git_repository* repo, const std::string& url) {
+  git_remote* r = nullptr;
+  if (int rc = git_remote_create_anonymous(&r, repo, url.c_str()); rc < 0)
+    return last_error(rc, fmt::format("use '{}' as a remote", url));
+  return remote_ptr(r, git_remote_free);
+}
+
 struct push_refusals {
   std::vector<std::string> refused;  // "ref: why"
 };
@@ -352,31 +361,27 @@ int on_push_update(const char* refname, const char* status, void* payload) {
 
 result<void> repository::fetch(std::string_view remote, const std::vector<std::string>& refspecs) {
   std::string url(remote);
-  git_remote* r = nullptr;
-  if (int rc = git_remote_create_anonymous(&r, impl_->repo.get(), url.c_str()); rc < 0)
-    return last_error(rc, fmt::format("use '{}' as a remote", url));
-  std::unique_ptr<git_remote, decltype(&git_remote_free)> guard(r, git_remote_free);
+  auto r = anonymous_remote(impl_->repo.get(), url);
+  if (!r) return r.error();
   strarray_of specs(refspecs);
   git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
   opts.update_fetchhead = 0;
-  if (int rc = git_remote_fetch(r, &specs.arr, &opts, "agentcore: fetch"); rc < 0)
+  if (int rc = git_remote_fetch(r->get(), &specs.arr, &opts, "agentcore: fetch"); rc < 0)
     return last_error(rc, fmt::format("fetch from '{}'", url));
   return {};
 }
 
 result<void> repository::push(std::string_view remote, const std::vector<std::string>& refspecs) {
   std::string url(remote);
-  git_remote* r = nullptr;
-  if (int rc = git_remote_create_anonymous(&r, impl_->repo.get(), url.c_str()); rc < 0)
-    return last_error(rc, fmt::format("use '{}' as a remote", url));
-  std::unique_ptr<git_remote, decltype(&git_remote_free)> guard(r, git_remote_free);
+  auto r = anonymous_remote(impl_->repo.get(), url);
+  if (!r) return r.error();
   strarray_of specs(refspecs);
   push_refusals refusals;
   git_push_options opts = GIT_PUSH_OPTIONS_INIT;
   opts.callbacks.push_update_reference = on_push_update;
   opts.callbacks.payload = &refusals;
-  int rc = git_remote_push(r, &specs.arr, &opts);
+  int rc = git_remote_push(r->get(), &specs.arr, &opts);
   if (rc < 0) {
     // A local transport reports a non-fast-forward as a failed push, not per ref.
     auto e = last_error(rc, fmt::format("push to '{}'", url));
