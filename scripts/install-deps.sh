@@ -12,6 +12,7 @@ packages=(
   bubblewrap       # the sandbox for commands agents run and checks the gate runs
   etcd-server      # the etcd store backend's tests and benchmark start their own etcd
   etcd-client      # etcdctl: the benchmark's reference figure (etcdctl check perf)
+  openssl          # the openssl command: certificates for the TLS etcd test
 )
 
 missing=()

@@ -309,6 +309,14 @@ struct http_client::impl : std::enable_shared_from_this<impl> {
       // The write went out: only a request that may be repeated is sent again.
       if (reused && req.resend_on_stale && is_disconnect(ec) && ec != beast::error::timeout && conn.buffer.size() == 0)
         co_return sent{http_response{}, false, true};
+      // A TLS alert before any answer on a new connection: the server refused
+      // the session (TLS 1.3 checks the client certificate after the client's
+      // side of the handshake), so it never read the request.
+      if (!reused && conn.secure && ec.category() == asio::error::get_ssl_category() && conn.buffer.size() == 0)
+        co_return sent{net::fail(error::tls_failed,
+                                 fmt::format("{}: the server refused the TLS session ({}); if it asks for a client "
+                                             "certificate, give one (cert_file and key_file)",
+                                             what, ec.message()))};
       co_return sent{failure(ec, what, "waiting for the answer", lim)};
     }
     http_response resp;
@@ -421,6 +429,7 @@ std::size_t http_client::idle_connections() const {
   return n;
 }
 
+const error_info& http_client::setup_error() const { return impl_->tls_setup; }
 std::size_t http_client::connections_opened() const { return impl_->opened.load(); }
 
 }  // namespace agentcore::net

@@ -88,6 +88,9 @@ public:
   void request(const url& to, http_request req, limits lim, body_sink on_body,
                asio::any_completion_handler<response_signature> handler);
 
+  /// Why TLS cannot be set up (a CA or client certificate file that does not
+  /// load), or no error; https requests fail with it.
+  const error_info& setup_error() const;
   /// Idle pooled connections, for tests and benchmarks.
   std::size_t idle_connections() const;
   /// Connections opened so far (not reused ones).

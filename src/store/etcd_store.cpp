@@ -26,9 +26,11 @@
 #include <charconv>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace agentcore::store {
@@ -292,6 +294,7 @@ struct etcd_store::impl {
   awaitable<reply> call(std::string path, std::string body, repeat how) {
     const auto deadline = clock_type::now() + opt.request_timeout;
     std::map<std::string, std::string> last_failure;  // endpoint -> why
+    std::set<std::size_t> tls_refused;               // endpoints whose last failure was TLS
     bool reauthenticated = false, maybe_applied = false;
     std::chrono::milliseconds backoff{25};
     const std::size_t n = eps.size();
@@ -325,7 +328,11 @@ struct etcd_store::impl {
                       e.code() == net::error::tls_failed || e.code() == net::error::bad_url;
         if (!unsent && how == repeat::if_unsent) co_return reply{e, true, maybe_applied};
         if (!unsent) maybe_applied = true;
+        if (e.code() == net::error::tls_failed) tls_refused.insert(index % n);
+        else tls_refused.erase(index % n);
         next_endpoint(e.message());
+        // Certificates do not fix themselves: once every endpoint refused TLS, say so now.
+        if (tls_refused.size() == n) break;
         continue;
       }
       std::string_view text = r->body;
@@ -403,6 +410,13 @@ struct etcd_store::impl {
     }
     std::string why;
     for (const auto& [ep, w] : last_failure) why += fmt::format("{}{}", why.empty() ? "" : "; ", w);
+    if (!tls_refused.empty() && tls_refused.size() == n)
+      co_return reply{fail(error::permission_denied,
+                           fmt::format("etcd: every endpoint refused TLS for {} ({}); check ca_file (the CA that "
+                                       "signed the cluster's certificates) and, if the cluster asks for one, the "
+                                       "client certificate (cert_file, key_file)",
+                                       path, why)),
+                      false, maybe_applied};
     co_return reply{fail(error::unavailable,
                          fmt::format("etcd: no endpoint answered {} within {} ({}); check that the cluster is "
                                      "running and has a quorum",
@@ -1047,6 +1061,11 @@ result<etcd_options> parse_etcd_url(std::string_view text) {
   else if (text.starts_with("etcds://")) scheme = "https";
   else return bad("the scheme is neither etcd:// nor etcds://");
   auto rest = text.substr(text.find("://") + 3);
+  std::string_view query;
+  if (auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
   auto slash = rest.find('/');
   auto hosts = rest.substr(0, slash);
   if (hosts.empty()) return bad("no host");
@@ -1065,6 +1084,44 @@ result<etcd_options> parse_etcd_url(std::string_view text) {
     o.prefix = std::string(rest.substr(slash + 1));
     if (!o.prefix.empty() && o.prefix.back() != '/') o.prefix += '/';
   }
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    auto eq = item.find('=');
+    auto name = item.substr(0, eq);
+    auto value = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    if (value.empty()) return bad(fmt::format("option '{}' has no value (write {}=VALUE)", name, name));
+    auto number = [&](std::int64_t& out) -> bool {
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
+      return ec == std::errc() && p == value.data() + value.size() && out >= 0;
+    };
+    if (name == "ca_file") o.ca_file = value;
+    else if (name == "cert_file") o.cert_file = value;
+    else if (name == "key_file") o.key_file = value;
+    else if (name == "user") o.username = value;
+    else if (name == "verify_tls") {
+      if (value != "true" && value != "false") return bad("verify_tls is true or false");
+      o.verify_tls = value == "true";
+    } else if (name == "password_file") {
+      std::ifstream in{std::string(value), std::ios::binary};
+      if (!in) return bad(fmt::format("password_file '{}' cannot be read", value));
+      std::getline(in, o.password);
+      if (!o.password.empty() && o.password.back() == '\r') o.password.pop_back();
+    } else if (name == "history_limit") {
+      if (!number(o.history_limit)) return bad("history_limit is a count of revisions, like history_limit=100000");
+    } else if (name == "request_timeout_ms") {
+      std::int64_t ms = 0;
+      if (!number(ms) || ms == 0) return bad("request_timeout_ms is a positive number of milliseconds");
+      o.request_timeout = std::chrono::milliseconds(ms);
+    } else {
+      return bad(fmt::format("unknown option '{}' (known: ca_file, cert_file, key_file, verify_tls, user, "
+                             "password_file, history_limit, request_timeout_ms)",
+                             name));
+    }
+  }
+  if (!o.username.empty() && o.password.empty())
+    return bad("user needs password_file (a file holding the password)");
   return o;
 }
 
@@ -1086,6 +1143,9 @@ result<std::unique_ptr<etcd_store>> etcd_store::connect(etcd_options options) {
   ho.max_idle = 1024;
   ho.proxy_from_env = false;
   i->http = std::make_unique<net::http_client>(i->io.get_executor(), std::move(ho));
+  if (const auto& e = i->http->setup_error();
+      e && std::any_of(i->eps.begin(), i->eps.end(), [](const net::url& u) { return u.tls(); }))
+    return fail(error::invalid_argument, fmt::format("etcd store: {}", e.message()));
   i->work.emplace(i->io.get_executor());
   i->thread = std::thread([io = &i->io] { io->run(); });
   std::unique_ptr<etcd_store> s(new etcd_store(i));
@@ -1105,8 +1165,10 @@ result<std::unique_ptr<etcd_store>> etcd_store::connect(etcd_options options) {
   if (!rev) {
     std::string eps;
     for (const auto& e : i->opt.endpoints) eps += (eps.empty() ? "" : ", ") + e;
-    return error_info(rev.error().code(), fmt::format("etcd store: the cluster at {} does not answer: {}", eps,
-                                                      rev.error().message()));
+    return error_info(rev.error().code(),
+                      fmt::format("etcd store: the cluster at {} {}: {}", eps,
+                                  rev.error() == error::unavailable ? "does not answer" : "refused the first read",
+                                  rev.error().message()));
   }
   return s;
 }

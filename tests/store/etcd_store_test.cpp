@@ -13,6 +13,9 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <thread>
 
 using namespace agentcore;
@@ -254,6 +257,37 @@ TEST_CASE("store.etcd.bad_endpoints_give_clear_errors") {
     CHECK(u.prefix == "boards/x/");
     CHECK(parse_etcd_url("etcds://a:1").value().endpoints.front() == "https://a:1");
   }
+  SUBCASE("store URL options") {
+    auto pw = std::filesystem::temp_directory_path() / fmt::format("agentcore-etcd-pw-{}", ::getpid());
+    {
+      std::ofstream(pw) << "s3cret\n";
+    }
+    auto u = parse_etcd_url(fmt::format("etcds://a:1,b:2/boards/x?ca_file=/ca.pem&cert_file=/c.pem&key_file=/k.pem"
+                                        "&user=root&password_file={}&history_limit=5000&request_timeout_ms=300",
+                                        pw.string()));
+    REQUIRE_MESSAGE(u, u.error().message());
+    CHECK(u->endpoints == std::vector<std::string>{"https://a:1", "https://b:2"});
+    CHECK(u->prefix == "boards/x/");
+    CHECK(u->ca_file == "/ca.pem");
+    CHECK(u->cert_file == "/c.pem");
+    CHECK(u->key_file == "/k.pem");
+    CHECK(u->username == "root");
+    CHECK(u->password == "s3cret");
+    CHECK(u->history_limit == 5000);
+    CHECK(u->request_timeout == 300ms);
+    CHECK(parse_etcd_url("etcd://a:1?verify_tls=false").value().verify_tls == false);
+    CHECK(parse_etcd_url("etcd://a:1?history_limit=9").value().prefix.empty());
+    std::filesystem::remove(pw);
+    for (const char* bad : {"etcd://a/p?colour=red", "etcd://a/p?history_limit=-1", "etcd://a/p?history_limit=x",
+                            "etcd://a/p?ca_file=", "etcd://a/p?user=root", "etcd://a/p?verify_tls=yes",
+                            "etcd://a/p?user=root&password_file=/nonexistent/pw"}) {
+      auto r = parse_etcd_url(bad);
+      REQUIRE_MESSAGE(!r, bad);
+      CHECK(r.error() == error::invalid_argument);
+      CHECK(r.error().message().find(bad) != std::string::npos);
+    }
+    CHECK(parse_etcd_url("etcd://a/p?colour=red").error().message().find("'colour'") != std::string::npos);
+  }
   SUBCASE("an HTML error page instead of JSON") {
     test::http_test_server page;
     page.set_fallback([](const test::recorded_request&) {
@@ -351,4 +385,68 @@ TEST_CASE("store.etcd.credentials") {
   CHECK(ev[0].kv.value == "v");
   auto lease = s->grant(10s).value();
   CHECK(s->keep_alive(lease).value().ttl == 10s);
+}
+
+TEST_CASE("store.etcd.tls_with_a_client_certificate") {
+  namespace fs = std::filesystem;
+  auto dir = fs::temp_directory_path() / fmt::format("agentcore-etcd-tls-{}", ::getpid());
+  fs::remove_all(dir);
+  auto certs = test::make_test_certificates(dir / "pki");
+  {
+    test::etcd_cluster c(1, dir / "cluster", certs);
+    const auto ep = c.tls_endpoint(0);
+    etcd_options o;
+    o.endpoints = {ep};
+    o.prefix = "tls/";
+    o.ca_file = certs.ca.string();
+    o.cert_file = (dir / "pki" / "client.crt").string();
+    o.key_file = (dir / "pki" / "client.key").string();
+
+    SUBCASE("with the CA and a client certificate: reads, writes, watches") {
+      auto s = connect_ok(o);
+      REQUIRE(s->commit(txn().put("k", "v")).value().succeeded);
+      CHECK(s->get("k").value()->value == "v");
+      auto w = s->watch("k", 1).value();  // the watch stream is TLS too
+      auto ev = w->poll().value();
+      REQUIRE(ev.size() == 1);
+      CHECK(ev[0].kv.value == "v");
+    }
+    SUBCASE("the same through a store URL") {
+      auto u = parse_etcd_url(fmt::format("etcds://127.0.0.1:{}/tls?ca_file={}&cert_file={}&key_file={}",
+                                          ep.substr(ep.rfind(':') + 1), o.ca_file, o.cert_file, o.key_file));
+      REQUIRE_MESSAGE(u, u.error().message());
+      auto s = connect_ok(*u);
+      REQUIRE(s->commit(txn().put("u", "1")).value().succeeded);
+    }
+    SUBCASE("without a client certificate the cluster refuses, and the error says where") {
+      auto no_cert = o;
+      no_cert.cert_file.clear();
+      no_cert.key_file.clear();
+      auto r = etcd_store::connect(no_cert);
+      REQUIRE_FALSE(r);
+      INFO(r.error().message());
+      CHECK(r.error() == error::permission_denied);
+      CHECK(r.error().message().find(ep.substr(8)) != std::string::npos);
+      CHECK(r.error().message().find("client certificate") != std::string::npos);
+    }
+    SUBCASE("a server certificate from an unknown CA is refused") {
+      auto no_ca = o;
+      no_ca.ca_file.clear();
+      auto r = etcd_store::connect(no_ca);
+      REQUIRE_FALSE(r);
+      INFO(r.error().message());
+      CHECK(r.error() == error::permission_denied);
+      CHECK(r.error().message().find(ep.substr(8)) != std::string::npos);
+      CHECK(r.error().message().find("certificate") != std::string::npos);
+    }
+    SUBCASE("a client certificate file that does not exist is named") {
+      auto missing = o;
+      missing.cert_file = (dir / "pki" / "nope.crt").string();
+      auto r = etcd_store::connect(missing);
+      REQUIRE_FALSE(r);
+      CHECK(r.error() == error::invalid_argument);
+      CHECK(r.error().message().find("nope.crt") != std::string::npos);
+    }
+  }
+  fs::remove_all(dir);
 }

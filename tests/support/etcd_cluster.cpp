@@ -84,7 +84,37 @@ std::string etcd_post(std::uint16_t port, const std::string& path, const std::st
   return at == std::string::npos ? std::string() : out.substr(at + 4);
 }
 
-etcd_cluster::etcd_cluster(int members, std::filesystem::path dir) : dir_(std::move(dir)) {
+etcd_tls make_test_certificates(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  auto run = [&](const std::string& cmd) {
+    std::string full = "cd '" + dir.string() + "' && " + cmd + " >>openssl.log 2>&1";
+    if (std::system(full.c_str()) != 0) {
+      std::ifstream in(dir / "openssl.log");
+      std::stringstream log;
+      log << in.rdbuf();
+      throw std::runtime_error("make_test_certificates: failed (is the openssl command installed? "
+                               "scripts/install-deps.sh): " + cmd + "\n" + log.str());
+    }
+  };
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  run("openssl req -x509 " + ec + " -keyout ca.key -out ca.crt -days 2 -subj /CN=agentcore-test-ca");
+  auto issue = [&](const std::string& name, const std::string& cn, const std::string& ext) {
+    {
+      std::ofstream e(dir / (name + ".ext"));
+      e << ext << "\n";
+    }
+    run("openssl req " + ec + " -keyout " + name + ".key -out " + name + ".csr -subj /CN=" + cn);
+    run("openssl x509 -req -in " + name + ".csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out " + name +
+        ".crt -extfile " + name + ".ext");
+  };
+  // etcd's own gateway dials the member with the server certificate, so it is a client certificate too.
+  issue("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth");
+  issue("client", "agentcore-test-client", "extendedKeyUsage=clientAuth");
+  return {dir / "server.crt", dir / "server.key", dir / "ca.crt"};
+}
+
+etcd_cluster::etcd_cluster(int members, std::filesystem::path dir, std::optional<etcd_tls> tls)
+    : dir_(std::move(dir)), tls_(std::move(tls)) {
   etcd_ = find_etcd();
   if (etcd_.empty())
     throw std::runtime_error("etcd_cluster: no etcd binary (set AGENTCORE_ETCD or install Debian's etcd-server: "
@@ -101,6 +131,7 @@ etcd_cluster::etcd_cluster(int members, std::filesystem::path dir) : dir_(std::m
     m.name = "m" + std::to_string(i);
     m.client_port = free_port();
     m.peer_port = free_port();
+    if (tls_) m.tls_port = free_port();
     m.data = dir_ / (m.name + ".etcd");
     m.log = dir_ / (m.name + ".log");
     initial_cluster_ += (i ? "," : "") + m.name + "=http://127.0.0.1:" + std::to_string(m.peer_port);
@@ -130,6 +161,11 @@ std::string etcd_cluster::endpoint(int i) const {
   return "http://127.0.0.1:" + std::to_string(members_[i].client_port);
 }
 
+std::string etcd_cluster::tls_endpoint(int i) const {
+  if (!tls_) throw std::logic_error("etcd_cluster::tls_endpoint: the cluster was started without TLS");
+  return "https://127.0.0.1:" + std::to_string(members_[i].tls_port);
+}
+
 void etcd_cluster::kill(int i) {
   member& m = members_[i];
   if (m.pid <= 0) return;
@@ -147,13 +183,18 @@ void etcd_cluster::start(int i) {
   std::vector<std::string> args = {etcd_,
                                    "--name", m.name,
                                    "--data-dir", m.data.string(),
-                                   "--listen-client-urls", client,
-                                   "--advertise-client-urls", client,
+                                   "--listen-client-urls", tls_ ? client + "," + tls_endpoint(i) : client,
+                                   "--advertise-client-urls", tls_ ? client + "," + tls_endpoint(i) : client,
                                    "--listen-peer-urls", peer,
                                    "--initial-advertise-peer-urls", peer,
                                    "--initial-cluster", initial_cluster_,
                                    "--initial-cluster-token", token_,
                                    "--initial-cluster-state", m.started_once ? "existing" : "new"};
+  if (tls_) {
+    for (std::string a : {"--cert-file=" + tls_->cert.string(), "--key-file=" + tls_->key.string(),
+                          "--trusted-ca-file=" + tls_->ca.string(), std::string("--client-cert-auth")})
+      args.push_back(std::move(a));
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

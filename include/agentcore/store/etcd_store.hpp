@@ -64,8 +64,18 @@ struct etcd_options {
   std::size_t max_buffered_events = 100'000;
 };
 
-/// Parses "etcd://host:port[,host:port...]/prefix" (or etcds:// for TLS)
-/// into endpoints and prefix; the prefix gets a trailing '/'.
+/// Parses "etcd://host:port[,host:port...]/prefix[?option=value&...]" (or
+/// etcds:// for TLS) into endpoints and prefix; the prefix gets a trailing
+/// '/'. Options, for what a store URL in a configuration or on a command line
+/// must be able to say:
+///   ca_file, cert_file, key_file   TLS files (PEM), as in etcd_options
+///   verify_tls=false               do not check the server's certificate
+///   user, password_file            credentials; the password is read from
+///                                  the file (never written in the URL)
+///   history_limit=N                compact history to the last N revisions
+///   request_timeout_ms=N
+/// An unknown option, an empty value or an unreadable password file is an
+/// `invalid_argument` naming it.
 result<etcd_options> parse_etcd_url(std::string_view text);
 
 class etcd_store final : public store {
