@@ -272,7 +272,9 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
 
       model::request req = base_request();
       req.messages = messages;
+      const auto asked = clock::now();
       auto answer = co_await ask(std::move(req), deadline);
+      const double answer_seconds = std::chrono::duration<double>(clock::now() - asked).count();
       if (!answer) continue;
       if (!*answer) {
         out.error = (*answer).error();
@@ -285,7 +287,8 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
       chars_since = known_tokens ? 0 : chars_since + chars_of(r.message);
       auto calls = r.message.tool_calls();
       if (o.events) {
-        turn_event e{o.tags.role, o.tags.task, out.turns, {}, r.usage, std::string(model::to_string(r.stop))};
+        turn_event e{o.tags.role, o.tags.task, out.turns, {}, r.usage, std::string(model::to_string(r.stop)),
+                     r.model_name, model::cost_of(r.usage, r.model_name, o.prices), answer_seconds};
         for (const auto& c : calls) e.tool_calls.push_back(c.name);
         o.events->publish(std::move(e));
       }
@@ -405,7 +408,8 @@ void tag_invoke(json::value_from_tag, json::value& v, const turn_event& e) {
   json::array calls;
   for (const auto& c : e.tool_calls) calls.emplace_back(c);
   v = {{"role", e.role}, {"task", e.task}, {"turn", e.turn}, {"tool_calls", std::move(calls)},
-       {"input_tokens", e.usage.input_tokens}, {"output_tokens", e.usage.output_tokens}, {"stop", e.stop}};
+       {"input_tokens", e.usage.input_tokens}, {"output_tokens", e.usage.output_tokens}, {"stop", e.stop},
+       {"model", e.model}, {"cost", e.cost}, {"seconds", e.seconds}};
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const tool_call_event& e) {

@@ -49,7 +49,8 @@ void tag_invoke(json::value_from_tag, json::value& v, const task_transition& t) 
        {"from", to_string(t.from)},
        {"to", to_string(t.to)},
        {"worker", t.worker ? json::value(t.worker->str()) : json::value(nullptr)},
-       {"revision", t.rev}};
+       {"revision", t.rev},
+       {"created", t.created}};
 }
 
 task_board::task_board(store::store& s, board_options options) : store_(s), options_(std::move(options)) {
@@ -82,8 +83,8 @@ void task_board::add_ready(store::txn& x, task& t) {
 }
 
 void task_board::publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w,
-                         store::revision rev) {
-  if (options_.events) options_.events->publish(task_transition{id, from, to, w, rev});
+                         store::revision rev, bool created) {
+  if (options_.events) options_.events->publish(task_transition{id, from, to, w, rev, created});
 }
 
 result<std::optional<task_board::loaded>> task_board::load(const task_id& id) {
@@ -184,7 +185,7 @@ result<task> task_board::propose(task t) {
     auto c = store_.commit(x);
     if (!c) return c.error();
     if (c->succeeded) {
-      publish(t.id, task_state::proposed, stored.state, std::nullopt, c->rev);
+      publish(t.id, task_state::proposed, stored.state, std::nullopt, c->rev, true);
       return stored;
     }
   }

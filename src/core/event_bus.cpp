@@ -1,5 +1,7 @@
 #include <agentcore/core/event_bus.hpp>
 
+#include <chrono>
+
 namespace agentcore {
 
 void event_bus::subscription::reset() {
@@ -34,6 +36,11 @@ void event_bus::remove(const std::shared_ptr<subscriber>& s) {
   idle_.wait(lock, [&] { return current_ != s.get() || deliverer_ == std::this_thread::get_id(); });
 }
 
+std::int64_t event_bus::now_us() noexcept {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::uint64_t event_bus::published() const {
   std::lock_guard lock(mutex_);
   return next_seq_ - 1;
@@ -66,7 +73,7 @@ void event_bus::enqueue(queued q) {
         if (s->type) {
           s->typed(item);
         } else {
-          if (!untyped) untyped = event{item.seq, item.name, item.to_json(item.payload)};
+          if (!untyped) untyped = event{item.seq, item.name, item.to_json(item.payload), item.time_us};
           s->untyped(*untyped);
         }
       } catch (...) {

@@ -23,6 +23,21 @@ result<json::value> parse_json(std::string_view text) {
 
 std::string to_json_string(const json::value& v) { return json::serialize(v); }
 
+const json::object* object_at(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_object() ? &it->value().get_object() : nullptr;
+}
+
+const json::array* array_at(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_array() ? &it->value().get_array() : nullptr;
+}
+
+std::string string_at(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
+}
+
 namespace detail {
 
 std::string json_kind_name(const json::value& v) {

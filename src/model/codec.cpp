@@ -28,18 +28,6 @@ std::string normalize_arguments(std::string_view text) {
   return json::serialize(v);
 }
 
-const json::object* object_at(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it != o.end() && it->value().is_object() ? &it->value().as_object() : nullptr;
-}
-const json::array* array_at(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it != o.end() && it->value().is_array() ? &it->value().as_array() : nullptr;
-}
-std::string string_at(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().as_string()) : std::string();
-}
 std::uint64_t count_at(const json::object* o, std::string_view key) {
   if (!o) return 0;
   auto it = o->find(key);

@@ -110,21 +110,6 @@ std::int64_t i64(const json::object& o, std::string_view k) {
   return 0;
 }
 
-const json::object* object_at(const json::object& o, std::string_view k) {
-  auto it = o.find(k);
-  return it != o.end() && it->value().is_object() ? &it->value().get_object() : nullptr;
-}
-
-const json::array* array_at(const json::object& o, std::string_view k) {
-  auto it = o.find(k);
-  return it != o.end() && it->value().is_array() ? &it->value().get_array() : nullptr;
-}
-
-std::string string_at(const json::object& o, std::string_view k) {
-  auto it = o.find(k);
-  return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
-}
-
 bool bool_at(const json::object& o, std::string_view k) {
   auto it = o.find(k);
   return it != o.end() && it->value().is_bool() && it->value().get_bool();

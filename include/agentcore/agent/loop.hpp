@@ -136,6 +136,9 @@ struct turn_event {
   std::vector<std::string> tool_calls;  ///< names, in order
   model::usage usage;
   std::string stop;
+  std::string model;  ///< the model that answered (the response's model name)
+  double cost = 0;    ///< this turn's cost by the loop's price table
+  double seconds = 0; ///< how long the model took to answer
 };
 /// Published for every tool call the loop answered.
 struct tool_call_event {

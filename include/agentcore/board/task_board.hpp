@@ -42,6 +42,7 @@ struct task_transition {
   task_state to = task_state::proposed;
   std::optional<worker_id> worker;
   store::revision rev = 0;
+  bool created = false;  ///< the task is new on the board (`from` is then "proposed", which it never was)
 };
 void tag_invoke(json::value_from_tag, json::value& v, const task_transition& t);
 
@@ -142,7 +143,8 @@ private:
   error_info compare_dependents(store::txn& x, const task_id& id);
   /// Rewritten whenever a dependent is added to `dep`: finish and split compare it.
   std::string dependents_key(const task_id& dep) const { return options_.prefix + "dependents/" + dep.str(); }
-  void publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w, store::revision rev);
+  void publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w, store::revision rev,
+               bool created = false);
   /// Shared by release/submit/abandon: the worker must still hold the claim.
   result<task> leave_claim(const task_id& id, const worker_id& worker, task_state to, json::value report, std::string note);
   std::uint64_t random(std::uint64_t bound);

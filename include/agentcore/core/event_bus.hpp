@@ -38,6 +38,7 @@ struct event {
   std::uint64_t seq = 0;       ///< position in the bus's global order, from 1
   std::string_view type;       ///< E::event_type
   json::value body;            ///< json::value_from(E)
+  std::int64_t time_us = 0;    ///< when it was published: microseconds since the Unix epoch (system clock)
 };
 
 template <class E>
@@ -83,7 +84,7 @@ public:
 
   template <bus_event E>
   void publish(E e) {
-    queued q{std::type_index(typeid(E)), E::event_type, {}, {}};
+    queued q{std::type_index(typeid(E)), E::event_type, {}, {}, 0, now_us()};
     q.payload = std::move(e);
     q.to_json = [](const std::any& a) { return json::value_from(*std::any_cast<E>(&a)); };
     enqueue(std::move(q));
@@ -99,7 +100,9 @@ private:
     std::any payload;
     json::value (*to_json)(const std::any&) = nullptr;
     std::uint64_t seq = 0;
+    std::int64_t time_us = 0;
   };
+  static std::int64_t now_us() noexcept;
   struct subscriber {
     std::optional<std::type_index> type;  // empty: all events
     std::function<void(const queued&)> typed;

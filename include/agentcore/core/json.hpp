@@ -35,6 +35,12 @@ result<T> json_field(const json::object& obj, std::string_view key, std::string_
 template <class T>
 result<T> json_field_or(const json::object& obj, std::string_view key, T fallback, std::string_view what = {});
 
+/// Lenient readers for JSON from outside, where a member may be missing or of
+/// another kind: the member if it has the kind asked for, else nullptr / "".
+const json::object* object_at(const json::object& o, std::string_view key);
+const json::array* array_at(const json::object& o, std::string_view key);
+std::string string_at(const json::object& o, std::string_view key);
+
 // --- strong ids as JSON strings ---
 template <class Tag>
 void tag_invoke(json::value_from_tag, json::value& v, const basic_id<Tag>& id) {

@@ -1,0 +1,334 @@
+// observe: the events' JSON form, the hub's context, and each sink against a
+// scripted run (a real board on a memory store plus the events the roles,
+// the gate and the runtime publish, in the order a run has them).
+#include "support/temp_dir.hpp"
+
+#include <agentcore/agent/loop.hpp>
+#include <agentcore/board/task_board.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/observe/events.hpp>
+#include <agentcore/observe/jsonl_sink.hpp>
+#include <agentcore/observe/metrics.hpp>
+#include <agentcore/roles/judge.hpp>
+#include <agentcore/roles/worker.hpp>
+#include <agentcore/runtime/swarm.hpp>
+#include <agentcore/store/memory_store.hpp>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sys/stat.h>
+
+using namespace agentcore;
+using namespace agentcore::observe;
+
+namespace {
+
+std::vector<std::string> lines_of(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+/// A small run: two tasks proposed, one claimed by w1, worked, submitted,
+/// queued and merged; the other claimed by w2 and abandoned; one judgement.
+void scripted_run(event_bus& bus) {
+  auto store = store::memory_store::create();
+  auto& s = *store;
+  board::task_board b(s, {.events = &bus});
+  bus.publish(runtime::swarm_event{"started", "1 planner, 2 workers"});
+  REQUIRE(b.propose(board::task{.id = task_id{"t1"}, .title = "one"}));
+  REQUIRE(b.propose(board::task{.id = task_id{"t2"}, .title = "two"}));
+  auto lease = s.grant(std::chrono::seconds(30)).value();
+  auto first = b.claim(worker_id{"w1"}, lease).value().value();
+  auto second = b.claim(worker_id{"w2"}, lease).value().value();
+  const auto& t1 = first.id;
+  const auto& t2 = second.id;
+  bus.publish(roles::worker_phase{"w1", t1.str(), "working", ""});
+  agent::turn_event turn{"worker", t1.str(), 1, {"read_file"}, model::usage{100, 20, 0, 0}, "tool_use",
+                         "model-a", 0.5, 0.25};
+  bus.publish(turn);
+  bus.publish(agent::tool_call_event{"worker", t1.str(), "read_file", false, "ok"});
+  bus.publish(roles::worker_phase{"w1", t1.str(), "submitting", ""});
+  REQUIRE(b.submit(t1, worker_id{"w1"}));
+  gate::change_verdict queued;
+  queued.change_id = "c1";
+  queued.kind = gate::verdict_kind::queued;
+  bus.publish(gate::gate_event{queued});
+  gate::change_verdict merged = queued;
+  merged.kind = gate::verdict_kind::merged;
+  gate::check_result check;
+  check.command = "make test";
+  check.exit_code = 0;
+  check.duration = std::chrono::milliseconds(1500);
+  merged.checks.push_back(check);
+  bus.publish(gate::gate_event{merged});
+  REQUIRE(b.finish(t1, board::task_state::merged));
+  bus.publish(roles::worker_phase{"w2", t2.str(), "working", ""});
+  REQUIRE(b.abandon(t2, worker_id{"w2"}, nullptr));
+  roles::judge_event j;
+  j.cycle = 1;
+  j.decision = "continue";
+  bus.publish(j);
+  bus.publish(roles::worker_phase{"w1", "", "idle", ""});
+}
+
+}  // namespace
+
+TEST_CASE("observe.time_format_round_trips") {
+  for (std::int64_t t : {0LL, 1'795'958'327'123'456LL, 1'700'000'000'000'001LL, 951'782'400'000'000LL}) {
+    auto s = format_time(t);
+    CHECK(s.size() == 27);
+    CHECK(parse_time(s).value() == t);
+  }
+  CHECK(format_time(1'795'958'327'123'456LL) == "2026-11-29T13:18:47.123456Z");
+  CHECK(parse_time("2026-11-28T13:12:07Z").value() == parse_time("2026-11-28T13:12:07.000000Z").value());
+  CHECK(parse_time("2026-11-28T13:12:07.5Z").value() % 1'000'000 == 500'000);
+  for (const char* bad : {"", "2026-11-28 13:12:07Z", "2026-13-28T13:12:07Z", "2026-11-28T13:12:07", "yesterday",
+                          "2026-11-28T13:12:07.1234567Z", "2026-11-28T13:12:07.12a4Z"}) {
+    auto r = parse_time(bad);
+    REQUIRE_MESSAGE(!r, bad);
+    CHECK(r.error().message().find("UTC time") != std::string::npos);
+  }
+}
+
+TEST_CASE("observe.event_json_round_trips_and_bad_input_is_named") {
+  event_record r{42, 1'795'958'327'123'456LL, "gate.verdict", "run \"x\"\n", 3, "gate", "w1", "t7",
+                 json::object{{"verdict", "merged"}, {"paths", json::array{"a", "b\\c"}}, {"n", 1.5}}};
+  std::string line;
+  append_json(line, r.view());
+  CHECK(line.find('\n') == std::string::npos);  // one line, whatever the strings hold
+  auto back = parse_event_line(line);
+  REQUIRE_MESSAGE(back, back.error().message());
+  CHECK(*back == r);
+  CHECK(to_json(r.view()).as_object().at("v").as_int64() == event_schema_version);
+  CHECK(to_json(r.view()).as_object().at("time").as_string() == "2026-11-29T13:18:47.123456Z");
+
+  auto without = [&](std::string_view key) {
+    auto o = to_json(r.view()).as_object();
+    o.erase(key);
+    return event_from_json(o);
+  };
+  for (const char* key : {"v", "seq", "time", "type", "run", "cycle", "role", "worker", "task", "data"}) {
+    auto e = without(key);
+    REQUIRE_MESSAGE(!e, key);
+    CHECK_MESSAGE(e.error().message().find(key) != std::string::npos, e.error().message());
+  }
+  auto o = to_json(r.view()).as_object();
+  o["v"] = 2;
+  auto newer = event_from_json(o);
+  REQUIRE_FALSE(newer);
+  CHECK(newer.error().message().find("version 2") != std::string::npos);
+  o["v"] = 1;
+  o["cycle"] = "three";
+  CHECK(event_from_json(o).error().message().find("cycle") != std::string::npos);
+  CHECK_FALSE(parse_event_line("{\"v\":1,"));
+  CHECK_FALSE(parse_event_line("[]"));
+}
+
+TEST_CASE("observe.hub_gives_events_their_context") {
+  event_bus bus;
+  std::vector<event_record> seen;
+  {
+    hub h(bus, {.run = "nightly"});
+    h.add(std::make_shared<callback_sink>([&](const event_view& e) { seen.push_back(event_record::from(e)); }));
+    scripted_run(bus);
+    CHECK(h.events_seen() == bus.published());
+  }
+  REQUIRE(seen.size() == bus.published());
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i].seq == i + 1);
+    CHECK(seen[i].run == "nightly");
+    CHECK(seen[i].time_us > 1'700'000'000'000'000LL);
+    if (i) CHECK(seen[i].time_us >= seen[i - 1].time_us);
+  }
+  auto find = [&](std::string_view type, std::string_view field, std::string_view value) -> const event_record* {
+    for (const auto& e : seen)
+      if (e.type == type && e.data.is_object() && e.data.as_object().contains(field) &&
+          e.data.as_object().at(field).is_string() && e.data.as_object().at(field).as_string() == value)
+        return &e;
+    return nullptr;
+  };
+  CHECK(seen.front().type == "runtime.swarm");
+  CHECK(seen.front().role == "runtime");
+  CHECK(seen.front().cycle == 1);
+  auto* claimed = find("board.task_transition", "to", "claimed");
+  REQUIRE(claimed);
+  CHECK(claimed->role == "board");
+  CHECK(claimed->worker == "w1");
+  CHECK(!claimed->task.empty());
+  // The agent's turn names only its task: the hub knows who claimed it.
+  auto* turn = find("agent.turn", "model", "model-a");
+  REQUIRE(turn);
+  CHECK(turn->role == "worker");
+  CHECK(turn->task == claimed->task);
+  CHECK(turn->worker == "w1");
+  // The board's merge names no worker either.
+  auto* merged = find("board.task_transition", "to", "merged");
+  REQUIRE(merged);
+  CHECK(merged->worker == "w1");
+  auto* judged = find("roles.judgement", "decision", "continue");
+  REQUIRE(judged);
+  CHECK(judged->role == "judge");
+  CHECK(judged->cycle == 1);
+  CHECK(seen.back().cycle == 2);  // after the judgement, the next cycle
+  CHECK(find("gate.verdict", "verdict", "merged")->role == "gate");
+}
+
+TEST_CASE("observe.jsonl_sink_writes_every_event_and_rotates") {
+  test::temp_dir dir("jsonl");
+  SUBCASE("a run's log reads back as the events the hub saw") {
+    event_bus bus;
+    std::vector<event_record> seen;
+    std::shared_ptr<jsonl_sink> log;
+    {
+      hub h(bus, {.run = "r"});
+      log = jsonl_sink::open({.path = dir / "logs" / "run.jsonl"}).value();
+      h.add(log);
+      h.add(std::make_shared<callback_sink>([&](const event_view& e) { seen.push_back(event_record::from(e)); }));
+      scripted_run(bus);
+    }  // the hub flushes its sinks
+    auto lines = lines_of(dir / "logs" / "run.jsonl");
+    REQUIRE(lines.size() == seen.size());
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      auto e = parse_event_line(lines[i]);
+      REQUIRE_MESSAGE(e, e.error().message());
+      CHECK(*e == seen[i]);
+    }
+    CHECK(log->lines_written() == seen.size());
+    CHECK(!log->last_error());
+  }
+  SUBCASE("rotation by size keeps whole lines and the newest files") {
+    auto log = jsonl_sink::open({.path = dir / "run.jsonl", .max_bytes = 4096, .keep = 3, .buffer_bytes = 512}).value();
+    json::value data = json::object{{"pad", std::string(150, 'x')}};
+    const int n = 400;
+    for (int i = 1; i <= n; ++i) {
+      event_record r{static_cast<std::uint64_t>(i), 1'795'958'327'000'000LL + i, "test.pad", "", 0, "", "", "", data};
+      log->write(r.view());
+    }
+    REQUIRE(log->sync());
+    CHECK(log->rotations() > 3);
+    std::vector<std::uint64_t> seqs;
+    for (const char* name : {"run.jsonl.3", "run.jsonl.2", "run.jsonl.1", "run.jsonl"}) {
+      REQUIRE(std::filesystem::exists(dir / name));
+      CHECK(std::filesystem::file_size(dir / name) <= 4096);
+      for (const auto& l : lines_of(dir / name)) {
+        auto e = parse_event_line(l);
+        REQUIRE_MESSAGE(e, l);
+        seqs.push_back(e->seq);
+      }
+    }
+    CHECK_FALSE(std::filesystem::exists(dir / "run.jsonl.4"));
+    // The kept files hold the newest events, in order, without a gap.
+    REQUIRE(!seqs.empty());
+    CHECK(seqs.back() == n);
+    for (std::size_t i = 1; i < seqs.size(); ++i) CHECK(seqs[i] == seqs[i - 1] + 1);
+  }
+  SUBCASE("an existing log is appended to") {
+    {
+      auto a = jsonl_sink::open({.path = dir / "a.jsonl"}).value();
+      event_record r{1, 1, "x.y", "", 0, "", "", "", nullptr};
+      a->write(r.view());
+    }
+    auto b = jsonl_sink::open({.path = dir / "a.jsonl"}).value();
+    event_record r{2, 2, "x.y", "", 0, "", "", "", nullptr};
+    b->write(r.view());
+    b->flush();
+    CHECK(lines_of(dir / "a.jsonl").size() == 2);
+  }
+  SUBCASE("bad paths are named") {
+    CHECK(jsonl_sink::open({}).error() == error::invalid_argument);
+    std::ofstream(dir / "file") << "x";
+    auto r = jsonl_sink::open({.path = dir / "file" / "run.jsonl"});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message().find("file") != std::string::npos);
+  }
+  SUBCASE("a log that cannot be written keeps its lines and says why") {
+    // A device that is always full stands for a full disk.
+    std::filesystem::create_symlink("/dev/full", dir / "full.jsonl");
+    auto full = jsonl_sink::open({.path = dir / "full.jsonl", .buffer_bytes = 1}).value();
+    event_record r{1, 1, "x.y", "", 0, "", "", "", nullptr};
+    full->write(r.view());
+    full->flush();
+    CHECK(full->last_error());
+    CHECK(full->last_error().message().find("full.jsonl") != std::string::npos);
+    CHECK(full->lines_written() == 0);
+    CHECK_FALSE(full->sync());
+    CHECK(full->lines_dropped() == 0);
+  }
+}
+
+TEST_CASE("observe.metrics_from_a_scripted_run") {
+  event_bus bus;
+  auto reg = std::make_shared<metrics_registry>();
+  {
+    hub h(bus);
+    h.add(std::make_shared<metrics_sink>(reg));
+    scripted_run(bus);
+  }
+  CHECK(reg->value("agentcore_tasks", {{"state", "merged"}}) == 1);
+  CHECK(reg->value("agentcore_tasks", {{"state", "abandoned"}}) == 1);
+  CHECK(reg->value("agentcore_tasks", {{"state", "ready"}}) == 0);
+  CHECK(reg->value("agentcore_tasks", {{"state", "claimed"}}) == 0);
+  CHECK(reg->value("agentcore_tasks", {{"state", "proposed"}}) == 0);
+  CHECK(reg->value("agentcore_claims_total") == 2);
+  CHECK(reg->value("agentcore_merges_total") == 1);
+  CHECK(reg->value("agentcore_gate_verdicts_total", {{"verdict", "queued"}}) == 1);
+  CHECK(reg->value("agentcore_gate_verdicts_total", {{"verdict", "merged"}}) == 1);
+  CHECK(reg->value("agentcore_queue_depth") == 0);
+  CHECK(reg->histogram("agentcore_queue_wait_seconds").count == 1);
+  auto checks = reg->histogram("agentcore_check_seconds", {{"command", "make test"}});
+  CHECK(checks.count == 1);
+  CHECK(checks.sum == doctest::Approx(1.5));
+  CHECK(reg->value("agentcore_model_calls_total", {{"role", "worker"}, {"model", "model-a"}}) == 1);
+  CHECK(reg->value("agentcore_tokens_total", {{"role", "worker"}, {"model", "model-a"}, {"kind", "input"}}) == 100);
+  CHECK(reg->value("agentcore_tokens_total", {{"role", "worker"}, {"model", "model-a"}, {"kind", "output"}}) == 20);
+  CHECK(reg->value("agentcore_cost_total", {{"role", "worker"}, {"model", "model-a"}}) == doctest::Approx(0.5));
+  CHECK(reg->histogram("agentcore_model_seconds", {{"role", "worker"}}).sum == doctest::Approx(0.25));
+  CHECK(reg->value("agentcore_tool_calls_total", {{"tool", "read_file"}, {"error", "false"}}) == 1);
+  CHECK(reg->value("agentcore_workers", {{"phase", "idle"}}) == 1);
+  CHECK(reg->value("agentcore_workers", {{"phase", "working"}}) == 1);  // w2
+  CHECK(reg->value("agentcore_workers", {{"phase", "submitting"}}) == 0);
+  CHECK(reg->value("agentcore_cycle") == 1);
+  CHECK(reg->histogram("agentcore_task_seconds", {{"outcome", "merged"}}).count == 1);
+
+  auto text = reg->prometheus();
+  CHECK(text.find("# TYPE agentcore_claims_total counter\nagentcore_claims_total 2\n") != std::string::npos);
+  CHECK(text.find("agentcore_tasks{state=\"merged\"} 1\n") != std::string::npos);
+  CHECK(text.find("agentcore_check_seconds_bucket{command=\"make test\",le=\"1\"} 0\n") != std::string::npos);
+  CHECK(text.find("agentcore_check_seconds_bucket{command=\"make test\",le=\"2.5\"} 1\n") != std::string::npos);
+  CHECK(text.find("agentcore_check_seconds_bucket{command=\"make test\",le=\"+Inf\"} 1\n") != std::string::npos);
+  CHECK(text.find("agentcore_check_seconds_count{command=\"make test\"} 1\n") != std::string::npos);
+  CHECK(text.find("# HELP agentcore_merges_total ") != std::string::npos);
+  auto j = reg->to_json();
+  CHECK(j.as_object().at("agentcore_merges_total").as_object().at("kind").as_string() == "counter");
+}
+
+TEST_CASE("observe.metrics_registry") {
+  metrics_registry r;
+  r.add("jobs_total", {{"kind", "a\"b\\c\nd"}}, 2);
+  CHECK(r.prometheus().find("jobs_total{kind=\"a\\\"b\\\\c\\nd\"} 2\n") != std::string::npos);
+  int calls = 0;
+  r.gauge_fn("depth", "computed at scrape", {}, [&] { return double(++calls); });
+  CHECK(r.value("depth") == 1);
+  CHECK(r.prometheus().find("depth 2\n") != std::string::npos);
+  r.set("g", {}, 1.25);
+  r.change("g", {}, -0.5);
+  CHECK(r.value("g") == 0.75);
+  CHECK(r.prometheus().find("g 0.75\n") != std::string::npos);
+  r.describe("lat", metric_kind::histogram, "h", {1, 0.1});
+  r.observe("lat", {}, 0.05);
+  r.observe("lat", {}, 0.5);
+  r.observe("lat", {}, 7);
+  auto h = r.histogram("lat");
+  CHECK(h.bounds == std::vector<double>{0.1, 1});
+  CHECK(h.counts == std::vector<std::uint64_t>{1, 2});
+  CHECK(h.count == 3);
+  CHECK_THROWS_AS(r.set("jobs_total", {}, 1), std::logic_error);   // a counter, not a gauge
+  CHECK_THROWS_AS(r.add("jobs_total", {}, -1), std::logic_error);  // counters only go up
+  CHECK_THROWS_AS(r.add("bad name", {}), std::logic_error);
+  CHECK_THROWS_AS(r.add("x", {{"bad-label", "v"}}), std::logic_error);
+  CHECK(r.value("absent") == 0);
+}
