@@ -54,5 +54,7 @@ std::vector<figure> run_model(const run_options& options);
 std::vector<figure> run_swarm(const run_options& options);
 /// One run of the etcd area (the etcd store on a local etcd it starts). Throws `failure`.
 std::vector<figure> run_etcd(const run_options& options);
+/// One run of the observe area (events through the bus to the event log and metrics). Throws `failure`.
+std::vector<figure> run_observe(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -51,6 +51,8 @@ const std::vector<area>& areas() {
        bench::run_swarm},
       {"etcd", "the etcd store on a local etcd: CAS commits at 1/16/64 in flight, board claims, etcdctl check perf",
        bench::run_etcd},
+      {"observe", "events through the bus to the JSONL event log and the metrics sink; the bus alone for reference",
+       bench::run_observe},
   };
   return all;
 }

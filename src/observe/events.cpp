@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <ctime>
+#include <limits>
 
 namespace agentcore::observe {
 
@@ -12,22 +13,22 @@ namespace {
 
 void append_quoted(std::string& out, std::string_view s) {
   out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  std::size_t run = 0;  // the start of the stretch that needs no escaping
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
-        } else {
-          out += ch;
-        }
+      default: fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 
@@ -118,13 +119,32 @@ result<std::int64_t> parse_time(std::string_view s) {
   return secs * 1'000'000 + micros;
 }
 
+/// The time's text, formatting the date only when the second changes (events
+/// come in bursts within one second; gmtime and formatting are not free).
+static void append_time(std::string& out, std::int64_t time_us) {
+  thread_local std::int64_t cached_second = std::numeric_limits<std::int64_t>::min();
+  thread_local std::string cached;  // "YYYY-MM-DDTHH:MM:SS."
+  std::int64_t secs = time_us >= 0 ? time_us / 1'000'000 : (time_us - 999'999) / 1'000'000;
+  if (secs != cached_second) {
+    cached = format_time(secs * 1'000'000);
+    cached.resize(cached.size() - 7);  // keep "...SS."
+    cached_second = secs;
+  }
+  out += cached;
+  auto micros = static_cast<unsigned>(time_us - secs * 1'000'000);
+  char digits[6];
+  for (int i = 5; i >= 0; --i, micros /= 10) digits[i] = static_cast<char>('0' + micros % 10);
+  out.append(digits, 6);
+  out += 'Z';
+}
+
 void append_json(std::string& out, const event_view& e) {
   out += "{\"v\":";
   append_number(out, static_cast<std::uint64_t>(event_schema_version));
   out += ",\"seq\":";
   append_number(out, e.seq);
   out += ",\"time\":\"";
-  out += format_time(e.time_us);
+  append_time(out, e.time_us);
   out += "\",\"type\":";
   append_quoted(out, e.type);
   out += ",\"run\":";

@@ -69,9 +69,14 @@ void jsonl_sink::write(const event_view& e) {
     buffer_ += tail;
   }
   ++buffered_lines_;
-  auto now = std::chrono::steady_clock::now();
-  if (buffered_lines_ == 1) first_buffered_ = now;
-  if (buffer_.size() >= options_.buffer_bytes || now - first_buffered_ >= options_.max_delay) write_buffer_locked();
+  if (buffer_.size() >= options_.buffer_bytes) {
+    write_buffer_locked();
+  } else if (buffered_lines_ == 1) {
+    first_buffered_ = std::chrono::steady_clock::now();
+  } else if ((buffered_lines_ < 16 || buffered_lines_ % 16 == 0) &&
+             std::chrono::steady_clock::now() - first_buffered_ >= options_.max_delay) {
+    write_buffer_locked();  // in a burst the clock is read every 16 lines, not for each
+  }
   if (buffer_.size() > max_pending) {  // the file cannot be written: keep the newest lines
     auto cut = buffer_.find('\n', buffer_.size() - max_pending);
     if (cut != std::string::npos) {

@@ -75,7 +75,7 @@ void metrics_registry::describe(std::string_view name, metric_kind kind, std::st
     throw std::logic_error(fmt::format("metrics: '{}' is a {}, not a {}", name, kind_name(it->second.kind), kind_name(kind)));
   it->second.kind = kind;
   it->second.help = std::move(help);
-  if (kind == metric_kind::histogram) {
+  if (kind == metric_kind::histogram && it->second.by_labels.empty()) {  // series made keep their buckets
     std::sort(buckets.begin(), buckets.end());
     it->second.bounds = buckets.empty() ? latency_buckets() : std::move(buckets);
   }
@@ -98,7 +98,10 @@ metrics_registry::series& metrics_registry::at(std::string_view name, metric_kin
   if (s == f.by_labels.end()) {
     series n;
     n.labels = labels;
-    if (kind == metric_kind::histogram) n.buckets.assign(f.bounds.size(), 0);
+    if (kind == metric_kind::histogram) {
+      n.buckets.assign(f.bounds.size(), 0);
+      n.bounds = &f.bounds;
+    }
     s = f.by_labels.emplace(std::move(key), std::move(n)).first;
   }
   return s->second;
@@ -111,30 +114,60 @@ const metrics_registry::series* metrics_registry::find(std::string_view name, co
   return s == it->second.by_labels.end() ? nullptr : &s->second;
 }
 
-void metrics_registry::add(std::string_view name, const label_set& labels, double v) {
-  if (!(v >= 0)) throw std::logic_error(fmt::format("metrics: counter '{}' cannot go down ({})", name, v));
-  std::lock_guard lock(mutex_);
-  at(name, metric_kind::counter, labels).value += v;
+void metric::add(double v) {
+  if (!(v >= 0)) throw std::logic_error(fmt::format("metrics: a counter cannot go down ({})", v));
+  std::lock_guard lock(registry_->mutex_);
+  static_cast<metrics_registry::series*>(series_)->value += v;
 }
 
-void metrics_registry::set(std::string_view name, const label_set& labels, double v) {
-  std::lock_guard lock(mutex_);
-  at(name, metric_kind::gauge, labels).value = v;
+void metric::set(double v) {
+  std::lock_guard lock(registry_->mutex_);
+  static_cast<metrics_registry::series*>(series_)->value = v;
 }
 
-void metrics_registry::change(std::string_view name, const label_set& labels, double delta) {
-  std::lock_guard lock(mutex_);
-  at(name, metric_kind::gauge, labels).value += delta;
+void metric::change(double delta) {
+  std::lock_guard lock(registry_->mutex_);
+  static_cast<metrics_registry::series*>(series_)->value += delta;
 }
 
-void metrics_registry::observe(std::string_view name, const label_set& labels, double v) {
-  std::lock_guard lock(mutex_);
-  auto& s = at(name, metric_kind::histogram, labels);
-  const auto& bounds = families_.find(name)->second.bounds;
-  auto i = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+void metric::observe(double v) {
+  std::lock_guard lock(registry_->mutex_);
+  auto& s = *static_cast<metrics_registry::series*>(series_);
+  if (!s.bounds) return;
+  auto i = static_cast<std::size_t>(std::lower_bound(s.bounds->begin(), s.bounds->end(), v) - s.bounds->begin());
   if (i < s.buckets.size()) ++s.buckets[i];
   ++s.count;
   s.sum += v;
+}
+
+metric metrics_registry::counter(std::string_view name, const label_set& labels) {
+  std::lock_guard lock(mutex_);
+  return {this, &at(name, metric_kind::counter, labels)};
+}
+
+metric metrics_registry::gauge(std::string_view name, const label_set& labels) {
+  std::lock_guard lock(mutex_);
+  return {this, &at(name, metric_kind::gauge, labels)};
+}
+
+metric metrics_registry::histogram_series(std::string_view name, const label_set& labels) {
+  std::lock_guard lock(mutex_);
+  return {this, &at(name, metric_kind::histogram, labels)};
+}
+
+void metrics_registry::add(std::string_view name, const label_set& labels, double v) {
+  if (!(v >= 0)) throw std::logic_error(fmt::format("metrics: counter '{}' cannot go down ({})", name, v));
+  counter(name, labels).add(v);
+}
+
+void metrics_registry::set(std::string_view name, const label_set& labels, double v) { gauge(name, labels).set(v); }
+
+void metrics_registry::change(std::string_view name, const label_set& labels, double delta) {
+  gauge(name, labels).change(delta);
+}
+
+void metrics_registry::observe(std::string_view name, const label_set& labels, double v) {
+  histogram_series(name, labels).observe(v);
 }
 
 void metrics_registry::gauge_fn(std::string_view name, std::string help, label_set labels, std::function<double()> f) {
@@ -308,69 +341,117 @@ metrics_sink::metrics_sink(std::shared_ptr<metrics_registry> registry) : registr
   r.describe("agentcore_workers", k::gauge, "Workers by their current phase");
   r.describe("agentcore_cycle", k::gauge, "The run's last judged cycle");
   r.describe("agentcore_events_total", k::counter, "Events seen by type");
+  claims_ = r.counter("agentcore_claims_total");
+  merges_ = r.counter("agentcore_merges_total");
+  queue_depth_ = r.gauge("agentcore_queue_depth");
+  queue_wait_ = r.histogram_series("agentcore_queue_wait_seconds");
+  cycle_ = r.gauge("agentcore_cycle");
+}
+
+metric& metrics_sink::cached(text_map<metric>& cache, std::string_view value,
+                             metric (metrics_registry::*make)(std::string_view, const label_set&),
+                             std::string_view name, std::string_view label) {
+  auto it = cache.find(value);
+  if (it == cache.end())
+    it = cache.emplace(std::string(value), (registry_.get()->*make)(name, {{std::string(label), std::string(value)}}))
+             .first;
+  return it->second;
 }
 
 void metrics_sink::write(const event_view& e) {
   auto& r = *registry_;
   const json::value& d = e.data ? *e.data : json::value();
-  r.add("agentcore_events_total", {{"type", std::string(e.type)}});
+  constexpr auto counter = &metrics_registry::counter;
+  constexpr auto gauge = &metrics_registry::gauge;
+  constexpr auto histogram = &metrics_registry::histogram_series;
+  cached(events_by_type_, e.type, counter, "agentcore_events_total", "type").add();
   if (e.type == "board.task_transition") {
     auto from = str(d, "from"), to = str(d, "to");
-    bool created = d.is_object() && d.get_object().if_contains("created") &&
-                   d.get_object().at("created").is_bool() && d.get_object().at("created").get_bool();
-    if (!created && from != to) r.change("agentcore_tasks", {{"state", std::string(from)}}, -1);
-    if (created || from != to) r.change("agentcore_tasks", {{"state", std::string(to)}}, +1);
-    r.add("agentcore_task_transitions_total", {{"to", std::string(to)}});
+    auto* created_v = d.is_object() ? d.get_object().if_contains("created") : nullptr;
+    bool created = created_v && created_v->is_bool() && created_v->get_bool();
+    if (!created && from != to) cached(tasks_by_state_, from, gauge, "agentcore_tasks", "state").change(-1);
+    if (created || from != to) cached(tasks_by_state_, to, gauge, "agentcore_tasks", "state").change(+1);
+    cached(transitions_to_, to, counter, "agentcore_task_transitions_total", "to").add();
     if (to == "claimed") {
-      r.add("agentcore_claims_total", {});
-      claimed_at_.emplace(std::string(e.task), e.time_us);  // the first claim stays
+      claims_.add();
+      if (claimed_at_.find(e.task) == claimed_at_.end()) claimed_at_.emplace(std::string(e.task), e.time_us);
     } else if (final_task_state(to)) {
       if (auto it = claimed_at_.find(e.task); it != claimed_at_.end()) {
-        r.observe("agentcore_task_seconds", {{"outcome", std::string(to)}},
-                  static_cast<double>(e.time_us - it->second) / 1e6);
+        cached(task_seconds_, to, histogram, "agentcore_task_seconds", "outcome")
+            .observe(static_cast<double>(e.time_us - it->second) / 1e6);
         claimed_at_.erase(it);
       }
     }
   } else if (e.type == "gate.verdict") {
     auto verdict = str(d, "verdict");
     auto change = str(d, "change");
-    r.add("agentcore_gate_verdicts_total", {{"verdict", std::string(verdict)}});
-    if (verdict == "merged") r.add("agentcore_merges_total", {});
+    cached(verdicts_, verdict, counter, "agentcore_gate_verdicts_total", "verdict").add();
+    if (verdict == "merged") merges_.add();
     if (verdict == "queued") {
-      if (queued_at_.emplace(std::string(change), e.time_us).second) r.change("agentcore_queue_depth", {}, +1);
+      if (queued_at_.emplace(std::string(change), e.time_us).second) queue_depth_.change(+1);
     } else if (final_verdict(verdict)) {
       if (auto it = queued_at_.find(change); it != queued_at_.end()) {
-        r.observe("agentcore_queue_wait_seconds", {}, static_cast<double>(e.time_us - it->second) / 1e6);
+        queue_wait_.observe(static_cast<double>(e.time_us - it->second) / 1e6);
         queued_at_.erase(it);
-        r.change("agentcore_queue_depth", {}, -1);
+        queue_depth_.change(-1);
       }
     }
     if (d.is_object())
       if (auto* checks = d.get_object().if_contains("checks"); checks && checks->is_array())
         for (const auto& c : checks->get_array())
-          r.observe("agentcore_check_seconds", {{"command", std::string(str(c, "command"))}}, num(c, "duration_ms") / 1e3);
+          cached(checks_, str(c, "command"), histogram, "agentcore_check_seconds", "command")
+              .observe(num(c, "duration_ms") / 1e3);
   } else if (e.type == "agent.turn") {
-    std::string role(e.role), model(str(d, "model"));
-    r.add("agentcore_model_calls_total", {{"role", role}, {"model", model}});
-    r.add("agentcore_tokens_total", {{"role", role}, {"model", model}, {"kind", "input"}}, num(d, "input_tokens"));
-    r.add("agentcore_tokens_total", {{"role", role}, {"model", model}, {"kind", "output"}}, num(d, "output_tokens"));
-    if (double c = num(d, "cost"); c > 0) r.add("agentcore_cost_total", {{"role", role}, {"model", model}}, c);
-    r.observe("agentcore_model_seconds", {{"role", role}}, num(d, "seconds"));
-  } else if (e.type == "agent.tool_call") {
-    bool failed = d.is_object() && d.get_object().if_contains("is_error") &&
-                  d.get_object().at("is_error").is_bool() && d.get_object().at("is_error").get_bool();
-    r.add("agentcore_tool_calls_total", {{"tool", std::string(str(d, "tool"))}, {"error", failed ? "true" : "false"}});
-  } else if (e.type == "roles.worker_phase") {
-    std::string phase(str(d, "phase"));
-    auto [it, fresh] = phase_of_.try_emplace(std::string(e.worker), phase);
-    if (!fresh) {
-      if (it->second == phase) return;
-      r.change("agentcore_workers", {{"phase", it->second}}, -1);
-      it->second = phase;
+    auto model = str(d, "model");
+    scratch_.assign(e.role);
+    scratch_ += '\n';
+    scratch_ += model;
+    auto it = by_role_model_.find(scratch_);
+    if (it == by_role_model_.end()) {
+      std::string key = scratch_;
+      label_set rm{{"role", std::string(e.role)}, {"model", std::string(model)}};
+      auto in = rm, out = rm;
+      in.emplace_back("kind", "input");
+      out.emplace_back("kind", "output");
+      it = by_role_model_
+               .emplace(std::move(key), std::array<metric, 4>{r.counter("agentcore_model_calls_total", rm),
+                                                              r.counter("agentcore_tokens_total", in),
+                                                              r.counter("agentcore_tokens_total", out),
+                                                              r.counter("agentcore_cost_total", rm)})
+               .first;
     }
-    r.change("agentcore_workers", {{"phase", phase}}, +1);
+    auto& m = it->second;
+    m[0].add();
+    m[1].add(num(d, "input_tokens"));
+    m[2].add(num(d, "output_tokens"));
+    if (double c = num(d, "cost"); c > 0) m[3].add(c);
+    cached(model_seconds_, e.role, histogram, "agentcore_model_seconds", "role").observe(num(d, "seconds"));
+  } else if (e.type == "agent.tool_call") {
+    auto* err = d.is_object() ? d.get_object().if_contains("is_error") : nullptr;
+    bool failed = err && err->is_bool() && err->get_bool();
+    auto tool = str(d, "tool");
+    scratch_.assign(tool);
+    scratch_ += failed ? "\ntrue" : "\nfalse";
+    auto it = tool_calls_.find(scratch_);
+    if (it == tool_calls_.end())
+      it = tool_calls_
+               .emplace(scratch_, r.counter("agentcore_tool_calls_total",
+                                            {{"tool", std::string(tool)}, {"error", failed ? "true" : "false"}}))
+               .first;
+    it->second.add();
+  } else if (e.type == "roles.worker_phase") {
+    auto phase = str(d, "phase");
+    auto it = phase_of_.find(e.worker);
+    if (it != phase_of_.end()) {
+      if (it->second == phase) return;
+      cached(workers_by_phase_, it->second, gauge, "agentcore_workers", "phase").change(-1);
+      it->second = std::string(phase);
+    } else {
+      phase_of_.emplace(std::string(e.worker), std::string(phase));
+    }
+    cached(workers_by_phase_, phase, gauge, "agentcore_workers", "phase").change(+1);
   } else if (e.type == "roles.judgement") {
-    r.set("agentcore_cycle", {}, num(d, "cycle"));
+    cycle_.set(num(d, "cycle"));
   }
 }
 

@@ -17,7 +17,6 @@
 
 #include <agentcore/core/json.hpp>
 
-#include <any>
 #include <concepts>
 #include <condition_variable>
 #include <optional>
@@ -77,47 +76,56 @@ public:
 
   template <bus_event E, std::invocable<const E&> F>
   [[nodiscard]] subscription subscribe(F f) {
-    return add(std::type_index(typeid(E)), [f = std::move(f)](const queued& q) { f(*std::any_cast<E>(&q.payload)); });
+    return add(std::type_index(typeid(E)), [f = std::move(f)](const void* p) { f(*static_cast<const E*>(p)); });
   }
 
   [[nodiscard]] subscription subscribe_all(std::function<void(const event&)> f);
 
   template <bus_event E>
   void publish(E e) {
-    queued q{std::type_index(typeid(E)), E::event_type, {}, {}, 0, now_us()};
-    q.payload = std::move(e);
-    q.to_json = [](const std::any& a) { return json::value_from(*std::any_cast<E>(&a)); };
-    enqueue(std::move(q));
+    delivery d{std::type_index(typeid(E)), E::event_type, &e,
+               [](const void* p) { return json::value_from(*static_cast<const E*>(p)); }, 0, now_us()};
+    // The event is delivered from here when no other thread is delivering;
+    // else it is moved into the queue, for the delivering thread.
+    enqueue(d, [](void* p) -> std::shared_ptr<const void> { return std::make_shared<E>(std::move(*static_cast<E*>(p))); });
   }
 
   /// Number of events published so far.
   std::uint64_t published() const;
 
 private:
-  struct queued {
+  struct delivery {
     std::type_index type;
     std::string_view name;
-    std::any payload;
-    json::value (*to_json)(const std::any&) = nullptr;
+    const void* payload = nullptr;  // an E
+    json::value (*to_json)(const void*) = nullptr;
     std::uint64_t seq = 0;
     std::int64_t time_us = 0;
+  };
+  struct queued {
+    delivery d;
+    std::shared_ptr<const void> holder;  // owns d.payload
   };
   static std::int64_t now_us() noexcept;
   struct subscriber {
     std::optional<std::type_index> type;  // empty: all events
-    std::function<void(const queued&)> typed;
+    std::function<void(const void*)> typed;
     std::function<void(const event&)> untyped;
     bool active = true;  // guarded by event_bus::mutex_
   };
 
-  subscription add(std::type_index type, std::function<void(const queued&)> f);
-  void enqueue(queued q);
+  subscription add(std::type_index type, std::function<void(const void*)> f);
+  void enqueue(delivery d, std::shared_ptr<const void> (*hold)(void*));
+  void deliver(const delivery& d, std::unique_lock<std::mutex>& lock);
   void remove(const std::shared_ptr<subscriber>& s);
 
   mutable std::mutex mutex_;
   std::condition_variable idle_;
   std::deque<queued> queue_;
-  std::vector<std::shared_ptr<subscriber>> subscribers_;
+  // Copy-on-write: a delivery takes the list with one reference count, and
+  // subscribing or unsubscribing makes a new list.
+  using subscriber_list = std::vector<std::shared_ptr<subscriber>>;
+  std::shared_ptr<const subscriber_list> subscribers_ = std::make_shared<subscriber_list>();
   std::uint64_t next_seq_ = 1;
   bool delivering_ = false;
   std::thread::id deliverer_;

@@ -26,8 +26,9 @@ struct jsonl_options {
   unsigned keep = 5;
   /// Lines are buffered up to this many bytes before they are written.
   std::size_t buffer_bytes = 64u << 10;
-  /// Also write (not fsync) at most this long after an event arrives, checked
-  /// as events arrive; flush() writes at once.
+  /// Lines older than this are written when the next event arrives; a quiet
+  /// run's last lines wait for flush() (the hub's, which a host calls on a
+  /// timer; `agentcore run` flushes every second).
   std::chrono::milliseconds max_delay{200};
 };
 

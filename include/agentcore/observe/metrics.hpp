@@ -15,8 +15,10 @@
 #include <agentcore/core/json.hpp>
 #include <agentcore/observe/events.hpp>
 
+#include <array>
 #include <functional>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,6 +38,27 @@ struct histogram_snapshot {
   double sum = 0;
 };
 
+class metrics_registry;
+
+/// One series of a family (a counter, gauge or histogram with its labels),
+/// found once and updated many times without looking it up again. Valid as
+/// long as its registry.
+class metric {
+public:
+  metric() = default;
+  void add(double v = 1);      ///< a counter; v >= 0
+  void set(double v);          ///< a gauge
+  void change(double delta);   ///< a gauge, relative
+  void observe(double v);      ///< a histogram
+  explicit operator bool() const noexcept { return series_ != nullptr; }
+
+private:
+  friend class metrics_registry;
+  metric(metrics_registry* r, void* s) : registry_(r), series_(s) {}
+  metrics_registry* registry_ = nullptr;
+  void* series_ = nullptr;
+};
+
 /// Thread-safe. A family (a name) has one kind, one help text and, for a
 /// histogram, one set of buckets; a series is a family with a label set.
 /// Names and label names must match [a-zA-Z_][a-zA-Z0-9_]*; using a name with
@@ -51,6 +74,11 @@ public:
   void set(std::string_view name, const label_set& labels, double v);          ///< a gauge
   void change(std::string_view name, const label_set& labels, double delta);   ///< a gauge, relative
   void observe(std::string_view name, const label_set& labels, double v);      ///< a histogram
+  /// The series, made if absent, as a handle for many updates.
+  metric counter(std::string_view name, const label_set& labels = {});
+  metric gauge(std::string_view name, const label_set& labels = {});
+  metric histogram_series(std::string_view name, const label_set& labels = {});
+
   /// A gauge computed when read (at each scrape): a board's counters, a queue's length.
   void gauge_fn(std::string_view name, std::string help, label_set labels, std::function<double()> f);
 
@@ -64,6 +92,7 @@ public:
   json::value to_json() const;
 
 private:
+  friend class metric;
   struct series {
     label_set labels;
     double value = 0;
@@ -71,6 +100,7 @@ private:
     std::uint64_t count = 0;
     double sum = 0;
     std::function<double()> fn;
+    const std::vector<double>* bounds = nullptr;  // the family's, for histograms
   };
   struct family {
     metric_kind kind = metric_kind::counter;
@@ -96,10 +126,27 @@ public:
   const std::shared_ptr<metrics_registry>& registry() const { return registry_; }
 
 private:
+  struct text_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  template <class V>
+  using text_map = std::unordered_map<std::string, V, text_hash, std::equal_to<>>;
+
+  /// The series for one label value, found once.
+  metric& cached(text_map<metric>& cache, std::string_view value,
+                 metric (metrics_registry::*make)(std::string_view, const label_set&), std::string_view name,
+                 std::string_view label);
+
   std::shared_ptr<metrics_registry> registry_;
-  std::map<std::string, std::int64_t, std::less<>> claimed_at_;  // task -> first claim (us)
-  std::map<std::string, std::int64_t, std::less<>> queued_at_;   // change -> queued (us)
-  std::map<std::string, std::string, std::less<>> phase_of_;     // worker -> phase
+  text_map<metric> events_by_type_, tasks_by_state_, transitions_to_, verdicts_, workers_by_phase_, checks_,
+      model_seconds_, tool_calls_, task_seconds_;
+  text_map<std::array<metric, 4>> by_role_model_;  // calls, input tokens, output tokens, cost
+  metric claims_, merges_, queue_depth_, queue_wait_, cycle_;
+  text_map<std::int64_t> claimed_at_;  // task -> first claim (us)
+  text_map<std::int64_t> queued_at_;   // change -> queued (us)
+  text_map<std::string> phase_of_;     // worker -> phase
+  std::string scratch_;                                           // lookup keys, without an allocation each
 };
 
 }  // namespace agentcore::observe
