@@ -2,6 +2,8 @@
 //
 //   agentcore init [--repository PATH] [--config FILE] [--force]
 //   agentcore run [--config FILE] [--model SPEC] [--role ROLES] [--store URI] [--remote REPO] [--name NAME]
+//                 [--log FILE|off]
+//   agentcore replay-log FILE
 //   agentcore status [--config FILE]
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
@@ -16,6 +18,9 @@
 #include <agentcore/gate/merge_gate.hpp>
 #include <agentcore/git/repository.hpp>
 #include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/observe/events.hpp>
+#include <agentcore/observe/jsonl_sink.hpp>
+#include <agentcore/observe/progress.hpp>
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/config.hpp>
 #include <agentcore/runtime/swarm.hpp>
@@ -73,6 +78,9 @@ int usage(std::ostream& out, int code) {
          "      [--role planner,worker,gate,judge] [--store URI] [--remote REPO] [--name NAME]\n"
          "                                                                 this process's share of a swarm across\n"
          "                                                                 processes (etcd://... store, shared repository)\n"
+         "      [--log FILE|off]                                           the event log (default\n"
+         "                                                                 REPOSITORY/.agentcore/events.jsonl)\n"
+         "  agentcore replay-log FILE                                      a run's timeline from its event log\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
          "  agentcore gate submit BRANCH [--config FILE] [--task ID]       gate a hand-made branch\n"
@@ -166,44 +174,44 @@ struct run_counts {
   std::atomic<int> bisects{0}, gate_rejections{0}, restarts{0};
 };
 
-// Creates and runs a swarm, printing progress lines as it goes; SIGINT stops it.
-result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, run_counts& counts) {
+// Creates and runs a swarm with its progress on the terminal (a live block on
+// a terminal, plain lines otherwise) and its events in the event log; SIGINT stops it.
+result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, run_counts& counts,
+                                                const fs::path& log_path) {
   signal_watch signals;
   auto s = runtime::swarm::create(c);
   if (!s) return s.error();
   auto& bus = (*s)->events();
-  std::mutex out_mutex;
-  auto say = [&](const std::string& line) {
-    std::lock_guard lock(out_mutex);
-    std::cout << line << "\n" << std::flush;
-  };
-  auto phases = bus.subscribe<roles::worker_phase>([&](const roles::worker_phase& p) {
-    if (p.phase == "claimed" || p.phase == "merged" || p.phase == "rejected" || p.phase == "abandoned" ||
-        p.phase == "resolving" || p.phase == "released" || p.phase == "claim_lost")
-      say(fmt::format("{:>6} {:<10} {}{}", p.worker, p.phase, p.task, p.detail.empty() ? "" : " - " + p.detail));
-  });
-  auto refusals = bus.subscribe<agent::tool_call_event>([&](const agent::tool_call_event& e) {
-    if (e.is_error && e.answer_head.find("not allowed by the task's contract") != std::string::npos)
-      say(fmt::format("  tool   refused    {} - {}", e.task, e.answer_head));
-  });
+  observe::hub hub(bus, {.run = c.name.empty() ? "run" : c.name});
+  if (!log_path.empty()) {
+    auto log = observe::jsonl_sink::open({.path = log_path});
+    if (!log) return log.error();
+    hub.add(*log);
+  }
+  hub.add(std::make_shared<observe::progress_view>());
   auto steps = bus.subscribe<gate::gate_step>([&](const gate::gate_step& e) {
-    if (e.step != "bisect") return;
-    ++counts.bisects;
-    say(fmt::format("  gate   bisect     {} - {}", fmt::join(e.changes, " "), e.detail));
+    if (e.step == "bisect") ++counts.bisects;
   });
   auto verdicts = bus.subscribe<gate::gate_event>([&](const gate::gate_event& e) {
     using enum gate::verdict_kind;
-    if (e.verdict.kind == merged || e.verdict.kind == queued) return;
-    if (e.verdict.kind != conflict) ++counts.gate_rejections;
-    say(fmt::format("  gate   {:<10} {} - {}", gate::to_string(e.verdict.kind), e.verdict.change_id,
-                    e.verdict.detail.substr(0, e.verdict.detail.find('\n'))));
+    if (e.verdict.kind != merged && e.verdict.kind != queued && e.verdict.kind != conflict) ++counts.gate_rejections;
   });
   auto swarm_events = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
     if (e.what == "restart") ++counts.restarts;
-    say(fmt::format("swarm  {:<10} {}", e.what, e.detail));
+  });
+  // Once a second: the log's buffered lines go to the file, the live view's clocks move.
+  std::atomic<bool> done{false};
+  std::thread ticker([&] {
+    while (!done) {
+      for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      hub.flush();
+    }
   });
   signals.start(**s);
-  return (*s)->run();
+  auto r = (*s)->run();
+  done = true;
+  ticker.join();
+  return r;
 }
 
 void print_summary(const runtime::swarm_report& r, const run_counts& counts) {
@@ -249,8 +257,11 @@ int cmd_run(const args& a) {
     if (c->worktrees == before / ".agentcore" / "slots") c->worktrees = c->repository / ".agentcore" / "slots";
   }
   if (!c->roles.all() && c->name.empty()) c->name = fmt::format("p{}", ::getpid());
+  // The event log: --log FILE, or --log off; by default beside the run's other state.
+  fs::path log_path = c->repository / ".agentcore" / "events.jsonl";
+  if (a.flags.count("--log")) log_path = a.flags.at("--log") == "off" ? fs::path() : fs::absolute(a.flags.at("--log"));
   run_counts counts;
-  auto r = run_with_progress(*c, counts);
+  auto r = run_with_progress(*c, counts, log_path);
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
   if (!c->roles.judge) return 0;  // a share of a run: it ended with the run, or was stopped
@@ -343,7 +354,7 @@ int cmd_demo(const args& a) {
                                             : std::string("replayed transcript"))
             << "\n\n";
   run_counts counts;
-  auto r = run_with_progress(c, counts);
+  auto r = run_with_progress(c, counts, dir / "events.jsonl");
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
   if (!r->judgements.empty())
@@ -352,6 +363,7 @@ int cmd_demo(const args& a) {
   // The demo owns this checkout: show main's files in it, as the swarm left them.
   (void)std::system(fmt::format("git -C '{}' reset -q --hard 2>/dev/null", repo_dir.string()).c_str());
   std::cout << "the repository: " << repo_dir.string() << " (git log --oneline main)\n";
+  std::cout << "the event log: " << (dir / "events.jsonl").string() << " (agentcore replay-log FILE)\n";
   return r->goal_met ? 0 : 2;
 }
 
@@ -443,6 +455,23 @@ int cmd_gate_submit(const args& a) {
   return v->kind == gate::verdict_kind::merged ? 0 : 3;
 }
 
+// agentcore replay-log FILE: a run's timeline from its event log.
+int cmd_replay_log(const args& a) {
+  if (a.words.size() < 2)
+    return fail_with(fail(error::invalid_argument, "replay-log needs the event log: agentcore replay-log FILE"));
+  std::size_t skipped = 0;
+  auto events = observe::read_event_log(a.words[1], true, &skipped);
+  if (!events) return fail_with(events.error());
+  auto timelines = observe::task_timelines(*events);
+  if (!events->empty())
+    std::cout << fmt::format("{} events from {} to {}{}\n\n", events->size(), observe::format_time(events->front().time_us),
+                             observe::format_time(events->back().time_us),
+                             skipped ? fmt::format(" ({} unreadable lines skipped)", skipped) : "");
+  std::cout << observe::format_timelines(timelines);
+  if (timelines.empty()) std::cout << "no task was claimed in this log\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -454,6 +483,7 @@ int main(int argc, char** argv) {
   if (w[0] == "run") return cmd_run(*a);
   if (w[0] == "demo") return cmd_demo(*a);
   if (w[0] == "status") return cmd_status(*a);
+  if (w[0] == "replay-log") return cmd_replay_log(*a);
   if (w[0] == "task" && w.size() >= 2 && w[1] == "show") return cmd_task_show(*a);
   if (w[0] == "gate" && w.size() >= 2 && w[1] == "submit") return cmd_gate_submit(*a);
   std::cerr << "agentcore: unknown command '" << w[0] << "'\n";

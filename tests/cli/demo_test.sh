@@ -26,4 +26,15 @@ grep -q "^main: 'make goal' passed" <<<"$out" || fail "main passes its test suit
 repo="$work/demo/textkit"
 make -C "$repo" -s test > /dev/null || fail "make test on main's checkout"
 for f in upper lower words trim palindrome; do [[ -f $repo/tests/test_$f.c ]] || fail "main has no test for $f"; done
+# The event log: every event, one JSON line each; replay-log reads it back.
+log="$work/demo/events.jsonl"
+[[ -s $log ]] || fail "no event log at $log"
+grep -q '"type":"gate.verdict"' "$log" || fail "the event log has no gate verdicts"
+[[ $(grep -c '"v":1,' "$log") == $(wc -l < "$log") ]] || fail "an event log line is not a version-1 event"
+timeline=$("$agentcore" replay-log "$log") || fail "replay-log exited non-zero"
+echo "$timeline"
+[[ $(grep -c '^task .*: merged$' <<<"$timeline") == 6 ]] || fail "replay-log does not show six merged tasks"
+grep -qE '^  attempt 2 by w[0-9]+: claimed [0-9:]+, merged after' <<<"$timeline" || fail "replay-log shows no second attempt"
+grep -qE 'working [0-9.]+s' <<<"$timeline" || fail "replay-log shows no time spent working"
+"$agentcore" replay-log "$work/nonexistent.jsonl" 2>/dev/null && fail "replay-log of a missing file succeeded"
 echo "demo_test: passed"

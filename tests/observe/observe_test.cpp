@@ -9,6 +9,7 @@
 #include <agentcore/observe/events.hpp>
 #include <agentcore/observe/jsonl_sink.hpp>
 #include <agentcore/observe/metrics.hpp>
+#include <agentcore/observe/progress.hpp>
 #include <agentcore/roles/judge.hpp>
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/swarm.hpp>
@@ -46,6 +47,8 @@ void scripted_run(event_bus& bus) {
   auto second = b.claim(worker_id{"w2"}, lease).value().value();
   const auto& t1 = first.id;
   const auto& t2 = second.id;
+  bus.publish(roles::worker_phase{"w1", t1.str(), "claimed", first.title});
+  bus.publish(roles::worker_phase{"w2", t2.str(), "claimed", second.title});
   bus.publish(roles::worker_phase{"w1", t1.str(), "working", ""});
   agent::turn_event turn{"worker", t1.str(), 1, {"read_file"}, model::usage{100, 20, 0, 0}, "tool_use",
                          "model-a", 0.5, 0.25};
@@ -66,8 +69,10 @@ void scripted_run(event_bus& bus) {
   merged.checks.push_back(check);
   bus.publish(gate::gate_event{merged});
   REQUIRE(b.finish(t1, board::task_state::merged));
+  bus.publish(roles::worker_phase{"w1", t1.str(), "merged", "landed"});
   bus.publish(roles::worker_phase{"w2", t2.str(), "working", ""});
   REQUIRE(b.abandon(t2, worker_id{"w2"}, nullptr));
+  bus.publish(roles::worker_phase{"w2", t2.str(), "abandoned", "stalled"});
   roles::judge_event j;
   j.cycle = 1;
   j.decision = "continue";
@@ -288,8 +293,9 @@ TEST_CASE("observe.metrics_from_a_scripted_run") {
   CHECK(reg->value("agentcore_cost_total", {{"role", "worker"}, {"model", "model-a"}}) == doctest::Approx(0.5));
   CHECK(reg->histogram("agentcore_model_seconds", {{"role", "worker"}}).sum == doctest::Approx(0.25));
   CHECK(reg->value("agentcore_tool_calls_total", {{"tool", "read_file"}, {"error", "false"}}) == 1);
-  CHECK(reg->value("agentcore_workers", {{"phase", "idle"}}) == 1);
-  CHECK(reg->value("agentcore_workers", {{"phase", "working"}}) == 1);  // w2
+  CHECK(reg->value("agentcore_workers", {{"phase", "idle"}}) == 1);       // w1
+  CHECK(reg->value("agentcore_workers", {{"phase", "abandoned"}}) == 1);  // w2
+  CHECK(reg->value("agentcore_workers", {{"phase", "working"}}) == 0);
   CHECK(reg->value("agentcore_workers", {{"phase", "submitting"}}) == 0);
   CHECK(reg->value("agentcore_cycle") == 1);
   CHECK(reg->histogram("agentcore_task_seconds", {{"outcome", "merged"}}).count == 1);
@@ -331,4 +337,119 @@ TEST_CASE("observe.metrics_registry") {
   CHECK_THROWS_AS(r.add("bad name", {}), std::logic_error);
   CHECK_THROWS_AS(r.add("x", {{"bad-label", "v"}}), std::logic_error);
   CHECK(r.value("absent") == 0);
+}
+
+namespace {
+std::string read_all(std::FILE* f) {
+  std::fflush(f);
+  std::rewind(f);
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("observe.progress_view") {
+  SUBCASE("plain lines when the output is not a terminal") {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f);
+    {
+      event_bus bus;
+      hub h(bus);
+      auto view = std::make_shared<progress_view>(progress_options{.out = f});
+      CHECK_FALSE(view->live());
+      h.add(view);
+      scripted_run(bus);
+    }
+    auto text = read_all(f);
+    std::fclose(f);
+    CHECK(text.find("swarm  started    1 planner, 2 workers\n") != std::string::npos);
+    CHECK(text.find("    w1 claimed    ") != std::string::npos);
+    CHECK(text.find("    w2 abandoned  ") != std::string::npos);
+    CHECK(text.find("    w1 working") == std::string::npos);  // phases inside a task are not lines of their own
+    CHECK(text.find('\x1b') == std::string::npos);              // no terminal codes in a file
+  }
+  SUBCASE("a live block of workers, redrawn in place") {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f);
+    event_bus bus;
+    auto view = std::make_shared<progress_view>(progress_options{.out = f, .live = true});
+    {
+      hub h(bus, {.run = "nightly"});
+      h.add(view);
+      scripted_run(bus);
+      bus.publish(roles::worker_phase{"w3", "t9", "working", ""});
+    }
+    auto block = view->block();
+    REQUIRE(block.size() == 4);  // the summary and w1, w2, w3
+    CHECK(block[0].find("run nightly") == 0);
+    CHECK(block[0].find("merged 1") != std::string::npos);
+    CHECK(block[0].find("queue 0") != std::string::npos);
+    CHECK(block[0].find("tokens 120") != std::string::npos);
+    CHECK(block[0].find("cost 0.5000") != std::string::npos);
+    CHECK(block[1].find("w1") != std::string::npos);
+    CHECK(block[1].find("idle") != std::string::npos);
+    CHECK(block[2].find("idle (abandoned)") != std::string::npos);
+    CHECK(block[3].find("t9") != std::string::npos);
+    CHECK(block[3].find("working") != std::string::npos);
+    auto text = read_all(f);
+    std::fclose(f);
+    CHECK(text.find("\x1b[") != std::string::npos);  // the block was moved up and redrawn
+    CHECK(text.find("swarm  started") != std::string::npos);
+  }
+}
+
+TEST_CASE("observe.replay_log_timelines") {
+  test::temp_dir dir("timeline");
+  event_bus bus;
+  {
+    hub h(bus);
+    // Tiny files: the log rotates, and reading it back must join its parts.
+    h.add(jsonl_sink::open({.path = dir / "run.jsonl", .max_bytes = 2048, .keep = 50}).value());
+    scripted_run(bus);
+  }
+  REQUIRE(std::filesystem::exists(dir / "run.jsonl.1"));
+  {  // a line torn by a crash at the end
+    std::ofstream(dir / "run.jsonl", std::ios::app) << "{\"v\":1,\"seq\":99,\"ti";
+  }
+  std::size_t skipped = 0;
+  auto events = read_event_log(dir / "run.jsonl", true, &skipped).value();
+  CHECK(events.size() == bus.published());
+  CHECK(skipped == 1);
+  for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i].seq == i + 1);
+  auto tl = task_timelines(events);
+  REQUIRE(tl.size() == 2);
+  const auto& first = tl[0];
+  REQUIRE(first.attempts.size() == 1);
+  CHECK(first.attempts[0].worker == "w1");
+  CHECK(first.attempts[0].result == "merged");
+  CHECK(first.attempts[0].ended_us >= first.attempts[0].claimed_us);
+  CHECK(first.final_state == "merged");
+  std::vector<std::string> phases;
+  double total = 0;
+  for (const auto& p : first.attempts[0].phases) {
+    phases.push_back(p.phase);
+    total += p.seconds;
+  }
+  CHECK(phases == std::vector<std::string>{"claimed", "working", "submitting"});
+  CHECK(total == doctest::Approx(static_cast<double>(first.attempts[0].ended_us - first.attempts[0].claimed_us) / 1e6));
+  CHECK(tl[1].attempts.at(0).result == "abandoned");
+  CHECK(tl[1].final_state == "abandoned");
+  auto text = format_timelines(tl);
+  CHECK(text.find(": merged\n") != std::string::npos);
+  CHECK(text.find("attempt 1 by w2: claimed ") != std::string::npos);
+  // A log that ends mid-attempt says so.
+  std::vector<event_record> cut(events.begin(), events.begin() + 8);
+  CHECK(format_timelines(task_timelines(cut)).find("unfinished when the log ends") != std::string::npos);
+
+  // A version this library does not read is an error, not a skipped line.
+  std::ofstream(dir / "v2.jsonl") << "{\"v\":2,\"seq\":1}\n";
+  auto v2 = read_event_log(dir / "v2.jsonl");
+  REQUIRE_FALSE(v2);
+  CHECK(v2.error().message().find("schema version 2") != std::string::npos);
+  CHECK(read_event_log(dir / "absent.jsonl").error() == error::not_found);
+  CHECK(format_duration(0.44) == "0.4s");
+  CHECK(format_duration(151) == "2m31s");
+  CHECK(format_duration(3725) == "1h02m");
 }
