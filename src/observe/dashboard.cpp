@@ -1,0 +1,603 @@
+#include <agentcore/observe/dashboard.hpp>
+
+#include <agentcore/board/task_board.hpp>
+#include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/git/types.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <deque>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace agentcore::observe {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+struct kept_event {
+  std::uint64_t seq = 0;
+  std::string task;
+  std::string json;   // the event's JSON form
+  std::string frame;  // as an SSE frame
+};
+
+struct worker_state {
+  std::string task, phase;
+  std::int64_t since_us = 0;
+};
+
+struct run_state {
+  std::string run;
+  std::int64_t started_us = 0, finished_us = 0;
+  std::string reason;
+  json::array cycles;
+};
+
+std::string_view str(const json::value* d, std::string_view key) {
+  if (!d || !d->is_object()) return {};
+  auto* m = d->get_object().if_contains(key);
+  return m && m->is_string() ? std::string_view(m->get_string()) : std::string_view();
+}
+
+bool worker_result(std::string_view p) {
+  return p == "merged" || p == "rejected" || p == "abandoned" || p == "released" || p == "claim_lost" ||
+         p == "submitted" || p == "idle";
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      int v = 0;
+      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (ec == std::errc() && p == s.data() + i + 3) {
+        out += static_cast<char>(v);
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i] == '+' ? ' ' : s[i];
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto item = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    auto eq = item.find('=');
+    out[percent_decode(item.substr(0, eq))] = eq == std::string_view::npos ? "" : percent_decode(item.substr(eq + 1));
+  }
+  return out;
+}
+
+bool same_secret(std::string_view a, std::string_view b) {
+  // Constant time in the length of the secret.
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i % (a.size() ? a.size() : 1)] ^ b[i]);
+  return diff == 0 && !b.empty();
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+}  // namespace
+
+struct dashboard::impl {
+  dashboard_options options;
+  dashboard_sources sources;
+  bool loopback = true;
+
+  mutable std::mutex mutex;  // everything the events update
+  std::deque<kept_event> kept;
+  std::uint64_t last_seq = 0;
+  std::map<std::string, worker_state> workers;
+  std::map<std::string, std::int64_t> queued;  // change -> since
+  std::vector<run_state> runs;
+
+  struct client {
+    asio::steady_timer wake;
+    explicit client(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  };
+  std::list<client*> clients;  // on the io thread only
+  std::atomic<std::size_t> stream_count{0}, connections{0};
+  std::atomic<bool> notify_pending{false};
+  std::uint16_t bound_port = 0;
+  std::thread thread;
+  std::atomic<bool> stopped{false};
+
+  // Declared last: destroyed first, with every coroutine frame it holds, while
+  // what those frames use is still alive.
+  asio::io_context io{1};
+  std::optional<tcp::acceptor> acceptor;
+
+  // --- events ---
+
+  void on_event(const event_view& e) {
+    kept_event k;
+    k.seq = e.seq;
+    k.task = std::string(e.task);
+    append_json(k.json, e);
+    k.frame = fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.seq, e.type, k.json);
+    const json::value* d = e.data;
+    {
+      std::lock_guard lock(mutex);
+      kept.push_back(std::move(k));
+      while (kept.size() > options.kept_events) kept.pop_front();
+      last_seq = e.seq;
+      if (e.type == "roles.worker_phase") {
+        auto& w = workers[std::string(str(d, "worker"))];
+        auto phase = str(d, "phase");
+        if (worker_result(phase)) {
+          w = {"", "idle", e.time_us};
+        } else if (w.phase != phase || w.task != str(d, "task")) {
+          w = {std::string(str(d, "task")), std::string(phase), e.time_us};
+        }
+      } else if (e.type == "gate.verdict") {
+        auto v = str(d, "verdict");
+        if (v == "queued") queued.emplace(std::string(str(d, "change")), e.time_us);
+        else if (!v.empty()) queued.erase(std::string(str(d, "change")));
+      } else if (e.type == "runtime.swarm") {
+        auto what = str(d, "what");
+        if (what == "started") runs.push_back({std::string(e.run), e.time_us, 0, {}, {}});
+        if (what == "finished") {
+          if (runs.empty()) runs.push_back({std::string(e.run), e.time_us, 0, {}, {}});
+          runs.back().finished_us = e.time_us;
+          runs.back().reason = std::string(str(d, "detail"));
+        }
+      } else if (e.type == "roles.judgement") {
+        if (runs.empty()) runs.push_back({std::string(e.run), e.time_us, 0, {}, {}});
+        runs.back().cycles.push_back(*d);
+      }
+    }
+    if (!notify_pending.exchange(true))
+      asio::post(io, [self = this] {  // raw: the io_context is the impl's, and dies first
+        self->notify_pending = false;
+        for (auto* c : self->clients) c->wake.cancel();
+      });
+  }
+
+  // --- HTTP ---
+
+  using request = bhttp::request<bhttp::string_body>;
+  using response = bhttp::response<bhttp::string_body>;
+
+  response reply(const request& req, bhttp::status status, std::string body,
+                 std::string_view type = "application/json") const {
+    response res{status, req.version()};
+    res.set(bhttp::field::server, "agentcore");
+    res.set(bhttp::field::content_type, type);
+    res.set(bhttp::field::cache_control, "no-store");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  response error(const request& req, bhttp::status status, std::string_view why) const {
+    return reply(req, status, json::serialize(json::object{{"error", why}}));
+  }
+
+  /// Empty when the request may proceed; else the refusal.
+  std::optional<response> refuse(const request& req, const std::map<std::string, std::string>& query,
+                                 bool mutating) const {
+    std::string_view given;
+    bool has = false;
+    if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
+      std::string_view v = it->value();
+      if (v.starts_with("Bearer ")) {
+        given = v.substr(7);
+        has = true;
+      }
+    }
+    if (!has && !mutating)
+      if (auto q = query.find("token"); q != query.end()) {
+        given = q->second;
+        has = true;
+      }
+    if (mutating && options.token.empty())
+      return error(req, bhttp::status::forbidden,
+                   "this endpoint changes the run and the dashboard has no token: start it with one");
+    if (!mutating && loopback) return std::nullopt;
+    if (!has)
+      return error(req, bhttp::status::unauthorized,
+                   "this dashboard needs its token: send 'Authorization: Bearer TOKEN'");
+    if (!same_secret(given, options.token)) return error(req, bhttp::status::forbidden, "wrong token");
+    return std::nullopt;
+  }
+
+  json::value tasks_json(std::vector<board::task> ts) const {
+    json::array a;
+    for (const auto& t : ts) a.push_back(board::to_json_value(t));
+    return a;
+  }
+
+  std::uint64_t seq_now() const {
+    std::lock_guard lock(mutex);
+    return last_seq;
+  }
+
+  response handle(const request& req) {
+    std::string_view target = req.target();
+    auto qpos = target.find('?');
+    std::string_view path = target.substr(0, qpos);
+    auto query = parse_query(qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
+    const bool post = req.method() == bhttp::verb::post;
+    if (req.method() != bhttp::verb::get && !post && req.method() != bhttp::verb::head)
+      return error(req, bhttp::status::method_not_allowed, "only GET and POST");
+    if (auto r = refuse(req, query, post)) return std::move(*r);
+
+    auto need_get = [&]() -> std::optional<response> {
+      if (post) return error(req, bhttp::status::method_not_allowed, "use GET here");
+      return std::nullopt;
+    };
+    auto need_board = [&]() -> std::optional<response> {
+      if (!sources.board) return error(req, bhttp::status::service_unavailable, "no board behind this dashboard");
+      return std::nullopt;
+    };
+    if (path == "/" || path == "/index.html") {
+      if (auto r = need_get()) return std::move(*r);
+      auto res = reply(req, bhttp::status::ok, std::string(dashboard_page()), "text/html; charset=utf-8");
+      res.set("Content-Security-Policy",
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+              "img-src data:");
+      return res;
+    }
+    if (path == "/metrics") {
+      if (auto r = need_get()) return std::move(*r);
+      if (!sources.metrics) return error(req, bhttp::status::service_unavailable, "no metrics behind this dashboard");
+      return reply(req, bhttp::status::ok, sources.metrics->prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (path == "/api/tasks") {
+      if (auto r = need_get()) return std::move(*r);
+      if (auto r = need_board()) return std::move(*r);
+      auto seq = seq_now();
+      auto ts = sources.board->list();
+      if (!ts) return error(req, bhttp::status::service_unavailable, ts.error().message());
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"seq", seq}, {"tasks", tasks_json(*ts)}}));
+    }
+    if (path == "/api/workers") {
+      if (auto r = need_get()) return std::move(*r);
+      json::array a;
+      std::uint64_t seq;
+      {
+        std::lock_guard lock(mutex);
+        seq = last_seq;
+        for (const auto& [name, w] : workers)
+          a.push_back(json::object{{"worker", name}, {"task", w.task}, {"phase", w.phase}, {"since", format_time(w.since_us)}});
+      }
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"seq", seq}, {"workers", std::move(a)}}));
+    }
+    if (path == "/api/queue") {
+      if (auto r = need_get()) return std::move(*r);
+      json::array a;
+      std::uint64_t seq;
+      {
+        std::lock_guard lock(mutex);
+        seq = last_seq;
+        for (const auto& [change, since] : queued) a.push_back(json::object{{"change", change}, {"since", format_time(since)}});
+      }
+      json::object o{{"seq", seq}, {"depth", a.size()}, {"queued", std::move(a)}};
+      if (sources.gate)
+        if (auto n = sources.gate->queued()) o["store_depth"] = *n;
+      return reply(req, bhttp::status::ok, json::serialize(o));
+    }
+    if (path == "/api/runs") {
+      if (auto r = need_get()) return std::move(*r);
+      json::array a;
+      std::uint64_t seq;
+      {
+        std::lock_guard lock(mutex);
+        seq = last_seq;
+        for (const auto& r : runs)
+          a.push_back(json::object{{"run", r.run},
+                                   {"started", format_time(r.started_us)},
+                                   {"finished", r.finished_us ? json::value(format_time(r.finished_us)) : nullptr},
+                                   {"reason", r.reason},
+                                   {"cycles", r.cycles}});
+      }
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"seq", seq}, {"runs", std::move(a)}}));
+    }
+    if (path.starts_with("/api/tasks/")) {
+      std::string_view rest = path.substr(11);
+      std::string_view action;
+      if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+        action = rest.substr(slash + 1);
+        rest = rest.substr(0, slash);
+      }
+      std::string id = percent_decode(rest);
+      if (auto why = validate_id(id); !why.empty())
+        return error(req, bhttp::status::bad_request, fmt::format("task id: {}", why));
+      if (auto r = need_board()) return std::move(*r);
+      if (action.empty()) {
+        if (auto r = need_get()) return std::move(*r);
+        auto seq = seq_now();
+        auto t = sources.board->get(task_id{id});
+        if (!t) return error(req, bhttp::status::service_unavailable, t.error().message());
+        if (!*t) return error(req, bhttp::status::not_found, fmt::format("no task '{}'", id));
+        std::string events = "[";
+        {
+          std::lock_guard lock(mutex);
+          bool first = true;
+          for (const auto& k : kept)
+            if (k.task == id) {
+              if (!first) events += ',';
+              events += k.json;
+              first = false;
+            }
+        }
+        events += ']';
+        std::string body = fmt::format("{{\"seq\":{},\"task\":{},\"events\":{}}}", seq,
+                                       json::serialize(board::to_json_value(**t)), events);
+        return reply(req, bhttp::status::ok, std::move(body));
+      }
+      if (!post) return error(req, bhttp::status::method_not_allowed, "use POST to change a task");
+      result<board::task> r = fail(error::invalid_argument, "");
+      if (action == "requeue") {
+        r = sources.board->requeue(task_id{id}, "requeued from the dashboard");
+      } else if (action == "abandon") {
+        auto t = sources.board->get(task_id{id});
+        if (!t) return error(req, bhttp::status::service_unavailable, t.error().message());
+        if (!*t) return error(req, bhttp::status::not_found, fmt::format("no task '{}'", id));
+        if ((*t)->state != board::task_state::claimed || !(*t)->claimed_by)
+          return error(req, bhttp::status::conflict,
+                       fmt::format("task '{}' is {}: only a claimed task can be abandoned", id,
+                                   board::to_string((*t)->state)));
+        r = sources.board->abandon(task_id{id}, *(*t)->claimed_by,
+                                   json::object{{"abandoned_by", "dashboard"}});
+      } else {
+        return error(req, bhttp::status::not_found, fmt::format("no action '{}' on tasks", action));
+      }
+      if (!r) {
+        auto status = r.error() == error::not_found ? bhttp::status::not_found : bhttp::status::conflict;
+        return error(req, status, r.error().message());
+      }
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"task", board::to_json_value(*r)}}));
+    }
+    if (path.starts_with("/api/merges/")) {
+      std::string_view rest = path.substr(12);
+      auto slash = rest.find('/');
+      if (slash == std::string_view::npos || rest.substr(slash + 1) != "revert")
+        return error(req, bhttp::status::not_found, "write POST /api/merges/COMMIT/revert");
+      if (!post) return error(req, bhttp::status::method_not_allowed, "use POST to revert a merge");
+      if (!sources.gate) return error(req, bhttp::status::service_unavailable, "no gate behind this dashboard");
+      auto oid = git::oid::from_hex(rest.substr(0, slash));
+      if (!oid) return error(req, bhttp::status::bad_request, oid.error().message());
+      auto v = sources.gate->rollback(*oid, "reverted from the dashboard");
+      if (!v) return error(req, bhttp::status::conflict, v.error().message());
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"verdict", json::value_from(*v)}}));
+    }
+    return error(req, bhttp::status::not_found, fmt::format("nothing at '{}'", path));
+  }
+
+  // --- the event stream ---
+
+  awaitable<void> stream(beast::tcp_stream& s, const request& req, const std::map<std::string, std::string>& query) {
+    std::uint64_t next = 0;  // the first seq to send
+    bool resume = false;
+    std::uint64_t v = 0;
+    if (auto it = req.find("Last-Event-ID"); it != req.end() && parse_u64(it->value(), v)) {
+      next = v + 1;
+      resume = true;
+    } else if (auto q = query.find("since"); q != query.end() && parse_u64(q->second, v)) {
+      next = v + 1;
+      resume = true;
+    }
+    if (!resume) next = seq_now() + 1;
+    std::string head =
+        "HTTP/1.1 200 OK\r\nServer: agentcore\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+        "Connection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 1000\n\n";
+    boost::system::error_code ec;
+    s.expires_after(options.request_timeout);
+    co_await asio::async_write(s, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    client c(io.get_executor());
+    clients.push_back(&c);
+    ++stream_count;
+    struct unregister {
+      impl* self;
+      client* c;
+      ~unregister() {
+        self->clients.remove(c);
+        --self->stream_count;
+      }
+    } guard{this, &c};
+    std::string out;
+    for (;;) {
+      out.clear();
+      {
+        std::lock_guard lock(mutex);
+        if (!kept.empty()) {
+          if (next < kept.front().seq) {
+            // Asked for events no longer kept: say so, then go on from the oldest kept.
+            out += fmt::format("event: reset\ndata: {{\"from\":{},\"oldest\":{}}}\n\n", next, kept.front().seq);
+            next = kept.front().seq;
+          }
+          auto it = std::lower_bound(kept.begin(), kept.end(), next,
+                                     [](const kept_event& k, std::uint64_t n) { return k.seq < n; });
+          for (; it != kept.end() && out.size() < (256u << 10); ++it) {
+            out += it->frame;
+            next = it->seq + 1;
+          }
+        }
+      }
+      if (out.empty()) {
+        c.wake.expires_after(std::chrono::seconds(15));
+        co_await c.wake.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (stopped) co_return;
+        if (!ec) out = ": ping\n\n";  // the timer ran out: keep the connection (and its proxies) alive
+        else continue;              // woken: there is something new
+      }
+      s.expires_after(options.request_timeout);
+      co_await asio::async_write(s, asio::buffer(out), asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return;  // the client went away, or is too slow to keep
+    }
+  }
+
+  awaitable<void> session(tcp::socket sock) {
+    ++connections;
+    struct count {
+      impl* self;
+      ~count() { --self->connections; }
+    } guard{this};
+    beast::tcp_stream s(std::move(sock));
+    beast::flat_buffer buf;
+    boost::system::error_code ec;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> p;
+      p.header_limit(16u << 10);
+      p.body_limit(options.max_request_bytes);
+      s.expires_after(options.request_timeout);
+      co_await bhttp::async_read(s, buf, p, asio::redirect_error(use_awaitable, ec));
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+          ec == beast::error::timeout || stopped)
+        break;
+      if (ec) {
+        auto status = ec == bhttp::error::body_limit     ? bhttp::status::payload_too_large
+                      : ec == bhttp::error::header_limit ? bhttp::status::request_header_fields_too_large
+                                                         : bhttp::status::bad_request;
+        request none;
+        none.version(11);
+        auto res = error(none, status,
+                         status == bhttp::status::payload_too_large
+                             ? fmt::format("the request is over {} bytes", options.max_request_bytes)
+                             : fmt::format("not a valid HTTP request: {}", ec.message()));
+        res.keep_alive(false);
+        co_await bhttp::async_write(s, res, asio::redirect_error(use_awaitable, ec));
+        break;
+      }
+      request req = p.release();
+      std::string_view target = req.target();
+      auto qpos = target.find('?');
+      if (target.substr(0, qpos) == "/api/events" && req.method() == bhttp::verb::get) {
+        auto query = parse_query(qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
+        if (auto r = refuse(req, query, false)) {
+          r->keep_alive(false);
+          co_await bhttp::async_write(s, *r, asio::redirect_error(use_awaitable, ec));
+          break;
+        }
+        co_await stream(s, req, query);
+        break;
+      }
+      response res;
+      try {
+        res = handle(req);
+      } catch (const std::exception& e) {
+        res = error(req, bhttp::status::internal_server_error, e.what());
+      }
+      if (req.method() == bhttp::verb::head) res.body().clear();
+      s.expires_after(options.request_timeout);
+      co_await bhttp::async_write(s, res, asio::redirect_error(use_awaitable, ec));
+      if (ec || !res.keep_alive()) break;
+    }
+    s.socket().shutdown(tcp::socket::shutdown_both, ec);
+  }
+
+  awaitable<void> accept_loop() {
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket sock = co_await acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
+      if (stopped || ec == asio::error::operation_aborted) co_return;
+      if (ec) continue;  // a connection that failed while being accepted
+      if (connections.load() >= options.max_connections) {
+        sock.close(ec);
+        continue;
+      }
+      asio::co_spawn(io, session(std::move(sock)), asio::detached);
+    }
+  }
+};
+
+result<std::shared_ptr<dashboard>> dashboard::start(dashboard_options options, dashboard_sources sources) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(options.address, ec);
+  if (ec)
+    return fail(error::invalid_argument,
+                fmt::format("dashboard: '{}' is not an IP address (write 127.0.0.1 or ::1, or an interface's address)",
+                            options.address));
+  if (!addr.is_loopback() && options.token.empty())
+    return fail(error::invalid_argument,
+                fmt::format("dashboard: binding {} (not loopback) needs a token: anyone who can reach it would see "
+                            "and steer the run; set one, or bind 127.0.0.1",
+                            options.address));
+  if (options.kept_events == 0) options.kept_events = 1;
+  auto i = std::make_shared<impl>();
+  i->options = std::move(options);
+  i->sources = std::move(sources);
+  i->loopback = addr.is_loopback();
+  tcp::endpoint ep(addr, i->options.port);
+  i->acceptor.emplace(i->io);
+  i->acceptor->open(ep.protocol(), ec);
+  if (!ec) i->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) i->acceptor->bind(ep, ec);
+  if (!ec) i->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return fail(error::io_error,
+                fmt::format("dashboard: cannot listen on {}:{}: {}", i->options.address, i->options.port, ec.message()));
+  i->bound_port = i->acceptor->local_endpoint().port();
+  asio::co_spawn(i->io, i->accept_loop(), asio::detached);
+  i->thread = std::thread([raw = i.get()] { raw->io.run(); });
+  return std::shared_ptr<dashboard>(new dashboard(std::move(i)));
+}
+
+dashboard::dashboard(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
+
+dashboard::~dashboard() { stop(); }
+
+void dashboard::stop() {
+  if (impl_->stopped.exchange(true)) return;
+  asio::post(impl_->io, [i = impl_.get()] {
+    boost::system::error_code ec;
+    i->acceptor->close(ec);
+    for (auto* c : i->clients) c->wake.cancel();
+    i->io.stop();
+  });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void dashboard::write(const event_view& e) {
+  if (!impl_->stopped) impl_->on_event(e);
+}
+
+std::uint16_t dashboard::port() const { return impl_->bound_port; }
+
+std::string dashboard::url() const {
+  bool v6 = impl_->options.address.find(':') != std::string::npos;
+  return fmt::format("http://{}{}{}:{}/", v6 ? "[" : "", impl_->options.address, v6 ? "]" : "", impl_->bound_port);
+}
+
+std::size_t dashboard::stream_clients() const { return impl_->stream_count.load(); }
+
+}  // namespace agentcore::observe
