@@ -2,7 +2,8 @@
 //
 //   agentcore init [--repository PATH] [--config FILE] [--force]
 //   agentcore run [--config FILE] [--model SPEC] [--role ROLES] [--store URI] [--remote REPO] [--name NAME]
-//                 [--log FILE|off]
+//                 [--log FILE|off] [--serve HOST:PORT]
+//   agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT]
 //   agentcore replay-log FILE
 //   agentcore status [--config FILE]
 //   agentcore task show ID [--config FILE]
@@ -18,7 +19,9 @@
 #include <agentcore/gate/merge_gate.hpp>
 #include <agentcore/git/repository.hpp>
 #include <agentcore/git/worktree_pool.hpp>
+#include <agentcore/observe/dashboard.hpp>
 #include <agentcore/observe/events.hpp>
+#include <agentcore/observe/metrics.hpp>
 #include <agentcore/observe/jsonl_sink.hpp>
 #include <agentcore/observe/progress.hpp>
 #include <agentcore/roles/worker.hpp>
@@ -80,6 +83,8 @@ int usage(std::ostream& out, int code) {
          "                                                                 processes (etcd://... store, shared repository)\n"
          "      [--log FILE|off]                                           the event log (default\n"
          "                                                                 REPOSITORY/.agentcore/events.jsonl)\n"
+         "      [--serve HOST:PORT]                                        the live dashboard (127.0.0.1:8080)\n"
+         "  agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT]  the dashboard over a board\n"
          "  agentcore replay-log FILE                                      a run's timeline from its event log\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
@@ -188,6 +193,22 @@ result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, 
     if (!log) return log.error();
     hub.add(*log);
   }
+  auto metrics = std::make_shared<observe::metrics_registry>();
+  hub.add(std::make_shared<observe::metrics_sink>(metrics));
+  std::shared_ptr<observe::dashboard> dash;
+  if (!c.serve.empty()) {
+    auto where = observe::parse_listen_address(c.serve);
+    if (!where) return where.error();
+    auto board_stats = [&b = (*s)->board()] { return b.stats(); };
+    metrics->gauge_fn("agentcore_claim_conflicts_total", "CAS conflicts while claiming (this process)", {},
+                      [board_stats] { return static_cast<double>(board_stats().claim_conflicts); });
+    auto d = observe::dashboard::start({.address = where->first, .port = where->second, .token = c.serve_token},
+                                       {.board = &(*s)->board(), .gate = &(*s)->gate(), .metrics = metrics});
+    if (!d) return d.error();
+    dash = *d;
+    hub.add(dash);
+    std::cout << "dashboard: " << dash->url() << "\n" << std::flush;
+  }
   hub.add(std::make_shared<observe::progress_view>());
   auto steps = bus.subscribe<gate::gate_step>([&](const gate::gate_step& e) {
     if (e.step == "bisect") ++counts.bisects;
@@ -240,6 +261,7 @@ int cmd_run(const args& a) {
     c->roles = *roles;
   }
   if (a.flags.count("--store")) c->store = a.flags.at("--store");
+  if (a.flags.count("--serve")) c->serve = a.flags.at("--serve");
   if (a.flags.count("--remote")) c->remote = a.flags.at("--remote");
   if (a.flags.count("--name")) {
     c->name = a.flags.at("--name");
@@ -353,6 +375,7 @@ int cmd_demo(const args& a) {
                 : a.flags.count("--config") ? "the models of " + a.flags.at("--config")
                                             : std::string("replayed transcript"))
             << "\n\n";
+  if (a.flags.count("--serve")) c.serve = a.flags.at("--serve");
   run_counts counts;
   auto r = run_with_progress(c, counts, dir / "events.jsonl");
   if (!r) return fail_with(r.error());
@@ -455,6 +478,61 @@ int cmd_gate_submit(const args& a) {
   return v->kind == gate::verdict_kind::merged ? 0 : 3;
 }
 
+// agentcore serve: the dashboard over a board in a durable store (a file
+// store or etcd) from outside the run. The board's changes, seen through a
+// watch, become task transitions for the page and the event stream.
+int cmd_serve(const args& a) {
+  auto c = load_config(a);
+  if (!c) return fail_with(c.error());
+  if (a.flags.count("--store")) c->store = a.flags.at("--store");
+  if (a.flags.count("--serve")) c->serve = a.flags.at("--serve");
+  if (c->serve.empty()) c->serve = "127.0.0.1:8080";
+  auto where = observe::parse_listen_address(c->serve);
+  if (!where) return fail_with(where.error());
+  auto s = open_persistent(*c);
+  if (!s) return fail_with(s.error());
+  event_bus bus;
+  board::task_board b(**s, {.events = &bus});
+  auto metrics = std::make_shared<observe::metrics_registry>();
+  observe::hub hub(bus, {.run = c->name.empty() ? "board" : c->name});
+  hub.add(std::make_shared<observe::metrics_sink>(metrics));
+  auto d = observe::dashboard::start({.address = where->first, .port = where->second, .token = c->serve_token},
+                                     {.board = &b, .metrics = metrics});
+  if (!d) return fail_with(d.error());
+  hub.add(*d);
+  auto rev = (*s)->current_revision();
+  if (!rev) return fail_with(rev.error());
+  std::map<std::string, board::task_state> known;
+  auto tasks = b.list();
+  if (!tasks) return fail_with(tasks.error());
+  for (const auto& t : *tasks) known[t.id.str()] = t.state;
+  auto w = b.watch(*rev + 1);
+  if (!w) return fail_with(w.error());
+  std::cout << "dashboard: " << (*d)->url() << " (board in " << c->store << "; Ctrl-C stops)\n" << std::flush;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  for (;;) {
+    timespec tick{0, 200'000'000};
+    if (sigtimedwait(&set, nullptr, &tick) > 0) break;
+    auto evs = (*w)->poll();
+    if (!evs) return fail_with(evs.error());  // compacted history, a lost cluster: say so
+    for (const auto& e : *evs) {
+      if (e.type != store::watch_event::kind::put) continue;
+      auto t = board::task_from_json(std::string_view(e.kv.value));
+      if (!t) continue;
+      auto [it, fresh] = known.try_emplace(t->id.str(), t->state);
+      if (!fresh && it->second == t->state) continue;
+      bus.publish(board::task_transition{t->id, fresh ? board::task_state::proposed : it->second, t->state,
+                                         t->claimed_by, e.kv.mod_revision, fresh});
+      it->second = t->state;
+    }
+  }
+  return 0;
+}
+
 // agentcore replay-log FILE: a run's timeline from its event log.
 int cmd_replay_log(const args& a) {
   if (a.words.size() < 2)
@@ -484,6 +562,7 @@ int main(int argc, char** argv) {
   if (w[0] == "demo") return cmd_demo(*a);
   if (w[0] == "status") return cmd_status(*a);
   if (w[0] == "replay-log") return cmd_replay_log(*a);
+  if (w[0] == "serve") return cmd_serve(*a);
   if (w[0] == "task" && w.size() >= 2 && w[1] == "show") return cmd_task_show(*a);
   if (w[0] == "gate" && w.size() >= 2 && w[1] == "submit") return cmd_gate_submit(*a);
   std::cerr << "agentcore: unknown command '" << w[0] << "'\n";

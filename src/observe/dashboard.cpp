@@ -572,6 +572,26 @@ result<std::shared_ptr<dashboard>> dashboard::start(dashboard_options options, d
   return std::shared_ptr<dashboard>(new dashboard(std::move(i)));
 }
 
+result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return fail(error::invalid_argument,
+                fmt::format("'{}' is not an address to serve on: {}; write HOST:PORT, like 127.0.0.1:8080", text, why));
+  };
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return bad("no port");
+  std::string host(text.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) return bad("no host");
+  unsigned port = 0;
+  auto ps = text.substr(colon + 1);
+  auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+  if (ec != std::errc() || p != ps.data() + ps.size() || ps.empty() || port > 65535) return bad("the port is not 0-65535");
+  boost::system::error_code aec;
+  asio::ip::make_address(host, aec);
+  if (aec) return bad(fmt::format("'{}' is not an IP address", host));
+  return std::pair{host, static_cast<std::uint16_t>(port)};
+}
+
 dashboard::dashboard(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
 
 dashboard::~dashboard() { stop(); }

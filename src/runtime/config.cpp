@@ -1,4 +1,6 @@
 #include <agentcore/runtime/config.hpp>
+
+#include <agentcore/observe/dashboard.hpp>
 #include <agentcore/store/etcd_store.hpp>
 
 #include <boost/json/parse.hpp>
@@ -274,6 +276,10 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
   }
   AGENTCORE_CHECK(r.str("name", c.name));
   if (!c.name.empty() && !valid_name(c.name)) return bad("name", "letters, digits, '.', '_' or '-'", json::value(c.name));
+  AGENTCORE_CHECK(r.str("serve", c.serve));
+  if (!c.serve.empty() && !observe::parse_listen_address(c.serve))
+    return bad("serve", "\"HOST:PORT\", like \"127.0.0.1:8080\"", json::value(c.serve));
+  AGENTCORE_CHECK(r.str("serve_token", c.serve_token));
   AGENTCORE_CHECK(r.unknown());
   if (c.review && c.models.judge.empty())
     return fail(error::invalid_argument, "configuration: 'judge.review' is true but 'models.judge' names no model");
@@ -331,7 +337,9 @@ json::value to_json_value(const swarm_config& c) {
       {"sandbox", sandbox},
       {"roles", roles_json(c.roles)},
       {"remote", c.remote},
-      {"name", c.name}};
+      {"name", c.name},
+      {"serve", c.serve},
+      {"serve_token", c.serve_token}};
 }
 
 result<swarm_config::role_set> parse_roles(std::string_view list) {
@@ -387,6 +395,9 @@ std::string commented_config(const swarm_config& c) {
        "  // code travels through (workers push, the gate fetches), and this process's name on the board.\n";
   s += fmt::format("  \"roles\": {},\n  \"remote\": {},\n  \"name\": {},\n", json::serialize(roles_json(c.roles)),
                    q(c.remote), q(c.name));
+  s += "  // The live dashboard during a run (\"127.0.0.1:8080\"; \"\" for none) and its bearer token, needed to\n"
+       "  // serve any address but loopback and for changes through it (requeue, abandon, revert).\n";
+  s += fmt::format("  \"serve\": {},\n  \"serve_token\": {},\n", q(c.serve), q(c.serve_token));
   s += "  // Worktree slots: a bounded pool that workers take a slot of when they start a task.\n";
   s += fmt::format("  \"worktrees\": {{\"root\": {}, \"slots\": {}}},\n", q(c.worktrees.string()), c.slots);
   s += "  // How many planners and workers, and threads for blocking work (git, store, commands).\n";

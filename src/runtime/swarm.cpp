@@ -722,6 +722,7 @@ void swarm::stop() {
 
 event_bus& swarm::events() { return *state_->bus; }
 board::task_board& swarm::board() { return *state_->board; }
+gate::merge_gate& swarm::gate() { return *state_->gate; }
 const swarm_config& swarm::config() const { return state_->cfg; }
 
 }  // namespace agentcore::runtime

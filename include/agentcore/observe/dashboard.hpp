@@ -39,6 +39,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace agentcore::board {
 class task_board;
@@ -92,6 +94,9 @@ private:
   explicit dashboard(std::shared_ptr<impl> i);
   std::shared_ptr<impl> impl_;
 };
+
+/// "HOST:PORT", "[V6]:PORT" -> address and port; the error says what is wrong.
+result<std::pair<std::string, std::uint16_t>> parse_listen_address(std::string_view text);
 
 /// The page the dashboard serves at "/", for inspection and tests.
 std::string_view dashboard_page();

@@ -96,6 +96,12 @@ struct swarm_config {
   /// This process's name on the board: its workers are "<name>-w1"..., its
   /// gate is "<name>". Empty: "w1"... and the process id (one process).
   std::string name;
+  /// The live dashboard during a run: "HOST:PORT" ("127.0.0.1:8080"; PORT 0
+  /// picks a free one), or "" for none. See observe/dashboard.hpp.
+  std::string serve;
+  /// The dashboard's bearer token: needed to serve any address but loopback,
+  /// and for changes through it (requeue, abandon, revert) on any address.
+  std::string serve_token;
 };
 
 /// "planner,worker", ["gate"], ...: the roles a process runs; the error names the word that is none.

@@ -88,6 +88,8 @@ public:
 
   event_bus& events();
   board::task_board& board();
+  /// The branch's merge gate (every process that may submit has one).
+  gate::merge_gate& gate();
   const swarm_config& config() const;
 
   struct state;
