@@ -13,6 +13,7 @@ packages=(
   etcd-server      # the etcd store backend's tests and benchmark start their own etcd
   etcd-client      # etcdctl: the benchmark's reference figure (etcdctl check perf)
   openssl          # the openssl command: certificates for the TLS etcd test
+  chromium         # the dashboard test drives the page in headless Chromium
 )
 
 missing=()

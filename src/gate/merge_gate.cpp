@@ -136,7 +136,10 @@ result<change_verdict> verdict_from_json(const json::value& v) {
   return out;
 }
 
-void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e) { v = json::value_from(e.verdict); }
+void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e) {
+  v = json::value_from(e.verdict, v.storage());
+  if (e.task) v.as_object()["task"] = e.task->str();
+}
 void tag_invoke(json::value_from_tag, json::value& v, const gate_step& e) {
   v = {{"step", e.step}, {"changes", strings(e.changes)}, {"detail", e.detail}};
 }
@@ -250,7 +253,7 @@ public:
   }
 
   void announce(const change_verdict& v, const std::optional<task_id>& task) {
-    if (options_.events) options_.events->publish(gate_event{v});
+    if (options_.events) options_.events->publish(gate_event{v, task});
     if (for_board(v, task)) tell_board(*task, v);
   }
 

@@ -70,11 +70,15 @@ function drawQueue(){$("queue").innerHTML=[...queue.entries()].map(([c,t])=>"<tr
 function chart(canvas,points,color){const r=devicePixelRatio||1,w=canvas.clientWidth,h=canvas.clientHeight;canvas.width=w*r;canvas.height=h*r;
  const g=canvas.getContext("2d");g.scale(r,r);g.clearRect(0,0,w,h);g.strokeStyle="#2a323c";g.beginPath();g.moveTo(0,h-.5);g.lineTo(w,h-.5);g.stroke();
  canvas.dataset.points=String(points.length);if(points.length<1)return;
- const x0=points[0][0],x1=Math.max(points[points.length-1][0],x0+1),ymax=Math.max(...points.map(p=>p[1]),1e-9);
- g.strokeStyle=color;g.lineWidth=2;g.beginPath();points.forEach((p,i)=>{const x=(p[0]-x0)/(x1-x0)*(w-8)+4,y=h-4-p[1]/ymax*(h-12);i?g.lineTo(x,y):g.moveTo(x,y)});g.stroke();
- g.fillStyle="#8a96a3";g.font="11px system-ui";g.fillText(String(+ymax.toFixed(4)),4,11)}
-function drawCharts(){const now=Date.now(),pts=[];if(merges.length){const start=merges[0];for(let t=start;t<=Math.max(now,start+1);t+=Math.max(1000,(now-start)/60)){
- pts.push([t,merges.filter(m=>m>t-60000&&m<=t).length])}}chart($("throughput"),pts,"#4caf78");chart($("costchart"),costs,"#d9a650")}
+ const x0=points[0][0],x1=Math.max(points[points.length-1][0],x0+1),ymax=Math.max(...points.map(p=>p[1]),1e-9)*1.15;
+ g.strokeStyle=color;g.fillStyle=color;g.lineWidth=2;g.beginPath();points.forEach((p,i)=>{const x=(p[0]-x0)/(x1-x0)*(w-8)+4,y=h-4-p[1]/ymax*(h-12);i?g.lineTo(x,y):g.moveTo(x,y);
+ if(points.length===1)g.fillRect(x-2,y-2,4,4)});g.stroke();
+ g.fillStyle="#8a96a3";g.font="11px system-ui";g.fillText(String(+(ymax/1.15).toFixed(4)),4,11)}
+const pageStart=Date.now();
+function drawCharts(){const now=Date.now(),pts=[],per=t=>merges.filter(m=>m>t-60000&&m<=t).length;
+ if(merges.length){const start=Math.min(pageStart,merges[0]),step=Math.max(1000,(now-start)/60);
+  for(let t=start;t<now;t+=step)pts.push([t,per(t)]);pts.push([now,per(now)])}
+ chart($("throughput"),pts,"#4caf78");chart($("costchart"),costs,"#d9a650")}
 function figures(){$("merged").textContent=mergedCount;$("cost").textContent=cost.toFixed(4);$("tokens").textContent=tokens}
 function apply(e){const d=e.data||{};lastSeq=Math.max(lastSeq,e.seq);count("events",1);
  if(e.type==="board.task_transition"){place(d.id,d.to,d.created?d.id:undefined)}

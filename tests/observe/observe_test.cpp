@@ -348,6 +348,7 @@ TEST_CASE("observe.progress_view") {
     CHECK(block[2].find("idle (abandoned)") != std::string::npos);
     CHECK(block[3].find("t9") != std::string::npos);
     CHECK(block[3].find("working") != std::string::npos);
+    view.reset();  // its last redraw goes to the file before it closes
     auto text = read_all(f);
     std::fclose(f);
     CHECK(text.find("\x1b[") != std::string::npos);  // the block was moved up and redrawn

@@ -38,7 +38,7 @@ inline void scripted_run(event_bus& bus, store::store& s, board::task_board& b) 
   gate::change_verdict queued;
   queued.change_id = "c1";
   queued.kind = gate::verdict_kind::queued;
-  bus.publish(gate::gate_event{queued});
+  bus.publish(gate::gate_event{queued, t1});
   gate::change_verdict merged = queued;
   merged.kind = gate::verdict_kind::merged;
   gate::check_result check;
@@ -46,7 +46,7 @@ inline void scripted_run(event_bus& bus, store::store& s, board::task_board& b) 
   check.exit_code = 0;
   check.duration = std::chrono::milliseconds(1500);
   merged.checks.push_back(check);
-  bus.publish(gate::gate_event{merged});
+  bus.publish(gate::gate_event{merged, t1});
   REQUIRE(b.finish(t1, board::task_state::merged));
   bus.publish(roles::worker_phase{"w1", t1.str(), "merged", "landed"});
   bus.publish(roles::worker_phase{"w2", t2.str(), "working", ""});

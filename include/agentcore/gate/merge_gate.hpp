@@ -112,6 +112,7 @@ struct change_verdict {
 struct gate_event {
   static constexpr std::string_view event_type = "gate.verdict";
   change_verdict verdict;
+  std::optional<task_id> task;  ///< the board task the change is for, when it has one
 };
 /// Published for each step the gate takes with one or more changes:
 /// "contract_checked", "fast_checks", "merged_in_memory", "deep_checks",
