@@ -6,12 +6,23 @@
 
 #include <agentcore/agent/loop.hpp>
 #include <agentcore/board/task_board.hpp>
+#include <agentcore/observe/dashboard.hpp>
 #include <agentcore/observe/events.hpp>
 #include <agentcore/observe/jsonl_sink.hpp>
 #include <agentcore/observe/metrics.hpp>
 #include <agentcore/roles/worker.hpp>
 
 #include <fmt/format.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
 
 namespace agentcore::bench {
 
@@ -84,6 +95,92 @@ double bus_only(std::size_t n) {
   return static_cast<double>(seen) / s;
 }
 
+struct sse_figures {
+  double clients = 0;
+  double lag_p50_ms = 0, lag_p99_ms = 0;
+};
+
+/// `clients` event-stream clients on one dashboard while events are published
+/// at `rate` per second for `duration`; every client must get every event.
+/// Lag: from an event's publication (its time) to a client reading it.
+sse_figures stream_clients(int clients, int rate, std::chrono::milliseconds duration) {
+  event_bus bus;
+  auto dash = check(observe::dashboard::start({.max_connections = 4096}, {}), "dashboard");
+  observe::hub h(bus, {.run = "bench"});
+  h.add(dash);
+  std::vector<int> fds;
+  for (int i = 0; i < clients; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(dash->port());
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw failure(fmt::format("sse: client {} cannot connect", i));
+    std::string req = "GET /api/events HTTP/1.1\r\nHost: bench\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+      throw failure("sse: cannot send a request");
+    fds.push_back(fd);
+  }
+  for (int i = 0; i < 500 && dash->stream_clients() < static_cast<std::size_t>(clients); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (dash->stream_clients() != static_cast<std::size_t>(clients))
+    throw failure(fmt::format("sse: {} of {} clients connected", dash->stream_clients(), clients));
+
+  const auto total = static_cast<std::size_t>(rate * duration.count() / 1000);
+  std::vector<std::string> bufs(fds.size());
+  std::vector<std::size_t> got(fds.size(), 0);
+  std::vector<double> lags;
+  lags.reserve(total * fds.size());
+  std::atomic<bool> publishing{true};
+  std::thread reader([&] {
+    std::vector<pollfd> p(fds.size());
+    for (std::size_t i = 0; i < fds.size(); ++i) p[i] = {fds[i], POLLIN, 0};
+    auto deadline = steady::now() + duration + std::chrono::seconds(10);
+    auto all = [&] { return std::all_of(got.begin(), got.end(), [&](std::size_t n) { return n >= total; }); };
+    char tmp[65536];
+    while (!all() && steady::now() < deadline) {
+      if (::poll(p.data(), p.size(), 100) <= 0) continue;
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        if (!(p[i].revents & (POLLIN | POLLHUP))) continue;
+        auto n = ::recv(fds[i], tmp, sizeof tmp, 0);
+        if (n <= 0) continue;
+        auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+        auto& b = bufs[i];
+        b.append(tmp, static_cast<std::size_t>(n));
+        std::size_t at;
+        while ((at = b.find("\n\n")) != std::string::npos) {
+          std::string_view frame(b.data(), at);
+          if (frame.starts_with("id: ")) {
+            auto t = frame.find("\"time\":\"");
+            if (t != std::string_view::npos) {
+              auto us = observe::parse_time(frame.substr(t + 8, 27));
+              if (us) lags.push_back(static_cast<double>(now_us - *us) / 1000.0);
+            }
+            ++got[i];
+          }
+          b.erase(0, at + 2);
+        }
+      }
+    }
+  });
+  auto start = steady::now();
+  for (std::size_t k = 0; k < total; ++k) {
+    auto due = start + std::chrono::microseconds(static_cast<long long>(k * 1'000'000 / static_cast<std::size_t>(rate)));
+    std::this_thread::sleep_until(due);
+    bus.publish(roles::worker_phase{fmt::format("w{}", k % 10), fmt::format("task-{:04}", k % 1000), "working", ""});
+  }
+  publishing = false;
+  reader.join();
+  for (int fd : fds) ::close(fd);
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i] < total) throw failure(fmt::format("sse: client {} got {} of {} events", i, got[i], total));
+  std::sort(lags.begin(), lags.end());
+  auto pct = [&](double q) { return lags.empty() ? 0.0 : lags[std::min(lags.size() - 1, static_cast<std::size_t>(q * static_cast<double>(lags.size())))]; };
+  return {static_cast<double>(clients), pct(0.50), pct(0.99)};
+}
+
 }  // namespace
 
 std::vector<figure> run_observe(const run_options& o) {
@@ -102,6 +199,16 @@ std::vector<figure> run_observe(const run_options& o) {
   double b = bus_only(n);
   progress("bus_only_events_per_s", b);
   out.push_back({"bus_only_events_per_s", b, 0, std::nullopt});
+  // A run's events to 200 dashboards at once: 500 events per second (a busy
+  // run's rate: a hundred workers each taking a turn every few seconds, with
+  // their phases, tool calls and the board's transitions).
+  auto sse = stream_clients(o.quick ? 20 : 200, 500, o.quick ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(5000));
+  progress("sse_clients", sse.clients);
+  out.push_back({"sse_clients", sse.clients, 0, bound{true, 200}});
+  progress("event_lag_ms_p50", sse.lag_p50_ms);
+  out.push_back({"event_lag_ms_p50", sse.lag_p50_ms, 2, std::nullopt});
+  progress("event_lag_ms_p99", sse.lag_p99_ms);
+  out.push_back({"event_lag_ms_p99", sse.lag_p99_ms, 2, bound{false, 100}});
   return out;
 }
 
