@@ -50,3 +50,8 @@
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/config.hpp>
 #include <agentcore/runtime/swarm.hpp>
+#include <agentcore/observe/dashboard.hpp>
+#include <agentcore/observe/events.hpp>
+#include <agentcore/observe/jsonl_sink.hpp>
+#include <agentcore/observe/metrics.hpp>
+#include <agentcore/observe/progress.hpp>
