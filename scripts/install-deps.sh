@@ -14,6 +14,7 @@ packages=(
   etcd-client      # etcdctl: the benchmark's reference figure (etcdctl check perf)
   openssl          # the openssl command: certificates for the TLS etcd test
   chromium         # the dashboard test drives the page in headless Chromium
+  curl             # the command-line tests talk to the dashboard
 )
 
 missing=()

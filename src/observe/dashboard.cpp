@@ -100,11 +100,13 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
   return out;
 }
 
-bool same_secret(std::string_view a, std::string_view b) {
-  // Constant time in the length of the secret.
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i % (a.size() ? a.size() : 1)] ^ b[i]);
-  return diff == 0 && !b.empty();
+bool same_secret(std::string_view given, std::string_view secret) {
+  if (given.empty() || secret.empty()) return false;
+  // Time depends on the secret's length only, not on where the first difference is.
+  unsigned char diff = given.size() == secret.size() ? 0 : 1;
+  for (std::size_t i = 0; i < secret.size(); ++i)
+    diff |= static_cast<unsigned char>(given[i % given.size()] ^ secret[i]);
+  return diff == 0;
 }
 
 bool parse_u64(std::string_view s, std::uint64_t& out) {

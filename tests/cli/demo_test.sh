@@ -37,4 +37,16 @@ echo "$timeline"
 grep -qE '^  attempt 2 by w[0-9]+: claimed [0-9:]+, merged after' <<<"$timeline" || fail "replay-log shows no second attempt"
 grep -qE 'working [0-9.]+s' <<<"$timeline" || fail "replay-log shows no time spent working"
 "$agentcore" replay-log "$work/nonexistent.jsonl" 2>/dev/null && fail "replay-log of a missing file succeeded"
+# agentcore serve: the dashboard over the finished run's board (a file store).
+"$agentcore" init --repository "$repo" --config "$work/serve.json" >/dev/null
+"$agentcore" serve --config "$work/serve.json" --store "file:$work/demo/store" --serve 127.0.0.1:0 >"$work/serve.out" 2>&1 &
+serve_pid=$!
+for _ in $(seq 100); do grep -q '^dashboard: http' "$work/serve.out" && break; sleep 0.1; done
+url=$(sed -nE 's/^dashboard: (http[^ ]*).*/\1/p' "$work/serve.out")
+[[ -n $url ]] || { kill $serve_pid; fail "agentcore serve did not start: $(cat "$work/serve.out")"; }
+tasks=$(curl -sf "${url}api/tasks") || { kill $serve_pid; fail "GET /api/tasks"; }
+[[ $(grep -o '"state":"merged"' <<<"$tasks" | wc -l) == 6 ]] || { kill $serve_pid; fail "the dashboard does not show 6 merged tasks"; }
+curl -sf "$url" | grep -q '<title>agentcore</title>' || { kill $serve_pid; fail "GET / is not the page"; }
+kill -INT $serve_pid
+wait $serve_pid || fail "agentcore serve did not end cleanly on SIGINT"
 echo "demo_test: passed"
