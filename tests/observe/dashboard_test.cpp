@@ -1,6 +1,7 @@
 // The dashboard's HTTP API over real sockets: each endpoint after a scripted
 // run, the event stream and its resumption, the access rules, and bad
 // requests answered with 4xx while the server keeps serving.
+#include "gate/gate_fixture.hpp"
 #include "observe/scripted_run.hpp"
 
 #include <agentcore/observe/dashboard.hpp>
@@ -307,4 +308,48 @@ TEST_CASE("dashboard.bad_requests_get_4xx_and_the_server_keeps_serving") {
   }
   CHECK(get(port, "/api/tasks").status == 200);
   CHECK(get(port, "/api/workers").status == 200);
+}
+
+TEST_CASE("dashboard.changes_through_it_reach_the_board_and_the_gate") {
+  test::gate_fixture fx;
+  auto g = fx.open_gate();
+  for (const char* id : {"keep", "oops"}) {
+    auto v = g->submit(fx.make_change(id));
+    REQUIRE(v);
+    REQUIRE(v->kind == gate::verdict_kind::queued);
+  }
+  g->run_until_empty().value();
+  REQUIRE(fx.main_has("changes/oops.txt"));
+  auto merged = g->verdict("oops").value()->merged_as.value();
+
+  event_bus bus;
+  board::task_board b(*fx.store, {.prefix = "dash-board/", .events = &bus});
+  auto dash = dashboard::start({.token = "s3cret"}, {.board = &b, .gate = g.get()}).value();
+  const std::string auth = "Authorization: Bearer s3cret\r\n";
+
+  // Revert a merge: queued through the gate, landed by its next step.
+  auto bad = post(dash->port(), "/api/merges/not-a-commit/revert", auth);
+  CHECK(bad.status == 400);
+  auto r = post(dash->port(), fmt::format("/api/merges/{}/revert", merged.hex()), auth);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  CHECK(r.json().at("verdict").at("verdict").as_string() == "queued");
+  CHECK(get(dash->port(), "/api/queue").json().at("store_depth").to_number<int>() == 1);
+  auto landed = g->run_until_empty().value();
+  REQUIRE(landed.size() == 1);
+  CHECK(landed[0].kind == gate::verdict_kind::merged);
+  CHECK_FALSE(fx.main_has("changes/oops.txt"));
+  CHECK(fx.main_has("changes/keep.txt"));
+
+  // Abandon a claimed task: its worker loses the claim.
+  REQUIRE(b.propose(board::task{.id = task_id{"t1"}, .title = "one"}));
+  auto lease = fx.store->grant(std::chrono::seconds(30)).value();
+  REQUIRE(b.claim(worker_id{"w1"}, lease).value());
+  auto ab = post(dash->port(), "/api/tasks/t1/abandon", auth);
+  REQUIRE_MESSAGE(ab.status == 200, ab.body);
+  CHECK(b.get(task_id{"t1"}).value()->state == board::task_state::abandoned);
+  CHECK(b.submit(task_id{"t1"}, worker_id{"w1"}).error() == error::claim_lost);
+  auto rq = post(dash->port(), "/api/tasks/t1/requeue", auth);
+  REQUIRE(rq.status == 200);
+  CHECK(b.get(task_id{"t1"}).value()->state == board::task_state::ready);
+  CHECK(post(dash->port(), "/api/tasks/nope/requeue", auth).status == 404);
 }
