@@ -58,6 +58,7 @@ void check_main_is_gated(git::repository& repo, const git::oid& root) {
 
 void check_slots_clean(const std::filesystem::path& slots) {
   for (auto& e : std::filesystem::directory_iterator(slots)) {
+    if (!e.is_directory()) continue;  // the pool's lock file
     auto st = sh("git -C '" + e.path().string() + "' status --porcelain --ignored --untracked-files=all");
     CHECK_MESSAGE(st.out.empty(), "slot " << e.path() << " is dirty after a restart: " << st.out);
   }
