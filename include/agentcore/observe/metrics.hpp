@@ -16,6 +16,7 @@
 #include <agentcore/observe/events.hpp>
 
 #include <array>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <unordered_map>
@@ -95,7 +96,7 @@ private:
   friend class metric;
   struct series {
     label_set labels;
-    double value = 0;
+    std::atomic<double> value{0};
     std::vector<std::uint64_t> buckets;  // per bound, not cumulative
     std::uint64_t count = 0;
     double sum = 0;
