@@ -5,13 +5,24 @@ set -euo pipefail
 agentcore=$1
 work=$(mktemp -d "${TMPDIR:-/tmp}/agentcore-demo-test-XXXXXX")
 trap 'rm -rf "$work"' EXIT
+fail() { echo "demo_test: FAILED: $*" >&2; exit 1; }
+# The demo runs with its dashboard (--serve, port 0: a free one); while it
+# runs, a client follows the event stream.
+"$agentcore" demo --dir "$work/demo" --serve 127.0.0.1:0 >"$work/demo.out" 2>&1 &
+demo_pid=$!
+for _ in $(seq 100); do grep -q '^dashboard: http' "$work/demo.out" && break; sleep 0.1; done
+url=$(sed -nE 's/^dashboard: (http[^ ]*).*/\1/p' "$work/demo.out")
+[[ -n $url ]] || { kill $demo_pid; fail "the demo did not start its dashboard: $(cat "$work/demo.out")"; }
+curl -sN --max-time 8 "${url}api/events?since=0" >"$work/stream.txt" || true
 set +e
-out=$("$agentcore" demo --dir "$work/demo" 2>&1)
+wait $demo_pid
 rc=$?
 set -e
+out=$(cat "$work/demo.out")
 echo "$out"
-fail() { echo "demo_test: FAILED: $*" >&2; exit 1; }
 [[ $rc == 0 ]] || fail "agentcore demo exited $rc"
+grep -q '^event: board.task_transition$' "$work/stream.txt" || fail "the dashboard's event stream carried no task transitions"
+grep -q '^id: 1$' "$work/stream.txt" || fail "the event stream did not start from the first event (since=0)"
 summary=$(grep -E '^goal met after' <<<"$out") || fail "no 'goal met' summary"
 number() { sed -nE "s/.* ([0-9]+) $1.*/\1/p" <<<"$summary"; }
 [[ $(number "merged") == 6 ]] || fail "6 tasks merged"
