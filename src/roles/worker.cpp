@@ -228,6 +228,17 @@ struct worker::state : std::enable_shared_from_this<state> {
     });
   }
 
+  /// Removes a change's ref from the shared repository (best effort: a
+  /// leftover ref costs a little space, nothing else).
+  asio::awaitable<void> forget_change(const std::string& change_id) {
+    if (o.remote.empty()) co_return;
+    co_await offload(blocking(), [&] {
+      if (auto repo = git::repository::open(repo_path))
+        (void)repo->push(o.remote, {":refs/agentcore/changes/" + change_id});
+      return 0;
+    });
+  }
+
   asio::awaitable<result<work_report>> run_one() {
     work_report rep;
     auto lease = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
@@ -452,6 +463,9 @@ struct worker::state : std::enable_shared_from_this<state> {
       auto v = co_await offload(blocking(), [&] { return gate.submit(c); });
       if (!v) co_return v.error();
       gate::change_verdict verdict = std::move(*v);
+      // Refused at submission: no gate will ever fetch it, so its ref goes (the
+      // queue's leader removes the refs of the changes it decides).
+      if (verdict.kind != gate::verdict_kind::queued) co_await forget_change(c.id);
       if (verdict.kind == gate::verdict_kind::queued) {
         phase(t.id, "waiting");
         asio::steady_timer timer(strand);

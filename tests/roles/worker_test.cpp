@@ -16,12 +16,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+gate::gate_options with_board(gate::gate_options o, board::task_board& b) {
+  o.board = &b;
+  return o;
+}
+
 struct worker_fixture : test::gate_fixture {
+  explicit worker_fixture(gate::gate_options go = {.mode = gate::policy::serial}) : g(open_gate(with_board(go, board))) {}
   test::io_thread io;
   boost::asio::thread_pool blocking{2};
   event_bus bus;
   board::task_board board{*store, {.events = &bus}};
-  std::unique_ptr<gate::merge_gate> g = open_gate({.mode = gate::policy::serial, .board = &board});
+  std::unique_ptr<gate::merge_gate> g;
   std::atomic<bool> done{false};
   std::thread runner{[this] {
     while (!done) {
@@ -232,4 +238,35 @@ TEST_CASE("roles.worker.unresolved_markers_are_not_submitted") {
   CHECK(r.result == roles::work_result::abandoned);
   CHECK(r.detail.find("conflict markers") != std::string::npos);
   CHECK(f.main_file("src/main.c") == "int main = 1;\n");
+}
+
+TEST_CASE("roles.worker.a_change_refused_at_submission_leaves_no_ref_in_the_shared_repository") {
+  // The gate refuses every change at submission (a host check that fails).
+  gate::gate_options go{.mode = gate::policy::serial};
+  go.host_fast_checks = {gate::make_check("refuse", [](const std::filesystem::path&, const gate::check_options&) {
+    gate::check_result r;
+    r.command = "refuse";
+    r.exit_code = 1;
+    r.log = "refused by the host";
+    return result<gate::check_result>(r);
+  })};
+  worker_fixture f(go);
+  auto shared = f.dir.path().string() + "-shared.git";
+  REQUIRE(test::sh("git init -q --bare '" + shared + "'").exit == 0);
+  REQUIRE(f.git("push -q '" + shared + "' main").exit == 0);
+  f.propose("greet", f.terms);
+  test::scripted_client model([](const model::request&, int turn) -> std::optional<model::result_type> {
+    if (turn == 1)
+      return test::calls({{"write_file", R"({"path":"src/greet.c","content":"const char* greet = \"hi\";\n"})"}});
+    return test::calls({{"finish", R"({"summary":"added src/greet.c"})"}});
+  });
+  roles::worker_options o;
+  o.remote = shared;
+  auto r = f.run(model, o);
+  CHECK(r.result == roles::work_result::rejected);
+  REQUIRE_FALSE(r.verdicts.empty());
+  CHECK(r.verdicts.back().kind == gate::verdict_kind::checks_failed);
+  auto refs = test::sh("git --git-dir='" + shared + "' for-each-ref refs/agentcore/changes");
+  CHECK_MESSAGE(refs.out.empty(), "change refs left behind: " << refs.out);
+  test::sh("rm -rf '" + shared + "'");
 }
