@@ -532,7 +532,13 @@ struct dashboard::impl {
       boost::system::error_code ec;
       tcp::socket sock = co_await acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
       if (stopped || ec == asio::error::operation_aborted) co_return;
-      if (ec) continue;  // a connection that failed while being accepted
+      if (ec) {
+        // A connection that failed while being accepted, or no descriptors
+        // left (EMFILE): wait a little rather than spin on the error.
+        asio::steady_timer pause(io, std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
+      }
       if (connections.load() >= options.max_connections) {
         sock.close(ec);
         continue;
