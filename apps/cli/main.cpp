@@ -482,6 +482,14 @@ int cmd_gate_submit(const args& a) {
 // store or etcd) from outside the run. The board's changes, seen through a
 // watch, become task transitions for the page and the event stream.
 int cmd_serve(const args& a) {
+  // SIGINT and SIGTERM wait for sigtimedwait below: block them before any
+  // thread starts (the store's, the dashboard's inherit the mask), so that no
+  // other thread takes them with the default action.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   auto c = load_config(a);
   if (!c) return fail_with(c.error());
   if (a.flags.count("--store")) c->store = a.flags.at("--store");
@@ -509,11 +517,6 @@ int cmd_serve(const args& a) {
   auto w = b.watch(*rev + 1);
   if (!w) return fail_with(w.error());
   std::cout << "dashboard: " << (*d)->url() << " (board in " << c->store << "; Ctrl-C stops)\n" << std::flush;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   for (;;) {
     timespec tick{0, 200'000'000};
     if (sigtimedwait(&set, nullptr, &tick) > 0) break;
