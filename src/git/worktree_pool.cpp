@@ -277,6 +277,9 @@ error_info create(pool_state& st, slot& s) {
     git_worktree_prune(old, &po);
     git_worktree_free(old);
   }
+  // A creation cut short (a kill -9 inside git_worktree_add) leaves an admin
+  // directory lookup cannot read, and add then fails on "directory exists".
+  fs::remove_all(st.main->git_dir() / "worktrees" / s.name, ec);
   fs::remove_all(s.path, ec);
   git_worktree_add_options o = GIT_WORKTREE_ADD_OPTIONS_INIT;
   o.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;

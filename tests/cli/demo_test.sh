@@ -57,7 +57,8 @@ url=$(sed -nE 's/^dashboard: (http[^ ]*).*/\1/p' "$work/serve.out")
 [[ -n $url ]] || { kill $serve_pid; fail "agentcore serve did not start: $(cat "$work/serve.out")"; }
 tasks=$(curl -sf "${url}api/tasks") || { kill $serve_pid; fail "GET /api/tasks"; }
 [[ $(grep -o '"state":"merged"' <<<"$tasks" | wc -l) == 6 ]] || { kill $serve_pid; fail "the dashboard does not show 6 merged tasks"; }
-curl -sf "$url" | grep -q '<title>agentcore</title>' || { kill $serve_pid; fail "GET / is not the page"; }
+page=$(curl -sf "$url") || { kill $serve_pid; fail "GET /"; }
+grep -q '<title>agentcore</title>' <<<"$page" || { kill $serve_pid; fail "GET / is not the page"; }
 kill -INT $serve_pid
 wait $serve_pid || fail "agentcore serve did not end cleanly on SIGINT"
 echo "demo_test: passed"
