@@ -20,6 +20,7 @@
 #include <agentcore/board/task.hpp>
 #include <agentcore/board/task_board.hpp>
 
+#include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/contract/diff.hpp>
 #include <agentcore/contract/glob.hpp>

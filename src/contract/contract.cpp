@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+
 namespace agentcore::contract {
 namespace {
 
@@ -60,9 +63,174 @@ std::string_view first_segment_git_alias(std::string_view path) {
   return {};
 }
 
-const char* list_name(bool allowed) { return allowed ? "allowed_paths" : "forbidden_paths"; }
+// ".gitmodules" as some file system may read a name (see is_git_alias), or
+// one of its NTFS short names ("GITMOD~1", ...).
+bool is_gitmodules_alias(std::string_view name) {
+  std::vector<char32_t> cps;
+  if (!decode_utf8(name, cps)) return false;
+  std::u32string folded;
+  for (char32_t c : cps) {
+    if (ignorable(c)) continue;
+    folded.push_back(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  }
+  while (!folded.empty() && (folded.back() == '.' || folded.back() == ' ')) folded.pop_back();
+  return folded == U".gitmodules" || (folded.size() == 8 && folded.starts_with(U"gitmod~"));
+}
+
+std::string_view last_segment(std::string_view path) {
+  auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::vector<std::string_view> split_path(std::string_view s) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '/') {
+      out.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+std::string unescape_glob(std::string_view seg) {
+  std::string out;
+  for (std::size_t i = 0; i < seg.size(); ++i) {
+    if (seg[i] == '\\' && i + 1 < seg.size()) ++i;
+    out += seg[i];
+  }
+  return out;
+}
+
+std::string mode_text(std::uint32_t mode) { return fmt::format("{:06o}", mode); }
+
+std::string human_bytes(std::uint64_t n) {
+  if (n >= (1ull << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
+  if (n >= (1ull << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1 << 10));
+  return fmt::format("{} bytes", n);
+}
+
+// A violation of a link's target, or empty. `policy` decides only whether
+// absolute and outside targets are fine; into .git never is.
+std::string link_target_problem(std::string_view path, std::string_view target, link_policy policy) {
+  if (target.empty()) return fmt::format("'{}' is a symbolic link with an empty target", path);
+  if (target.size() > max_link_target)
+    return fmt::format("'{}' is a symbolic link whose target is longer than {} bytes", path, max_link_target);
+  for (unsigned char c : target) {
+    if (c < 0x20 || c == 0x7f)
+      return fmt::format("'{}' is a symbolic link whose target contains control character \\x{:02x}", path, c);
+    if (c == '\\')
+      return fmt::format("'{}' is a symbolic link whose target '{}' contains a backslash (a directory separator "
+                         "on Windows); write the target with '/'",
+                         path, target);
+  }
+  bool drive = target.size() >= 2 && target[1] == ':' &&
+               ((target[0] >= 'a' && target[0] <= 'z') || (target[0] >= 'A' && target[0] <= 'Z'));
+  if (target.front() == '/' || drive) {
+    if (policy == link_policy::any) return {};
+    return fmt::format("'{}' is a symbolic link to the absolute path '{}'; a link may only point inside the "
+                       "repository, relative to its own directory: link to the file in the repository, or copy "
+                       "what you need into it",
+                       path, target);
+  }
+  // Resolve the target from the link's directory, by text: a link may not
+  // climb out of the repository, nor into its .git directory.
+  std::vector<std::string_view> at;
+  if (auto slash = path.rfind('/'); slash != std::string_view::npos) at = split_path(path.substr(0, slash));
+  for (auto seg : split_path(target)) {
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") {
+      if (at.empty()) {
+        if (policy == link_policy::any) return {};
+        return fmt::format("'{}' is a symbolic link to '{}', which leaves the repository; a link may only point "
+                           "to a path inside it",
+                           path, target);
+      }
+      at.pop_back();
+      continue;
+    }
+    at.push_back(seg);
+  }
+  for (auto seg : at)
+    if (is_git_alias(seg))
+      return fmt::format("'{}' is a symbolic link to '{}', which is inside the repository's .git directory; "
+                         "nothing may point there",
+                         path, target);
+  if (at.empty())
+    return fmt::format("'{}' is a symbolic link to '{}', the repository's root itself; link to what you need in it",
+                       path, target);
+  return {};
+}
+
+const char* list_name(int list) {
+  return list == 0 ? "allowed_paths" : list == 1 ? "forbidden_paths" : "protected_paths";
+}
 
 }  // namespace
+
+std::vector<std::string> default_protected_paths() {
+  return {
+      // CI configuration
+      ".ci/**", ".github/**", ".gitlab-ci.yml", ".gitlab/**", ".circleci/**", ".buildkite/**", ".travis.yml",
+      "Jenkinsfile", "azure-pipelines.yml",
+      // top-level build configuration and build scripts
+      "CMakeLists.txt", "CMakePresets.json", "CMakeUserPresets.json", "cmake/**", "Makefile", "GNUmakefile",
+      "makefile", "meson.build", "meson_options.txt", "configure", "configure.ac", "BUILD", "BUILD.bazel",
+      "WORKSPACE", "WORKSPACE.bazel", "MODULE.bazel", ".bazelrc", "scripts/**",
+      // git's own configuration in the tree
+      ".gitmodules", "**/.gitattributes",
+      // agentcore's configuration and state
+      "agentcore.json", ".agentcore/**",
+      // what runs by itself on a developer's machine
+      ".pre-commit-config.yaml", ".husky/**", ".envrc"};
+}
+
+std::string_view to_string(link_policy p) noexcept {
+  switch (p) {
+    case link_policy::none: return "none";
+    case link_policy::inside: return "inside";
+    case link_policy::any: return "any";
+  }
+  return "none";
+}
+
+std::optional<link_policy> parse_link_policy(std::string_view s) noexcept {
+  if (s == "none") return link_policy::none;
+  if (s == "inside") return link_policy::inside;
+  if (s == "any") return link_policy::any;
+  return std::nullopt;
+}
+
+std::string check_contract_glob(std::string_view pattern) {
+  if (pattern.starts_with('/'))
+    return fmt::format("'{}' is absolute; contract globs name paths inside the repository, from its root (write "
+                       "'{}' for the repository's own directory)",
+                       pattern, pattern.substr(std::min(pattern.find_first_not_of('/'), pattern.size())));
+  if (pattern.size() >= 2 && pattern[1] == ':' && std::isalpha(static_cast<unsigned char>(pattern[0])))
+    return fmt::format("'{}' is an absolute Windows path; contract globs name paths inside the repository", pattern);
+  for (auto raw : split_path(pattern)) {
+    std::string seg = unescape_glob(raw);
+    if (seg == "..")
+      return fmt::format("'{}' contains '..'; contract globs name paths inside the repository, from its root",
+                         pattern);
+    if (seg == ".") return fmt::format("'{}' contains a '.' segment; write the path from the repository root", pattern);
+    if (is_git_alias(seg))
+      return fmt::format("'{}' names the repository's .git directory ('{}'); nothing there belongs in a contract",
+                         pattern, std::string(raw));
+    // A wildcard segment aimed at .git (".gi?", "[.]git"); "*" and ".*" also
+    // match other names and are fine: .git stays forbidden whatever they say.
+    if (raw.find('*') == std::string_view::npos && raw != "**" && !raw.empty()) {
+      if (auto g = glob::compile(raw); g)
+        for (const char* alias : {".git", ".GIT", ".Git", ".git.", ".git ", "git~1", "GIT~1"})
+          if (g->matches(alias))
+            return fmt::format("'{}' names the repository's .git directory ('{}' matches '{}'); nothing there "
+                               "belongs in a contract",
+                               pattern, std::string(raw), alias);
+    }
+  }
+  return {};
+}
 
 std::string verdict::summary() const {
   if (violations.empty()) return "the change keeps its contract";
@@ -79,12 +247,15 @@ result<compiled_contract> compiled_contract::compile(task_contract c) {
   bool has_git = false;
   for (const auto& f : c.forbidden_paths) has_git = has_git || f == ".git/**" || f == ".git";
   if (!has_git) c.forbidden_paths.insert(c.forbidden_paths.begin(), ".git/**");
-  for (bool allowed : {true, false}) {
-    const auto& list = allowed ? c.allowed_paths : c.forbidden_paths;
-    auto& into = allowed ? out.allowed_ : out.forbidden_;
-    for (const auto& p : list) {
+  for (int list = 0; list < 3; ++list) {
+    const auto& globs = list == 0 ? c.allowed_paths : list == 1 ? c.forbidden_paths : c.protected_paths;
+    auto& into = list == 0 ? out.allowed_ : list == 1 ? out.forbidden_ : out.protected_;
+    for (const auto& p : globs) {
       auto g = glob::compile(p);
-      if (!g) return fail(error::invalid_argument, fmt::format("{} (in {})", g.error().message(), list_name(allowed)));
+      if (!g) return fail(error::invalid_argument, fmt::format("{} (in {})", g.error().message(), list_name(list)));
+      bool canonical_git = list == 1 && (p == ".git/**" || p == ".git");
+      if (auto why = check_contract_glob(p); !why.empty() && !canonical_git)
+        return fail(error::invalid_argument, fmt::format("contract: {} (in {})", why, list_name(list)));
       into.push_back(std::move(*g));
     }
   }
@@ -92,35 +263,41 @@ result<compiled_contract> compiled_contract::compile(task_contract c) {
   return out;
 }
 
-std::string compiled_contract::may_write(std::string_view path) const {
-  if (auto why = check_relative_path(path); !why.empty()) return why;
+compiled_contract::refusal compiled_contract::why_not(std::string_view path) const {
+  if (auto why = check_relative_path(path); !why.empty()) return {"path_invalid", std::move(why)};
   std::vector<char32_t> cps;
-  if (!decode_utf8(path, cps)) return "the path is not valid UTF-8";
+  if (!decode_utf8(path, cps)) return {"path_invalid", "the path is not valid UTF-8"};
   if (auto seg = first_segment_git_alias(path); !seg.empty())
-    return fmt::format("'{}' is inside the repository's .git directory (segment '{}'); it is never writable", path, seg);
+    return {"path_forbidden",
+            fmt::format("'{}' is inside the repository's .git directory (segment '{}'); it is never writable", path, seg)};
   for (const auto& g : forbidden_)
-    if (g.matches(path)) return fmt::format("'{}' matches forbidden path '{}'", path, g.pattern());
+    if (g.matches(path)) return {"path_forbidden", fmt::format("'{}' matches forbidden path '{}'", path, g.pattern())};
+  if (!contract_.submodules_allowed && is_gitmodules_alias(last_segment(path)))
+    return {"gitmodules", fmt::format("'{}' declares submodules; this contract allows no submodule changes: leave "
+                                      "it as it is (a host can allow submodules with submodules_allowed)",
+                                      path)};
+  if (!contract_.protected_allowed)
+    for (const auto& g : protected_)
+      if (g.matches(path))
+        return {"protected_path",
+                fmt::format("'{}' is protected (it matches '{}'): only a task the host allows to change protected "
+                            "paths may change it; leave it as it is and say in your report what it needs",
+                            path, g.pattern())};
   if (allowed_.empty()) return {};
   for (const auto& g : allowed_)
     if (g.matches(path)) return {};
   std::string list;
   for (const auto& g : allowed_) list += (list.empty() ? "" : ", ") + g.pattern();
-  return fmt::format("'{}' is outside the allowed paths ({})", path, list);
+  return {"path_not_allowed", fmt::format("'{}' is outside the allowed paths ({})", path, list)};
 }
+
+std::string compiled_contract::may_write(std::string_view path) const { return why_not(path).detail; }
 
 verdict compiled_contract::check(const diff& d) const {
   verdict v;
   auto check_path = [&](std::string_view path) {
-    if (auto why = check_relative_path(path); !why.empty()) {
-      v.violations.push_back({std::string(path), "path_invalid", why});
-      return;
-    }
-    std::string why = may_write(path);
-    if (why.empty()) return;
-    std::string rule = why.find("outside the allowed") != std::string::npos ? "path_not_allowed"
-                       : why.find("UTF-8") != std::string::npos         ? "path_invalid"
-                                                                        : "path_forbidden";
-    v.violations.push_back({std::string(path), std::move(rule), std::move(why)});
+    auto r = why_not(path);
+    if (r.rule) v.violations.push_back({std::string(path), r.rule, std::move(r.detail)});
   };
   for (const auto& f : d.files) {
     check_path(f.path);
@@ -128,6 +305,38 @@ verdict compiled_contract::check(const diff& d) const {
     if (!f.old_path.empty() && f.old_path != f.path && f.status == change_status::renamed) check_path(f.old_path);
     if (f.binary && !contract_.binary_allowed)
       v.violations.push_back({f.path, "binary", "binary files are not allowed by this contract"});
+    // What goes away carries no danger in its mode; a diff built by hand may
+    // leave modes out (0).
+    if (f.status == change_status::deleted || f.new_mode == 0) continue;
+    const auto nm = f.new_mode;
+    if (nm != mode_file && nm != mode_executable && nm != mode_link && nm != mode_gitlink) {
+      v.violations.push_back({f.path, "mode",
+                              fmt::format("'{}' has mode {}, which is not a mode git writes for a file; commit it "
+                                          "as {} (or {} for a program the contract lets you add)",
+                                          f.path, mode_text(nm), mode_text(mode_file), mode_text(mode_executable))});
+    } else if (nm == mode_executable && !contract_.executable_allowed &&
+               (f.old_mode != mode_executable || f.status == change_status::added ||
+                f.status == change_status::copied)) {
+      v.violations.push_back({f.path, "mode",
+                              fmt::format("'{}' is made executable (mode {}, was {}); this contract allows no new "
+                                          "executables: commit it as {}",
+                                          f.path, mode_text(nm), f.old_mode ? mode_text(f.old_mode) : "absent",
+                                          mode_text(mode_file))});
+    } else if (nm == mode_link) {
+      auto policy = contract_.links;
+      if (auto why = link_target_problem(f.path, f.link_target, policy); !why.empty())
+        v.violations.push_back({f.path, "link_target", std::move(why)});
+      else if (policy == link_policy::none)
+        v.violations.push_back({f.path, "link",
+                                fmt::format("'{}' is a symbolic link (to '{}'); this contract allows no links: "
+                                            "commit a regular file instead",
+                                            f.path, f.link_target)});
+    } else if (nm == mode_gitlink && !contract_.submodules_allowed) {
+      v.violations.push_back({f.path, "gitlink",
+                              fmt::format("'{}' is a submodule (a gitlink, mode {}); this contract allows no "
+                                          "submodules: add the files themselves, or leave the dependency out",
+                                          f.path, mode_text(nm))});
+    }
   }
   if (contract_.max_files && d.files.size() > contract_.max_files)
     v.violations.push_back({{}, "max_files",
@@ -137,6 +346,17 @@ verdict compiled_contract::check(const diff& d) const {
     v.violations.push_back({{}, "max_changed_lines",
                             fmt::format("the change adds and removes {} lines; the contract allows {}",
                                         d.changed_lines(), contract_.max_changed_lines)});
+  if (contract_.max_added_bytes && d.added_bytes() > contract_.max_added_bytes) {
+    const file_change* biggest = nullptr;
+    for (const auto& f : d.files)
+      if (!biggest || f.added_bytes > biggest->added_bytes) biggest = &f;
+    v.violations.push_back(
+        {{}, "max_added_bytes",
+         fmt::format("the change writes {} bytes of new content ({}; the largest is '{}', {}); the contract allows "
+                     "{} ({}): leave generated or downloaded data out of the repository, or write less",
+                     d.added_bytes(), human_bytes(d.added_bytes()), biggest->path, human_bytes(biggest->added_bytes),
+                     contract_.max_added_bytes, human_bytes(contract_.max_added_bytes))});
+  }
   return v;
 }
 
@@ -160,9 +380,15 @@ json::value to_json_value(const task_contract& c) {
                       {"acceptance_checks", strings(c.acceptance_checks)},
                       {"allowed_paths", strings(c.allowed_paths)},
                       {"forbidden_paths", strings(c.forbidden_paths)},
+                      {"protected_paths", strings(c.protected_paths)},
+                      {"protected_allowed", c.protected_allowed},
                       {"max_files", c.max_files},
                       {"max_changed_lines", c.max_changed_lines},
+                      {"max_added_bytes", c.max_added_bytes},
                       {"binary_allowed", c.binary_allowed},
+                      {"executable_allowed", c.executable_allowed},
+                      {"links", to_string(c.links)},
+                      {"submodules_allowed", c.submodules_allowed},
                       {"time_box", json::object{{"wall_seconds", c.time.wall.count()},
                                                 {"model_turns", c.time.model_turns},
                                                 {"tokens", c.time.tokens},
@@ -196,9 +422,29 @@ result<task_contract> contract_from_json(const json::value& v) {
   AGENTCORE_FIELD(o, "acceptance_checks", std::vector<std::string>, c.acceptance_checks)
   AGENTCORE_FIELD(o, "allowed_paths", std::vector<std::string>, c.allowed_paths)
   AGENTCORE_FIELD(o, "forbidden_paths", std::vector<std::string>, c.forbidden_paths)
+  {
+    auto r = json_field_or<std::vector<std::string>>(o, "protected_paths", default_protected_paths(), "contract");
+    if (!r) return r.error();
+    c.protected_paths = std::move(*r);
+  }
+  AGENTCORE_FIELD(o, "protected_allowed", bool, c.protected_allowed)
   AGENTCORE_FIELD(o, "max_files", std::uint64_t, c.max_files)
   AGENTCORE_FIELD(o, "max_changed_lines", std::uint64_t, c.max_changed_lines)
+  AGENTCORE_FIELD(o, "max_added_bytes", std::uint64_t, c.max_added_bytes)
   AGENTCORE_FIELD(o, "binary_allowed", bool, c.binary_allowed)
+  AGENTCORE_FIELD(o, "executable_allowed", bool, c.executable_allowed)
+  AGENTCORE_FIELD(o, "submodules_allowed", bool, c.submodules_allowed)
+  {
+    std::string links;
+    AGENTCORE_FIELD(o, "links", std::string, links)
+    if (!links.empty()) {
+      auto p = parse_link_policy(links);
+      if (!p)
+        return fail(error::invalid_argument,
+                    fmt::format("contract: field \"links\" is '{}'; write \"none\", \"inside\" or \"any\"", links));
+      c.links = *p;
+    }
+  }
   if (auto it = o.find("time_box"); it != o.end() && !it->value().is_null()) {
     if (!it->value().is_object())
       return fail(error::invalid_argument, "contract: field \"time_box\" is not an object");
@@ -248,18 +494,25 @@ std::size_t diff::changed_lines() const noexcept {
   return n;
 }
 
+std::uint64_t diff::added_bytes() const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& f : files) n += f.added_bytes;
+  return n;
+}
+
 void tag_invoke(json::value_from_tag, json::value& v, const file_change& f) {
   json::object o{{"path", f.path},         {"status", to_string(f.status)}, {"old_mode", f.old_mode},
                  {"new_mode", f.new_mode}, {"additions", f.additions},      {"deletions", f.deletions},
-                 {"binary", f.binary}};
+                 {"binary", f.binary},     {"added_bytes", f.added_bytes}};
   if (!f.old_path.empty()) o["old_path"] = f.old_path;
+  if (f.new_mode == mode_link) o["link_target"] = f.link_target;
   v = std::move(o);
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const diff& d) {
   json::array a;
   for (const auto& f : d.files) a.push_back(json::value_from(f));
-  v = {{"files", std::move(a)}, {"changed_lines", d.changed_lines()}};
+  v = {{"files", std::move(a)}, {"changed_lines", d.changed_lines()}, {"added_bytes", d.added_bytes()}};
 }
 
 }  // namespace agentcore::contract

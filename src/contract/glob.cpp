@@ -89,6 +89,26 @@ bool match_segment(std::string_view p, std::string_view s) {
   return pi == p.size();
 }
 
+bool has_wildcard(std::string_view seg) {
+  for (std::size_t i = 0; i < seg.size(); ++i) {
+    if (seg[i] == '\\') {
+      ++i;
+      continue;
+    }
+    if (seg[i] == '*' || seg[i] == '?' || seg[i] == '[') return true;
+  }
+  return false;
+}
+
+std::string unescape(std::string_view seg) {
+  std::string out;
+  for (std::size_t i = 0; i < seg.size(); ++i) {
+    if (seg[i] == '\\' && i + 1 < seg.size()) ++i;
+    out += seg[i];
+  }
+  return out;
+}
+
 }  // namespace
 
 result<glob> glob::compile(std::string_view pattern) {
@@ -155,6 +175,26 @@ bool glob::matches(std::string_view path) const {
   // A trailing "**" must match at least something below: "a/**" is inside a.
   return match_from(0, parts, 0);
 }
+
+// Whether outer's segments from oi match every path that inner's segments
+// from ii match. A matched directory matches everything under it, so an outer
+// that runs out first covers the rest.
+bool glob::covers(const glob& outer, std::size_t oi, const glob& inner, std::size_t ii) {
+  if (oi == outer.segments_.size()) return true;
+  const segment& o = outer.segments_[oi];
+  if (o.globstar) {
+    for (std::size_t k = ii; k <= inner.segments_.size(); ++k)
+      if (covers(outer, oi + 1, inner, k)) return true;
+    return false;
+  }
+  if (ii == inner.segments_.size()) return false;  // inner matches a directory outer only matches parts of
+  const segment& i = inner.segments_[ii];
+  if (i.globstar) return false;
+  bool ok = has_wildcard(i.text) ? (o.text == i.text || o.text == "*") : match_segment(o.text, unescape(i.text));
+  return ok && covers(outer, oi + 1, inner, ii + 1);
+}
+
+bool glob::within(const glob& outer) const { return covers(outer, 0, *this, 0); }
 
 std::string check_relative_path(std::string_view path) {
   if (path.empty()) return "the path is empty";

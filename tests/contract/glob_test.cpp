@@ -92,3 +92,30 @@ TEST_CASE("contract.glob.relative_path_check") {
   CHECK(check_relative_path(std::string("a\0b", 3)).find("\\x00") != std::string::npos);
   CHECK(check_relative_path("a\nb").find("\\x0a") != std::string::npos);
 }
+
+TEST_CASE("contract.glob.within_proves_containment_or_says_not_proven") {
+  auto within = [](const char* inner, const char* outer) {
+    return glob::compile(inner).value().within(glob::compile(outer).value());
+  };
+  CHECK(within("src/lexer/**", "src/**"));
+  CHECK(within("src/a.c", "src/**"));
+  CHECK(within("src/*.c", "src/**"));
+  CHECK(within("src/*.c", "src/*.c"));
+  CHECK(within("src", "src/**"));
+  CHECK(within("src/**", "src"));  // a directory holds everything under it
+  CHECK(within("docs/**/*.md", "docs/**"));
+  CHECK(within("a/b", "*/b"));
+  CHECK(within("a/*", "*/*"));
+  CHECK(within("**", "**"));
+  CHECK(within("x/**", "**"));
+  CHECK(within("a\\*b/x", "a\\*b"));  // escapes are the characters themselves
+  CHECK_FALSE(within("**", "src/**"));
+  CHECK_FALSE(within("src/**", "src/lexer/**"));
+  CHECK_FALSE(within("src/**", "src/*.cpp"));
+  CHECK_FALSE(within("**/*.md", "docs/**"));
+  CHECK_FALSE(within("a", "a/b"));
+  CHECK_FALSE(within("src2/**", "src/**"));
+  CHECK_FALSE(within("src/a*.c", "src/*.c"));  // true, but not proven: false is "not proven"
+  CHECK(glob::compile("**").value().matches_everything());
+  CHECK_FALSE(glob::compile("src/**").value().matches_everything());
+}

@@ -34,12 +34,22 @@ public:
   bool matches(std::string_view path) const;
   const std::string& pattern() const noexcept { return pattern_; }
 
+  /// Whether every path this glob matches, `outer` matches too. A sound test,
+  /// not a complete one: true is a proof, false means "not proven" (globs
+  /// whose wildcards differ in form, like "src/a*.c" inside "src/*.c", are
+  /// not compared). "src/lexer/**" is within "src/**"; "**" is within "**"
+  /// only; "src/**" is not within "src/*.cpp".
+  bool within(const glob& outer) const;
+  /// Matches everything ("**").
+  bool matches_everything() const noexcept { return segments_.size() == 1 && segments_[0].globstar; }
+
 private:
   struct segment {
     bool globstar = false;  // "**"
     std::string text;       // the segment pattern (with escapes kept)
   };
   bool match_from(std::size_t si, const std::vector<std::string_view>& parts, std::size_t pi) const;
+  static bool covers(const glob& outer, std::size_t oi, const glob& inner, std::size_t ii);
 
   std::string pattern_;
   std::vector<segment> segments_;
