@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <fstream>
 #include <fcntl.h>
 #include <mutex>
 #include <optional>
@@ -41,13 +42,92 @@ namespace bp = boost::process::v2;
 namespace {
 
 // Puts the command in a process group of its own, so a time-out can kill
-// everything it started, not just the shell.
+// everything it started, not just the shell; and, when given, in a pids
+// cgroup (its cgroup.procs opened before the fork) that bounds its processes.
 struct new_process_group {
+  int cgroup_procs = -1;
   template <class Launcher>
   bp::error_code on_exec_setup(Launcher&, const std::filesystem::path&, const char* const*&) {
     if (::setpgid(0, 0) != 0) return bp::error_code(errno, bp::system_category());
+    if (cgroup_procs >= 0 && ::write(cgroup_procs, "0\n", 2) != 2) return bp::error_code(errno, bp::system_category());
     return {};
   }
+};
+
+// A pids cgroup of its own for one sandboxed command run by root. RLIMIT_NPROC
+// (set inside the sandbox by prlimit) bounds the processes of any other host,
+// but the kernel never applies it to processes whose real user is root, which
+// a user namespace does not change: for root, the pids controller does it.
+// Tried where root can make one (cgroup v1's pids hierarchy, or v2 with pids
+// enabled for our cgroup's children); elsewhere the result says so.
+class pids_cgroup {
+public:
+  pids_cgroup() = default;
+  pids_cgroup(const pids_cgroup&) = delete;
+  pids_cgroup& operator=(const pids_cgroup&) = delete;
+  ~pids_cgroup() {
+    if (procs_ >= 0) ::close(procs_);
+    if (dir_.empty()) return;
+    // Empty once the sandbox's pid namespace is gone; that takes a moment.
+    for (int i = 0; i < 200 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(1000);
+  }
+  int procs() const { return procs_; }
+
+  // Empty on success, else why not.
+  std::string make(std::size_t max) {
+    static std::atomic<std::uint64_t> counter{0};
+    auto name = fmt::format("agentcore-{}-{}", ::getpid(), counter++);
+    std::string why;
+    for (const auto& base : candidates()) {
+      std::error_code ec;
+      auto dir = base / name;
+      if (!std::filesystem::create_directory(dir, ec)) {
+        why = fmt::format("cannot create '{}': {}", dir.string(), ec.message());
+        continue;
+      }
+      int fd = ::open((dir / "pids.max").c_str(), O_WRONLY | O_CLOEXEC);
+      auto value = std::to_string(max);
+      bool ok = fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+      if (fd >= 0) ::close(fd);
+      if (ok) procs_ = ::open((dir / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+      if (!ok || procs_ < 0) {
+        why = fmt::format("cannot limit '{}': {}", dir.string(), std::strerror(errno));
+        ::rmdir(dir.c_str());
+        continue;
+      }
+      dir_ = dir;
+      return {};
+    }
+    return why.empty() ? "no pids cgroup controller is mounted" : why;
+  }
+
+private:
+  // Where a child of our own cgroup with the pids controller can be made.
+  static std::vector<std::filesystem::path> candidates() {
+    std::vector<std::filesystem::path> out;
+    std::ifstream f("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(f, line)) {
+      auto a = line.find(':'), b = line.find(':', a + 1);
+      if (a == std::string::npos || b == std::string::npos) continue;
+      auto controllers = line.substr(a + 1, b - a - 1);
+      auto path = line.substr(b + 1);
+      if (controllers == "pids" || controllers.find("pids,") != std::string::npos ||
+          controllers.find(",pids") != std::string::npos)
+        out.push_back(std::filesystem::path("/sys/fs/cgroup/pids") / std::filesystem::path(path).relative_path());
+      else if (controllers.empty() && line.rfind("0::", 0) == 0)
+        for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+          auto dir = std::filesystem::path(root) / std::filesystem::path(path).relative_path();
+          std::ifstream sub(dir / "cgroup.subtree_control");
+          std::string enabled;
+          std::getline(sub, enabled);
+          if ((" " + enabled + " ").find(" pids ") != std::string::npos) out.push_back(dir);
+        }
+    }
+    return out;
+  }
+  std::filesystem::path dir_;
+  int procs_ = -1;
 };
 
 // Keeps the first and the last `limit / 2` bytes of a stream.
@@ -102,19 +182,62 @@ std::string shell_quote(std::string_view s) {
   return out + "'";
 }
 
+// Where prlimit is (util-linux, on every Debian): it sets the command's limits
+// inside the sandbox, where they count the sandbox's processes alone. Set
+// before bubblewrap, RLIMIT_NPROC would count every process of the host's
+// user (all of root's, say) against the limit.
+const char* find_prlimit() {
+  for (const char* p : {"/usr/bin/prlimit", "/bin/prlimit"})
+    if (::access(p, X_OK) == 0) return p;
+  return nullptr;
+}
+
+bool is_under(const std::filesystem::path& p, const std::filesystem::path& dir) {
+  auto d = dir.lexically_normal().string();
+  auto s = p.lexically_normal().string();
+  if (!d.empty() && d.back() == '/') d.pop_back();
+  return s == d || (s.size() > d.size() && s.compare(0, d.size(), d) == 0 && s[d.size()] == '/');
+}
+
 // The namespaces and mounts of the sandbox, up to (not including) the command.
+// Order matters: later mounts cover earlier ones, so the private /tmp comes
+// before what must show through it (read-only binds, the writable working
+// directory), and hidden paths come before what the host granted explicitly.
 std::vector<std::string> bubblewrap_args(const sandbox_options& o, const std::vector<std::filesystem::path>& rw,
                                          const std::filesystem::path& chdir) {
-  std::vector<std::string> a{"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"};
-  for (const auto& p : rw) {
-    a.insert(a.end(), {"--bind", p.string(), p.string()});
+  std::vector<std::string> a{
+      // An unprivileged user in a user namespace of its own, whoever runs us:
+      // as root, bubblewrap would otherwise keep every capability.
+      "--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--disable-userns",
+      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+      // /proc read-only as a whole: the sandbox's user is the host's user
+      // outside, so for a root host it would otherwise write kernel settings
+      // in /proc/sys (core_pattern!) and /proc/sysrq-trigger, which bubblewrap
+      // leaves uncovered in a user namespace.
+      "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/proc",
+      "--size", std::to_string(o.tmp_bytes), "--tmpfs", "/tmp"};
+  if (!o.network) a.push_back("--unshare-net");
+  std::error_code ec;
+  for (const auto& h : o.hidden) {
+    if (h.empty() || !h.is_absolute()) continue;
+    auto st = std::filesystem::symlink_status(h, ec);
+    if (ec || !std::filesystem::exists(st) || std::filesystem::is_symlink(st)) continue;
+    // Nothing the command works in is hidden (a worktree under a hidden home).
+    bool needed = false;
+    for (const auto& p : rw) needed = needed || is_under(p, h);
+    if (needed || is_under(h, "/tmp")) continue;
+    if (std::filesystem::is_directory(st)) a.insert(a.end(), {"--tmpfs", h.string()});
+    else a.insert(a.end(), {"--ro-bind", "/dev/null", h.string()});
   }
-  a.insert(a.end(), {"--unshare-all"});
-  if (o.network) a.push_back("--share-net");
+  for (const auto& p : o.read_only) a.insert(a.end(), {"--ro-bind", p.string(), p.string()});
+  for (const auto& p : rw) a.insert(a.end(), {"--bind", p.string(), p.string()});
   // --new-session keeps the command from reaching the runner's terminal; the
   // process group it leaves is covered by --die-with-parent and the pid
   // namespace: killing bwrap (which is in the runner's group) ends them all.
   a.insert(a.end(), {"--die-with-parent", "--new-session", "--chdir", chdir.string(), "--"});
+  if (const char* prlimit = find_prlimit())
+    a.insert(a.end(), {prlimit, fmt::format("--nproc={0}:{0}", o.max_processes),
+                       fmt::format("--fsize={0}:{0}", o.max_file_bytes), "--"});
   return a;
 }
 
@@ -132,25 +255,56 @@ sandbox_status probe_sandbox(const sandbox_options& options) {
                                "package or fix sandbox_options::bubblewrap", bwrap.string())};
   std::lock_guard lock(m);
   if (auto it = known.find(bwrap.string()); it != known.end()) return it->second;
+  if (!find_prlimit())
+    return {false, "prlimit (util-linux) is not in /usr/bin or /bin; the sandbox needs it to limit processes "
+                   "and file sizes: install Debian's 'util-linux' package"};
   std::string cmd = shell_quote(bwrap.string());
-  for (const auto& arg : bubblewrap_args({}, {}, "/")) cmd += " " + shell_quote(arg);
+  for (const auto& arg : bubblewrap_args({.hidden = {}}, {}, "/")) cmd += " " + shell_quote(arg);
   cmd += " /bin/sh -c true";
   check_options o{.working_directory = "/", .timeout = std::chrono::seconds(20), .output_limit = 4096,
-                  .sandbox = {.mode = sandbox_mode::off}};
+                  .sandbox = {.mode = sandbox_mode::unconfined_host_access}};
   auto r = run_check(cmd, o);
   sandbox_status st;
   if (!r) st = {false, fmt::format("cannot run '{}': {}", bwrap.string(), r.error().message())};
   else if (!r->passed()) {
     std::string log = r->log;
     while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
-    st = {false, fmt::format("'{}' cannot create its namespaces here ({}: {}); allow unprivileged user "
-                             "namespaces (sysctl kernel.unprivileged_userns_clone=1) or run as root",
+    st = {false, fmt::format("'{}' cannot create its namespaces here ({}: {}); it needs bubblewrap 0.8 or "
+                             "newer and user namespaces (sysctl user.max_user_namespaces > 0, and "
+                             "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 "
+                             "where those exist)",
                              bwrap.string(), r->outcome(), log)};
   } else {
     st = {true, fmt::format("bubblewrap ({})", bwrap.string())};
   }
   known[bwrap.string()] = st;
   return st;
+}
+
+std::string_view to_string(sandbox_mode m) noexcept {
+  return m == sandbox_mode::required ? "required" : "unconfined-host-access";
+}
+
+std::vector<std::filesystem::path> default_hidden_paths() {
+  std::vector<std::filesystem::path> out{"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/run",
+                                         "/etc/ssl/private"};
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/etc/ssh", ec)) {
+    auto name = e.path().filename().string();
+    if (name.starts_with("ssh_host_") && !name.ends_with(".pub")) out.push_back(e.path());
+  }
+  std::vector<std::filesystem::path> homes{"/root"};
+  if (const char* h = std::getenv("HOME"); h && *h && std::filesystem::path(h) != "/root" && std::filesystem::path(h) != "/")
+    homes.emplace_back(h);
+  for (const auto& home : homes)
+    for (const char* secret : {".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".config/gh", ".docker", ".kube",
+                               ".netrc", ".git-credentials", ".npmrc", ".pypirc", ".cargo/credentials",
+                               ".cargo/credentials.toml", ".claude", ".codex"})
+      out.push_back(home / secret);
+  std::vector<std::filesystem::path> present;
+  for (auto& p : out)
+    if (std::filesystem::exists(std::filesystem::symlink_status(p, ec))) present.push_back(std::move(p));
+  return present;
 }
 
 std::vector<std::string> default_env_allow_list() {
@@ -180,15 +334,19 @@ result<check_result> run_check(std::string_view command, const check_options& op
 
   check_result out;
   out.command = std::string(command);
+  pids_cgroup cgroup;  // outlives the command: removed once its processes are gone
   std::filesystem::path program = options.shell;
   std::vector<std::string> args{"-c", std::string(command)};
-  if (options.sandbox.mode != sandbox_mode::off) {
+  if (options.sandbox.mode == sandbox_mode::required) {
     auto st = probe_sandbox(options.sandbox);
-    if (!st.available && options.sandbox.mode == sandbox_mode::required)
-      return fail(error::io_error, fmt::format("gate: the sandbox is required but unavailable: {}", st.detail));
-    if (!st.available) {
-      out.warning = fmt::format("ran without a sandbox: {}", st.detail);
-    } else {
+    if (!st.available)
+      return fail(error::io_error,
+                  fmt::format("gate: refusing to run '{}' without a sandbox: {}; a host that confines commands "
+                              "itself can choose sandbox_mode::unconfined_host_access (\"sandbox\": "
+                              "\"unconfined-host-access\" in the configuration), which gives the command the "
+                              "host's powers",
+                              command, st.detail));
+    {
       std::vector<std::filesystem::path> rw{std::filesystem::absolute(options.working_directory)};
       for (const auto& w : options.sandbox.writable) {
         if (!std::filesystem::exists(w, fec))
@@ -196,11 +354,25 @@ result<check_result> run_check(std::string_view command, const check_options& op
                       fmt::format("gate: sandbox writable path '{}' does not exist; create it first", w.string()));
         rw.push_back(std::filesystem::absolute(w));
       }
-      args = bubblewrap_args(options.sandbox, rw, rw.front());
+      sandbox_options so = options.sandbox;
+      so.read_only.clear();
+      for (const auto& p : options.sandbox.read_only) {
+        if (!std::filesystem::exists(p, fec))
+          return fail(error::invalid_argument,
+                      fmt::format("gate: sandbox read-only path '{}' does not exist; create it first", p.string()));
+        so.read_only.push_back(std::filesystem::absolute(p));
+      }
+      args = bubblewrap_args(so, rw, rw.front());
       args.insert(args.end(), {options.shell, "-c", std::string(command)});
       program = find_bubblewrap(options.sandbox);
       env["TMPDIR"] = "/tmp";  // the private one: the host's may be read-only inside
       out.sandboxed = true;
+      if (::geteuid() == 0 || ::getuid() == 0)
+        if (auto why = cgroup.make(options.sandbox.max_processes); !why.empty())
+          out.warning = fmt::format("the process limit ({}) is not enforced: the host runs as root, for whom the "
+                                    "kernel ignores RLIMIT_NPROC, and no pids cgroup could be made ({}); the time "
+                                    "limit and the pid namespace still end every process",
+                                    options.sandbox.max_processes, why);
     }
   }
   std::vector<std::string> env_lines;
@@ -224,7 +396,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
     if (feed) stdio.in = in_reader;
     started_proc.emplace(ctx, program, args, stdio,
                          bp::process_start_dir(options.working_directory), bp::process_environment(env_lines),
-                         new_process_group{});
+                         new_process_group{cgroup.procs()});
   } catch (const std::exception& e) {
     // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
     return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, program.string(), e.what()));

@@ -10,7 +10,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/file.h>
 #include <mutex>
 #include <set>
@@ -46,6 +48,7 @@ struct detail::pool_state {
   std::vector<std::unique_ptr<slot>> slots;
   std::atomic<std::uint64_t> full_checkouts{0}, files_written{0};
   int root_lock = -1;  // flock on <root>/.pool.lock: one pool per slot directory
+  fs::path common_dir;  // the repository's git directory (canonical), the only one slots may link to
   ~pool_state() {
     if (root_lock >= 0) ::close(root_lock);
   }
@@ -61,58 +64,120 @@ error_info set_head(repository& r, const oid& id) {
   return {};
 }
 
-error_info write_file(const fs::path& file, std::string_view content, file_mode mode) {
-  std::error_code ec;
-  // Whatever is in the way (a directory where a file goes, a file where a
-  // directory goes) belongs to the old commit: remove it.
-  if (fs::is_directory(fs::symlink_status(file, ec))) fs::remove_all(file, ec);
-  for (auto p = file.parent_path(); !p.empty(); p = p.parent_path()) {
-    auto st = fs::symlink_status(p, ec);
-    if (fs::exists(st) && !fs::is_directory(st)) {
-      fs::remove(p, ec);
-      break;
+// A slot's files are written by this process, outside any sandbox, after
+// untrusted commands had the slot: a directory of the slot may have become a
+// link to anywhere. So paths are walked one component at a time from the
+// slot's root with O_NOFOLLOW, and whatever is not a real directory on the way
+// (a link, a file) is removed, never followed.
+class fd_guard {
+public:
+  explicit fd_guard(int fd = -1) : fd_(fd) {}
+  fd_guard(fd_guard&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  fd_guard& operator=(fd_guard&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(o.fd_, -1);
     }
-    if (fs::is_directory(st)) break;
+    return *this;
   }
-  fs::create_directories(file.parent_path(), ec);
-  if (ec) return fail(error::io_error, fmt::format("git: create '{}': {}", file.parent_path().string(), ec.message()));
-  fs::remove(file, ec);
+  ~fd_guard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+private:
+  int fd_;
+};
+
+// Removes `name` in directory `dir` whatever it is, a directory tree included,
+// without following links.
+void remove_at(int dir, const char* name) {
+  if (::unlinkat(dir, name, 0) == 0 || errno == ENOENT) return;
+  if (errno != EISDIR && errno != EPERM) return;
+  int sub = ::openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sub < 0) return;
+  if (DIR* d = ::fdopendir(sub)) {
+    std::vector<std::string> names;
+    while (auto* e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    for (const auto& n : names) remove_at(::dirfd(d), n.c_str());
+    ::closedir(d);
+  } else {
+    ::close(sub);
+  }
+  ::unlinkat(dir, name, AT_REMOVEDIR);
+}
+
+// The directory `rel` beneath `root` (a slot), opened without following a
+// link; with `create`, made where missing and put in place of anything else.
+result<fd_guard> open_dir_beneath(const fs::path& root, const fs::path& rel, bool create) {
+  fd_guard dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dir.get() < 0) return fail(error::io_error, fmt::format("git: open slot '{}': {}", root.string(), std::strerror(errno)));
+  for (const auto& part : rel) {
+    auto name = part.string();
+    if (name.empty() || name == ".") continue;
+    if (name == "..") return fail(error::invalid_argument, fmt::format("git: '{}' leaves the slot", rel.string()));
+    int next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0 && create && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)) {
+      if (errno != ENOENT) remove_at(dir.get(), name.c_str());  // a file or a link where a directory goes
+      if (::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
+        return fail(error::io_error, fmt::format("git: create '{}': {}", (root / rel).string(), std::strerror(errno)));
+      next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (next < 0) return fail(error::not_found, fmt::format("git: '{}': {}", (root / rel).string(), std::strerror(errno)));
+    dir = fd_guard(next);
+  }
+  return dir;
+}
+
+error_info write_file(const fs::path& root, const std::string& rel, std::string_view content, file_mode mode) {
+  fs::path path(rel);
+  auto parent = open_dir_beneath(root, path.parent_path(), true);
+  if (!parent) return parent.error();
+  auto name = path.filename().string();
+  // Whatever is in the way (a directory where a file goes, a link) belongs to
+  // the old commit or to the agent: remove it.
+  remove_at(parent->get(), name.c_str());
   if (mode == file_mode::link) {
-    fs::create_symlink(std::string(content), file, ec);
-    if (ec) return fail(error::io_error, fmt::format("git: create link '{}': {}", file.string(), ec.message()));
+    if (::symlinkat(std::string(content).c_str(), parent->get(), name.c_str()) != 0)
+      return fail(error::io_error, fmt::format("git: create link '{}': {}", (root / rel).string(), std::strerror(errno)));
     return {};
   }
   if (mode == file_mode::commit) {
-    fs::create_directories(file, ec);  // a submodule: an empty directory, as git leaves it
+    ::mkdirat(parent->get(), name.c_str(), 0755);  // a submodule: an empty directory, as git leaves it
     return {};
   }
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                  mode == file_mode::blob_executable ? 0755 : 0644);
-  if (fd < 0) return fail(error::io_error, fmt::format("git: write '{}': {}", file.string(), std::strerror(errno)));
+  int fd = ::openat(parent->get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                    mode == file_mode::blob_executable ? 0755 : 0644);
+  if (fd < 0) return fail(error::io_error, fmt::format("git: write '{}': {}", (root / rel).string(), std::strerror(errno)));
+  fd_guard file(fd);
   const char* p = content.data();
   std::size_t n = content.size();
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return fail(error::io_error, fmt::format("git: write '{}': {}", file.string(), std::strerror(err)));
+      return fail(error::io_error, fmt::format("git: write '{}': {}", (root / rel).string(), std::strerror(errno)));
     }
     p += w;
     n -= static_cast<std::size_t>(w);
   }
-  ::close(fd);
   return {};
 }
 
-void remove_file(const fs::path& root, const fs::path& file) {
-  std::error_code ec;
-  fs::remove(file, ec);
-  // Drop directories the removal left empty, as a checkout would.
-  for (auto p = file.parent_path(); p != root && p.string().size() > root.string().size(); p = p.parent_path()) {
-    if (!fs::is_empty(p, ec) || ec) break;
-    fs::remove(p, ec);
+// Removes a file (or whatever is there) and the directories it leaves empty,
+// as a checkout would; never through a link.
+void remove_file(const fs::path& root, const std::string& rel) {
+  fs::path path(rel);
+  for (;;) {
+    auto parent = open_dir_beneath(root, path.parent_path(), false);
+    if (!parent) return;
+    auto name = path.filename().string();
+    if (name.empty()) return;
+    if (path == fs::path(rel)) remove_at(parent->get(), name.c_str());
+    else if (::unlinkat(parent->get(), name.c_str(), AT_REMOVEDIR) != 0) return;  // not empty: stop
+    path = path.parent_path();
+    if (path.empty()) return;
   }
 }
 
@@ -131,10 +196,7 @@ error_info restore_touched(slot& s) {
     auto e = s.repo->entry_at(*tree, path);
     if (!e) return e.error();
     if (!*e || (*e)->mode == file_mode::tree) {
-      std::error_code ec;
-      auto st = fs::symlink_status(s.path / path, ec);
-      if (fs::is_directory(st)) fs::remove_all(s.path / path, ec);
-      remove_file(s.path, s.path / path);
+      remove_file(s.path, path);
       git_index_remove_bypath(index.get(), path.c_str());
       if (*e) return fail(error::invalid_argument, fmt::format("git: '{}' is a directory in the slot's head", path));
       continue;
@@ -146,7 +208,7 @@ error_info restore_touched(slot& s) {
       content.assign(static_cast<const char*>(git_blob_rawcontent(b->get())),
                      static_cast<std::size_t>(git_blob_rawsize(b->get())));
     }
-    if (auto w = write_file(s.path / path, content, (*e)->mode)) return w;
+    if (auto w = write_file(s.path, path, content, (*e)->mode)) return w;
     if ((*e)->mode != file_mode::commit)
       if (int rc = git_index_add_bypath(index.get(), path.c_str()); rc < 0)
         return last_error(rc, fmt::format("index '{}'", path));
@@ -175,11 +237,11 @@ error_info clean(slot& s) {
     return e;
   }
   s.touched.reset();
+  bool was_merging = s.merging.has_value();
   if (s.merging) {
-    // Half a merge: forget it (MERGE_HEAD and friends) and reset everything.
+    // Half a merge: forget it (MERGE_HEAD and friends); its files are put back below.
     git_repository_state_cleanup(raw(*s.repo));
     s.merging.reset();
-    if (auto e = reset_hard(s)) return e;
   }
   git_status_options so = GIT_STATUS_OPTIONS_INIT;
   so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
@@ -189,25 +251,34 @@ error_info clean(slot& s) {
   if (int rc = git_status_list_new(&list, raw(*s.repo), &so); rc < 0)
     return last_error(rc, fmt::format("status of slot '{}'", s.path.string()));
   std::size_t n = git_status_list_entrycount(list);
-  bool tracked_changes = false;
-  // git_reset leaves untracked and ignored files alone whatever the checkout
-  // flags say, so those are removed here.
-  std::error_code ec;
+  std::set<std::string> tracked;
+  // Untracked and ignored files go first, so a link that took a tracked
+  // directory's place is gone before that directory's files are written.
   for (std::size_t i = 0; i < n; ++i) {
     const git_status_entry* e = git_status_byindex(list, i);
     if (e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_IGNORED)) {
       const git_diff_delta* d = e->index_to_workdir;
-      if (d && d->new_file.path) {
-        fs::remove_all(s.path / d->new_file.path, ec);
-        remove_file(s.path, s.path / d->new_file.path);  // and the directories it leaves empty
-      }
-    } else {
-      tracked_changes = true;
+      if (d && d->new_file.path && contract::check_relative_path(d->new_file.path).empty())
+        remove_file(s.path, d->new_file.path);  // and the directories it leaves empty
+      continue;
+    }
+    for (const git_diff_delta* d : {e->head_to_index, e->index_to_workdir}) {
+      if (!d) continue;
+      if (d->old_file.path) tracked.insert(d->old_file.path);
+      if (d->new_file.path) tracked.insert(d->new_file.path);
     }
   }
   git_status_list_free(list);
-  if (!tracked_changes) return {};
-  return reset_hard(s);
+  if (tracked.empty() && !was_merging) return {};
+  // The changed tracked files as the head has them, written by the pool
+  // itself: a checkout would write through a link a command left where a
+  // file was.
+  s.touched = std::move(tracked);
+  auto e = restore_touched(s);
+  s.touched.reset();
+  if (e) return e;
+  if (was_merging) return reset_hard(s);  // the files already match: this clears the index's conflicts
+  return {};
 }
 
 /// Moves a clean slot from its head to `base`, writing only what differs.
@@ -239,7 +310,7 @@ error_info prepare(pool_state& st, slot& s, const oid& base) {
     if (auto why = contract::check_relative_path(path); !why.empty())
       return fail(error::corrupt, fmt::format("git: commit {} holds an unsafe path: {}", base.hex(), why));
     if (c.after) continue;
-    remove_file(s.path, s.path / path);
+    remove_file(s.path, path);
     git_index_remove_bypath(index.get(), path.c_str());
   }
   for (const auto& [path, c] : changes) {
@@ -251,7 +322,7 @@ error_info prepare(pool_state& st, slot& s, const oid& base) {
       content.assign(static_cast<const char*>(git_blob_rawcontent(b->get())),
                      static_cast<std::size_t>(git_blob_rawsize(b->get())));
     }
-    if (auto e = write_file(s.path / path, content, c.after->mode)) return e;
+    if (auto e = write_file(s.path, path, content, c.after->mode)) return e;
     if (c.after->mode != file_mode::commit)
       if (int rc = git_index_add_bypath(index.get(), path.c_str()); rc < 0)
         return last_error(rc, fmt::format("index '{}'", path));
@@ -265,29 +336,91 @@ error_info prepare(pool_state& st, slot& s, const oid& base) {
   return {};
 }
 
+fs::path admin_dir(const pool_state& st, const slot& s) { return st.common_dir / "worktrees" / s.name; }
+
+// A small regular file's content, without following a link ("" if it is not
+// one, or larger than 4 KiB).
+std::string read_small(const fs::path& p) {
+  fd_guard fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  if (fd.get() < 0) return {};
+  struct stat sb {};
+  if (::fstat(fd.get(), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > 4096) return {};
+  std::string out(static_cast<std::size_t>(sb.st_size), '\0');
+  ssize_t n = ::read(fd.get(), out.data(), out.size());
+  if (n < 0) return {};
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+bool is_real_directory(const fs::path& p) {
+  struct stat sb {};
+  return ::lstat(p.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+// Whether the slot's git link and its admin directory are exactly what the
+// pool made. Commands in the slot could have replaced `.git` (a new
+// repository, core.worktree pointing outside, a link to the main repository's
+// git directory): such a slot is made again, never opened through its `.git`.
+// A path as git writes it in a link file: one line, maybe with a trailing '/'.
+std::string link_text(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+bool link_intact(const pool_state& st, const slot& s) {
+  auto admin = admin_dir(st, s);
+  if (!is_real_directory(s.path) || !is_real_directory(admin)) return false;
+  if (link_text(read_small(s.path / ".git")) != "gitdir: " + link_text(admin.string())) return false;
+  if (link_text(read_small(admin / "gitdir")) != link_text((s.path / ".git").string())) return false;
+  auto common = link_text(read_small(admin / "commondir"));
+  if (common != "../.." && common != link_text(st.common_dir.string())) return false;
+  // Per-worktree configuration (core.worktree, hooks, fsmonitor) is never the pool's.
+  struct stat sb {};
+  if (::lstat((admin / "config.worktree").c_str(), &sb) == 0) return false;
+  return true;
+}
+
+// Opens a slot through its admin directory in the repository's git directory,
+// with the slot as its working directory: nothing in the slot says where its
+// repository is.
+result<repository> open_slot(const pool_state& st, const slot& s) {
+  auto r = repository::open(admin_dir(st, s), {});
+  if (!r) return r.error();
+  if (int rc = git_repository_set_workdir(raw(*r), s.path.c_str(), 0); rc < 0)
+    return last_error(rc, fmt::format("set the working directory of slot '{}'", s.path.string()));
+  if (link_text(fs::weakly_canonical(git_repository_commondir(raw(*r))).string()) != link_text(st.common_dir.string()))
+    return fail(error::corrupt, fmt::format("git: slot '{}' does not belong to '{}'", s.path.string(), st.common_dir.string()));
+  return r;
+}
+
+// Forgets a slot: its directory and its admin directory, without following
+// anything in them (a prune would delete whatever the admin files name).
+void forget(pool_state& st, slot& s) {
+  std::error_code ec;
+  s.repo.reset();
+  fs::remove_all(admin_dir(st, s), ec);
+  fs::remove_all(s.path, ec);
+  s.created = false;
+}
+
 /// Makes the slot's worktree from scratch (the one full checkout).
 error_info create(pool_state& st, slot& s) {
   git_repository* main = raw(*st.main);
-  std::error_code ec;
-  git_worktree* old = nullptr;
-  if (git_worktree_lookup(&old, main, s.name.c_str()) == 0) {
-    // Registered but its directory is gone (or broken): forget it first.
-    git_worktree_prune_options po = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
-    po.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED | GIT_WORKTREE_PRUNE_WORKING_TREE;
-    git_worktree_prune(old, &po);
-    git_worktree_free(old);
-  }
   // A creation cut short (a kill -9 inside git_worktree_add) leaves an admin
   // directory lookup cannot read, and add then fails on "directory exists".
-  fs::remove_all(st.main->git_dir() / "worktrees" / s.name, ec);
-  fs::remove_all(s.path, ec);
+  forget(st, s);
   git_worktree_add_options o = GIT_WORKTREE_ADD_OPTIONS_INIT;
   o.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
   git_worktree* wt = nullptr;
   if (int rc = git_worktree_add(&wt, main, s.name.c_str(), s.path.c_str(), &o); rc < 0)
     return last_error(rc, fmt::format("create worktree '{}'", s.path.string()));
   git_worktree_free(wt);
-  auto r = repository::open(s.path, {});
+  ::chmod(s.path.c_str(), 0700);  // see acquire
+  if (!link_intact(st, s))
+    return fail(error::corrupt, fmt::format("git: the worktree made at '{}' does not link back as expected ('{}')",
+                                            s.path.string(), admin_dir(st, s).string()));
+  auto r = open_slot(st, s);
   if (!r) return r.error();
   s.repo.emplace(std::move(*r));
   auto head = s.repo->resolve("HEAD");
@@ -303,6 +436,15 @@ error_info create(pool_state& st, slot& s) {
   s.created = true;
   ++st.full_checkouts;
   return {};
+}
+
+// A stable short name for a slot directory, so pools with different slot
+// directories on one repository never name (and so never reset or delete)
+// each other's slots.
+std::string root_tag(const fs::path& root) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : root.string()) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:08x}", static_cast<std::uint32_t>(h ^ (h >> 32)));
 }
 
 }  // namespace
@@ -322,6 +464,7 @@ worktree& worktree::operator=(worktree&& o) noexcept {
 worktree::~worktree() { release(); }
 
 const fs::path& worktree::path() const noexcept { return slot_->path; }
+const fs::path& worktree::git_dir() const noexcept { return pool_->common_dir; }
 const oid& worktree::base() const noexcept { return slot_->base; }
 const oid& worktree::head() const noexcept { return slot_->head; }
 
@@ -432,8 +575,9 @@ void worktree::release() {
   if (!slot_) return;
   slot* s = std::exchange(slot_, nullptr);
   auto pool = std::move(pool_);
-  // A slot that cannot be cleaned is rebuilt from scratch on its next use.
-  if (clean(*s)) s->created = false;
+  // A slot whose git link was tampered with, or that cannot be cleaned, is
+  // made again from scratch on its next use.
+  if (!link_intact(*pool, *s) || clean(*s)) s->created = false;
   std::lock_guard lk(pool->mu);
   s->busy = false;
   pool->cv.notify_one();
@@ -468,19 +612,32 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
     return fail(error::in_use, fmt::format("git: another worktree pool (another agentcore process?) uses the slot "
                                            "directory '{}'; give each process its own (worktrees.root)",
                                            options.root.string()));
+  st->common_dir = link_text(fs::weakly_canonical(git_repository_commondir(raw(*st->main)), ec).string());
+  if (ec) return fail(error::io_error, fmt::format("git: cannot resolve the git directory of '{}': {}",
+                                                   repository_path.string(), ec.message()));
+  auto root = fs::weakly_canonical(fs::absolute(options.root), ec);
+  if (ec) root = fs::absolute(options.root);
+  auto tag = root_tag(root);
   for (std::size_t i = 0; i < options.slots; ++i) {
     auto s = std::make_unique<slot>();
     s->index = i;
-    s->path = fs::absolute(options.root / fmt::format("slot-{}", i));
-    s->name = fmt::format("agentcore-slot-{}", i);
-    // A slot left by an earlier run is reused, reset to its last commit. The
-    // pool is its slots' only user, so a lock file in the slot's git
-    // directory (HEAD.lock, index.lock) is a dead run's.
-    for (const auto& e : fs::directory_iterator(st->main->git_dir() / "worktrees" / s->name, ec))
-      if (e.path().extension() == ".lock") fs::remove(e.path(), ec);
-    ec.clear();
-    if (fs::exists(s->path / ".git")) {
-      auto r = repository::open(s->path, {});
+    s->path = root / fmt::format("slot-{}", i);
+    s->name = fmt::format("agentcore-{}-slot-{}", tag, i);
+    // Slots of this directory from before names carried its tag.
+    if (auto legacy = st->common_dir / "worktrees" / fmt::format("agentcore-slot-{}", i);
+        link_text(read_small(legacy / "gitdir")) == link_text((s->path / ".git").string()))
+      fs::remove_all(legacy, ec);
+    // A slot left by an earlier run is reused, reset to its last commit, if
+    // its git link is still the pool's; otherwise it is made again. The pool
+    // is its slots' only user, so a lock file in the slot's git directory
+    // (HEAD.lock, index.lock) is a dead run's.
+    if (!link_intact(*st, *s)) {
+      forget(*st, *s);
+    } else {
+      for (const auto& e : fs::directory_iterator(admin_dir(*st, *s), ec))
+        if (e.path().extension() == ".lock") fs::remove(e.path(), ec);
+      ec.clear();
+      auto r = open_slot(*st, *s);
       if (r) {
         s->repo.emplace(std::move(*r));
         auto head = s->repo->resolve("HEAD");
@@ -490,6 +647,7 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
           s->created = !clean(*s);
         }
       }
+      if (!s->created) forget(*st, *s);
     }
     st->slots.push_back(std::move(s));
   }
@@ -515,6 +673,11 @@ result<worktree> worktree_pool::acquire(const oid& base, std::chrono::millisecon
       return fail(error::too_many_attempts,
                   fmt::format("git: all {} worktree slots are busy; wait, or open the pool with more slots", st.slots.size()));
     s->busy = true;
+    if (s->created && !link_intact(st, *s)) s->created = false;  // tampered with since: made again
+    // Only the host's user may enter a slot: a command could have left a
+    // set-user-id file in it (the sandbox runs nothing set-user-id, but the
+    // host's other users could).
+    if (s->created) ::chmod(s->path.c_str(), 0700);
     if (!s->created) {
       if (auto e = create(st, *s)) {
         s->busy = false;
@@ -533,6 +696,8 @@ result<worktree> worktree_pool::acquire(const oid& base, std::chrono::millisecon
   }
   return worktree(state_, s);
 }
+
+const fs::path& worktree_pool::git_dir() const noexcept { return state_->common_dir; }
 
 worktree_pool_stats worktree_pool::stats() const {
   std::lock_guard lk(state_->mu);

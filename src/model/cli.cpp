@@ -216,10 +216,12 @@ protected:
       gate::check_options co{.working_directory = dir, .timeout = o->time_box, .output_limit = o->output_limit};
       for (const auto& v : o->env_allow) co.env_allow.push_back(v);
       co.env_set = o->env_set;
-      // A CLI agent needs its API (network) and its own state under HOME, which
-      // the checks sandbox forbids; a host that wants it confined puts a
-      // wrapper (bwrap with --share-net and a writable HOME) in the command.
-      co.sandbox.mode = gate::sandbox_mode::off;
+      // The agent is untrusted: the commands sandbox, with the network its API
+      // needs (cli_options::sandbox), and the program's own directory readable
+      // wherever it is (a private /tmp would hide one installed there).
+      co.sandbox = o->sandbox;
+      if (!o->command.empty() && std::filesystem::path(o->command.front()).is_absolute())
+        co.sandbox.read_only.push_back(std::filesystem::path(o->command.front()).parent_path());
       co.stdin_data = prompt.empty() ? std::string("\n") : prompt;
       co.stop = stop.get();
       co.on_stdout = [&](std::string_view bytes) {
@@ -283,23 +285,33 @@ void tag_invoke(json::value_from_tag, json::value& v, const agent_event& e) {
 result<cli_options> cli_preset(std::string_view name) {
   cli_options o;
   o.name = fmt::format("cli:{}", name);
+  std::vector<std::string> state;  // the agent's own files under HOME, writable in its sandbox
   if (name == "claude") {
     o.output = cli_options::format::claude_stream_json;
     o.command = {"claude", "-p", "--output-format", "stream-json", "--verbose"};
     o.env_allow = {"ANTHROPIC_API_KEY"};
+    state = {".claude", ".claude.json"};
   } else if (name == "codex") {
     o.output = cli_options::format::codex_json;
     o.command = {"codex", "exec", "--json", "-"};
     o.env_allow = {"OPENAI_API_KEY"};
+    state = {".codex"};
   } else if (name == "aider") {
     o.output = cli_options::format::text;
     o.command = {"aider", "--yes-always", "--no-stream", "--no-pretty", "--message-file", "/dev/stdin"};
     o.env_allow = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"};
+    state = {".aider", ".aider.conf.yml"};
   } else {
     return fail(agentcore::error::not_found,
                 fmt::format("model: no CLI agent preset '{}' (known: claude, codex, aider); give a command in the "
                             "options instead",
                             name));
+  }
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    std::error_code ec;
+    for (const auto& f : state)
+      if (std::filesystem::exists(std::filesystem::path(home) / f, ec))
+        o.sandbox.writable.push_back(std::filesystem::path(home) / f);
   }
   return o;
 }

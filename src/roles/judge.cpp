@@ -173,6 +173,7 @@ struct judge::state : std::enable_shared_from_this<state> {
         for (const auto& cmd : o.goal_checks) {
           gate::check_options co = o.checks;
           co.working_directory = wt->path();
+          co.sandbox.read_only.push_back(wt->git_dir());
           auto r = gate::run_check(cmd, co);
           if (!r) return r.error();
           j.goal_met = j.goal_met && r->passed();

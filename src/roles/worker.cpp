@@ -323,6 +323,7 @@ struct worker::state : std::enable_shared_from_this<state> {
       for (const auto& cmd : terms.terms().acceptance_checks) {
         gate::check_options co = o.loop.commands;
         co.working_directory = dir;
+        co.sandbox.read_only.push_back(pool.git_dir());  // git works in the slot wherever the repository is
         auto c = gate::run_check(cmd, co);
         if (!c) return c.error();
         if (!c->passed())
@@ -368,6 +369,7 @@ struct worker::state : std::enable_shared_from_this<state> {
       ws.emplace(std::move(*w));
       agent::loop_options lo = o.loop;
       lo.tags = {.role = "worker", .task = t.id.str(), .workdir = wt->path().string()};
+      lo.commands.sandbox.read_only.push_back(wt->git_dir());  // git works in the slot wherever the repository is
       lo.limits = remaining(terms.time, rep, started);
       if (!lo.events) lo.events = events();
       loop = std::make_unique<agent::agent_loop>(model, *ws, tools, std::move(lo));

@@ -49,7 +49,7 @@ TEST_CASE("gate.checks.time_limit_kills_the_whole_process_group") {
   auto started = std::chrono::steady_clock::now();
   // Unsandboxed: the pid written must be a pid of this machine's namespace.
   auto r = run("sleep 100 & echo $! > bg.pid; sleep 100",
-               {.working_directory = dir.path(), .timeout = 300ms, .sandbox = {.mode = gate::sandbox_mode::off}});
+               {.working_directory = dir.path(), .timeout = 300ms, .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
   CHECK(r.timed_out);
   CHECK_FALSE(r.passed());
   CHECK(r.outcome().find("timed out") != std::string::npos);
@@ -115,7 +115,7 @@ TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
   // setsid leaves the process group, so killing the group misses it; it keeps
   // stdout open. The check must still end soon after the shell exits.
   auto r = run("setsid sleep 30 & echo $! > daemon.pid; echo started",
-               {.working_directory = dir.path(), .timeout = 20s, .sandbox = {.mode = gate::sandbox_mode::off}});
+               {.working_directory = dir.path(), .timeout = 20s, .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
   CHECK(r.passed());
   CHECK_FALSE(r.timed_out);
   CHECK(std::chrono::steady_clock::now() - started < 10s);
@@ -233,7 +233,7 @@ TEST_CASE("gate.checks.sandboxed_time_limit_ends_everything_inside") {
   CHECK(left == 0);  // even the one that left the process group
 }
 
-TEST_CASE("gate.checks.sandbox_missing_is_an_error_or_a_warning_never_silent") {
+TEST_CASE("gate.checks.sandbox_missing_is_an_error_unless_the_host_gives_up_isolation_explicitly") {
   test::temp_dir dir("sandbox");
   gate::sandbox_options missing{.mode = gate::sandbox_mode::required, .bubblewrap = "/nonexistent/bwrap"};
   auto st = gate::probe_sandbox(missing);
@@ -241,14 +241,12 @@ TEST_CASE("gate.checks.sandbox_missing_is_an_error_or_a_warning_never_silent") {
   auto req = gate::run_check("true", {.working_directory = dir.path(), .sandbox = missing});
   REQUIRE_FALSE(req.has_value());
   CHECK(req.error().message().find("/nonexistent/bwrap") != std::string::npos);
-  CHECK(req.error().message().find("sandbox is required") != std::string::npos);
-  missing.mode = gate::sandbox_mode::automatic;
-  auto warned = run("echo ran", {.working_directory = dir.path(), .sandbox = missing});
-  CHECK(warned.passed());
-  CHECK_FALSE(warned.sandboxed);
-  CHECK(warned.warning.find("without a sandbox") != std::string::npos);
-  CHECK(warned.warning.find("/nonexistent/bwrap") != std::string::npos);
-  auto off = run("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = gate::sandbox_mode::off}});
+  CHECK(req.error().message().find("without a sandbox") != std::string::npos);
+  CHECK(req.error().message().find("unconfined_host_access") != std::string::npos);
+  // The default is the same refusal, with how to install bubblewrap.
+  auto dflt = gate::run_check("true", {.working_directory = dir.path(), .sandbox = {.bubblewrap = "/nonexistent/bwrap"}});
+  REQUIRE_FALSE(dflt.has_value());
+  auto off = run("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
   CHECK_FALSE(off.sandboxed);
   CHECK(off.warning.empty());  // the host's choice: nothing to warn about
 }

@@ -2,8 +2,11 @@
 // worktree with the limits agent output needs: a time limit that kills the
 // whole process group, an output cap that keeps the head and the tail, an
 // environment reduced to an allow-list, so no secret reaches the command, and
-// (where the machine has bubblewrap) a sandbox: the working directory
-// read-write, everything else read-only, a private /tmp, no network.
+// a sandbox (bubblewrap): no capabilities and an unprivileged user even when
+// the host is root, the working directory read-write, everything else
+// read-only, credentials hidden, a private /tmp, no network, limited
+// processes. Without bubblewrap a command is refused unless the host chose
+// sandbox_mode::unconfined_host_access.
 //
 //   auto r = agentcore::gate::run_check("ctest --output-on-failure",
 //                                       {.working_directory = wt.path(), .timeout = std::chrono::minutes(5)});
@@ -17,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <filesystem>
 #include <map>
@@ -31,23 +35,52 @@ namespace agentcore::gate {
 std::vector<std::string> default_env_allow_list();
 
 enum class sandbox_mode {
-  /// bubblewrap when this machine can run it; otherwise the command runs
-  /// unsandboxed and check_result::warning says so (never silently).
-  automatic,
-  /// bubblewrap or nothing: run_check fails with an error saying why not.
+  /// The default: bubblewrap, or run_check fails with an error that says what
+  /// is missing and how to install it. Never a silent fallback.
   required,
-  /// No sandbox: the host's choice (it wraps commands itself, or trusts them).
-  off,
+  /// No isolation at all: the command runs as the host's own user with its
+  /// capabilities (all of them for root), its files, its network, its other
+  /// processes (their environments, API keys included) and its repository.
+  /// Only for hosts that confine commands themselves (a container or VM per
+  /// command) or run nothing an agent wrote.
+  unconfined_host_access,
 };
 
-/// The sandbox (Debian's `bubblewrap` package): the working directory and
-/// `writable` read-write, the rest of the file system read-only, a private
-/// /tmp (TMPDIR=/tmp), private /dev and /proc, no network unless `network`,
-/// new user, pid, ipc and uts namespaces; the command dies with the runner.
+/// "required" or "unconfined-host-access": the configuration's spelling.
+std::string_view to_string(sandbox_mode m) noexcept;
+
+/// Paths hidden inside the sandbox by default: the host's credentials
+/// (ssh, gpg, cloud and registry tokens in /root and $HOME, /etc/shadow, ssh
+/// host keys) and /run, whose sockets (systemd, docker, databases) would let
+/// a command talk to services that act as root. Only those that exist.
+std::vector<std::filesystem::path> default_hidden_paths();
+
+/// The sandbox (Debian's `bubblewrap` package, 0.8 or newer). Whoever the host
+/// is, root included, the command runs as an unprivileged user (uid and gid
+/// 65534) in new user, pid, ipc, uts, cgroup and network namespaces, with every
+/// capability dropped, no new privileges, and no further user namespaces; the
+/// file system is read-only but for the working directory and `writable`,
+/// /tmp is private and size-limited (TMPDIR=/tmp), /dev and /proc are private
+/// (no other process of the machine is visible, so neither are their
+/// environments), `hidden` paths are empty, and the process count and the size
+/// of any one file written are limited. The command dies with the runner.
 struct sandbox_options {
-  sandbox_mode mode = sandbox_mode::automatic;
+  sandbox_mode mode = sandbox_mode::required;
   std::vector<std::filesystem::path> writable;  ///< besides the working directory
+  /// Bound read-only over the private /tmp and `hidden` paths, for what a
+  /// command needs from there: a worktree's git data when the repository
+  /// lives under /tmp (worktree::sandbox_read_only() names it).
+  std::vector<std::filesystem::path> read_only;
+  std::vector<std::filesystem::path> hidden = default_hidden_paths();
   bool network = false;
+  /// Processes (and threads) the command may have at once: a fork bomb gets
+  /// "Resource temporarily unavailable", not the host's process table.
+  std::size_t max_processes = 512;
+  /// The largest file the command may write (RLIMIT_FSIZE): beyond it the
+  /// write fails with "File too large".
+  std::uint64_t max_file_bytes = std::uint64_t(4) << 30;
+  /// The size of the private /tmp.
+  std::uint64_t tmp_bytes = std::uint64_t(1) << 30;
   std::filesystem::path bubblewrap;  ///< empty: `bwrap` on PATH
 };
 
@@ -87,8 +120,7 @@ struct check_result {
   std::size_t output_bytes = 0;     ///< all the output, before the cap
   bool truncated = false;
   bool sandboxed = false;  ///< ran inside the sandbox
-  /// Set when the command ran with less isolation than asked for
-  /// (sandbox_mode::automatic on a machine without bubblewrap).
+  /// Something the host should know about how the command ran.
   std::string warning;
   bool passed() const noexcept { return !timed_out && exit_code == 0; }
   /// One line: "passed", "exit 2", "timed out after 30000 ms", "command not found".

@@ -11,8 +11,16 @@
 //   // wt going out of scope cleans the slot and gives it back
 //
 // Slots are linked worktrees of the repository (like `git worktree add`) with
-// a detached HEAD, in <root>/slot-<n>. Opening a pool reuses existing slots and
-// resets each to its last commit, so a crash never leaves a dirty slot behind.
+// a detached HEAD, in <root>/slot-<n>, named in the repository after their
+// directory, so pools with different roots share a repository safely. Opening
+// a pool reuses existing slots and resets each to its last commit, so a crash
+// never leaves a dirty slot behind.
+//
+// Whatever ran in a slot is untrusted: the pool never opens a slot through
+// its `.git` (it opens the admin directory it made, in the repository's git
+// directory), checks the slot's git link on every acquire, release and
+// reopen and makes the slot again when it was changed, and writes and
+// removes files without following links.
 #pragma once
 
 #include <agentcore/contract/diff.hpp>
@@ -48,6 +56,9 @@ public:
   ~worktree();
 
   const std::filesystem::path& path() const noexcept;
+  /// The repository's git directory, which git commands in the worktree read
+  /// (a sandbox binds it read-only: gate::sandbox_options::read_only).
+  const std::filesystem::path& git_dir() const noexcept;
   /// The commit the slot was prepared at.
   const oid& base() const noexcept;
   /// The slot's current commit (base, or the last commit_all).
@@ -105,6 +116,8 @@ public:
   result<worktree> acquire(const oid& base, std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
   worktree_pool_stats stats() const;
+  /// The repository's git directory (see worktree::git_dir).
+  const std::filesystem::path& git_dir() const noexcept;
 
 private:
   explicit worktree_pool(std::shared_ptr<detail::pool_state> s);

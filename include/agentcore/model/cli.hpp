@@ -17,6 +17,7 @@
 #pragma once
 
 #include <agentcore/core/event_bus.hpp>
+#include <agentcore/gate/checks.hpp>
 #include <agentcore/model/client.hpp>
 
 #include <chrono>
@@ -57,6 +58,13 @@ struct cli_options {
   std::map<std::string, std::string> env_set;
   /// The client's name ("cli:claude").
   std::string name = "cli";
+  /// The agent is untrusted code with a shell: it runs in the commands
+  /// sandbox (see gate/checks.hpp) with the network it needs for its API and
+  /// the working directory writable. Its own state (~/.claude, ~/.codex) must
+  /// be listed in `writable` (the presets list those that exist); the
+  /// directory of an absolute command is bound read-only. Only a host that
+  /// confines the agent itself sets unconfined_host_access.
+  gate::sandbox_options sandbox{.network = true};
   /// Where the agent's events go (agent_event), if anywhere.
   std::shared_ptr<event_bus> events;
 };
