@@ -2,8 +2,8 @@
 //
 //   agentcore init [--repository PATH] [--config FILE] [--force]
 //   agentcore run [--config FILE] [--model SPEC] [--role ROLES] [--store URI] [--remote REPO] [--name NAME]
-//                 [--log FILE|off] [--serve HOST:PORT]
-//   agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT]
+//                 [--log FILE|off] [--serve HOST:PORT] [--serve-allow-host NAME[,NAME...]]
+//   agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT] [--serve-allow-host NAME[,NAME...]]
 //   agentcore replay-log FILE
 //   agentcore status [--config FILE]
 //   agentcore task show ID [--config FILE]
@@ -84,7 +84,10 @@ int usage(std::ostream& out, int code) {
          "      [--log FILE|off]                                           the event log (default\n"
          "                                                                 REPOSITORY/.agentcore/events.jsonl)\n"
          "      [--serve HOST:PORT]                                        the live dashboard (127.0.0.1:8080)\n"
+         "      [--serve-allow-host NAME[,NAME...]]                        more names the dashboard answers to (a\n"
+         "                                                                 reverse proxy, a DNS name); NAME or NAME:PORT\n"
          "  agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT]  the dashboard over a board\n"
+         "      [--serve-allow-host NAME[,NAME...]]\n"
          "  agentcore replay-log FILE                                      a run's timeline from its event log\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
@@ -179,9 +182,24 @@ struct run_counts {
   std::atomic<int> bisects{0}, gate_rejections{0}, restarts{0};
 };
 
+/// --serve-allow-host NAME[,NAME...]: the dashboard's allowed_hosts.
+std::vector<std::string> serve_allowed_hosts(const args& a) {
+  std::vector<std::string> out;
+  auto it = a.flags.find("--serve-allow-host");
+  if (it == a.flags.end()) return out;
+  std::string_view rest = it->second;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    if (auto name = rest.substr(0, comma); !name.empty()) out.emplace_back(name);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return out;
+}
+
 // Creates and runs a swarm with its progress on the terminal (a live block on
 // a terminal, plain lines otherwise) and its events in the event log; SIGINT stops it.
-result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, run_counts& counts,
+result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c,
+                                                const std::vector<std::string>& serve_hosts, run_counts& counts,
                                                 const fs::path& log_path) {
   signal_watch signals;
   auto s = runtime::swarm::create(c);
@@ -202,8 +220,9 @@ result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c, 
     auto board_stats = [&b = (*s)->board()] { return b.stats(); };
     metrics->gauge_fn("agentcore_claim_conflicts_total", "CAS conflicts while claiming (this process)", {},
                       [board_stats] { return static_cast<double>(board_stats().claim_conflicts); });
-    auto d = observe::dashboard::start({.address = where->first, .port = where->second, .token = c.serve_token},
-                                       {.board = &(*s)->board(), .gate = &(*s)->gate(), .metrics = metrics});
+    auto d = observe::dashboard::start(
+        {.address = where->first, .port = where->second, .token = c.serve_token, .allowed_hosts = serve_hosts},
+        {.board = &(*s)->board(), .gate = &(*s)->gate(), .metrics = metrics});
     if (!d) return d.error();
     dash = *d;
     hub.add(dash);
@@ -283,7 +302,7 @@ int cmd_run(const args& a) {
   fs::path log_path = c->repository / ".agentcore" / "events.jsonl";
   if (a.flags.count("--log")) log_path = a.flags.at("--log") == "off" ? fs::path() : fs::absolute(a.flags.at("--log"));
   run_counts counts;
-  auto r = run_with_progress(*c, counts, log_path);
+  auto r = run_with_progress(*c, serve_allowed_hosts(a), counts, log_path);
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
   if (!c->roles.judge) return 0;  // a share of a run: it ended with the run, or was stopped
@@ -377,7 +396,7 @@ int cmd_demo(const args& a) {
             << "\n\n";
   if (a.flags.count("--serve")) c.serve = a.flags.at("--serve");
   run_counts counts;
-  auto r = run_with_progress(c, counts, dir / "events.jsonl");
+  auto r = run_with_progress(c, serve_allowed_hosts(a), counts, dir / "events.jsonl");
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
   if (!r->judgements.empty())
@@ -504,7 +523,10 @@ int cmd_serve(const args& a) {
   auto metrics = std::make_shared<observe::metrics_registry>();
   observe::hub hub(bus, {.run = c->name.empty() ? "board" : c->name});
   hub.add(std::make_shared<observe::metrics_sink>(metrics));
-  auto d = observe::dashboard::start({.address = where->first, .port = where->second, .token = c->serve_token},
+  auto d = observe::dashboard::start({.address = where->first,
+                                      .port = where->second,
+                                      .token = c->serve_token,
+                                      .allowed_hosts = serve_allowed_hosts(a)},
                                      {.board = &b, .metrics = metrics});
   if (!d) return fail_with(d.error());
   hub.add(*d);

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <deque>
 #include <list>
@@ -114,12 +115,79 @@ bool parse_u64(std::string_view s, std::uint64_t& out) {
   return ec == std::errc() && p == s.data() + s.size() && !s.empty();
 }
 
+asio::ip::address plain(asio::ip::address a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  return a;
+}
+
+/// A Host header's value, an Origin's authority or an allowed_hosts entry.
+struct host_port {
+  std::string name;  // lower case, without brackets or a trailing dot
+  std::optional<asio::ip::address> ip;
+  std::optional<std::uint16_t> port;
+};
+
+/// "name", "name:port", "1.2.3.4:port", "[v6]", "[v6]:port"; nothing for
+/// anything else (a bare IPv6 address, user info, a path, odd characters).
+std::optional<host_port> split_host(std::string_view s) {
+  host_port h;
+  std::string_view rest;
+  boost::system::error_code ec;
+  if (s.starts_with('[')) {
+    auto close = s.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    auto a = asio::ip::make_address_v6(std::string(s.substr(1, close - 1)), ec);
+    if (ec) return std::nullopt;
+    h.ip = plain(a);
+    h.name = a.to_string();
+    rest = s.substr(close + 1);
+  } else {
+    auto colon = s.find(':');
+    auto name = s.substr(0, colon);
+    rest = colon == std::string_view::npos ? std::string_view() : s.substr(colon);
+    if (name.ends_with('.')) name.remove_suffix(1);
+    if (name.empty() || name.size() > 253) return std::nullopt;
+    for (char c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return std::nullopt;
+      h.name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    auto a = asio::ip::make_address_v4(h.name, ec);
+    if (!ec) h.ip = asio::ip::address(a);
+  }
+  if (!rest.empty()) {
+    unsigned port = 0;
+    auto digits = rest.substr(1);
+    auto [p, pec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (rest[0] != ':' || digits.empty() || digits.size() > 5 || pec != std::errc() ||
+        p != digits.data() + digits.size() || port > 65535)
+      return std::nullopt;
+    h.port = static_cast<std::uint16_t>(port);
+  }
+  return h;
+}
+
+// Over max_connections: a fixed answer, written once, with no parsing.
+const std::string& busy_reply() {
+  static const std::string reply = [] {
+    std::string_view body =
+        R"({"error":"the dashboard has as many connections as it takes (max_connections); try again in a few seconds"})";
+    return fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: agentcore\r\nContent-Type: application/json\r\n"
+        "Cache-Control: no-store\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+        body.size(), body);
+  }();
+  return reply;
+}
+constexpr std::size_t max_turning_away = 64;
+
 }  // namespace
 
 struct dashboard::impl {
   dashboard_options options;
   dashboard_sources sources;
   bool loopback = true;
+  asio::ip::address bound_address;
+  std::vector<host_port> allowed;  // options.allowed_hosts, parsed
 
   mutable std::mutex mutex;  // everything the events update
   std::deque<kept_event> kept;
@@ -134,6 +202,7 @@ struct dashboard::impl {
   };
   std::list<client*> clients;  // on the io thread only
   std::atomic<std::size_t> stream_count{0}, connections{0};
+  std::size_t turning_away = 0;  // on the io thread only
   std::atomic<bool> notify_pending{false};
   std::uint16_t bound_port = 0;
   std::thread thread;
@@ -210,6 +279,86 @@ struct dashboard::impl {
 
   response error(const request& req, bhttp::status status, std::string_view why) const {
     return reply(req, status, json::serialize(json::object{{"error", why}}));
+  }
+
+  /// Whether HOST (a Host header, or an Origin's authority) names this
+  /// dashboard as reached through `local`; see "Host" in the header.
+  bool ours(const host_port& h, std::uint16_t default_port, const asio::ip::address& local) const {
+    const std::uint16_t port = h.port.value_or(default_port);
+    for (const auto& a : allowed) {
+      if (a.port && *a.port != port) continue;
+      if (a.ip ? h.ip == a.ip : (!h.ip && h.name == a.name)) return true;
+    }
+    if (port != bound_port) return false;
+    if (h.ip) return *h.ip == local || *h.ip == bound_address;
+    return h.name == "localhost" && local.is_loopback();
+  }
+
+  std::string served_names(const asio::ip::address& local) const {
+    auto lit = [&](const asio::ip::address& a) {
+      return a.is_v6() ? fmt::format("[{}]:{}", a.to_string(), bound_port)
+                       : fmt::format("{}:{}", a.to_string(), bound_port);
+    };
+    std::string out = lit(local);
+    if (bound_address != local) out += ", " + lit(bound_address);
+    if (local.is_loopback()) out += fmt::format(", localhost:{}", bound_port);
+    for (const auto& h : options.allowed_hosts) out += ", " + h;
+    return out;
+  }
+
+  /// DNS rebinding and cross-site changes: empty when the request's Host
+  /// (and, on a change, its Origin) are this dashboard's; else the refusal.
+  std::optional<response> foreign(const request& req, const asio::ip::address& local) const {
+    auto hosts = req.count(bhttp::field::host);
+    if (hosts == 0 && req.version() < 11) {
+      // HTTP/1.0 without Host: not a browser (browsers always send it).
+    } else if (hosts != 1) {
+      return error(req, bhttp::status::bad_request,
+                   hosts == 0 ? "an HTTP/1.1 request needs a Host header naming this dashboard"
+                              : "a request may carry one Host header, not several");
+    } else {
+      std::string_view given = req[bhttp::field::host];
+      auto h = split_host(given);
+      if (!h) return error(req, bhttp::status::bad_request, fmt::format("Host '{}' is not HOST or HOST:PORT", given));
+      if (!ours(*h, 80, local))
+        return error(req, bhttp::status::misdirected_request,
+                     fmt::format("Host '{}' is not this dashboard, which answers to {}; refused so that a web page "
+                                 "cannot reach it under its own name (DNS rebinding). To use that name (a reverse "
+                                 "proxy, a DNS name, a forwarded port), add it to the dashboard's allowed_hosts "
+                                 "(agentcore: --serve-allow-host)",
+                                 given, served_names(local)));
+    }
+    if (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) return std::nullopt;
+    if (auto it = req.find("Sec-Fetch-Site"); it != req.end()) {
+      std::string_view site = it->value();
+      if (site == "cross-site" || site == "same-site")
+        return error(req, bhttp::status::forbidden,
+                     fmt::format("this change comes from a page on another site (Sec-Fetch-Site: {}); make it from "
+                                 "the dashboard's own page",
+                                 site));
+    }
+    auto origins = req.count(bhttp::field::origin);
+    if (origins == 0) return std::nullopt;
+    std::string_view origin = "(several)";
+    if (origins == 1) origin = req[bhttp::field::origin];
+    bool good = false;
+    std::uint16_t default_port = 0;
+    std::string_view authority;
+    if (origin.starts_with("http://")) {
+      default_port = 80;
+      authority = origin.substr(7);
+    } else if (origin.starts_with("https://")) {
+      default_port = 443;
+      authority = origin.substr(8);
+    }
+    if (default_port)
+      if (auto h = split_host(authority)) good = ours(*h, default_port, local);
+    if (!good)
+      return error(req, bhttp::status::forbidden,
+                   fmt::format("this change comes from a page at Origin '{}', which is not this dashboard ({}); make "
+                               "it from the dashboard's own page, or add that host to allowed_hosts",
+                               origin, served_names(local)));
+    return std::nullopt;
   }
 
   /// Empty when the request may proceed; else the refusal.
@@ -427,17 +576,32 @@ struct dashboard::impl {
     if (ec) co_return;
     client c(io.get_executor());
     clients.push_back(&c);
-    ++stream_count;
+    // A client that goes away should free its place now, not at the next
+    // write (up to a ping's interval later): a read that ends (the close; a
+    // stream client sends nothing more) wakes the loop, which then ends.
+    struct watch {
+      client* c;
+      bool gone = false;
+      char probe[64];
+    };
+    auto w = std::make_shared<watch>();
+    w->c = &c;
+    s.socket().async_read_some(asio::buffer(w->probe), [w](boost::system::error_code, std::size_t) {
+      w->gone = true;
+      if (w->c) w->c->wake.cancel();
+    });
     struct unregister {
       impl* self;
       client* c;
+      watch* w;
       ~unregister() {
+        w->c = nullptr;  // the read's handler may run after this frame is gone
         self->clients.remove(c);
-        --self->stream_count;
       }
-    } guard{this, &c};
+    } guard{this, &c, w.get()};
     std::string out;
     for (;;) {
+      if (w->gone || stopped) co_return;
       out.clear();
       {
         std::lock_guard lock(mutex);
@@ -474,9 +638,10 @@ struct dashboard::impl {
       impl* self;
       ~count() { --self->connections; }
     } guard{this};
+    boost::system::error_code ec;
+    const auto local = plain(sock.local_endpoint(ec).address());
     beast::tcp_stream s(std::move(sock));
     beast::flat_buffer buf;
-    boost::system::error_code ec;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> p;
       p.header_limit(16u << 10);
@@ -501,15 +666,39 @@ struct dashboard::impl {
         break;
       }
       request req = p.release();
+      if (auto r = foreign(req, local)) {
+        r->keep_alive(false);
+        s.expires_after(options.request_timeout);
+        co_await bhttp::async_write(s, *r, asio::redirect_error(use_awaitable, ec));
+        break;
+      }
       std::string_view target = req.target();
       auto qpos = target.find('?');
       if (target.substr(0, qpos) == "/api/events" && req.method() == bhttp::verb::get) {
         auto query = parse_query(qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
-        if (auto r = refuse(req, query, false)) {
+        auto r = refuse(req, query, false);
+        // Checked and counted with no suspension between: one thread, so the
+        // cap cannot be overrun by streams arriving together.
+        if (!r && stream_count.load() >= options.max_streams) {
+          r = error(req, bhttp::status::service_unavailable,
+                    options.max_streams == 0
+                        ? std::string("this dashboard serves no event streams (max_streams is 0)")
+                        : fmt::format("{} event streams are open, as many as this dashboard takes (max_streams); "
+                                      "try again in a few seconds, or raise max_streams",
+                                      stream_count.load()));
+          r->set(bhttp::field::retry_after, "5");
+        }
+        if (r) {
           r->keep_alive(false);
+          s.expires_after(options.request_timeout);
           co_await bhttp::async_write(s, *r, asio::redirect_error(use_awaitable, ec));
           break;
         }
+        ++stream_count;
+        struct uncount {
+          impl* self;
+          ~uncount() { --self->stream_count; }
+        } streaming{this};
         co_await stream(s, req, query);
         break;
       }
@@ -540,11 +729,36 @@ struct dashboard::impl {
         continue;
       }
       if (connections.load() >= options.max_connections) {
-        sock.close(ec);
+        // Say why rather than reset; past a few of these at once, a flood:
+        // close without a word.
+        if (turning_away < max_turning_away)
+          asio::co_spawn(io, turn_away(std::move(sock)), asio::detached);
+        else
+          sock.close(ec);
         continue;
       }
       asio::co_spawn(io, session(std::move(sock)), asio::detached);
     }
+  }
+
+  /// 503 to a connection over max_connections, in at most about a second.
+  awaitable<void> turn_away(tcp::socket sock) {
+    ++turning_away;
+    struct count {
+      impl* self;
+      ~count() { --self->turning_away; }
+    } guard{this};
+    beast::tcp_stream s(std::move(sock));
+    boost::system::error_code ec;
+    s.expires_after(std::chrono::seconds(1));
+    co_await asio::async_write(s, asio::buffer(busy_reply()), asio::redirect_error(use_awaitable, ec));
+    if (ec || stopped) co_return;
+    // Closing with the request unread would reset the connection, and the
+    // reset can discard the answer before the client reads it: end our side,
+    // then read until the client closes (or the second is up).
+    s.socket().shutdown(tcp::socket::shutdown_send, ec);
+    char drain[1024];
+    while (!ec && !stopped) co_await s.async_read_some(asio::buffer(drain), asio::redirect_error(use_awaitable, ec));
   }
 };
 
@@ -560,11 +774,30 @@ result<std::shared_ptr<dashboard>> dashboard::start(dashboard_options options, d
                 fmt::format("dashboard: binding {} (not loopback) needs a token: anyone who can reach it would see "
                             "and steer the run; set one, or bind 127.0.0.1",
                             options.address));
+  if (options.max_streams >= options.max_connections)
+    return fail(error::invalid_argument,
+                fmt::format("dashboard: max_streams ({}) must be below max_connections ({}): streams stay open, and "
+                            "at the cap they would leave no connection for the API; lower max_streams or raise "
+                            "max_connections",
+                            options.max_streams, options.max_connections));
+  std::vector<host_port> allowed;
+  for (const auto& h : options.allowed_hosts) {
+    auto p = split_host(h);
+    if (!p)
+      return fail(error::invalid_argument,
+                  fmt::format("dashboard: allowed_hosts entry '{}' is not a host name: write NAME or NAME:PORT "
+                              "(like dash.example.com or dash.example.com:8443), [V6] or [V6]:PORT; no scheme, "
+                              "path or wildcard",
+                              h));
+    allowed.push_back(std::move(*p));
+  }
   if (options.kept_events == 0) options.kept_events = 1;
   auto i = std::make_shared<impl>();
   i->options = std::move(options);
   i->sources = std::move(sources);
   i->loopback = addr.is_loopback();
+  i->bound_address = plain(addr);
+  i->allowed = std::move(allowed);
   tcp::endpoint ep(addr, i->options.port);
   i->acceptor.emplace(i->io);
   i->acceptor->open(ep.protocol(), ec);

@@ -1,6 +1,8 @@
 // The dashboard's HTTP API over real sockets: each endpoint after a scripted
-// run, the event stream and its resumption, the access rules, and bad
-// requests answered with 4xx while the server keeps serving.
+// run, the event stream and its resumption, the access rules (token, Host
+// against DNS rebinding, Origin on changes), the caps on streams and
+// connections, and bad requests answered with 4xx while the server keeps
+// serving.
 #include "gate/gate_fixture.hpp"
 #include "observe/scripted_run.hpp"
 
@@ -23,18 +25,30 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int connect_to(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+/// A connection to 127.0.0.1:PORT (or [::1]:PORT).
+int connect_to(std::uint16_t port, bool v6 = false) {
+  int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
   REQUIRE(fd >= 0);
   timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  if (v6) {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    a.sin6_port = htons(port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  } else {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
   return fd;
 }
+
+/// What curl and browsers send for http://127.0.0.1:PORT/.
+std::string host_of(std::uint16_t port) { return fmt::format("127.0.0.1:{}", port); }
 
 void send_all(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -47,17 +61,11 @@ void send_all(int fd, std::string_view data) {
 struct reply {
   int status = 0;
   std::string head, body;
+  bool closed = false;  ///< the server closed the connection (rather than the read timing out)
   json::value json() const { return parse_json(body).value(); }
 };
 
-/// One request on a fresh connection (Connection: close); the whole answer.
-reply exchange(std::uint16_t port, std::string raw) {
-  int fd = connect_to(port);
-  send_all(fd, raw);
-  std::string out;
-  char buf[8192];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
+reply split_reply(const std::string& out) {
   reply r;
   auto end = out.find("\r\n\r\n");
   if (out.size() > 12) r.status = std::atoi(out.c_str() + 9);
@@ -66,13 +74,59 @@ reply exchange(std::uint16_t port, std::string raw) {
   return r;
 }
 
+/// One request on a fresh connection (Connection: close); the whole answer.
+reply exchange(std::uint16_t port, std::string raw, bool v6 = false) {
+  int fd = connect_to(port, v6);
+  send_all(fd, raw);
+  std::string out;
+  char buf[8192];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  auto r = split_reply(out);
+  r.closed = n == 0;
+  return r;
+}
+
+/// GET with Host: HOST.
+reply get_as(std::uint16_t port, std::string_view host, std::string_view target, std::string_view extra = {}) {
+  return exchange(port, fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{}\r\n", target, host, extra));
+}
+
 reply get(std::uint16_t port, std::string_view target, std::string_view extra = {}) {
-  return exchange(port, fmt::format("GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n", target, extra));
+  return get_as(port, host_of(port), target, extra);
 }
 
 reply post(std::uint16_t port, std::string_view target, std::string_view extra = {}) {
-  return exchange(port, fmt::format("POST {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{}\r\n",
-                                    target, extra));
+  return exchange(port, fmt::format("POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n{}\r\n",
+                                    target, host_of(port), extra));
+}
+
+/// One answer on a kept-alive connection: its head, then Content-Length bytes.
+reply read_one(int fd) {
+  std::string out;
+  char c;
+  while (out.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) out += c;
+  auto r = split_reply(out);
+  auto at = r.head.find("Content-Length: ");
+  std::size_t want = at == std::string::npos ? 0 : std::stoul(r.head.substr(at + 16));
+  char buf[8192];
+  while (r.body.size() < want) {
+    auto n = ::recv(fd, buf, std::min(sizeof buf, want - r.body.size()), 0);
+    if (n <= 0) break;
+    r.body.append(buf, static_cast<std::size_t>(n));
+  }
+  return r;
+}
+
+/// Waits (up to 5 s) for `pred`; its last value.
+template <class F>
+bool eventually(F pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
 }
 
 /// Reads an event stream until `want` events (or a reset) arrived.
@@ -80,7 +134,7 @@ struct sse_reader {
   int fd;
   std::string buf;
   explicit sse_reader(std::uint16_t port, std::string_view target, std::string_view extra = {}) : fd(connect_to(port)) {
-    send_all(fd, fmt::format("GET {} HTTP/1.1\r\nHost: x\r\n{}\r\n", target, extra));
+    send_all(fd, fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\n{}\r\n", target, host_of(port), extra));
   }
   ~sse_reader() { ::close(fd); }
   /// Frames ("id: N\nevent: T\ndata: ...") until `want` of them have ids.
@@ -189,7 +243,9 @@ TEST_CASE("dashboard.api_endpoints_after_a_scripted_run") {
   for (const char* path : {"/nothing", "/../../etc/passwd", "/api", "/api/tasks/../../x", "/static/app.js"})
     CHECK_MESSAGE(get(port, path).status >= 400, path);
   CHECK(get(port, "/etc/passwd").body.find("root:") == std::string::npos);
-  CHECK(exchange(port, "DELETE /api/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 405);
+  CHECK(
+      exchange(port, fmt::format("DELETE /api/tasks HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", host_of(port)))
+          .status == 405);
 }
 
 TEST_CASE("dashboard.event_stream_resumes_after_last_event_id") {
@@ -281,6 +337,11 @@ TEST_CASE("dashboard.access_rules") {
     CHECK(get(f.port(), "/").status == 401);
     CHECK(get(f.port(), "/api/tasks", "Authorization: Bearer nope\r\n").status == 403);
     CHECK(get(f.port(), "/api/tasks", "Authorization: Bearer s3cret\r\n").status == 200);
+    // The address bound, as url() shows it, names it too; another name does not, token or not.
+    CHECK(get_as(f.port(), fmt::format("0.0.0.0:{}", f.port()), "/api/tasks", "Authorization: Bearer s3cret\r\n")
+              .status == 200);
+    CHECK(get_as(f.port(), fmt::format("evil.example:{}", f.port()), "/api/tasks", "Authorization: Bearer s3cret\r\n")
+              .status == 421);
     CHECK(get(f.port(), "/?token=s3cret").status == 200);
     CHECK(get(f.port(), "/metrics?token=s3cret").status == 200);
     CHECK(get(f.port(), "/api/events").status == 401);
@@ -290,13 +351,15 @@ TEST_CASE("dashboard.access_rules") {
 TEST_CASE("dashboard.bad_requests_get_4xx_and_the_server_keeps_serving") {
   fixture f({.max_request_bytes = 1024, .request_timeout = std::chrono::seconds(2)});
   const auto port = f.port();
-  auto big = exchange(port, fmt::format("POST /api/tasks/t1/requeue HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{}",
-                                        std::string(100000, 'x')));
+  const auto host = host_of(port);
+  auto big =
+      exchange(port, fmt::format("POST /api/tasks/t1/requeue HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n{}",
+                                 host, std::string(100000, 'x')));
   CHECK(big.status == 413);
   CHECK(exchange(port, "GARBAGE\r\n\r\n").status == 400);
-  CHECK(exchange(port, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n").status == 400);
-  CHECK(exchange(port, fmt::format("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", std::string(20000, 'a'))).status ==
-        431);
+  CHECK(exchange(port, fmt::format("GET / HTTP/1.1\r\nHost: {}\r\nContent-Length: nope\r\n\r\n", host)).status == 400);
+  CHECK(exchange(port, fmt::format("GET / HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\n\r\n", host, std::string(20000, 'a')))
+            .status == 431);
   {  // a client that sends half a request and stalls is closed after the timeout
     int fd = connect_to(port);
     send_all(fd, "GET /api/tasks HTTP/1.1\r\nHo");
@@ -352,4 +415,227 @@ TEST_CASE("dashboard.changes_through_it_reach_the_board_and_the_gate") {
   REQUIRE(rq.status == 200);
   CHECK(b.get(task_id{"t1"}).value()->state == board::task_state::ready);
   CHECK(post(dash->port(), "/api/tasks/nope/requeue", auth).status == 404);
+}
+
+TEST_CASE("dashboard.host_must_name_the_dashboard") {
+  fixture f({.token = "s3cret"});
+  test::scripted_run(f.bus, *f.store, f.board);
+  const auto port = f.port();
+  const std::string auth = "Authorization: Bearer s3cret\r\n";
+
+  // DNS rebinding: a page on evil.example, its name now resolving to
+  // 127.0.0.1, is same-origin with the dashboard as far as the browser knows;
+  // its requests carry its own name. Nothing is served to it, the token
+  // (a page that learnt it) notwithstanding.
+  const auto evil = fmt::format("evil.example:{}", port);
+  for (const char* path : {"/api/tasks", "/api/events", "/", "/metrics", "/api/workers", "/api/tasks/t1"}) {
+    CAPTURE(path);
+    for (std::string extra : {std::string(), auth}) {
+      auto r = get_as(port, evil, path, extra);
+      CHECK(r.status == 421);
+      CHECK(r.closed);
+      CHECK(r.body.find("Host '" + evil + "'") != std::string::npos);
+      CHECK(r.body.find("allowed_hosts") != std::string::npos);
+      CHECK(r.body.find("\"tasks\"") == std::string::npos);
+      CHECK(r.body.find("agentcore_") == std::string::npos);
+    }
+  }
+  CHECK(f.dash->stream_clients() == 0);
+  auto r = exchange(
+      port, fmt::format("POST /api/tasks/t1/requeue HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n{}\r\n", evil, auth));
+  CHECK(r.status == 421);
+
+  // What curl and browsers send for the address served, and localhost.
+  CHECK(get_as(port, host_of(port), "/api/tasks").status == 200);
+  CHECK(get_as(port, fmt::format("localhost:{}", port), "/api/tasks").status == 200);
+  CHECK(get_as(port, fmt::format("LocalHost:{}", port), "/metrics").status == 200);
+  CHECK(get_as(port, fmt::format("127.0.0.1:{}", port), "/").status == 200);
+  // The port counts: that origin is not this dashboard.
+  const auto other = static_cast<std::uint16_t>(port == 65535 ? 1 : port + 1);
+  CHECK(get_as(port, fmt::format("127.0.0.1:{}", other), "/api/tasks").status == 421);
+  CHECK(get_as(port, fmt::format("localhost:{}", other), "/api/tasks").status == 421);
+  CHECK(get_as(port, "localhost", "/api/tasks").status == 421);  // port 80
+  // Another loopback address, or a name that is a number, is not ours either.
+  CHECK(get_as(port, fmt::format("127.0.0.2:{}", port), "/api/tasks").status == 421);
+  CHECK(get_as(port, fmt::format("2130706433:{}", port), "/api/tasks").status == 421);
+  CHECK(get_as(port, fmt::format("localhost.evil.example:{}", port), "/api/tasks").status == 421);
+
+  // Malformed: none in HTTP/1.1, two, or not a host at all.
+  CHECK(exchange(port, "GET /api/tasks HTTP/1.1\r\nConnection: close\r\n\r\n").status == 400);
+  CHECK(exchange(port, fmt::format("GET /api/tasks HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\nConnection: close\r\n\r\n",
+                                   host_of(port)))
+            .status == 400);
+  CHECK(get_as(port, fmt::format("user@127.0.0.1:{}", port), "/api/tasks").status == 400);
+  CHECK(get_as(port, fmt::format("127.0.0.1:{}/x", port), "/api/tasks").status == 400);
+  // HTTP/1.0 needs no Host (no browser sends a request without one).
+  CHECK(exchange(port, "GET /api/tasks HTTP/1.0\r\n\r\n").status == 200);
+}
+
+TEST_CASE("dashboard.host_over_ipv6_loopback") {
+  auto d = dashboard::start({.address = "::1"}, {});
+  REQUIRE(d);
+  const auto port = (*d)->port();
+  CHECK((*d)->url() == fmt::format("http://[::1]:{}/", port));
+  auto ask = [&](std::string_view host) {
+    return exchange(port, fmt::format("GET /api/workers HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", host), true)
+        .status;
+  };
+  CHECK(ask(fmt::format("[::1]:{}", port)) == 200);
+  CHECK(ask(fmt::format("[0:0:0:0:0:0:0:1]:{}", port)) == 200);
+  CHECK(ask(fmt::format("localhost:{}", port)) == 200);
+  CHECK(ask(fmt::format("evil.example:{}", port)) == 421);
+  CHECK(ask(fmt::format("[::2]:{}", port)) == 421);
+  CHECK(ask(fmt::format("127.0.0.1:{}", port)) == 421);  // not the address served
+  CHECK(ask(fmt::format("::1:{}", port)) == 400);        // a bare IPv6 address needs brackets
+}
+
+TEST_CASE("dashboard.allowed_hosts_let_configured_names_in") {
+  fixture f({.allowed_hosts = {"dash.example.com", "Tunnel.example:9000", "[fd00::2]"}});
+  const auto port = f.port();
+  CHECK(get_as(port, "dash.example.com", "/api/tasks").status == 200);  // a proxy on port 80
+  CHECK(get_as(port, "dash.example.com:443", "/api/tasks").status == 200);
+  CHECK(get_as(port, "DASH.Example.com.", "/").status == 200);
+  CHECK(get_as(port, "tunnel.example:9000", "/metrics").status == 200);
+  CHECK(get_as(port, "tunnel.example:9001", "/metrics").status == 421);
+  CHECK(get_as(port, "tunnel.example", "/metrics").status == 421);
+  CHECK(get_as(port, "[fd00::2]:8443", "/api/tasks").status == 200);
+  CHECK(get_as(port, fmt::format("{}:{}", "127.0.0.1", port), "/api/tasks").status == 200);  // still
+  auto r = get_as(port, fmt::format("sub.dash.example.com:{}", port), "/api/tasks");
+  CHECK(r.status == 421);
+  // The refusal names what is served and what is allowed.
+  CHECK(r.body.find(fmt::format("127.0.0.1:{}", port)) != std::string::npos);
+  CHECK(r.body.find("dash.example.com") != std::string::npos);
+  {
+    sse_reader s(port, "/api/events");  // the stream, with Host: 127.0.0.1:PORT
+    CHECK(eventually([&] { return f.dash->stream_clients() == 1; }));
+  }
+
+  for (const char* bad :
+       {"http://dash.example.com", "dash.example.com/", "*.example.com", "", "::1", "a b", "dash.example.com:99999"}) {
+    CAPTURE(bad);
+    auto d = dashboard::start({.allowed_hosts = {bad}}, {});
+    REQUIRE_FALSE(d);
+    CHECK(d.error() == error::invalid_argument);
+    CHECK(d.error().message().find("allowed_hosts") != std::string::npos);
+  }
+}
+
+TEST_CASE("dashboard.changes_from_another_origin_are_refused") {
+  fixture f({.token = "s3cret", .allowed_hosts = {"dash.example.com"}});
+  test::scripted_run(f.bus, *f.store, f.board);
+  const auto port = f.port();
+  std::string abandoned;
+  for (const auto& t : f.board.list(board::task_state::abandoned).value()) abandoned = t.id.str();
+  REQUIRE(!abandoned.empty());
+  const auto path = "/api/tasks/" + abandoned + "/requeue";
+  const std::string auth = "Authorization: Bearer s3cret\r\n";
+
+  // The right token from the wrong page: refused, the task untouched.
+  for (std::string origin :
+       {fmt::format("http://evil.example:{}", port), std::string("null"),
+        fmt::format("http://127.0.0.1:{}", port == 65535 ? 1 : port + 1), fmt::format("ftp://127.0.0.1:{}", port),
+        std::string("http://dash.example.com.evil.example")}) {
+    CAPTURE(origin);
+    auto r = post(port, path, auth + "Origin: " + origin + "\r\n");
+    CHECK(r.status == 403);
+    CHECK(r.body.find("Origin '" + origin + "'") != std::string::npos);
+  }
+  for (const char* site : {"cross-site", "same-site"}) {
+    auto r = post(port, path, auth + "Sec-Fetch-Site: " + site + "\r\n");
+    CHECK(r.status == 403);
+    CHECK(r.body.find(site) != std::string::npos);
+  }
+  CHECK(f.board.get(task_id{abandoned}).value()->state == board::task_state::abandoned);
+
+  // Reads are not changes: a cross-origin page cannot read the answer anyway (no CORS headers).
+  CHECK(get(port, "/api/tasks", "Origin: http://evil.example\r\n").status == 200);
+
+  // The dashboard's own page: its origin (or an allowed one) and same-origin.
+  auto ok =
+      post(port, path, auth + fmt::format("Origin: http://127.0.0.1:{}\r\nSec-Fetch-Site: same-origin\r\n", port));
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  CHECK(f.board.get(task_id{abandoned}).value()->state == board::task_state::ready);
+  // Through the allowed name (a proxy with TLS): past the origin check, to the board's answer.
+  CHECK(post(port, path, auth + "Origin: https://dash.example.com\r\n").status == 409);
+  // Without Origin (curl, scripts): as before.
+  CHECK(post(port, path, auth).status == 409);
+}
+
+TEST_CASE("dashboard.event_streams_are_capped_and_the_api_stays_answered") {
+  fixture f({.max_streams = 3});
+  test::scripted_run(f.bus, *f.store, f.board);
+  const auto port = f.port();
+
+  std::vector<std::unique_ptr<sse_reader>> streams;
+  for (int i = 0; i < 3; ++i) {
+    streams.push_back(std::make_unique<sse_reader>(port, "/api/events?since=0"));
+    REQUIRE(streams.back()->read(1).size() == 1);
+  }
+  CHECK(f.dash->stream_clients() == 3);
+
+  // Beyond the cap: 503 with Retry-After at once, and the connection closed.
+  for (int i = 0; i < 4; ++i) {
+    auto r = get(port, "/api/events?since=0");
+    CHECK(r.status == 503);
+    CHECK(r.closed);
+    CHECK(r.head.find("Retry-After: 5") != std::string::npos);
+    CHECK(r.json().at("error").as_string().find("max_streams") != std::string_view::npos);
+  }
+  CHECK(f.dash->stream_clients() == 3);
+  // Ordinary requests are answered while the streams are open.
+  CHECK(get(port, "/api/tasks").status == 200);
+  CHECK(get(port, "/api/workers").status == 200);
+  CHECK(get(port, "/metrics").status == 200);
+  // The open streams still get what is published.
+  f.bus.publish(roles::worker_phase{"w9", "t9", "working", ""});
+  for (auto& s : streams) {
+    std::vector<std::pair<std::uint64_t, std::string>> got;
+    while (got.empty() || got.back().first < f.bus.published()) {
+      auto more = s->read(1);
+      REQUIRE(more.size() == 1);
+      got.push_back(more[0]);
+    }
+  }
+
+  // A client that goes away frees its place as it goes, without waiting for
+  // an event or a ping to find out.
+  streams.pop_back();
+  REQUIRE(eventually([&] { return f.dash->stream_clients() == 2; }));
+  sse_reader again(port, "/api/events?since=0");
+  CHECK(again.read(1).size() == 1);
+  CHECK(f.dash->stream_clients() == 3);
+  CHECK(get(port, "/api/events").status == 503);
+  streams.clear();
+  REQUIRE(eventually([&] { return f.dash->stream_clients() == 1; }));
+}
+
+TEST_CASE("dashboard.over_the_connection_cap_answers_503") {
+  REQUIRE_FALSE(dashboard::start({.max_connections = 4, .max_streams = 4}, {}));
+  auto equal = dashboard::start({.max_connections = 256}, {});  // max_streams 256 by default
+  REQUIRE_FALSE(equal);
+  CHECK(equal.error().message().find("max_streams (256) must be below max_connections (256)") != std::string::npos);
+
+  fixture f({.max_connections = 3, .max_streams = 1});
+  const auto port = f.port();
+  sse_reader stream(port, "/api/events");
+  REQUIRE(eventually([&] { return f.dash->stream_clients() == 1; }));
+  // Two kept-alive connections, each known to be in a session: it answered.
+  std::vector<int> kept;
+  for (int i = 0; i < 2; ++i) {
+    int fd = connect_to(port);
+    send_all(fd, fmt::format("GET /api/workers HTTP/1.1\r\nHost: {}\r\n\r\n", host_of(port)));
+    REQUIRE(read_one(fd).status == 200);
+    kept.push_back(fd);
+  }
+  // The fourth: told why, not reset.
+  auto r = get(port, "/api/tasks");
+  CHECK(r.status == 503);
+  CHECK(r.closed);
+  CHECK(r.head.find("Retry-After: 5") != std::string::npos);
+  CHECK(r.json().at("error").as_string().find("max_connections") != std::string_view::npos);
+  // A kept connection goes: room again.
+  ::close(kept.back());
+  kept.pop_back();
+  CHECK(eventually([&] { return get(port, "/api/tasks").status == 200; }));
+  for (int fd : kept) ::close(fd);
 }

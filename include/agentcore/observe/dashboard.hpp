@@ -29,6 +29,39 @@
 // malformed ones 400, slow ones are closed after `request_timeout`; nothing
 // is served from the file system.
 //
+// Host: a loopback port is no protection from a web page. A page on
+// evil.example whose name is made to resolve to 127.0.0.1 (DNS rebinding)
+// is, to the browser, same-origin with it, and could read the board. The
+// browser cannot put our name in Host, though, only the attacker's, so
+// every request's Host must name this dashboard, or it gets 421 before
+// anything else is looked at:
+//   - the address served, as an IP literal: the address bound or the one the
+//     connection reached ("127.0.0.1:PORT", "[::1]:PORT", an interface's
+//     address when bound to 0.0.0.0), with the served port;
+//   - "localhost:PORT" when the connection came over loopback;
+//   - a name in `allowed_hosts` ("dash.example.com", any port, or
+//     "dash.example.com:8443", that port only): for a reverse proxy that
+//     passes its own Host, a DNS name, or a forwarded port.
+// The name is what stops rebinding; the port is checked too so that only
+// the origin actually served is taken as ours (a page on 127.0.0.1:3000 is
+// not this dashboard). A Host with no port means 80. A request without Host
+// (HTTP/1.1), or with two, is malformed: 400. An SSH or other port forward
+// to another local port needs that name and port in `allowed_hosts`.
+//
+// Origin: a POST with an Origin header must come from one of the origins
+// above (http or https; "Origin: null" is refused), and one marked
+// "Sec-Fetch-Site: cross-site" or "same-site" is refused: 403, before the
+// token is checked, so a page that learnt the token still cannot use it
+// from elsewhere. Clients that are not browsers send neither header.
+//
+// Capacity: at most `max_streams` event streams at once; the next one is
+// answered 503 with "Retry-After" at once and closed, so the connection costs
+// nothing after. A stream whose client goes away frees its place as soon as
+// the close arrives. Streams stay below `max_connections` (checked at start),
+// so ordinary requests always find room; a connection over that cap is
+// answered 503 as well, not reset. Each connection is a file descriptor:
+// keep `max_connections` below the process's descriptor limit (ulimit -n).
+//
 // The server runs on a thread of its own; board and gate calls run there too.
 #pragma once
 
@@ -41,6 +74,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace agentcore::board {
 class task_board;
@@ -58,7 +92,15 @@ struct dashboard_options {
   std::string token;
   std::size_t max_request_bytes = 64u << 10;
   std::chrono::seconds request_timeout{30};
+  /// Connections at once, streams included; the next gets 503.
   std::size_t max_connections = 1024;
+  /// Event streams (/api/events) at once; the next gets 503 with Retry-After.
+  /// Must be below max_connections. 0: no event streams.
+  std::size_t max_streams = 256;
+  /// Further names the dashboard answers to in Host (and Origin), besides
+  /// the address served and localhost: "NAME" (any port) or "NAME:PORT",
+  /// "[V6]" or "[V6]:PORT". Case does not matter; no wildcards.
+  std::vector<std::string> allowed_hosts;
   /// Events kept for SSE resumption and task histories.
   std::size_t kept_events = 20'000;
 };
@@ -74,7 +116,9 @@ struct dashboard_sources {
 class dashboard final : public sink {
 public:
   /// Binds and starts serving. Errors: a non-loopback address without a
-  /// token, an address that does not parse, a port in use.
+  /// token, an address that does not parse, a port in use, an entry of
+  /// allowed_hosts that is not a host name, max_streams not below
+  /// max_connections.
   static result<std::shared_ptr<dashboard>> start(dashboard_options options, dashboard_sources sources);
   /// Stops serving and closes every connection.
   ~dashboard() override;
