@@ -364,8 +364,8 @@ public:
     }
     auto cv = contract::check(c.contract, d);
     if (!cv) return decide(c, {c.id, verdict_kind::error, cv.error().message()});
-    step("contract_checked", {c.id}, fmt::format("{} files, {} lines{}", d.files.size(), d.changed_lines(),
-                                                  cv->ok() ? "" : ": " + cv->summary()));
+    step("contract_checked", {c.id}, fmt::format("{} files, {} lines, {} bytes written{}", d.files.size(),
+                                                  d.changed_lines(), d.added_bytes(), cv->ok() ? "" : ": " + cv->summary()));
     if (!cv->ok()) {
       v.kind = verdict_kind::contract_violated;
       v.detail = cv->summary();

