@@ -135,10 +135,6 @@ std::vector<board::task> parse_proposals(std::string_view answer, const planner_
                           : std::string("the answer is not an object with a \"tasks\" array"));
     return out;
   }
-  std::vector<contract::glob> scope;
-  if (o.scope)
-    for (const auto& p : o.scope->paths)
-      if (auto g = contract::glob::compile(p)) scope.push_back(std::move(*g));
   std::size_t n = 0;
   for (const auto& item : v.as_object().at("tasks").as_array()) {
     ++n;
@@ -167,45 +163,104 @@ std::vector<board::task> parse_proposals(std::string_view answer, const planner_
     if (auto* deps = p.if_contains("dependencies"); deps && deps->is_array())
       for (const auto& d : deps->as_array())
         if (d.is_string()) t.dependencies.emplace_back(std::string(d.get_string()));
-    // The contract: the proposal's fields over the defaults.
+    // The contract: the proposal's fields over the defaults, then narrowed.
     contract::task_contract c = o.default_contract;
+    c.protected_paths.clear();  // the ceiling's apply
+    c.protected_allowed = false;
+    std::vector<std::string> notes;
     if (auto* cv = p.if_contains("contract"); cv && cv->is_object()) {
       json::object co = cv->as_object();
       co["schema"] = contract::contract_schema;
+      // Path lists are narrowed glob by glob below, each with its reason: a
+      // glob that names no path in the repository costs the task that glob.
+      std::vector<std::string> lists[3];
+      const char* keys[3] = {"allowed_paths", "forbidden_paths", "protected_paths"};
+      std::string bad_list;
+      for (int k = 0; k < 3; ++k) {
+        auto* a = co.if_contains(keys[k]);
+        if (!a) continue;
+        if (!a->is_null()) {
+          auto r = json::try_value_to<std::vector<std::string>>(*a);
+          if (!r) {
+            bad_list = keys[k];
+            break;
+          }
+          lists[k] = std::move(*r);
+        }
+        co.erase(keys[k]);
+      }
+      if (!bad_list.empty()) {
+        dropped.push_back(fmt::format("{}: its contract is not valid: \"{}\" is not a list of path globs", where,
+                                      bad_list));
+        continue;
+      }
       auto parsed = contract::contract_from_json(co);
       if (!parsed) {
         dropped.push_back(fmt::format("{}: its contract is not valid: {}", where, parsed.error().message()));
         continue;
       }
       auto& pc = *parsed;
-      if (!pc.allowed_paths.empty()) c.allowed_paths = pc.allowed_paths;
-      for (auto& f : pc.forbidden_paths) c.forbidden_paths.push_back(f);
+      if (!lists[0].empty()) c.allowed_paths = lists[0];
+      for (auto& f : lists[1]) c.forbidden_paths.push_back(f);
+      c.protected_paths = lists[2];  // more protection is welcome; the ceiling's come on top
       if (!pc.acceptance_checks.empty()) c.acceptance_checks = pc.acceptance_checks;
       if (!pc.acceptance_criteria.empty()) c.acceptance_criteria = pc.acceptance_criteria;
-      if (pc.max_files) c.max_files = o.default_contract.max_files ? std::min(pc.max_files, o.default_contract.max_files) : pc.max_files;
-      if (pc.max_changed_lines)
-        c.max_changed_lines = o.default_contract.max_changed_lines
-                                  ? std::min(pc.max_changed_lines, o.default_contract.max_changed_lines)
-                                  : pc.max_changed_lines;
+      auto at_most = [](auto proposed, auto fallback) {
+        return proposed && fallback ? std::min(proposed, fallback) : proposed ? proposed : fallback;
+      };
+      c.max_files = at_most(pc.max_files, o.default_contract.max_files);
+      c.max_changed_lines = at_most(pc.max_changed_lines, o.default_contract.max_changed_lines);
+      c.max_added_bytes = at_most(pc.max_added_bytes, o.default_contract.max_added_bytes);
+      // Permissions are the host's to give: a model asking for them is told no.
+      std::vector<std::string> asked;
+      if (pc.protected_allowed) asked.push_back("protected_allowed");
+      if (pc.binary_allowed && !c.binary_allowed) asked.push_back("binary_allowed");
+      if (pc.executable_allowed && !c.executable_allowed) asked.push_back("executable_allowed");
+      if (pc.submodules_allowed && !c.submodules_allowed) asked.push_back("submodules_allowed");
+      if (static_cast<int>(pc.links) > static_cast<int>(c.links)) asked.push_back("links");
+      if (!asked.empty())
+        notes.push_back(fmt::format("contract: the proposal's {} ignored: permissions come from the host, not from "
+                                    "a planner",
+                                    fmt::join(asked, ", ")));
     }
     c.goal = t.title;
+    // Narrowed to the subsystem (for a sub-planner), then to the host's ceiling.
     if (o.scope) {
-      if (c.allowed_paths.empty()) c.allowed_paths = o.scope->paths;
-      bool inside = true;
-      for (const auto& a : c.allowed_paths)
-        if (std::none_of(scope.begin(), scope.end(), [&](const auto& g) { return g.matches(a); })) {
-          dropped.push_back(fmt::format("{}: the path '{}' is outside the subsystem '{}' ({})", where, a,
-                                        o.scope->name, fmt::format("{}", fmt::join(o.scope->paths, ", "))));
-          inside = false;
-          break;
-        }
-      if (!inside) continue;
+      contract::ceiling scope{.allowed_paths = o.scope->paths,
+                              .protected_paths = {},
+                              .max_added_bytes = 0,
+                              .links = contract::link_policy::any,
+                              .submodules_allowed = true};
+      auto n = contract::narrow(c, scope);
+      if (!n) {
+        dropped.push_back(fmt::format("{}: subsystem '{}': {}", where, o.scope->name, n.error().message()));
+        continue;
+      }
+      if (!n->ok()) {
+        dropped.push_back(fmt::format("{}: outside the subsystem '{}' ({}): {}", where, o.scope->name,
+                                      fmt::join(o.scope->paths, ", "), n->refused));
+        continue;
+      }
+      for (auto& x : n->notes) notes.push_back(fmt::format("contract narrowed to subsystem '{}': {}", o.scope->name, x));
+      c = std::move(n->contract);
       t.subsystem = o.scope->name;
     }
+    auto n = contract::narrow(c, o.ceiling);
+    if (!n) {
+      dropped.push_back(fmt::format("{}: the host's ceiling is not valid: {}", where, n.error().message()));
+      continue;
+    }
+    if (!n->ok()) {
+      dropped.push_back(fmt::format("{}: its contract does not fit the host's ceiling: {}", where, n->refused));
+      continue;
+    }
+    for (auto& x : n->notes) notes.push_back("contract narrowed by the host's ceiling: " + x);
+    c = std::move(n->contract);
     if (auto compiled = contract::compiled_contract::compile(c); !compiled) {
       dropped.push_back(fmt::format("{}: {}", where, compiled.error().message()));
       continue;
     }
+    for (auto& x : notes) t.notes.push_back({o.name, std::move(x), 0});
     t.contract = contract::to_json_value(c);
     if (auto e = board::validate(t)) {
       dropped.push_back(fmt::format("{}: {}", where, e.message()));
@@ -250,6 +305,14 @@ struct planner::state : std::enable_shared_from_this<state> {
       s += fmt::format("# Your scope\nYou plan only the subsystem '{}' ({}): every task you propose may change only "
                        "paths there.\n{}\n\n",
                        o.scope->name, fmt::join(o.scope->paths, ", "), o.scope->description);
+    // The bounds stated, so that proposals fit them; code enforces them (parse_proposals).
+    s += "# Limits of every task's contract\n";
+    if (!o.ceiling.allowed_paths.empty())
+      s += fmt::format("Tasks may change only: {}.\n", fmt::join(o.ceiling.allowed_paths, ", "));
+    if (!o.ceiling.protected_paths.empty())
+      s += fmt::format("Protected (no task you propose may change them; name them in no contract): {}.\n",
+                       fmt::join(o.ceiling.protected_paths, ", "));
+    s += "Paths are relative to the repository root: no absolute paths, no '..', nothing in .git.\n\n";
     auto repo = git::repository::open(repo_path);
     if (!repo) return repo.error();
     auto tip = repo->resolve(o.branch);
@@ -306,6 +369,28 @@ struct planner::state : std::enable_shared_from_this<state> {
     s += "\n# Merged tasks\n" + (merged.empty() ? std::string("(none)\n") : merged);
     if (!troubled.empty()) s += "\n# Rejected, failed and abandoned tasks (with what went wrong)\n" + troubled;
     return s;
+  }
+
+  // A split child does part of its parent's work: its paths stay inside the
+  // parent's. Returns why not, or an empty string (the child narrowed, with notes).
+  std::string within_parent(board::task& child, const board::task& parent) const {
+    if (parent.contract.is_null()) return {};
+    auto pc = contract::contract_from_json(parent.contract);
+    if (!pc || pc->allowed_paths.empty()) return {};
+    auto cc = contract::contract_from_json(child.contract);
+    if (!cc) return cc.error().message();
+    contract::ceiling bound{.allowed_paths = pc->allowed_paths,
+                            .protected_paths = {},
+                            .max_added_bytes = 0,
+                            .links = contract::link_policy::any,
+                            .submodules_allowed = true};
+    auto n = contract::narrow(*cc, bound);
+    if (!n) return n.error().message();
+    if (!n->ok()) return fmt::format("outside its parent's paths ({}): {}", fmt::join(pc->allowed_paths, ", "), n->refused);
+    for (auto& x : n->notes)
+      child.notes.push_back({o.name, fmt::format("contract narrowed to the parent '{}': {}", parent.id.str(), x), 0});
+    child.contract = contract::to_json_value(n->contract);
+    return {};
   }
 
   // Asks the model for tasks; one more try when the answer is not JSON.
@@ -374,6 +459,10 @@ struct planner::state : std::enable_shared_from_this<state> {
       std::set<std::string> ids = known_ids;
       for (auto& c : *children) {
         if (kids.size() >= o.max_children) break;
+        if (auto why = within_parent(c, t); !why.empty()) {
+          rep.dropped.push_back(fmt::format("split of '{}': '{}': {}", t.id.str(), c.id.str(), why));
+          continue;
+        }
         std::string base = c.id.str();
         for (int i = 2; ids.count(c.id.str()); ++i) c.id = task_id(fmt::format("{}-{}", base, i));
         ids.insert(c.id.str());

@@ -203,6 +203,12 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
       return fail(error::invalid_argument, fmt::format("configuration: 'contract': {}", parsed.error().message()));
     c.contract = std::move(*parsed);
   }
+  if (auto* k = r.get("ceiling")) {
+    auto parsed = contract::ceiling_from_json(*k);
+    if (!parsed)
+      return fail(error::invalid_argument, fmt::format("configuration: 'ceiling': {}", parsed.error().message()));
+    c.ceiling = std::move(*parsed);
+  }
   if (auto* ss = r.get("subsystems")) {
     if (!ss->is_array()) return bad("subsystems", "an array of {\"name\", \"paths\", \"description\", \"model\"}", *ss);
     std::size_t i = 0;
@@ -322,6 +328,7 @@ json::value to_json_value(const swarm_config& c) {
         {"batch_wait_ms", c.batch_wait.count()},
         {"deep_checks", arr(c.deep_checks)}}},
       {"contract", contract},
+      {"ceiling", contract::to_json_value(c.ceiling)},
       {"subsystems", std::move(subs)},
       {"planning",
        {{"max_open_tasks", c.max_open_tasks},
@@ -415,6 +422,9 @@ std::string commented_config(const swarm_config& c) {
                    c.batch_size, c.batch_wait.count(), list(c.deep_checks));
   s += "  // Every task's default contract: paths, limits, acceptance checks, time box.\n";
   s += fmt::format("  \"contract\": {},\n", json::serialize(contract::to_json_value(c.contract)));
+  s += "  // The most a planner's contract may get: its paths are cut to allowed_paths, protected_paths (CI, build\n"
+       "  // scripts, this configuration, .gitmodules, ...) stay closed to every planner's task, limits are capped.\n";
+  s += fmt::format("  \"ceiling\": {},\n", json::serialize(contract::to_json_value(c.ceiling)));
   s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
   s += fmt::format("  \"subsystems\": {},\n", json::serialize(to_json_value(c).as_object().at("subsystems")));
   s += "  // Planners propose nothing while this many tasks are open, and at most max_new_tasks a round; they plan\n"

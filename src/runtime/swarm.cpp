@@ -295,6 +295,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                 .branch = cfg.branch,
                                 .subsystems = cfg.subsystems,
                                 .default_contract = cfg.contract,
+                                .ceiling = cfg.ceiling,
                                 .max_new_tasks = cfg.max_new_tasks,
                                 .max_open_tasks = cfg.max_open_tasks,
                                 .executor = strand,

@@ -185,3 +185,171 @@ TEST_CASE("roles.planner.a_full_board_gets_no_new_tasks") {
   CHECK(r->model_calls == 0);
   CHECK(r->proposed.empty());
 }
+
+// --- Issue 14: planner answers that try to widen their contracts ---
+
+namespace {
+std::string joined(const std::vector<std::string>& xs) { return fmt::format("{}", fmt::join(xs, "\n")); }
+std::string notes_of(const board::task& t) {
+  std::string out;
+  for (const auto& n : t.notes) out += n.text + "\n";
+  return out;
+}
+contract::task_contract contract_of(const board::task& t) { return contract::contract_from_json(t.contract).value(); }
+bool has(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("roles.planner.contracts_are_narrowed_to_the_host_ceiling") {
+  planner_fixture f;
+  std::string snapshot;
+  test::scripted_client model([&](const model::request& req, int) -> std::optional<model::result_type> {
+    snapshot = req.messages.at(0).text();
+    return answer(R"({"tasks":[
+      {"id":"all","title":"Everything","description":".","contract":{"allowed_paths":["**"]}},
+      {"id":"up","title":"Up","description":".","contract":{"allowed_paths":["../**"]}},
+      {"id":"etc","title":"Etc","description":".","contract":{"allowed_paths":["/etc/**"]}},
+      {"id":"git","title":"Git","description":".","contract":{"allowed_paths":[".git/**"]}},
+      {"id":"hooks","title":"Hooks","description":".","contract":{"allowed_paths":["src/../.git/hooks/**"]}},
+      {"id":"docs","title":"Docs","description":".","contract":{"allowed_paths":["docs/**"]}},
+      {"id":"mixed","title":"Mixed","description":".","contract":{"allowed_paths":["src/eval/**","/etc/**","../x"]}},
+      {"id":"perm","title":"Permissions","description":".","contract":{"allowed_paths":["src/**"],
+        "protected_allowed":true,"links":"any","submodules_allowed":true,"executable_allowed":true,
+        "max_added_bytes":999999999999,"forbidden_paths":["/etc/**"]}}]})");
+  });
+  auto r = f.plan(model, {.ceiling = {.allowed_paths = {"src/**", "tests/**"}, .max_added_bytes = 1 << 20}});
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  // The model was told the bounds...
+  CHECK(has(snapshot, "Tasks may change only: src/**, tests/**."));
+  CHECK(has(snapshot, "Protected (no task you propose may change them; name them in no contract): .ci/**"));
+  // ...and code holds it to them.
+  CHECK(r->proposed == std::vector<task_id>{task_id{"all"}, task_id{"mixed"}, task_id{"perm"}});
+  // Widened: cut to the ceiling, and the task says so.
+  auto all = f.task("all");
+  CHECK(contract_of(all).allowed_paths == std::vector<std::string>{"src/**", "tests/**"});
+  CHECK(has(notes_of(all), "allowed path '**' narrowed to the ceiling's 'src/**', 'tests/**'"));
+  auto mixed = f.task("mixed");
+  CHECK(contract_of(mixed).allowed_paths == std::vector<std::string>{"src/eval/**"});
+  CHECK(has(notes_of(mixed), "allowed path '/etc/**' dropped"));
+  CHECK(has(notes_of(mixed), "allowed path '../x' dropped"));
+  // Permissions are not the planner's to give.
+  auto perm = f.task("perm");
+  auto pc = contract_of(perm);
+  CHECK_FALSE(pc.protected_allowed);
+  CHECK(pc.links == contract::link_policy::none);
+  CHECK_FALSE(pc.submodules_allowed);
+  CHECK_FALSE(pc.executable_allowed);
+  CHECK(pc.max_added_bytes == 1u << 20);
+  CHECK(pc.protected_paths == contract::default_protected_paths());
+  CHECK(std::find(pc.forbidden_paths.begin(), pc.forbidden_paths.end(), "/etc/**") == pc.forbidden_paths.end());
+  CHECK(has(notes_of(perm), "protected_allowed, executable_allowed, submodules_allowed, links ignored"));
+  CHECK(has(notes_of(perm), "max_added_bytes 999999999999 lowered"));
+  CHECK(has(notes_of(perm), "forbidden path '/etc/**' dropped"));
+  // Nothing of it fits: dropped, with why.
+  auto dropped = joined(r->dropped);
+  for (const char* says : {"task 'Up': its contract does not fit the host's ceiling: none of its allowed paths can "
+                           "stand: allowed path '../**' dropped: '../**' contains '..'",
+                           "task 'Etc'", "'/etc/**' is absolute", "task 'Git'", "'.git/**' names the repository's .git",
+                           "task 'Hooks'", "task 'Docs'", "'docs/**' dropped: it is not inside the ceiling's"}) {
+    CAPTURE(says);
+    CHECK(has(dropped, says));
+  }
+  for (const char* id : {"up", "etc", "git", "hooks", "docs"}) CHECK_FALSE(f.board.get(task_id{id}).value().has_value());
+}
+
+TEST_CASE("roles.planner.protected_paths_stay_closed_to_planner_tasks") {
+  planner_fixture f;
+  test::scripted_client model([](const model::request&, int) -> std::optional<model::result_type> {
+    return answer(R"({"tasks":[
+      {"id":"ci","title":"Fix CI","description":".","contract":{"allowed_paths":[".ci/**"]}},
+      {"id":"workflows","title":"Workflows","description":".","contract":{"allowed_paths":[".github/workflows/**"]}},
+      {"id":"scripts","title":"Scripts","description":".","contract":{"allowed_paths":["scripts/**"]}},
+      {"id":"build","title":"Build","description":".","contract":{"allowed_paths":["CMakeLists.txt","src/**"]}},
+      {"id":"everything","title":"Everything","description":".","contract":{"allowed_paths":["**"],
+        "protected_paths":[]}}]})");
+  });
+  // Even a host default that trusts its own tasks does not reach planner tasks.
+  auto r = f.plan(model, {.default_contract = {.protected_allowed = true}});
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->proposed == std::vector<task_id>{task_id{"build"}, task_id{"everything"}});
+  auto build = contract_of(f.task("build"));
+  CHECK(build.allowed_paths == std::vector<std::string>{"src/**"});
+  CHECK(has(notes_of(f.task("build")), "allowed path 'CMakeLists.txt' dropped: it is protected"));
+  auto everything = f.task("everything");
+  auto ec = contract_of(everything);
+  CHECK(ec.allowed_paths == std::vector<std::string>{"**"});
+  CHECK(ec.protected_paths == contract::default_protected_paths());
+  CHECK_FALSE(ec.protected_allowed);
+  CHECK(has(notes_of(everything), "includes protected paths"));
+  auto dropped = joined(r->dropped);
+  for (const char* says : {"task 'Fix CI'", "'.ci/**' dropped: it is protected ('.ci/**')", "task 'Workflows'",
+                           "('.github/**')", "task 'Scripts'", "('scripts/**')"}) {
+    CAPTURE(says);
+    CHECK(has(dropped, says));
+  }
+  // The ceiling's protected list is the one that counts.
+  test::scripted_client again([](const model::request&, int) -> std::optional<model::result_type> {
+    return answer(R"({"tasks":[{"id":"ci2","title":"Fix CI again","description":".","contract":{"allowed_paths":[".ci/**"]}},
+      {"id":"deploy","title":"Deploy","description":".","contract":{"allowed_paths":["deploy/**"]}}]})");
+  });
+  auto r2 = f.plan(again, {.ceiling = {.protected_paths = {"deploy/**"}}});
+  REQUIRE(r2.has_value());
+  CHECK(r2->proposed == std::vector<task_id>{task_id{"ci2"}});
+  CHECK(contract_of(f.task("ci2")).protected_paths == std::vector<std::string>{"deploy/**"});
+  CHECK(has(joined(r2->dropped), "'deploy/**' dropped: it is protected"));
+}
+
+TEST_CASE("roles.planner.a_sub_planner_narrows_to_its_subsystem_then_the_ceiling") {
+  planner_fixture f;
+  roles::subsystem parser{.name = "parser", .paths = {"src/parser/**"}, .description = "the parser"};
+  test::scripted_client model([](const model::request&, int) -> std::optional<model::result_type> {
+    return answer(R"({"tasks":[
+      {"id":"wide","title":"Wide","description":".","contract":{"allowed_paths":["**"]}},
+      {"id":"climb","title":"Climb","description":".","contract":{"allowed_paths":["src/parser/../../**"]}},
+      {"id":"abs","title":"Absolute","description":".","contract":{"allowed_paths":["/src/parser/**"]}}]})");
+  });
+  auto r = f.plan(model, {.name = "parser-planner", .scope = parser,
+                          .ceiling = {.allowed_paths = {"src/**"}, .max_files = 4}});
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->proposed == std::vector<task_id>{task_id{"wide"}});
+  auto wide = f.task("wide");
+  auto wc = contract_of(wide);
+  CHECK(wc.allowed_paths == std::vector<std::string>{"src/parser/**"});
+  CHECK(wc.max_files == 4);
+  CHECK(has(notes_of(wide), "contract narrowed to subsystem 'parser': allowed path '**' narrowed"));
+  auto dropped = joined(r->dropped);
+  CHECK(has(dropped, "task 'Climb': outside the subsystem 'parser'"));
+  CHECK(has(dropped, "'..'"));
+  CHECK(has(dropped, "task 'Absolute'"));
+  CHECK(has(dropped, "absolute"));
+}
+
+TEST_CASE("roles.planner.split_children_stay_inside_the_ceiling_and_their_parent") {
+  planner_fixture f;
+  auto lease = f.store->grant(60s).value();
+  auto parent = contract::to_json_value(contract::task_contract{.allowed_paths = {"src/**"}});
+  REQUIRE(f.board.propose({.id = task_id{"big"}, .title = "Do src", .contract = parent}).has_value());
+  auto t = f.board.claim(worker_id{"w"}, lease).value().value();
+  REQUIRE(f.board.abandon(t.id, worker_id{"w"}, json::object{{"kind", "stalled"}}).has_value());
+  test::scripted_client model([](const model::request& r, int) -> std::optional<model::result_type> {
+    if (r.messages[0].text().find("did not get done") == std::string::npos) return answer(R"({"tasks":[]})");
+    return answer(R"({"tasks":[
+      {"id":"c1","title":"Eval","description":".","contract":{"allowed_paths":["src/eval/**"]}},
+      {"id":"c2","title":"All of it","description":".","contract":{"allowed_paths":["**"]}},
+      {"id":"c3","title":"Escape","description":".","contract":{"allowed_paths":["../**"]}},
+      {"id":"c4","title":"CI","description":".","contract":{"allowed_paths":[".ci/**"]}},
+      {"id":"c5","title":"Docs","description":".","contract":{"allowed_paths":["docs/**"]}}]})");
+  });
+  auto r = f.plan(model);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->split == std::vector<task_id>{task_id{"big"}});
+  CHECK(contract_of(f.task("c1")).allowed_paths == std::vector<std::string>{"src/eval/**"});
+  auto c2 = f.task("c2");
+  CHECK(contract_of(c2).allowed_paths == std::vector<std::string>{"src/**"});
+  CHECK(has(notes_of(c2), "contract narrowed to the parent 'big': allowed path '**' narrowed"));
+  CHECK(contract_of(c2).protected_paths == contract::default_protected_paths());
+  auto dropped = joined(r->dropped);
+  CHECK(has(dropped, "task 'Escape'"));
+  CHECK(has(dropped, "task 'CI'"));
+  CHECK(has(dropped, "split of 'big': 'c5': outside its parent's paths (src/**)"));
+  for (const char* id : {"c3", "c4", "c5"}) CHECK_FALSE(f.board.get(task_id{id}).value().has_value());
+}

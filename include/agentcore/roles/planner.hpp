@@ -4,7 +4,9 @@
 // the model writes and the planner validates. Duplicates of open tasks are
 // dropped. Tasks that were abandoned or keep failing come back to it and are
 // split into smaller ones (the parent superseded). A sub-planner is a planner
-// scoped to one subsystem's paths: its tasks may only touch those.
+// scoped to one subsystem's paths: its tasks may only touch those. Every
+// contract a model proposes is narrowed to the host's ceiling (and the
+// subsystem's paths, and a split parent's paths), never widened.
 //
 //   roles::planner p(board, repo_path, *client, {.goal = "Add a JSON parser with tests",
 //                                               .executor = io.get_executor()});
@@ -14,6 +16,7 @@
 #pragma once
 
 #include <agentcore/board/task_board.hpp>
+#include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/model/client.hpp>
@@ -47,8 +50,15 @@ struct planner_options {
   /// Set for a sub-planner: its tasks may touch only these paths.
   std::optional<subsystem> scope;
   std::vector<subsystem> subsystems;  ///< shown in the snapshot
-  /// Fields a proposed contract leaves out come from here (time box, limits, checks).
+  /// Fields a proposed contract leaves out come from here (time box, limits,
+  /// checks, permissions: a model never sets binary, executable, link or
+  /// submodule permissions). Its protected paths are not used: the ceiling's are.
   contract::task_contract default_contract;
+  /// The host's bounds on every contract this planner makes, top-level tasks
+  /// and split children alike (see contract/ceiling.hpp): paths are cut to it,
+  /// protected paths stay closed, limits are capped. What was cut is noted on
+  /// the task; a proposal of which nothing fits is dropped, with why.
+  contract::ceiling ceiling;
   std::size_t max_new_tasks = 8;    ///< proposed per round, at most
   std::size_t max_open_tasks = 32;  ///< no new tasks while this many are open
   /// A task rejected or failed this many times, or abandoned once, is split.
@@ -108,8 +118,9 @@ private:
 json::object proposal_schema();
 
 /// Parses a planner's answer into tasks (contracts validated, defaults filled
-/// in, paths checked against the scope). Tasks that fail are reported in
-/// `dropped` with why, not returned.
+/// in, narrowed to the scope and the ceiling, with a note on the task for
+/// each narrowing). Tasks that fail are reported in `dropped` with why, not
+/// returned.
 std::vector<board::task> parse_proposals(std::string_view answer, const planner_options& o,
                                          std::vector<std::string>& dropped, error_info& parse_error);
 

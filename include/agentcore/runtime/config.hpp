@@ -16,6 +16,8 @@
 //    "model_options":{ registry options (see model/registry.hpp) },
 //    "gate":{"policy":"batch", "batch_size":8, "batch_wait_ms":0, "deep_checks":["make test"]},
 //    "contract":{ a task contract (contract.hpp): the default for every task },
+//    "ceiling":{ the most a planner's contract may get (contract/ceiling.hpp): allowed, forbidden and
+//               protected paths, limits, permissions },
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
 //    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
 //    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3},
@@ -23,6 +25,7 @@
 // Relative paths are relative to the directory the configuration came from.
 #pragma once
 
+#include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/core/error.hpp>
 #include <agentcore/core/json.hpp>
@@ -63,6 +66,7 @@ struct swarm_config {
   std::chrono::milliseconds batch_wait{0};  ///< see gate_options::batch_wait
   std::vector<std::string> deep_checks;
   contract::task_contract contract;  ///< every task's defaults
+  contract::ceiling ceiling;         ///< the bounds of every contract a planner makes
   std::vector<roles::subsystem> subsystems;
   std::size_t max_open_tasks = 32;  ///< planners propose nothing while this many tasks are open
   std::size_t max_new_tasks = 8;    ///< per planning round
