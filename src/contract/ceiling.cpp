@@ -20,6 +20,18 @@ std::string quoted_list(const std::vector<std::string>& xs, std::size_t max = 6)
   return out.empty() ? std::string("(none)") : out;
 }
 
+// "./src/**" is how models often write "src/**": read it so, and say so.
+std::vector<std::string> tidy(const std::vector<std::string>& globs, const char* list, std::vector<std::string>& notes) {
+  std::vector<std::string> out;
+  for (const auto& g : globs) {
+    std::string_view v = g;
+    while (v.starts_with("./")) v.remove_prefix(2);
+    if (v.size() != g.size() && !v.empty()) notes.push_back(fmt::format("{} '{}' read as '{}'", list, g, v));
+    out.emplace_back(v.empty() ? std::string_view(g) : v);
+  }
+  return out;
+}
+
 template <class T>
 T min_limit(T a, T b) {
   if (a == 0) return b;
@@ -62,7 +74,7 @@ result<narrowing> narrow(const task_contract& proposed, const ceiling& c) {
 
   // Protected paths: the ceiling's, plus any the proposal adds. Never granted.
   out.protected_paths = c.protected_paths;
-  for (const auto& p : proposed.protected_paths) {
+  for (const auto& p : tidy(proposed.protected_paths, "protected path", notes)) {
     if (std::find(out.protected_paths.begin(), out.protected_paths.end(), p) != out.protected_paths.end()) continue;
     auto g = glob::compile(p);
     std::string why = g ? check_contract_glob(p) : g.error().message();
@@ -85,7 +97,7 @@ result<narrowing> narrow(const task_contract& proposed, const ceiling& c) {
   auto keep = [&](const std::string& p) {
     if (std::find(allowed.begin(), allowed.end(), p) == allowed.end()) allowed.push_back(p);
   };
-  for (const auto& p : proposed.allowed_paths) {
+  for (const auto& p : tidy(proposed.allowed_paths, "allowed path", allowed_notes)) {
     auto g = glob::compile(p);
     if (!g) {
       allowed_notes.push_back(fmt::format("allowed path '{}' dropped: {}", p, g.error().message()));
@@ -138,7 +150,7 @@ result<narrowing> narrow(const task_contract& proposed, const ceiling& c) {
 
   // Forbidden paths: the proposal's (those that name something) and the ceiling's.
   out.forbidden_paths.clear();
-  for (const auto& p : proposed.forbidden_paths) {
+  for (const auto& p : tidy(proposed.forbidden_paths, "forbidden path", notes)) {
     auto g = glob::compile(p);
     std::string why = !g ? g.error().message() : is_canonical_git(p) ? std::string() : check_contract_glob(p);
     if (!why.empty()) {

@@ -465,6 +465,11 @@ TEST_CASE("contract.ceiling.planner_paths_are_cut_to_the_ceiling") {
   CHECK(has(notes(mixed), "allowed path '/etc/**' dropped"));
   // Nothing proposed: the ceiling's.
   CHECK(narrowed({}, top).contract.allowed_paths == top.allowed_paths);
+  // "./src/**" is read as "src/**" (and the compiler, strict, refuses the former).
+  auto dotted = narrowed({"./src/**"}, top);
+  REQUIRE(dotted.ok());
+  CHECK(dotted.contract.allowed_paths == std::vector<std::string>{"src/**"});
+  CHECK(has(notes(dotted), "allowed path './src/**' read as 'src/**'"));
 }
 
 TEST_CASE("contract.ceiling.protected_paths_stay_closed_to_planners") {
