@@ -319,6 +319,7 @@ public:
     };
     check_options o = options_.check;
     o.working_directory = wt->path();
+    o.sandbox.read_only.push_back(wt->git_dir());  // git works in the slot wherever the repository is
     for (const auto& cmd : commands) {
       if (lease_) (void)store_.keep_alive(lease_);  // a long run of checks keeps the queue's leadership
       if (auto e = record(run_check(cmd, o))) return e;

@@ -259,10 +259,16 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
   c.lease = std::chrono::seconds(lease);
   std::string sandbox;
   AGENTCORE_CHECK(r.str("sandbox", sandbox));
-  if (sandbox == "automatic" || sandbox.empty()) c.sandbox = gate::sandbox_mode::automatic;
-  else if (sandbox == "required") c.sandbox = gate::sandbox_mode::required;
-  else if (sandbox == "off") c.sandbox = gate::sandbox_mode::off;
-  else return bad("sandbox", "\"automatic\", \"required\" or \"off\"", json::value(sandbox));
+  if (sandbox == "required" || sandbox.empty()) c.sandbox = gate::sandbox_mode::required;
+  else if (sandbox == "unconfined-host-access") c.sandbox = gate::sandbox_mode::unconfined_host_access;
+  else if (sandbox == "off" || sandbox == "automatic")
+    return fail(error::invalid_argument,
+                fmt::format("configuration: \"sandbox\": \"{}\" is no longer accepted: it let agent commands run with "
+                            "the host's powers without saying so. Install bubblewrap (scripts/install-deps.sh) and "
+                            "write \"required\" (the default), or write \"unconfined-host-access\" if the host "
+                            "confines commands itself",
+                            sandbox));
+  else return bad("sandbox", "\"required\" or \"unconfined-host-access\"", json::value(sandbox));
   if (auto* rv = r.get("roles")) {
     if (!rv->is_array() || rv->as_array().empty())
       return bad("roles", "a non-empty array of \"planner\", \"worker\", \"gate\", \"judge\"", *rv);
@@ -306,9 +312,7 @@ json::value to_json_value(const swarm_config& c) {
   std::string_view policy = c.gate_policy == gate::policy::serial ? "serial"
                             : c.gate_policy == gate::policy::batch ? "batch"
                                                                    : "optimistic";
-  std::string_view sandbox = c.sandbox == gate::sandbox_mode::automatic ? "automatic"
-                             : c.sandbox == gate::sandbox_mode::required ? "required"
-                                                                         : "off";
+  std::string_view sandbox = gate::to_string(c.sandbox);
   return json::object{
       {"schema", config_schema},
       {"repository", c.repository.string()},
@@ -440,11 +444,10 @@ std::string commented_config(const swarm_config& c) {
   s += "  // A worker's claim, and the gate's lead of the queue, live on a lease of this many seconds, renewed\n"
        "  // while the holder works: a dead holder's task or queue passes on this long after it died.\n";
   s += fmt::format("  \"lease_seconds\": {},\n", c.lease.count());
-  s += "  // Commands run in bubblewrap where the machine has it: automatic, required or off.\n";
-  s += fmt::format("  \"sandbox\": {}\n}}\n",
-                   q(c.sandbox == gate::sandbox_mode::automatic ? "automatic"
-                     : c.sandbox == gate::sandbox_mode::required ? "required"
-                                                                 : "off"));
+  s += "  // Agent commands and checks run in bubblewrap (no capabilities, an unprivileged user, no network):\n"
+       "  // \"required\", or \"unconfined-host-access\" to run them with the host's powers (only where the host\n"
+       "  // confines them itself).\n";
+  s += fmt::format("  \"sandbox\": {}\n}}\n", q(std::string(gate::to_string(c.sandbox))));
   return s;
 }
 

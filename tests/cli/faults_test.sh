@@ -106,7 +106,7 @@ cat > agentcore.json <<JSON
   "gate": {"policy": "serial"},
   "judge": {"merges_per_cycle": 0},
   "lease_seconds": 3,
-  "sandbox": "off"
+  "sandbox": "required"
 }
 JSON
 

@@ -70,7 +70,7 @@ cat > agentcore.json <<JSON
   "models": {"planner": "replay:transcript.jsonl", "worker": "replay:transcript.jsonl"},
   "model_options": {"match": "task_and_turn"},
   "gate": {"policy": "serial"},
-  "sandbox": "off"
+  "sandbox": "required"
 }
 JSON
 

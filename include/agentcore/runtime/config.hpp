@@ -21,7 +21,7 @@
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
 //    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
 //    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3},
-//    "lease_seconds":30, "sandbox":"automatic" | "required" | "off"}
+//    "lease_seconds":30, "sandbox":"required" | "unconfined-host-access"}
 // Relative paths are relative to the directory the configuration came from.
 #pragma once
 
@@ -80,7 +80,7 @@ struct swarm_config {
   bool review = false;         ///< the judge asks its model to review each cycle
   std::size_t restart_stalls = 3;  ///< the judge restarts after this many stalls in a cycle (0: never)
   std::chrono::seconds lease{30};
-  gate::sandbox_mode sandbox = gate::sandbox_mode::automatic;
+  gate::sandbox_mode sandbox = gate::sandbox_mode::required;
 
   /// What this process runs. All four by default. A swarm across processes
   /// (or machines) shares one store (etcd) and one `remote`, and gives each
