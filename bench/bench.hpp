@@ -56,5 +56,6 @@ std::vector<figure> run_swarm(const run_options& options);
 std::vector<figure> run_etcd(const run_options& options);
 /// One run of the observe area (events through the bus to the event log and metrics). Throws `failure`.
 std::vector<figure> run_observe(const run_options& options);
+std::vector<figure> run_security(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -53,6 +53,8 @@ const std::vector<area>& areas() {
        bench::run_etcd},
       {"observe", "events through the bus to the JSONL event log and the metrics sink; the bus alone for reference",
        bench::run_observe},
+      {"security", "a no-op command through the sandbox vs unsandboxed; hostile commands, counting escapes",
+       bench::run_security},
   };
   return all;
 }

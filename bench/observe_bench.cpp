@@ -117,7 +117,7 @@ sse_figures stream_clients(int clients, int rate, std::chrono::milliseconds dura
     a.sin_port = htons(dash->port());
     if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
       throw failure(fmt::format("sse: client {} cannot connect", i));
-    std::string req = "GET /api/events HTTP/1.1\r\nHost: bench\r\n\r\n";
+    std::string req = fmt::format("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", dash->port());
     if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
       throw failure("sse: cannot send a request");
     fds.push_back(fd);

@@ -266,6 +266,8 @@ void print_summary(const runtime::swarm_report& r, const run_counts& counts) {
   std::cout << "reason: " << r.reason << "\n";
 }
 
+void ignore_state_dir(const fs::path& repository);
+
 int cmd_run(const args& a) {
   auto c = load_config(a);
   if (!c) return fail_with(c.error());
@@ -301,12 +303,24 @@ int cmd_run(const args& a) {
   // The event log: --log FILE, or --log off; by default beside the run's other state.
   fs::path log_path = c->repository / ".agentcore" / "events.jsonl";
   if (a.flags.count("--log")) log_path = a.flags.at("--log") == "off" ? fs::path() : fs::absolute(a.flags.at("--log"));
+  ignore_state_dir(c->repository);
   run_counts counts;
   auto r = run_with_progress(*c, serve_allowed_hosts(a), counts, log_path);
   if (!r) return fail_with(r.error());
   print_summary(*r, counts);
   if (!c->roles.judge) return 0;  // a share of a run: it ended with the run, or was stopped
   return r->goal_met || r->stopped ? 0 : 2;
+}
+
+// The run's state beside the code (REPOSITORY/.agentcore: store, slots, event
+// log) is ignored by git, so a `git add -A` in the checkout never commits it
+// (the gate would refuse such a change: .agentcore/** is a protected path).
+void ignore_state_dir(const fs::path& repository) {
+  std::error_code ec;
+  auto dir = repository / ".agentcore";
+  fs::create_directories(dir, ec);
+  if (!ec && !fs::exists(dir / ".gitignore", ec))
+    std::ofstream(dir / ".gitignore") << "# agentcore's run state (store, worktree slots, event log): never committed\n*\n";
 }
 
 // agentcore demo: a sample project (textkit, C, with a test suite and a goal

@@ -307,10 +307,16 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
 
       model::message results{model::role::user, {}};
       std::string key;
+      std::size_t index = 0;
       for (const auto& c : calls) {
         key += c.name + ' ' + c.arguments + '\n';
         tool_output answer_out;
-        if (ctx.finished) {
+        if (o.max_tool_calls_per_turn > 0 && index++ >= o.max_tool_calls_per_turn) {
+          answer_out = {fmt::format("not run: one answer may make at most {} tool calls and this one made {}; ask "
+                                    "for fewer at a time",
+                                    o.max_tool_calls_per_turn, calls.size()),
+                        true};
+        } else if (ctx.finished) {
           answer_out = {"not run: finish was already called", true};
         } else if (stop_flag) {
           answer_out = {"not run: the agent was asked to stop", true};

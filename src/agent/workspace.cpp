@@ -186,7 +186,10 @@ struct workspace::impl {
     if (!options.honour_gitignore) return false;
     if (!repo_tried) {
       repo_tried = true;
-      if (std::filesystem::exists(root / ".git")) {
+      if (!options.git_dir.empty()) {
+        auto r = git::repository::open(options.git_dir, {.work_tree = root});
+        if (r) repo.emplace(std::move(*r));
+      } else if (std::filesystem::exists(root / ".git")) {
         auto r = git::repository::open(root);
         if (r) repo.emplace(std::move(*r));
       }

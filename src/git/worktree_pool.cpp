@@ -385,10 +385,8 @@ bool link_intact(const pool_state& st, const slot& s) {
 // with the slot as its working directory: nothing in the slot says where its
 // repository is.
 result<repository> open_slot(const pool_state& st, const slot& s) {
-  auto r = repository::open(admin_dir(st, s), {});
+  auto r = repository::open(admin_dir(st, s), {.work_tree = s.path});
   if (!r) return r.error();
-  if (int rc = git_repository_set_workdir(raw(*r), s.path.c_str(), 0); rc < 0)
-    return last_error(rc, fmt::format("set the working directory of slot '{}'", s.path.string()));
   if (link_text(fs::weakly_canonical(git_repository_commondir(raw(*r))).string()) != link_text(st.common_dir.string()))
     return fail(error::corrupt, fmt::format("git: slot '{}' does not belong to '{}'", s.path.string(), st.common_dir.string()));
   return r;
@@ -465,6 +463,7 @@ worktree::~worktree() { release(); }
 
 const fs::path& worktree::path() const noexcept { return slot_->path; }
 const fs::path& worktree::git_dir() const noexcept { return pool_->common_dir; }
+fs::path worktree::admin_dir() const { return git::admin_dir(*pool_, *slot_); }
 const oid& worktree::base() const noexcept { return slot_->base; }
 const oid& worktree::head() const noexcept { return slot_->head; }
 

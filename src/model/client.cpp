@@ -2,7 +2,13 @@
 
 #include "detail/complete.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+
+#include <fmt/format.h>
+
 #include <future>
+#include <mutex>
 
 namespace agentcore::model {
 
@@ -11,6 +17,32 @@ result_type client::chat(request req) {
   auto answer = done.get_future();
   do_chat(std::move(req), delta_handler(), [&done](result_type r) { done.set_value(std::move(r)); });
   return answer.get();
+}
+
+void client::chat_guarded(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler) {
+  auto slot = std::make_shared<asio::any_completion_handler<chat_signature>>(std::move(handler));
+  auto ex = asio::get_associated_executor(*slot);
+  auto cancel = asio::get_associated_cancellation_slot(*slot);
+  auto mu = std::make_shared<std::mutex>();
+  auto once = [slot, mu](result_type r) {
+    std::unique_lock lk(*mu);
+    if (!*slot) return;  // completed before: a second completion is dropped
+    auto h = std::move(*slot);
+    lk.unlock();
+    complete(std::move(h), std::move(r));
+  };
+  auto fail_with = [&](std::string what) {
+    once(agentcore::fail(agentcore::error::io_error, fmt::format("model: the client '{}' threw: {}", name(), what)));
+  };
+  try {
+    do_chat(std::move(req), std::move(on_delta),
+            asio::any_completion_handler<chat_signature>(
+                asio::bind_cancellation_slot(cancel, asio::bind_executor(ex, once))));
+  } catch (const std::exception& e) {
+    fail_with(e.what());
+  } catch (...) {
+    fail_with("an exception that is not a std::exception");
+  }
 }
 
 void client::complete(asio::any_completion_handler<chat_signature> handler, result_type r) {

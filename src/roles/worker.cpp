@@ -364,7 +364,7 @@ struct worker::state : std::enable_shared_from_this<state> {
     std::unique_ptr<agent::agent_loop> loop;
     auto make_loop = [&]() -> error_info {
       loop.reset();  // it refers to the workspace replaced here
-      auto w = agent::workspace::open(wt->path(), terms);
+      auto w = agent::workspace::open(wt->path(), terms, {.git_dir = wt->admin_dir()});
       if (!w) return w.error();
       ws.emplace(std::move(*w));
       agent::loop_options lo = o.loop;

@@ -267,3 +267,28 @@ TEST_CASE("agent.loop.condenses_a_long_conversation") {
     CHECK(chars < 20000);
   }
 }
+
+// A model that asks for ten thousand tool calls in one answer gets the first
+// max_tool_calls_per_turn run; every other call is answered with why.
+TEST_CASE("agent.loop.tool_calls_per_turn_are_bounded") {
+  loop_fixture f;
+  test::scripted_client model([](const model::request& r, int turn) -> std::optional<model::result_type> {
+    if (turn == 1) {
+      std::vector<std::pair<std::string, std::string>> flood;
+      for (int i = 0; i < 10000; ++i)
+        flood.emplace_back("write_file", fmt::format(R"({{"path":"src/flood/f{}.txt","content":"x"}})", i));
+      return test::calls(std::move(flood));
+    }
+    auto& results = r.messages.back().parts;
+    REQUIRE(results.size() == 10000);  // every call has its answer, as the APIs insist
+    CHECK_FALSE(std::get<model::tool_result>(results[63]).is_error);
+    CHECK(std::get<model::tool_result>(results[64]).is_error);
+    CHECK(std::get<model::tool_result>(results[64]).content.find("at most 64 tool calls") != std::string::npos);
+    return test::calls({{"finish", R"({"summary":"flooded"})"}});
+  });
+  auto out = f.run(model, {});
+  CHECK(out.kind == agent::outcome_kind::finished);
+  std::size_t written = 0;
+  for (auto& e : std::filesystem::directory_iterator(f.wt / "src/flood")) written += e.is_regular_file();
+  CHECK(written == 64);
+}

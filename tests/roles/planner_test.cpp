@@ -353,3 +353,36 @@ TEST_CASE("roles.planner.split_children_stay_inside_the_ceiling_and_their_parent
   CHECK(has(dropped, "split of 'big': 'c5': outside its parent's paths (src/**)"));
   for (const char* id : {"c3", "c4", "c5"}) CHECK_FALSE(f.board.get(task_id{id}).value().has_value());
 }
+
+namespace {
+// A backend that completes inside do_chat while holding its own lock (as a
+// host's client with a mutex around its connection might): if the planner's
+// continuation ran inline it would call again under that lock.
+class locking_client final : public model::client {
+public:
+  std::string name() const override { return "locking"; }
+  int turns = 0;
+
+protected:
+  void do_chat(model::request, model::delta_handler,
+               boost::asio::any_completion_handler<model::chat_signature> h) override {
+    std::unique_lock lk(m_, std::try_to_lock);
+    if (!lk.owns_lock()) throw std::runtime_error("asked again under the client's own lock: a deadlock");
+    ++turns;
+    complete(std::move(h), turns == 1 ? answer("I would suggest adding tests.")
+                                      : answer(R"({"tasks":[{"id":"tests","title":"Add tests","description":"..."}]})"));
+  }
+
+private:
+  std::mutex m_;
+};
+}  // namespace
+
+TEST_CASE("roles.planner.a_client_completing_under_its_own_lock_is_not_reentered") {
+  planner_fixture f;
+  locking_client model;
+  auto r = f.plan(model);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(model.turns == 2);
+  CHECK(r->proposed.size() == 1);
+}

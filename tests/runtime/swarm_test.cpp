@@ -6,6 +6,7 @@
 #include <agentcore/runtime/swarm.hpp>
 
 #include <boost/json/parse.hpp>
+#include <fmt/format.h>
 
 #include <thread>
 
@@ -98,6 +99,15 @@ TEST_CASE("runtime.config.reads_checks_and_writes_back") {
         "configuration: 'workers' must be a whole number from 0 to 100000, not \"six\"");
   CHECK(error_of(R"({"schema":1,"repository":"r","gate":{"policy":"yolo"}})").find("'gate.policy' must be \"serial\"") !=
         std::string::npos);
+  // The sandbox is the default; giving it up takes words that say what is given up.
+  CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r"})", "/b")->sandbox == gate::sandbox_mode::required);
+  CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r","sandbox":"unconfined-host-access"})", "/b")->sandbox ==
+        gate::sandbox_mode::unconfined_host_access);
+  for (const char* old : {"off", "automatic"}) {
+    auto why = error_of(fmt::format(R"({{"schema":1,"repository":"r","sandbox":"{}"}})", old));
+    CHECK(why.find("no longer accepted") != std::string::npos);
+    CHECK(why.find("unconfined-host-access") != std::string::npos);
+  }
   CHECK(error_of(R"({"schema":1,"repository":"r","wrokers":3})") ==
         "configuration: unknown field 'wrokers'; remove it or check its spelling");
   CHECK(error_of(R"({"schema":1,"repository":"r","judge":{"reveiw":true}})").find("'judge.reveiw'") != std::string::npos);

@@ -7,12 +7,19 @@
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 
+#include <agentcore/model/client.hpp>
+
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <csignal>
+#include <functional>
+#include <mutex>
 #include <fstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +29,7 @@
 using namespace agentcore;
 using namespace agentcore::test;
 namespace fs = std::filesystem;
+namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
 namespace {
@@ -419,4 +427,63 @@ TEST_CASE("security.hostile.repository_under_tmp_is_visible_read_only") {
   auto write = st.command("echo x > new.c && git add new.c && git commit -qm evil; git update-ref refs/heads/main HEAD");
   CHECK(write.is_error);
   CHECK(st.snapshot() == before);
+}
+
+namespace {
+// A backend that breaks the completion rule: it completes inside do_chat,
+// while holding its own (non-recursive) lock.
+class inline_client final : public model::client {
+public:
+  std::string name() const override { return "inline"; }
+  std::atomic<int> calls{0};
+  bool throw_next = false;
+
+protected:
+  void do_chat(model::request, model::delta_handler, asio::any_completion_handler<model::chat_signature> h) override {
+    std::unique_lock lk(mu_, std::try_to_lock);
+    if (!lk.owns_lock()) throw std::runtime_error("re-entered while locked: this would have deadlocked");
+    ++calls;
+    if (throw_next) throw std::runtime_error("backend exploded");
+    model::response r;
+    r.message = model::assistant("ok");
+    std::move(h)(model::result_type(r));
+  }
+
+private:
+  std::mutex mu_;
+};
+}  // namespace
+
+// Class 10: completions never run inline, whatever the backend does: a caller
+// that holds a lock and asks again from its completion does not deadlock.
+TEST_CASE("security.hostile.model_completions_are_never_inline") {
+  boost::asio::io_context io;
+  inline_client c;
+  std::mutex caller_lock;
+  int done = 0;
+  bool returned = false;
+  std::function<void()> ask = [&] {
+    std::unique_lock lk(caller_lock, std::try_to_lock);  // as the planner holds its state's lock
+    REQUIRE_MESSAGE(lk.owns_lock(), "the completion ran inside async_chat, under the caller's lock");
+    returned = false;
+    c.async_chat(model::request{}, asio::bind_executor(io, [&](model::result_type r) {
+      CHECK(returned);  // after async_chat returned, not inside it
+      CHECK_MESSAGE(r.has_value(), r.error().message());
+      if (++done < 3) ask();
+    }));
+    returned = true;
+  };
+  boost::asio::post(io, ask);
+  io.run_for(10s);  // returns once nothing is left to run
+  CHECK(done == 3);
+  CHECK(c.calls == 3);
+  // A backend that throws: an error for the caller, never an exception through its executor.
+  c.throw_next = true;
+  std::optional<model::result_type> got;
+  c.async_chat(model::request{}, asio::bind_executor(io, [&](model::result_type r) { got = std::move(r); }));
+  io.restart();
+  io.run_for(5s);
+  REQUIRE(got.has_value());
+  REQUIRE_FALSE(got->has_value());
+  CHECK(got->error().message().find("backend exploded") != std::string::npos);
 }

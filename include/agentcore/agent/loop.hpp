@@ -13,6 +13,7 @@
 //   });
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/agent/tool.hpp>
 #include <agentcore/agent/workspace.hpp>
 #include <agentcore/contract/contract.hpp>
@@ -51,6 +52,10 @@ struct loop_options {
   int repeat_limit = 4;
   /// This many turns in a row with no file changed: stalled. 0: never.
   int idle_turns = 15;
+  /// Tool calls run per turn; the calls of an answer beyond it are not run,
+  /// each answered with why (a model that asks for ten thousand calls in one
+  /// turn gets this many run, not a hung host). 0: no limit.
+  std::size_t max_tool_calls_per_turn = 64;
   /// Tags every request carries (role, task, workdir).
   model::request_tags tags;
   /// Limits and sandbox for run_command.
@@ -101,8 +106,10 @@ public:
   template <class CompletionToken>
   auto async_run(std::string task, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(outcome)>(
-        [this](auto handler, std::string t) { start({model::user(std::move(t))}, std::move(handler)); }, token,
-        std::move(task));
+        [this](auto handler, std::string t) {
+          start({model::user(std::move(t))}, ::agentcore::detail::never_inline(std::move(handler)));
+        },
+        token, std::move(task));
   }
 
   /// Goes on with a conversation a run ended with (outcome::messages), after
@@ -112,7 +119,7 @@ public:
   auto async_continue(std::vector<model::message> conversation, std::string message, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(outcome)>(
         [this](auto handler, std::vector<model::message> c, std::string m) {
-          start(continued(std::move(c), std::move(m)), std::move(handler));
+          start(continued(std::move(c), std::move(m)), ::agentcore::detail::never_inline(std::move(handler)));
         },
         token, std::move(conversation), std::move(message));
   }

@@ -11,6 +11,7 @@
 // is asynchronous by nature derives from agent::tool and overrides do_invoke.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/agent/workspace.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/gate/checks.hpp>
@@ -75,7 +76,7 @@ public:
   template <class CompletionToken>
   auto async_invoke(json::object args, tool_context& ctx, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, tool_signature>(
-        [this](auto handler, json::object a, tool_context* c) { invoke_guarded(std::move(a), *c, std::move(handler)); },
+        [this](auto handler, json::object a, tool_context* c) { invoke_guarded(std::move(a), *c, ::agentcore::detail::never_inline(std::move(handler))); },
         token, std::move(args), &ctx);
   }
 

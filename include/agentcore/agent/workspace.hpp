@@ -59,6 +59,10 @@ struct workspace_options {
   /// Honour .gitignore when listing and searching (needs the worktree to be a
   /// git worktree; otherwise nothing is ignored but .git).
   bool honour_gitignore = true;
+  /// The git directory the ignore rules are read through, with the root as its
+  /// working directory (a pool slot's: git::worktree::admin_dir()). Empty: the
+  /// root's `.git`, which commands run in the root could have replaced.
+  std::filesystem::path git_dir;
 };
 
 /// A listed file or directory, relative to the worktree root.

@@ -41,6 +41,11 @@ struct repository_options {
   /// A ref's lock file older than this was left by a process that died while
   /// moving the ref; advance() removes it instead of failing forever.
   std::chrono::milliseconds stale_lock_age{2000};
+  /// When set, the path opened is a git directory (a linked worktree's admin
+  /// directory, say) and this is its working directory: nothing in the
+  /// working directory (its `.git`, which a command could have rewritten) is
+  /// read to find the repository.
+  std::filesystem::path work_tree;
 };
 
 struct diff_options {

@@ -59,6 +59,10 @@ public:
   /// The repository's git directory, which git commands in the worktree read
   /// (a sandbox binds it read-only: gate::sandbox_options::read_only).
   const std::filesystem::path& git_dir() const noexcept;
+  /// The worktree's own git directory (HEAD, index), inside git_dir(): open
+  /// it with repository_options::work_tree = path() to read the worktree
+  /// without trusting its `.git` (agent::workspace_options::git_dir does).
+  std::filesystem::path admin_dir() const;
   /// The commit the slot was prepared at.
   const oid& base() const noexcept;
   /// The slot's current commit (base, or the last commit_all).

@@ -12,6 +12,7 @@
 // it completes with error::canceled.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/model/types.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -41,7 +42,7 @@ public:
   template <class CompletionToken>
   auto async_chat(request req, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, chat_signature>(
-        [this](auto handler, request r) { do_chat(std::move(r), delta_handler(), std::move(handler)); }, token,
+        [this](auto handler, request r) { chat_guarded(std::move(r), delta_handler(), ::agentcore::detail::never_inline(std::move(handler))); }, token,
         std::move(req));
   }
 
@@ -50,7 +51,7 @@ public:
   template <class CompletionToken>
   auto async_stream(request req, delta_handler on_delta, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, chat_signature>(
-        [this](auto handler, request r, delta_handler d) { do_chat(std::move(r), std::move(d), std::move(handler)); },
+        [this](auto handler, request r, delta_handler d) { chat_guarded(std::move(r), std::move(d), ::agentcore::detail::never_inline(std::move(handler))); },
         token, std::move(req), std::move(on_delta));
   }
 
@@ -77,6 +78,13 @@ protected:
   /// Delivers a finished answer as deltas: each text part as one text delta,
   /// each tool call as a start and one arguments delta.
   static void stream_whole(const response& r, const delta_handler& on_delta);
+
+private:
+  // What async_chat and async_stream call: the completion reaches the caller
+  // posted to its executor, never inline, exactly once, whatever the backend
+  // does (calls the handler inside do_chat while holding a lock, calls it
+  // twice, throws): the caller may hold locks and call again.
+  void chat_guarded(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler);
 };
 
 }  // namespace agentcore::model

@@ -13,6 +13,7 @@
 // agent outcomes, task transitions. Subscribe it before the swarm starts.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/gate/checks.hpp>
@@ -113,7 +114,7 @@ public:
   template <class CompletionToken>
   auto async_close_cycle(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<judgement>)>(
-        [this](auto handler) { start(std::move(handler)); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
   }
 
   struct state;

@@ -15,6 +15,7 @@
 // Planners never write code.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
@@ -98,7 +99,7 @@ public:
   template <class CompletionToken>
   auto async_plan(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<plan_report>)>(
-        [this](auto handler) { start(std::move(handler)); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
   }
 
   const planner_options& options() const noexcept;

@@ -15,6 +15,7 @@
 // its work is submitted.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/agent/loop.hpp>
 #include <agentcore/agent/tools.hpp>
 #include <agentcore/board/task_board.hpp>
@@ -107,7 +108,7 @@ public:
   template <class CompletionToken>
   auto async_run_one(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<work_report>)>(
-        [this](auto handler) { start(std::move(handler)); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
   }
 
   /// Stops the task in hand: the agent is stopped and the task released.

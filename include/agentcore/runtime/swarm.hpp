@@ -14,6 +14,7 @@
 // gate ends its current step, so nothing is left half-merged.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/model/client.hpp>
@@ -79,7 +80,7 @@ public:
   template <class CompletionToken>
   auto async_run(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<swarm_report>)>(
-        [this](auto handler) { start(std::move(handler)); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
   }
   /// Blocks until the run ends, on hooks.executor or on threads of its own.
   result<swarm_report> run();

@@ -13,6 +13,7 @@
 // Every member function is safe to call from any thread.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/store/types.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -47,7 +48,7 @@ public:
   template <class CompletionToken>
   auto async_next(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, next_signature>(
-        [this](auto handler) { do_async_next(std::move(handler)); }, token);
+        [this](auto handler) { do_async_next(::agentcore::detail::never_inline(std::move(handler))); }, token);
   }
 
   /// Completes a pending async_next with `canceled`; later calls fail the same way.
@@ -99,20 +100,20 @@ public:
   template <class CompletionToken>
   auto async_commit(txn t, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, commit_signature>(
-        [this](auto handler, txn t) { do_async_commit(std::move(t), std::move(handler)); }, token, std::move(t));
+        [this](auto handler, txn t) { do_async_commit(std::move(t), ::agentcore::detail::never_inline(std::move(handler))); }, token, std::move(t));
   }
 
   template <class CompletionToken>
   auto async_range(std::string prefix, range_options options, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, range_signature>(
-        [this](auto handler, std::string p, range_options o) { do_async_range(std::move(p), o, std::move(handler)); },
+        [this](auto handler, std::string p, range_options o) { do_async_range(std::move(p), o, ::agentcore::detail::never_inline(std::move(handler))); },
         token, std::move(prefix), options);
   }
 
   template <class CompletionToken>
   auto async_grant(std::chrono::seconds ttl, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, lease_signature>(
-        [this](auto handler, std::chrono::seconds ttl) { do_async_grant(ttl, std::move(handler)); }, token, ttl);
+        [this](auto handler, std::chrono::seconds ttl) { do_async_grant(ttl, ::agentcore::detail::never_inline(std::move(handler))); }, token, ttl);
   }
 
 protected:
