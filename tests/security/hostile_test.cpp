@@ -481,3 +481,32 @@ TEST_CASE("security.hostile.model_completions_are_never_inline") {
   REQUIRE_FALSE(got->has_value());
   CHECK(got->error().message().find("backend exploded") != std::string::npos);
 }
+
+// Class 3, merging: a worker merges main into its slot after its commands ran
+// and its work was committed. A link the agent committed where main has a
+// directory (or a file) must not let the merge write outside the slot.
+TEST_CASE("security.hostile.merging_main_into_a_slot_never_writes_through_links") {
+  if (!test::sandbox_or_skip()) return;
+  hostile_stage st;
+  auto before = st.snapshot();
+  // main moves on: new content in src/lib/util.c and README.md, a new file in src/lib
+  auto main2 = st.repo.commit(st.base,
+                              {{"src/lib/util.c", file_spec{"int twice(int x) { return x + x; }\n"}},
+                               {"src/lib/new.c", file_spec{"int fresh;\n"}},
+                               {"README.md", file_spec{"# project, v2\n"}}},
+                              "main moves");
+  auto out = st.command("rm -rf src/lib && ln -s " + st.outside.string() + " src/lib && rm README.md && ln -s " +
+                        (st.outside / "target.txt").string() + " README.md");
+  INFO(out.content);
+  st.wt->anything_changed();
+  auto c = st.wt->commit_all("links", st.repo.sig);
+  REQUIRE_MESSAGE(c.has_value(), c.error().message());
+  auto conflicts = st.wt->merge_in(main2);
+  INFO((conflicts ? std::string("merged") : conflicts.error().message()));
+  CHECK(slurp_file(st.outside / "target.txt") == "outside, untouched\n");
+  CHECK_FALSE(fs::exists(st.outside / "util.c"));
+  CHECK_FALSE(fs::exists(st.outside / "new.c"));
+  st.lend();  // released mid-merge, lent again
+  CHECK(st.snapshot() == before);
+  CHECK(sh("git -C '" + st.wt->path().string() + "' status --porcelain --ignored 2>&1").out.empty());
+}
