@@ -218,10 +218,13 @@ std::vector<std::string> bubblewrap_args(const sandbox_options& o, const std::ve
       "--size", std::to_string(o.tmp_bytes), "--tmpfs", "/tmp"};
   if (!o.network) a.push_back("--unshare-net");
   std::error_code ec;
-  for (const auto& h : o.hidden) {
+  for (auto h : o.hidden) {
     if (h.empty() || !h.is_absolute()) continue;
+    // A link (~/.ssh pointing at a dotfiles checkout, say): what it points at is hidden.
+    if (std::filesystem::is_symlink(std::filesystem::symlink_status(h, ec))) h = std::filesystem::canonical(h, ec);
+    if (ec) continue;
     auto st = std::filesystem::symlink_status(h, ec);
-    if (ec || !std::filesystem::exists(st) || std::filesystem::is_symlink(st)) continue;
+    if (ec || !std::filesystem::exists(st)) continue;
     // Nothing the command works in is hidden (a worktree under a hidden home).
     bool needed = false;
     for (const auto& p : rw) needed = needed || is_under(p, h);

@@ -357,10 +357,6 @@ bool is_real_directory(const fs::path& p) {
   return ::lstat(p.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-// Whether the slot's git link and its admin directory are exactly what the
-// pool made. Commands in the slot could have replaced `.git` (a new
-// repository, core.worktree pointing outside, a link to the main repository's
-// git directory): such a slot is made again, never opened through its `.git`.
 // A path as git writes it in a link file: one line, maybe with a trailing '/'.
 std::string link_text(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
@@ -368,6 +364,10 @@ std::string link_text(std::string s) {
   return s;
 }
 
+// Whether the slot's git link and its admin directory are exactly what the
+// pool made. Commands in the slot could have replaced `.git` (a new
+// repository, core.worktree pointing outside, a link to the main repository's
+// git directory): such a slot is made again, never opened through its `.git`.
 bool link_intact(const pool_state& st, const slot& s) {
   auto admin = admin_dir(st, s);
   if (!is_real_directory(s.path) || !is_real_directory(admin)) return false;

@@ -176,7 +176,8 @@ TEST_CASE("git.worktree_pool.merge_in_writes_conflict_markers_and_commits_a_merg
   CHECK(fx.repo.is_ancestor(main2, *merged).value());
   auto st = sh("git -C '" + wt.path().string() + "' status --porcelain");
   CHECK_MESSAGE(st.out.empty(), st.out);  // no merge left half-done
-  CHECK_FALSE(fs::exists(fx.dir.path() / ".git/worktrees/slot-0/MERGE_HEAD"));
+  REQUIRE(fs::exists(wt.admin_dir() / "HEAD"));  // the right directory...
+  CHECK_FALSE(fs::exists(wt.admin_dir() / "MERGE_HEAD"));  // ...with no merge left in it
   // Merging something already in is nothing to do.
   auto again = wt.merge_in(main2);
   REQUIRE(again.has_value());
