@@ -160,10 +160,19 @@ result<repository> repository::open(const std::filesystem::path& path, repositor
     return last_error(rc, fmt::format("open repository '{}'", path.string()));
   p->repo.reset(r);
   p->options = options;
-  if (!options.work_tree.empty())
-    if (int rc = git_repository_set_workdir(r, options.work_tree.c_str(), 0); rc < 0)
-      return last_error(rc, fmt::format("set the working directory of '{}' to '{}'", path.string(),
-                                        options.work_tree.string()));
+  if (!options.work_tree.empty()) {
+    // Only when it differs: libgit2 1.5 leaks the path when asked to set the
+    // working directory it already has.
+    auto bare = [](std::string s) {
+      while (s.size() > 1 && s.back() == '/') s.pop_back();
+      return s;
+    };
+    const char* current = git_repository_workdir(r);
+    if (!current || bare(current) != bare(options.work_tree.string()))
+      if (int rc = git_repository_set_workdir(r, options.work_tree.c_str(), 0); rc < 0)
+        return last_error(rc, fmt::format("set the working directory of '{}' to '{}'", path.string(),
+                                          options.work_tree.string()));
+  }
   if (auto e = use_config_snapshot(*p)) return e;
   if (auto e = detail::add_loose_reader(p->repo.get(), std::filesystem::path(git_repository_commondir(r)) / "objects"))
     return e;
