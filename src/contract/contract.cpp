@@ -1,5 +1,7 @@
 #include <agentcore/contract/contract.hpp>
 
+#include "contract/split_path.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -82,17 +84,7 @@ std::string_view last_segment(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-std::vector<std::string_view> split_path(std::string_view s) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '/') {
-      out.push_back(s.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  return out;
-}
+using detail::split_path;
 
 std::string unescape_glob(std::string_view seg) {
   std::string out;

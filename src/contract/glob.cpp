@@ -1,21 +1,13 @@
 #include <agentcore/contract/glob.hpp>
 
+#include "contract/split_path.hpp"
+
 #include <fmt/format.h>
 
 namespace agentcore::contract {
 namespace {
 
-std::vector<std::string_view> split(std::string_view s) {
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '/') {
-      out.push_back(s.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  return out;
-}
+using detail::split_path;
 
 // Matches one character class starting at p[i] == '['. Sets `end` to the
 // index after ']'. Returns whether c is in the class.
@@ -142,7 +134,7 @@ result<glob> glob::compile(std::string_view pattern) {
   while (p.starts_with('/')) p.remove_prefix(1);
   while (p.ends_with('/')) p.remove_suffix(1);  // "dir/" means the directory: same as "dir"
   if (p.empty()) return fail(error::invalid_argument, fmt::format("contract: glob '{}' names no path", pattern));
-  for (auto part : split(p)) {
+  for (auto part : split_path(p)) {
     if (part.empty()) continue;  // "a//b" is "a/b"
     if (part == "**") {
       if (!g.segments_.empty() && g.segments_.back().globstar) continue;  // "**/**" is "**"
@@ -171,7 +163,7 @@ bool glob::match_from(std::size_t si, const std::vector<std::string_view>& parts
 bool glob::matches(std::string_view path) const {
   while (path.starts_with('/')) path.remove_prefix(1);
   if (path.empty()) return false;
-  auto parts = split(path);
+  auto parts = split_path(path);
   // A trailing "**" must match at least something below: "a/**" is inside a.
   return match_from(0, parts, 0);
 }
@@ -203,7 +195,7 @@ std::string check_relative_path(std::string_view path) {
     if (c < 0x20 || c == 0x7f) return fmt::format("the path contains control character \\x{:02x}", c);
     if (c == '\\') return fmt::format("'{}' contains a backslash; use '/' between directories", path);
   }
-  for (auto part : split(path)) {
+  for (auto part : split_path(path)) {
     if (part.empty()) return fmt::format("'{}' has an empty segment ('//' or a trailing '/')", path);
     if (part == "." || part == "..")
       return fmt::format("'{}' contains '{}'; name the file directly from the repository root", path, part);

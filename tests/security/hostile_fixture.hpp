@@ -28,13 +28,6 @@
 
 namespace agentcore::test {
 
-inline std::string slurp_file(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 /// Everything an escape could change in the repository and around it, taken
 /// before the attacks and compared after.
 struct host_snapshot {
@@ -105,17 +98,17 @@ struct hostile_stage {
 
   host_snapshot snapshot() {
     host_snapshot s;
-    s.head = slurp_file(git_dir() / "HEAD");
+    s.head = read_text(git_dir() / "HEAD");
     s.index_hash = repo.git("hash-object .git/index").out;
     s.refs = repo.git("for-each-ref --format='%(refname) %(objectname)'").out;
     std::set<std::string> hooks;
     std::error_code ec;
     for (auto& e : std::filesystem::directory_iterator(git_dir() / "hooks", ec)) hooks.insert(e.path().filename().string());
     for (auto& h : hooks) s.hooks += h + " ";
-    s.config = slurp_file(git_dir() / "config");
+    s.config = read_text(git_dir() / "config");
     for (auto& e : std::filesystem::recursive_directory_iterator(outside))
-      s.outside += e.path().string() + "=" + (e.is_regular_file() ? slurp_file(e.path()) : std::string("<dir>")) + ";";
-    s.modules = slurp_file("/proc/modules");
+      s.outside += e.path().string() + "=" + (e.is_regular_file() ? read_text(e.path()) : std::string("<dir>")) + ";";
+    s.modules = read_text("/proc/modules");
     return s;
   }
 };

@@ -73,7 +73,7 @@ int processes_named(const std::string& marker) {
   return n;
 }
 
-std::string read_sysctl(const char* path) { return slurp_file(path); }
+std::string read_sysctl(const char* path) { return read_text(path); }
 
 }  // namespace
 
@@ -267,7 +267,7 @@ TEST_CASE("security.hostile.slot_git_metadata_is_never_trusted") {
       CHECK_MESSAGE(status.out.empty(), status.out);
       auto head = sh("git -C '" + st.wt->path().string() + "' rev-parse HEAD 2>&1");
       CHECK(head.out == st.base.hex() + "\n");
-      CHECK(slurp_file(st.wt->path() / ".git").rfind("gitdir: " + st.git_dir().string(), 0) == 0);
+      CHECK(read_text(st.wt->path() / ".git").rfind("gitdir: " + st.git_dir().string(), 0) == 0);
     }
     // A restart in between: the pool reopened over a tampered slot.
     (void)st.command(a);
@@ -281,7 +281,7 @@ TEST_CASE("security.hostile.slot_git_metadata_is_never_trusted") {
     CHECK(sh("git -C '" + st.wt->path().string() + "' status --porcelain --ignored 2>&1").out.empty());
   }
   CHECK_FALSE(fs::exists(st.outside / "fsmon"));
-  CHECK(slurp_file(st.outside / "target.txt") == "outside, untouched\n");
+  CHECK(read_text(st.outside / "target.txt") == "outside, untouched\n");
   // The main checkout is where it was: HEAD on main, nothing changed in it.
   CHECK(st.repo.git("symbolic-ref HEAD").out == "refs/heads/main\n");
   CHECK(st.repo.git("status --porcelain").out.empty());
@@ -336,7 +336,7 @@ TEST_CASE("security.hostile.host_killed_after_a_git_link_rewrite") {
     CHECK(st.snapshot() == before);
     CHECK(st.repo.git("symbolic-ref HEAD").out == "refs/heads/main\n");
     CHECK(st.repo.git("status --porcelain").out.empty());
-    CHECK(slurp_file(st.outside / "target.txt") == "outside, untouched\n");
+    CHECK(read_text(st.outside / "target.txt") == "outside, untouched\n");
     CHECK_FALSE(fs::exists(st.outside / "fsmon"));
   }
 }
@@ -394,7 +394,7 @@ TEST_CASE("security.hostile.two_pools_on_one_repository_keep_their_slots") {
     std::ofstream(a.path() / "scratch") << "x";
     CHECK(a.path() != st.wt->path());
   }
-  CHECK(slurp_file(st.wt->path() / "src/uncommitted.c") == "int work_in_progress;\n");
+  CHECK(read_text(st.wt->path() / "src/uncommitted.c") == "int work_in_progress;\n");
   st.wt->anything_changed();
   auto c = st.wt->commit_all("keep", st.repo.sig);
   REQUIRE_MESSAGE(c.has_value(), c.error().message());
@@ -503,7 +503,7 @@ TEST_CASE("security.hostile.merging_main_into_a_slot_never_writes_through_links"
   REQUIRE_MESSAGE(c.has_value(), c.error().message());
   auto conflicts = st.wt->merge_in(main2);
   INFO((conflicts ? std::string("merged") : conflicts.error().message()));
-  CHECK(slurp_file(st.outside / "target.txt") == "outside, untouched\n");
+  CHECK(read_text(st.outside / "target.txt") == "outside, untouched\n");
   CHECK_FALSE(fs::exists(st.outside / "util.c"));
   CHECK_FALSE(fs::exists(st.outside / "new.c"));
   st.lend();  // released mid-merge, lent again
