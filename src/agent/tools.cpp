@@ -252,6 +252,18 @@ tool_output run_command(const tools_options& o, const json::object& args, tool_c
   co.stop = ctx.stop;
   co.stdin_data.clear();
   co.on_stdout = nullptr;
+  if (!ctx.usage_before_commands) {  // the same directories run_check measures
+    gate::disk_usage u = gate::measure_disk_usage(co.working_directory);
+    for (const auto& w : co.sandbox.writable) {
+      auto more = gate::measure_disk_usage(w);
+      u.bytes += more.bytes;
+      u.entries += more.entries;
+    }
+    ctx.usage_before_commands = u;
+  }
+  co.written_since = ctx.usage_before_commands;
+  co.max_written_bytes = o.max_task_written_bytes;
+  co.max_new_entries = o.max_task_new_entries;
   auto before = ctx.workspace.fingerprint();
   ctx.workspace.note_untracked_change();  // whatever the fingerprint says: a command may change anything
   auto r = gate::run_check(*command, co);

@@ -29,6 +29,10 @@
 #include <mutex>
 #include <optional>
 #include <cstdlib>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,15 +48,73 @@ namespace {
 // Puts the command in a process group of its own, so a time-out can kill
 // everything it started, not just the shell; and, when given, in a pids
 // cgroup (its cgroup.procs opened before the fork) that bounds its processes.
+// The descriptors in `keep` (bubblewrap's info and block pipes) stay open
+// across exec.
 struct new_process_group {
   int cgroup_procs = -1;
+  std::array<int, 2> keep{-1, -1};
   template <class Launcher>
-  bp::error_code on_exec_setup(Launcher&, const std::filesystem::path&, const char* const*&) {
+  bp::error_code on_exec_setup(Launcher& launcher, const std::filesystem::path&, const char* const*&) {
     if (::setpgid(0, 0) != 0) return bp::error_code(errno, bp::system_category());
     if (cgroup_procs >= 0 && ::write(cgroup_procs, "0\n", 2) != 2) return bp::error_code(errno, bp::system_category());
+    for (int fd : keep)
+      if (fd >= 0) {
+        if (::fcntl(fd, F_SETFD, 0) != 0) return bp::error_code(errno, bp::system_category());
+        launcher.fd_whitelist.push_back(fd);
+      }
     return {};
   }
 };
+
+// A pipe whose ends close themselves.
+struct owned_pipe {
+  int r = -1, w = -1;
+  owned_pipe() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) == 0) r = p[0], w = p[1];
+  }
+  owned_pipe(const owned_pipe&) = delete;
+  owned_pipe& operator=(const owned_pipe&) = delete;
+  ~owned_pipe() {
+    close_read();
+    close_write();
+  }
+  void close_read() {
+    if (r >= 0) ::close(r);
+    r = -1;
+  }
+  void close_write() {
+    if (w >= 0) ::close(w);
+    w = -1;
+  }
+  bool ok() const { return r >= 0 && w >= 0; }
+};
+
+// The sandbox's first process, from what bubblewrap writes to its info
+// descriptor ({"child-pid": N, ...}) before it waits on the block descriptor;
+// 0 when bubblewrap ended (or said nothing) within the time given.
+pid_t read_child_pid(int fd, std::chrono::milliseconds limit) {
+  std::string text;
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return 0;
+    struct pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    char buf[512];
+    auto got = ::read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return 0;
+    text.append(buf, static_cast<std::size_t>(got));
+    auto v = parse_json(text);
+    if (!v) continue;  // not all of it yet
+    if (auto* o = v->if_object())
+      if (auto* pid = o->if_contains("child-pid"); pid && pid->is_int64()) return static_cast<pid_t>(pid->as_int64());
+    return 0;
+  }
+}
 
 // A pids cgroup of its own for one sandboxed command run by root. RLIMIT_NPROC
 // (set inside the sandbox by prlimit) bounds the processes of any other host,
@@ -78,7 +140,10 @@ public:
     static std::atomic<std::uint64_t> counter{0};
     auto name = fmt::format("agentcore-{}-{}", ::getpid(), counter++);
     std::string why;
-    for (const auto& base : candidates()) {
+    auto bases = candidates();
+    static std::once_flag swept;
+    std::call_once(swept, [&] { sweep(bases); });
+    for (const auto& base : bases) {
       std::error_code ec;
       auto dir = base / name;
       if (!std::filesystem::create_directory(dir, ec)) {
@@ -102,6 +167,23 @@ public:
   }
 
 private:
+  // The cgroups of hosts that died without removing theirs (kill -9): the
+  // ones named for a process that is gone and now empty are removed, once
+  // per process, so a long-lived machine does not collect them.
+  static void sweep(const std::vector<std::filesystem::path>& bases) {
+    for (const auto& base : bases) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+        auto name = e.path().filename().string();
+        if (!name.starts_with("agentcore-")) continue;
+        auto pid = std::strtol(name.c_str() + 10, nullptr, 10);
+        if (pid <= 0 || pid == ::getpid()) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its host still runs
+        ::rmdir(e.path().c_str());  // fails, harmlessly, while a process is left in it
+      }
+    }
+  }
+
   // Where a child of our own cgroup with the pids controller can be made.
   static std::vector<std::filesystem::path> candidates() {
     std::vector<std::filesystem::path> out;
@@ -182,16 +264,6 @@ std::string shell_quote(std::string_view s) {
   return out + "'";
 }
 
-// Where prlimit is (util-linux, on every Debian): it sets the command's limits
-// inside the sandbox, where they count the sandbox's processes alone. Set
-// before bubblewrap, RLIMIT_NPROC would count every process of the host's
-// user (all of root's, say) against the limit.
-const char* find_prlimit() {
-  for (const char* p : {"/usr/bin/prlimit", "/bin/prlimit"})
-    if (::access(p, X_OK) == 0) return p;
-  return nullptr;
-}
-
 bool is_under(const std::filesystem::path& p, const std::filesystem::path& dir) {
   auto d = dir.lexically_normal().string();
   auto s = p.lexically_normal().string();
@@ -203,8 +275,12 @@ bool is_under(const std::filesystem::path& p, const std::filesystem::path& dir) 
 // Order matters: later mounts cover earlier ones, so the private /tmp comes
 // before what must show through it (read-only binds, the writable working
 // directory), and hidden paths come before what the host granted explicitly.
+struct limit_pipes {
+  int w = -1;  ///< bubblewrap's info descriptor
+  int r = -1;  ///< bubblewrap's block descriptor
+};
 std::vector<std::string> bubblewrap_args(const sandbox_options& o, const std::vector<std::filesystem::path>& rw,
-                                         const std::filesystem::path& chdir) {
+                                         const std::filesystem::path& chdir, std::optional<limit_pipes> limits) {
   std::vector<std::string> a{
       // An unprivileged user in a user namespace of its own, whoever runs us:
       // as root, bubblewrap would otherwise keep every capability.
@@ -237,14 +313,58 @@ std::vector<std::string> bubblewrap_args(const sandbox_options& o, const std::ve
   // --new-session keeps the command from reaching the runner's terminal; the
   // process group it leaves is covered by --die-with-parent and the pid
   // namespace: killing bwrap (which is in the runner's group) ends them all.
-  a.insert(a.end(), {"--die-with-parent", "--new-session", "--chdir", chdir.string(), "--"});
-  if (const char* prlimit = find_prlimit())
-    a.insert(a.end(), {prlimit, fmt::format("--nproc={0}:{0}", o.max_processes),
-                       fmt::format("--fsize={0}:{0}", o.max_file_bytes), "--"});
+  a.insert(a.end(), {"--die-with-parent", "--new-session", "--chdir", chdir.string()});
+  // The process and file size limits are set from outside (prlimit(2) on the
+  // sandbox's first process, which waits on the block descriptor until they
+  // are): inside the user namespace RLIMIT_NPROC counts the sandbox's own
+  // processes alone, and no extra program has to start.
+  if (limits) a.insert(a.end(), {"--info-fd", std::to_string(limits->w), "--block-fd", std::to_string(limits->r)});
+  a.push_back("--");
   return a;
 }
 
+void add_usage(int dirfd, dev_t dev, int depth, disk_usage& u) {
+  DIR* d = ::fdopendir(dirfd);
+  if (!d) {
+    ::close(dirfd);
+    return;
+  }
+  while (auto* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    ++u.entries;
+    u.bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    if (S_ISDIR(st.st_mode) && st.st_dev == dev && depth < 512) {
+      int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) add_usage(sub, dev, depth + 1, u);
+    }
+  }
+  ::closedir(d);
+}
+
+std::string human(std::uint64_t bytes) {
+  if (bytes >= (std::uint64_t(1) << 30)) return fmt::format("{:.1f} GiB", double(bytes) / double(std::uint64_t(1) << 30));
+  if (bytes >= (std::uint64_t(1) << 20)) return fmt::format("{:.1f} MiB", double(bytes) / double(1 << 20));
+  if (bytes >= 1024) return fmt::format("{:.1f} KiB", double(bytes) / 1024.0);
+  return fmt::format("{} bytes", bytes);
+}
+
 }  // namespace
+
+disk_usage measure_disk_usage(const std::filesystem::path& dir) {
+  disk_usage u;
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return u;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return u;
+  }
+  add_usage(fd, st.st_dev, 0, u);
+  return u;
+}
 
 sandbox_status probe_sandbox(const sandbox_options& options) {
   static std::mutex m;
@@ -258,11 +378,8 @@ sandbox_status probe_sandbox(const sandbox_options& options) {
                                "package or fix sandbox_options::bubblewrap", bwrap.string())};
   std::lock_guard lock(m);
   if (auto it = known.find(bwrap.string()); it != known.end()) return it->second;
-  if (!find_prlimit())
-    return {false, "prlimit (util-linux) is not in /usr/bin or /bin; the sandbox needs it to limit processes "
-                   "and file sizes: install Debian's 'util-linux' package"};
   std::string cmd = shell_quote(bwrap.string());
-  for (const auto& arg : bubblewrap_args({.hidden = {}}, {}, "/")) cmd += " " + shell_quote(arg);
+  for (const auto& arg : bubblewrap_args({.hidden = {}}, {}, "/", std::nullopt)) cmd += " " + shell_quote(arg);
   cmd += " /bin/sh -c true";
   check_options o{.working_directory = "/", .timeout = std::chrono::seconds(20), .output_limit = 4096,
                   .sandbox = {.mode = sandbox_mode::unconfined_host_access}};
@@ -315,6 +432,7 @@ std::vector<std::string> default_env_allow_list() {
 }
 
 std::string check_result::outcome() const {
+  if (!limit_exceeded.empty()) return "stopped: " + limit_exceeded;
   if (timed_out) return fmt::format("timed out after {} ms", duration.count());
   if (exit_code == 0) return "passed";
   if (exit_code == 127) return "command not found (exit 127)";
@@ -338,6 +456,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
   check_result out;
   out.command = std::string(command);
   pids_cgroup cgroup;  // outlives the command: removed once its processes are gone
+  owned_pipe info, block;  // bubblewrap's: it says its first process, waits until its limits are set
   std::filesystem::path program = options.shell;
   std::vector<std::string> args{"-c", std::string(command)};
   if (options.sandbox.mode == sandbox_mode::required) {
@@ -365,7 +484,9 @@ result<check_result> run_check(std::string_view command, const check_options& op
                       fmt::format("gate: sandbox read-only path '{}' does not exist; create it first", p.string()));
         so.read_only.push_back(std::filesystem::absolute(p));
       }
-      args = bubblewrap_args(so, rw, rw.front());
+      if (!info.ok() || !block.ok())
+        return fail(error::io_error, fmt::format("gate: cannot make a pipe for the sandbox: {}", std::strerror(errno)));
+      args = bubblewrap_args(so, rw, rw.front(), limit_pipes{info.w, block.r});
       args.insert(args.end(), {options.shell, "-c", std::string(command)});
       program = find_bubblewrap(options.sandbox);
       env["TMPDIR"] = "/tmp";  // the private one: the host's may be read-only inside
@@ -378,6 +499,34 @@ result<check_result> run_check(std::string_view command, const check_options& op
                                     options.sandbox.max_processes, why);
     }
   }
+  // What the command may write into, and what those held before it.
+  std::vector<std::filesystem::path> written_dirs{options.working_directory};
+  for (const auto& w : options.sandbox.writable) written_dirs.push_back(w);
+  bool bounded = options.max_written_bytes > 0 || options.max_new_entries > 0;
+  auto usage_now = [&] {
+    disk_usage total;
+    for (const auto& d : written_dirs) {
+      auto u = measure_disk_usage(d);
+      total.bytes += u.bytes;
+      total.entries += u.entries;
+    }
+    return total;
+  };
+  disk_usage baseline;
+  if (bounded) baseline = options.written_since ? *options.written_since : usage_now();
+  // Empty while within the bounds, else what went over.
+  auto over_bounds = [&](const disk_usage& u) -> std::string {
+    std::uint64_t added = u.bytes > baseline.bytes ? u.bytes - baseline.bytes : 0;
+    std::uint64_t entries = u.entries > baseline.entries ? u.entries - baseline.entries : 0;
+    if (options.max_written_bytes && added > options.max_written_bytes)
+      return fmt::format("wrote {} into '{}' (the bound is {}); remove what is not needed", human(added),
+                         options.working_directory.string(), human(options.max_written_bytes));
+    if (options.max_new_entries && entries > options.max_new_entries)
+      return fmt::format("made {} new files and directories in '{}' (the bound is {}); remove what is not needed",
+                         entries, options.working_directory.string(), options.max_new_entries);
+    return {};
+  };
+
   std::vector<std::string> env_lines;
   for (const auto& [k, v] : env) env_lines.push_back(k + "=" + v);
   asio::io_context ctx;
@@ -399,22 +548,46 @@ result<check_result> run_check(std::string_view command, const check_options& op
     if (feed) stdio.in = in_reader;
     started_proc.emplace(ctx, program, args, stdio,
                          bp::process_start_dir(options.working_directory), bp::process_environment(env_lines),
-                         new_process_group{cgroup.procs()});
+                         new_process_group{cgroup.procs(), {info.w, block.r}});
   } catch (const std::exception& e) {
     // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
     return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, program.string(), e.what()));
   }
   bp::process& proc = *started_proc;
+  pid_t group = proc.id();
+  auto kill_group = [&] {
+    if (group > 0) ::kill(-group, SIGKILL);
+  };
+  if (out.sandboxed) {
+    info.close_write();
+    block.close_read();
+    // Until the limits are set, the sandbox waits; a bubblewrap that ends
+    // before saying its first process has its error in the log.
+    if (pid_t first = read_child_pid(info.r, std::chrono::seconds(10)); first > 0) {
+      struct rlimit nproc{options.sandbox.max_processes, options.sandbox.max_processes};
+      struct rlimit fsize{options.sandbox.max_file_bytes, options.sandbox.max_file_bytes};
+      if (::prlimit(first, RLIMIT_NPROC, &nproc, nullptr) != 0 || ::prlimit(first, RLIMIT_FSIZE, &fsize, nullptr) != 0) {
+        int e = errno;
+        kill_group();
+        bp::error_code ignored;
+        proc.wait(ignored);
+        return fail(error::io_error,
+                    fmt::format("gate: cannot limit the sandbox of '{}' (prlimit: {}); nothing was run", command,
+                                std::strerror(e)));
+      }
+      if (::write(block.w, "1", 1) != 1) kill_group();
+    } else {
+      kill_group();
+    }
+    block.close_write();
+    info.close_read();
+  }
   writer.close();
   if (split) out_writer.close();
   if (feed) in_reader.close();
   // Only the command's own ends of the pipes may reach it (and its children):
   // a copy of the write end of its standard input would keep it from ever
   // seeing end of file.
-  pid_t group = proc.id();
-  auto kill_group = [&] {
-    if (group > 0) ::kill(-group, SIGKILL);
-  };
 
   capped_log log(options.output_limit);
   std::array<char, 16384> buf, out_buf;
@@ -444,6 +617,25 @@ result<check_result> run_check(std::string_view command, const check_options& op
     });
   };
   if (options.stop) check_stop();
+  // The bounds on what it writes, checked while it runs: a walk of the tree
+  // every 250 ms, or every fifth of the time, whichever is less often, so a
+  // large tree costs at most a fifth of a core.
+  asio::steady_timer usage_timer(ctx);
+  std::function<void(std::chrono::milliseconds)> watch_usage = [&](std::chrono::milliseconds after) {
+    usage_timer.expires_after(after);
+    usage_timer.async_wait([&](bp::error_code e) {
+      if (e || exited) return;
+      auto t0 = std::chrono::steady_clock::now();
+      if (auto why = over_bounds(usage_now()); !why.empty()) {
+        out.limit_exceeded = std::move(why);
+        kill_group();
+        return;
+      }
+      auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+      watch_usage(std::max(std::chrono::milliseconds(250), 4 * took));
+    });
+  };
+  if (bounded) watch_usage(std::chrono::milliseconds(250));
   if (feed)
     asio::async_write(in_writer, asio::buffer(options.stdin_data), [&](bp::error_code, std::size_t) {
       in_writer.close();  // EOF for the command; a command that never reads gets EPIPE, which is fine
@@ -471,6 +663,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
   proc.async_wait([&](bp::error_code e, int code) {
     exited = true;
     poll.cancel();
+    usage_timer.cancel();
     out.exit_code = e ? -1 : code;
     // Stray background children would hold the pipe open: end them too.
     kill_group();
@@ -487,6 +680,9 @@ result<check_result> run_check(std::string_view command, const check_options& op
     });
   });
   ctx.run();
+  // A command that wrote past a bound between two looks, or just before it
+  // ended, is over it all the same.
+  if (bounded && out.limit_exceeded.empty()) out.limit_exceeded = over_bounds(usage_now());
   out.duration = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   out.log = log.text(out.truncated);
   out.output_bytes = log.total();
@@ -521,6 +717,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const check_result& r) {
        {"duration_ms", r.duration.count()}, {"output_bytes", r.output_bytes}, {"truncated", r.truncated},
        {"outcome", r.outcome()},        {"log", r.log}, {"sandboxed", r.sandboxed}};
   if (!r.warning.empty()) v.as_object()["warning"] = r.warning;
+  if (!r.limit_exceeded.empty()) v.as_object()["limit_exceeded"] = r.limit_exceeded;
 }
 
 }  // namespace agentcore::gate

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -333,6 +335,16 @@ public:
     return out;
   }
 
+  // The ceiling as a contract a change must also keep; its protected paths
+  // open only where the change's own contract has the host's grant.
+  result<contract::task_contract> ceiling_contract(const contract::task_contract& own) const {
+    auto n = contract::narrow({}, *options_.ceiling);
+    if (!n) return fail(error::invalid_argument, fmt::format("gate: the ceiling: {}", n.error().message()));
+    auto bounds = std::move(n->contract);
+    bounds.protected_allowed = own.protected_allowed;
+    return bounds;
+  }
+
   // --- submit ---
 
   result<change_verdict> submit(change c) {
@@ -365,6 +377,18 @@ public:
     }
     auto cv = contract::check(c.contract, d);
     if (!cv) return decide(c, {c.id, verdict_kind::error, cv.error().message()});
+    if (options_.ceiling && !c.revert_of) {  // a revert takes back what the gate landed
+      auto bounds = ceiling_contract(c.contract);
+      if (!bounds) return decide(c, {c.id, verdict_kind::error, bounds.error().message()});
+      auto outside = contract::check(*bounds, d);
+      if (!outside) return decide(c, {c.id, verdict_kind::error, outside.error().message()});
+      for (auto& x : outside->violations) {
+        bool known = std::find(cv->violations.begin(), cv->violations.end(), x) != cv->violations.end();
+        if (known) continue;
+        x.detail = "outside the host's ceiling: " + x.detail;
+        cv->violations.push_back(std::move(x));
+      }
+    }
     step("contract_checked", {c.id}, fmt::format("{} files, {} lines, {} bytes written{}", d.files.size(),
                                                   d.changed_lines(), d.added_bytes(), cv->ok() ? "" : ": " + cv->summary()));
     if (!cv->ok()) {

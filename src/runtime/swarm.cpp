@@ -585,6 +585,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                         .events = s->bus,
                         .board = &*s->board};
   go.check.sandbox.mode = c.sandbox;
+  go.ceiling = c.ceiling;  // the gate holds every change to it, whatever its contract says
   go.remote = c.remote;
   go.leader_ttl = c.lease;  // a dead gate's queue passes on as soon as a dead worker's task does
   if (!c.name.empty()) go.instance = c.name;

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+#include <unistd.h>
 
 using namespace agentcore;
 using namespace std::chrono_literals;
@@ -248,4 +249,79 @@ TEST_CASE("gate.checks.sandbox_missing_is_an_error_unless_the_host_gives_up_isol
   auto off = run("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
   CHECK_FALSE(off.sandboxed);
   CHECK(off.warning.empty());  // the host's choice: nothing to warn about
+}
+
+// The bounds on what a command writes hold with or without the sandbox: a
+// slow writer is stopped while it runs, a fast one that finished is over the
+// bound all the same, and one within the bounds passes.
+TEST_CASE("gate.checks.writes_past_a_bound_stop_the_command") {
+  test::temp_dir dir("check-bounds");
+  gate::check_options o{.working_directory = dir.path(),
+                        .max_written_bytes = 1 << 20,
+                        .max_new_entries = 50,
+                        .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}};
+  auto within = run("head -c 100000 /dev/zero > small && mkdir d && touch d/a d/b", o);
+  CHECK(within.passed());
+  CHECK(within.limit_exceeded.empty());
+  auto fast = run("head -c 5000000 /dev/urandom > big", o);
+  CHECK_FALSE(fast.passed());
+  CHECK(fast.exit_code == 0);  // it ran to its end; the bound is what failed
+  CHECK(fast.outcome().find("stopped: wrote") != std::string::npos);
+  CHECK(fast.outcome().find("the bound is 1.0 MiB") != std::string::npos);
+  std::filesystem::remove(dir.path() / "big");
+  auto slow = run("head -c 5000000 /dev/urandom > big2; sleep 30", o);
+  CHECK_FALSE(slow.passed());
+  CHECK(slow.duration < 20s);  // stopped, not left to sleep
+  CHECK(slow.limit_exceeded.find("wrote") != std::string::npos);
+  std::filesystem::remove(dir.path() / "big2");
+  auto entries = run("mkdir many && cd many && seq 1 500 | xargs touch; sleep 30", o);
+  CHECK_FALSE(entries.passed());
+  CHECK(entries.duration < 20s);
+  CHECK(entries.limit_exceeded.find("new files and directories") != std::string::npos);
+  // Counted from a given starting point: what was there before is not new.
+  std::filesystem::remove_all(dir.path() / "many");
+  auto before = gate::measure_disk_usage(dir.path());
+  o.written_since = gate::disk_usage{before.bytes, before.entries - 3};
+  auto since = run("touch e1", o);
+  CHECK(since.passed());  // 4 new entries counted, within 50
+  REQUIRE(before.bytes >= 100000);  // "small", written by the first command
+  o.written_since = gate::disk_usage{0, before.entries};
+  o.max_written_bytes = 50000;
+  auto over = run("true", o);
+  CHECK_FALSE(over.passed());  // "small" counts: written after the starting point given
+  CHECK(over.limit_exceeded.find("the bound is 48.8 KiB") != std::string::npos);
+}
+
+// A root host killed with -9 leaves the pids cgroup of the command it was
+// running; the next host's first sandboxed command removes the empty ones
+// named for processes that are gone (and no others).
+TEST_CASE("gate.checks.stale_pids_cgroups_of_dead_hosts_are_removed") {
+  if (!test::sandbox_or_skip()) return;
+  if (::geteuid() != 0) {
+    MESSAGE("SKIPPED (pids cgroups are made for root hosts only)");
+    return;
+  }
+  std::filesystem::path base;
+  std::ifstream f("/proc/self/cgroup");
+  for (std::string line; std::getline(f, line);)
+    if (auto a = line.find(":pids:"); a != std::string::npos)
+      base = std::filesystem::path("/sys/fs/cgroup/pids") / std::filesystem::path(line.substr(a + 6)).relative_path();
+  if (base.empty() || ::access(base.c_str(), W_OK) != 0) {
+    MESSAGE("SKIPPED (no writable cgroup v1 pids hierarchy here)");
+    return;
+  }
+  pid_t dead = 0;  // a pid no process has
+  for (pid_t p = 4000000; p > 3000000 && !dead; --p)
+    if (::kill(p, 0) != 0 && errno == ESRCH) dead = p;
+  REQUIRE(dead > 0);
+  auto stale = base / ("agentcore-" + std::to_string(dead) + "-0");
+  auto alive = base / ("agentcore-" + std::to_string(::getppid()) + "-0");  // its host still runs
+  std::filesystem::create_directory(stale);
+  std::filesystem::create_directory(alive);
+  REQUIRE(std::filesystem::exists(stale));
+  test::temp_dir dir("check-cgroup");
+  CHECK(run("true", {.working_directory = dir.path()}).passed());
+  CHECK_FALSE(std::filesystem::exists(stale));
+  CHECK(std::filesystem::exists(alive));
+  std::filesystem::remove(alive);
 }

@@ -510,3 +510,37 @@ TEST_CASE("gate.contract.protected_paths_are_refused_unless_the_host_allows") {
   CHECK(fx.main_has("scripts/build.sh"));
   CHECK_FALSE(fx.main_has(".github/workflows/x.yml"));
 }
+
+// The gate holds every change to the host's ceiling, whatever contract the
+// board gave it: a contract wider than the ceiling (written to the board
+// behind the planner's back, or by a host bug) does not widen what lands.
+TEST_CASE("gate.contract.the_ceiling_binds_whatever_the_contract_says") {
+  attack_fixture fx;
+  fx.gate.reset();
+  fx.gate = fx.open_gate({.ceiling = contract::ceiling{.allowed_paths = {"src/**", "docs/**"},
+                                                       .max_added_bytes = 1 << 20}});
+  fx.host_lands({{".ci/run", file_spec{"make test\n"}}});
+  contract::task_contract wide{.allowed_paths = {"**"}, .protected_paths = {}, .max_added_bytes = 0,
+                               .executable_allowed = true, .links = contract::link_policy::any};
+  fx.refused(fx.change("outside-paths", {{"tools/x.sh", file_spec{"echo\n"}}}, wide), "path_not_allowed",
+             "outside the host's ceiling");
+  fx.refused(fx.change("ci", {{".ci/run", file_spec{"true\n"}}}, wide), "protected_path",
+             "outside the host's ceiling");
+  fx.refused(fx.change("big", {{"src/big.txt", file_spec{std::string(3u << 20, 'x')}}}, wide), "max_added_bytes",
+             "outside the host's ceiling");
+  fx.refused(fx.change("link", {{"src/passwd", file_spec{"/etc/passwd", git::file_mode::link}}}, wide), "link_target",
+             "outside the host's ceiling");
+  // Within the ceiling, the wide contract's change lands; a host grant opens
+  // the ceiling's protected paths (here inside its allowed ones).
+  fx.lands(fx.change("fine", {{"src/ok.c", file_spec{"int ok;\n"}}}, wide));
+  fx.refused(fx.change("attrs", {{"src/.gitattributes", file_spec{"*.c filter=evil\n"}}}, wide), "protected_path",
+             "outside the host's ceiling");
+  auto granted = wide;
+  granted.protected_allowed = true;
+  fx.lands(fx.change("granted", {{"docs/.gitattributes", file_spec{"*.md text\n"}}}, granted));
+  fx.gate->run_until_empty().value();
+  CHECK(fx.main_has("src/ok.c"));
+  CHECK(fx.main_has("docs/.gitattributes"));
+  CHECK_FALSE(fx.main_has("src/.gitattributes"));
+  for (const char* p : {"tools/x.sh", "src/big.txt", "src/passwd"}) CHECK_FALSE(fx.main_has(p));
+}

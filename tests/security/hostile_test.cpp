@@ -380,6 +380,46 @@ TEST_CASE("security.hostile.resources_are_bounded") {
   CHECK(d.files.size() >= 20000);  // what the contract's max_files judges
 }
 
+// Class 6, continued: what a task's commands write into the worktree is
+// bounded as a whole (bytes on disk and new entries, across commands), each
+// file staying under the file size limit, and the command that goes over is
+// stopped with an answer that says so.
+TEST_CASE("security.hostile.writes_into_the_worktree_are_bounded") {
+  if (!test::sandbox_or_skip()) return;
+  hostile_stage st({.max_file_bytes = 8 << 20});
+  for (auto& t : agent::standard_tools({.answer_bytes = 16384, .command_timeout = std::chrono::seconds(60),
+                                        .max_task_written_bytes = 32 << 20, .max_task_new_entries = 5000}))
+    st.tools[t->name()] = t;
+  auto used = [&] { return gate::measure_disk_usage(st.wt->path()); };
+  auto start = used();
+  // Files of 7 MB each, under the file size limit, 70 of them: stopped near 32 MiB.
+  auto many = st.command("for i in $(seq 70); do head -c 7000000 /dev/zero > f$i.bin; done; echo WROTE-ALL; sleep 20");
+  INFO(many.content);
+  CHECK(many.is_error);
+  CHECK(many.content.find("stopped: wrote") != std::string::npos);
+  CHECK(many.content.find("WROTE-ALL") == std::string::npos);
+  CHECK(used().bytes - start.bytes < std::uint64_t(300) << 20);  // what one interval lets through, not 490 MB
+  CHECK(st.command("rm -f f*.bin && echo CLEANED").content.find("CLEANED") != std::string::npos);
+  // Two commands of 20 MB each (four files of 5 MB): the task's bound counts both.
+  auto first = st.command("for i in 1 2 3 4; do head -c 5000000 /dev/zero > a$i.bin; done && echo FIRST-OK");
+  INFO(first.content);
+  CHECK(first.content.find("FIRST-OK") != std::string::npos);
+  CHECK_FALSE(first.is_error);
+  auto second = st.command("for i in 1 2 3 4; do head -c 5000000 /dev/zero > b$i.bin; done && echo SECOND-OK");
+  INFO(second.content);
+  CHECK(second.is_error);
+  CHECK(second.content.find("stopped: wrote") != std::string::npos);
+  CHECK(st.command("rm -f a*.bin b*.bin && echo CLEANED").content.find("CLEANED") != std::string::npos);
+  // A hundred thousand empty files: stopped on the entry bound, with what to do.
+  auto files = st.command("mkdir -p gen && cd gen && seq 1 100000 | xargs touch; echo TOUCHED-ALL; sleep 20");
+  INFO(files.content);
+  CHECK(files.is_error);
+  CHECK(files.content.find("new files and directories") != std::string::npos);
+  CHECK(files.content.find("remove what is not needed") != std::string::npos);
+  CHECK(files.content.find("TOUCHED-ALL") == std::string::npos);
+  CHECK(used().entries - start.entries < 100000);
+}
+
 // Class 7: two pools on one repository (different slot directories) never
 // touch each other's slots; a second pool on one slot directory is refused.
 TEST_CASE("security.hostile.two_pools_on_one_repository_keep_their_slots") {

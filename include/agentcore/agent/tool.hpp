@@ -25,6 +25,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace agentcore::agent {
@@ -52,6 +53,9 @@ struct tool_context {
   const std::atomic<bool>* stop = nullptr;
   /// Limits and sandbox for run_command (its working directory is the workspace root).
   gate::check_options commands;
+  /// What the worktree held before the task's first command (set by
+  /// run_command): the bounds on what commands write count from here.
+  std::optional<gate::disk_usage> usage_before_commands;
   /// Where tools publish events (agent.tool_call is the loop's), if anywhere.
   event_bus* events = nullptr;
   /// The task the tools work for (for events and messages).

@@ -28,6 +28,11 @@ struct tools_options {
   std::size_t search_files = 100000;      ///< files search looks at, at most
   std::chrono::seconds command_timeout{300};      ///< run_command's default limit
   std::chrono::seconds max_command_timeout{1800}; ///< the most a call may ask for
+  /// What a task's commands together may add to its worktree (counted from
+  /// before its first command): bytes on disk and new files and directories.
+  /// A command that goes over is stopped and the model told why. 0: no bound.
+  std::uint64_t max_task_written_bytes = std::uint64_t(2) << 30;
+  std::uint64_t max_task_new_entries = 200000;
 };
 
 /// The seven built-in tools, in the order above.

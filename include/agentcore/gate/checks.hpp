@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,6 +94,16 @@ struct sandbox_status {
 };
 sandbox_status probe_sandbox(const sandbox_options& options = {});
 
+/// What a directory tree holds: bytes allocated on disk (st_blocks, so sparse
+/// files count what they take) and entries (files, directories, links),
+/// without following links or crossing into other file systems.
+struct disk_usage {
+  std::uint64_t bytes = 0;
+  std::uint64_t entries = 0;
+  friend bool operator==(const disk_usage&, const disk_usage&) = default;
+};
+disk_usage measure_disk_usage(const std::filesystem::path& dir);
+
 struct check_options {
   std::filesystem::path working_directory;  ///< required
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
@@ -108,6 +119,16 @@ struct check_options {
   /// When set and it becomes true, the process group is killed (the result
   /// says timed_out = false, exit_code 128 + SIGKILL).
   const std::atomic<bool>* stop = nullptr;
+  /// Bounds on what the command may add to the working directory (and the
+  /// sandbox's `writable` paths): bytes on disk and new entries, counted from
+  /// `written_since` (empty: what they held when the command started). The
+  /// tree is measured while the command runs (every 250 ms, less often on
+  /// trees that take long to walk) and once after it: over a bound, its
+  /// processes are killed and the result's `limit_exceeded` says which. A
+  /// fast writer can overshoot by what it writes in one interval. 0: no bound.
+  std::uint64_t max_written_bytes = 0;
+  std::uint64_t max_new_entries = 0;
+  std::optional<disk_usage> written_since;
   sandbox_options sandbox;
 };
 
@@ -122,8 +143,12 @@ struct check_result {
   bool sandboxed = false;  ///< ran inside the sandbox
   /// Something the host should know about how the command ran.
   std::string warning;
-  bool passed() const noexcept { return !timed_out && exit_code == 0; }
-  /// One line: "passed", "exit 2", "timed out after 30000 ms", "command not found".
+  /// Set when the command went over max_written_bytes or max_new_entries:
+  /// what it wrote and the bound. Such a command did not pass.
+  std::string limit_exceeded;
+  bool passed() const noexcept { return !timed_out && exit_code == 0 && limit_exceeded.empty(); }
+  /// One line: "passed", "exit 2", "timed out after 30000 ms", "command not found",
+  /// "stopped: wrote ... (the bound is ...)".
   std::string outcome() const;
 };
 

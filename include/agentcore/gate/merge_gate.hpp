@@ -24,6 +24,7 @@
 #pragma once
 
 #include <agentcore/board/task_board.hpp>
+#include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/gate/checks.hpp>
@@ -56,6 +57,12 @@ struct gate_options {
   /// change's fast checks, and with the deep checks.
   std::vector<std::shared_ptr<gate::check>> host_fast_checks, host_deep_checks;
   check_options check;                    ///< limits for every check (working_directory is set per run)
+  /// The host's bounds, checked on every change besides its own contract: a
+  /// contract the board holds cannot take a change past them, however it got
+  /// there. Its protected paths may be changed only under a contract with
+  /// protected_allowed set (a grant only the host makes: planners' proposals
+  /// never keep it). Empty: the change's contract alone.
+  std::optional<contract::ceiling> ceiling;
   std::string prefix = "gate/";           ///< store key prefix
   git::signature committer{"agentcore gate", "gate@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
