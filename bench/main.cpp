@@ -67,7 +67,7 @@ void usage(std::FILE* out) {
              "  --runs N    repeat N times and report each figure's median (default 3)\n"
              "  --dir PATH  make the scratch directory under PATH (default $TMPDIR or /tmp); it is removed at the end\n"
              "areas:\n");
-  for (const auto& a : areas()) fmt::print(out, "  {:<8}{}\n", a.name, a.what);
+  for (const auto& a : areas()) fmt::print(out, "  {:<10}{}\n", a.name, a.what);
 }
 
 struct cli {

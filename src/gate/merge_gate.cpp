@@ -3,6 +3,7 @@
 #include <agentcore/git/repository.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -133,9 +134,73 @@ result<change_verdict> verdict_from_json(const json::value& v) {
   auto merged = optional_oid_field(o, "merged_as", "gate: verdict");
   if (!merged) return merged.error();
   out.merged_as = *merged;
-  // Check logs and contract details are kept in the stored JSON for people;
-  // the typed verdict carries the outcome.
+  // The checks and the contract's findings, read leniently: what a next
+  // attempt needs to be told, from verdicts older versions wrote too.
+  auto str = [](const json::object& x, const char* k) {
+    auto* f = x.if_contains(k);
+    return f && f->is_string() ? std::string(f->get_string()) : std::string();
+  };
+  auto flag = [](const json::object& x, const char* k) {
+    auto* f = x.if_contains(k);
+    return f && f->is_bool() && f->get_bool();
+  };
+  auto number = [](const json::object& x, const char* k) -> std::int64_t {
+    auto* f = x.if_contains(k);
+    return f && f->is_int64() ? f->get_int64() : f && f->is_uint64() ? static_cast<std::int64_t>(f->get_uint64()) : 0;
+  };
+  if (auto* checks = o.if_contains("checks"); checks && checks->is_array())
+    for (const auto& c : checks->get_array()) {
+      if (!c.is_object()) continue;
+      const auto& co = c.get_object();
+      check_result r;
+      r.command = str(co, "command");
+      r.exit_code = static_cast<int>(co.contains("exit_code") ? number(co, "exit_code") : -1);
+      r.timed_out = flag(co, "timed_out");
+      r.duration = std::chrono::milliseconds(number(co, "duration_ms"));
+      r.log = str(co, "log");
+      r.output_bytes = static_cast<std::size_t>(number(co, "output_bytes"));
+      r.truncated = flag(co, "truncated");
+      r.sandboxed = flag(co, "sandboxed");
+      r.warning = str(co, "warning");
+      r.limit_exceeded = str(co, "limit_exceeded");
+      out.checks.push_back(std::move(r));
+    }
+  if (auto* k = o.if_contains("contract"); k && k->is_object())
+    if (auto* vs = k->get_object().if_contains("violations"); vs && vs->is_array())
+      for (const auto& x : vs->get_array())
+        if (x.is_object())
+          out.contract.violations.push_back(
+              {str(x.get_object(), "path"), str(x.get_object(), "rule"), str(x.get_object(), "detail")});
   return out;
+}
+
+std::string explain(const change_verdict& v, std::size_t max_bytes) {
+  std::string s = fmt::format("The gate's verdict: {}", to_string(v.kind));
+  if (!v.detail.empty()) s += ": " + v.detail;
+  s += "\n";
+  if (!v.contract.ok()) s += "The change broke its contract:\n" + v.contract.summary() + "\n";
+  if (!v.paths.empty()) s += fmt::format("It conflicts with the branch in: {}\n", fmt::join(v.paths, ", "));
+  const check_result* failed = nullptr;
+  for (const auto& c : v.checks)
+    if (!c.passed()) failed = &c;
+  if (failed) {
+    s += fmt::format("The check '{}' {}", failed->command, failed->outcome());
+    std::string log = failed->log;
+    while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
+    if (log.empty()) {
+      s += " and printed nothing.\n";
+    } else {
+      // The end of the output is where compilers and test runners say what failed.
+      std::size_t room = max_bytes > s.size() + 64 ? max_bytes - s.size() - 64 : 256;
+      bool cut = log.size() > room;
+      if (cut) {
+        log = log.substr(log.size() - room);
+        if (auto nl = log.find('\n'); nl != std::string::npos && nl < 200) log = log.substr(nl + 1);  // whole lines
+      }
+      s += fmt::format("; {} of its output:\n{}\n", cut ? "the end" : "all", log);
+    }
+  }
+  return s;
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e) {

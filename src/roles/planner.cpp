@@ -4,6 +4,7 @@
 
 #include "detail/complete.hpp"
 #include "detail/offload.hpp"
+#include "roles/what_happened.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/strand.hpp>
@@ -61,16 +62,16 @@ std::string first_line(std::string_view s, std::size_t n = 200) {
   return std::string(line.substr(0, n));
 }
 
-std::string report_summary(const json::value& r) {
-  if (!r.is_object()) return {};
-  const auto& o = r.as_object();
+// What went wrong, short: the first line of what_happened, then the end of
+// the failing check's output on one line, `n` bytes at most.
+std::string report_summary(const json::value& r, std::size_t n = 600) {
+  auto text = detail::what_happened(r, n + 200);
+  if (text.starts_with("The gate's verdict: ")) text = text.substr(20);
+  else if (text.starts_with("The attempt ended as ")) text = text.substr(21);
   std::string out;
-  if (auto* k = o.if_contains("kind"); k && k->is_string()) out += std::string(k->get_string());
-  for (const char* f : {"summary", "detail"})
-    if (auto* d = o.if_contains(f); d && d->is_string() && !d->get_string().empty()) {
-      out += ": " + first_line(d->get_string(), 300);
-      break;
-    }
+  for (char c : text) out += c == '\n' ? ' ' : c;
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.size() > n) out = out.substr(0, n - 3) + "...";
   return out;
 }
 
@@ -448,7 +449,7 @@ struct planner::state : std::enable_shared_from_this<state> {
           "This task did not get done:\n\nTask {}: {}\n{}\n\nContract: {}\n\nWhat happened (attempt {}): {}\n\nSplit it "
           "into at most {} smaller tasks that together do the same, each small enough to finish easily, with ids not "
           "used yet. {}",
-          t.id.str(), t.title, t.description, json::serialize(t.contract), t.attempts, json::serialize(t.result),
+          t.id.str(), t.title, t.description, json::serialize(t.contract), t.attempts, detail::what_happened(t.result, 4000),
           o.max_children, answer_format(o.max_children));
       auto children = co_await ask(std::move(prompt), rep);
       if (!children) {

@@ -4,6 +4,7 @@
 
 #include "detail/complete.hpp"
 #include "detail/offload.hpp"
+#include "roles/what_happened.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -102,15 +103,9 @@ std::string task_statement(const board::task& t) {
     s += "\nNotes on this task:\n";
     for (const auto& n : t.notes) s += fmt::format("- ({}) {}\n", n.author, n.text);
   }
-  if (t.result.is_object()) {
-    const auto& r = t.result.as_object();
-    if (auto* k = r.if_contains("kind"); k && k->is_string()) {
-      s += fmt::format("\nAn earlier attempt ended as '{}'", std::string_view(k->get_string()));
-      if (auto* d = r.if_contains("summary"); d && d->is_string()) s += ": " + std::string(d->get_string());
-      else if (auto* d2 = r.if_contains("detail"); d2 && d2->is_string()) s += ": " + std::string(d2->get_string());
-      s += "\n";
-    }
-  }
+  if (auto before = detail::what_happened(t.result, 6000); !before.empty())
+    s += "\nAn earlier attempt at this task did not land. " + before +
+         "Do not repeat what failed: read the output above and fix its cause.\n";
   return s;
 }
 

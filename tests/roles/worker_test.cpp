@@ -4,6 +4,7 @@
 #include "gate/gate_fixture.hpp"
 #include "support/io_thread.hpp"
 
+#include <agentcore/roles/planner.hpp>
 #include <agentcore/roles/worker.hpp>
 
 #include <boost/asio/thread_pool.hpp>
@@ -269,4 +270,67 @@ TEST_CASE("roles.worker.a_change_refused_at_submission_leaves_no_ref_in_the_shar
   auto refs = test::sh("git --git-dir='" + shared + "' for-each-ref refs/agentcore/changes");
   CHECK_MESSAGE(refs.out.empty(), "change refs left behind: " << refs.out);
   test::sh("rm -rf '" + shared + "'");
+}
+
+// A rejection's reason, its failing check and the end of that check's output
+// reach the next attempt's statement and the planner, through a real gate:
+// the retry is told what the compiler or the tests said, not just "exit 2".
+TEST_CASE("roles.worker.the_gate_s_failure_output_reaches_the_retry_and_the_planner") {
+  worker_fixture f({.mode = gate::policy::serial,
+                    .deep_checks = {"echo 'building...'; echo 'src/greet.c:1: error: SENTINEL-7f3a expected ; before }' >&2; "
+                                    "exit 2"}});
+  f.propose("greet", f.terms);
+  auto write_and_finish = [](const model::request&, int turn) -> std::optional<model::result_type> {
+    if (turn == 1) return test::calls({{"write_file", R"({"path":"src/greet.c","content":"int greet = 1;\n"})"}});
+    return test::calls({{"finish", R"({"summary":"added src/greet.c"})"}});
+  };
+  test::scripted_client first(write_and_finish);
+  auto r1 = f.run(first);
+  REQUIRE(r1.verdicts.size() == 1);
+  CHECK(r1.verdicts[0].kind == gate::verdict_kind::deep_checks_failed);
+  REQUIRE(f.task("greet").state == board::task_state::rejected);
+
+  // The planner's round requeues it with the reason, and shows it when it splits.
+  auto plan = [&](model::client& m, int split_after) {
+    roles::planner p(f.board, f.dir.path(), m,
+                     {.goal = "greet", .max_new_tasks = 0, .split_after = split_after, .executor = f.io.io.get_executor()});
+    std::promise<result<roles::plan_report>> pr;
+    auto fut = pr.get_future();
+    p.async_plan([&](result<roles::plan_report> r) { pr.set_value(std::move(r)); });
+    REQUIRE(fut.wait_for(60s) == std::future_status::ready);
+    auto r = fut.get();
+    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  };
+  test::scripted_client quiet([](const model::request&, int) -> std::optional<model::result_type> {
+    return test::text_answer(R"({"tasks": []})");
+  });
+  plan(quiet, 2);
+  auto requeued = f.task("greet");
+  REQUIRE(requeued.state == board::task_state::ready);
+  bool noted = false;
+  for (const auto& n : requeued.notes) noted = noted || n.text.find("SENTINEL-7f3a") != std::string::npos;
+  CHECK_MESSAGE(noted, "the requeue note names the compiler's complaint");
+
+  std::string statement;
+  test::scripted_client second([&](const model::request& r, int turn) -> std::optional<model::result_type> {
+    if (turn == 1) statement = r.messages.at(0).text();
+    return write_and_finish(r, turn);
+  });
+  auto r2 = f.run(second);
+  CHECK(r2.verdicts.at(0).kind == gate::verdict_kind::deep_checks_failed);
+  INFO(statement);
+  CHECK(statement.find("deep_checks_failed") != std::string::npos);
+  CHECK(statement.find("exit 2") != std::string::npos);
+  CHECK(statement.find("src/greet.c:1: error: SENTINEL-7f3a expected ; before }") != std::string::npos);
+
+  // Failed twice: the planner splits it, and its prompt has the output too.
+  std::string split_prompt;
+  test::scripted_client splitter([&](const model::request& r, int) -> std::optional<model::result_type> {
+    if (r.messages.at(0).text().find("did not get done") != std::string::npos) split_prompt = r.messages.at(0).text();
+    return test::text_answer(R"({"tasks": []})");
+  });
+  plan(splitter, 2);
+  INFO(split_prompt);
+  CHECK(split_prompt.find("SENTINEL-7f3a") != std::string::npos);
+  CHECK(split_prompt.find("\"log\"") == std::string::npos);  // words, not the verdict's raw JSON
 }

@@ -174,6 +174,12 @@ void tag_invoke(json::value_from_tag, json::value& v, const change& c);
 result<change> change_from_json(const json::value& v);
 void tag_invoke(json::value_from_tag, json::value& v, const change_verdict& c);
 result<change_verdict> verdict_from_json(const json::value& v);
+/// What a verdict means for the next attempt, in words a model or a person
+/// acts on: the verdict and its reason, the contract's findings, the
+/// conflicting paths, and the failing check with the end of its output (the
+/// part compilers and test runners say what failed in), `max_bytes` at most
+/// (roughly).
+std::string explain(const change_verdict& v, std::size_t max_bytes = 4096);
 void tag_invoke(json::value_from_tag, json::value& v, const gate_event& e);
 void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e);
 void tag_invoke(json::value_from_tag, json::value& v, const gate_step& e);
