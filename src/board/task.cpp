@@ -8,8 +8,8 @@
 namespace agentcore::board {
 namespace {
 
-constexpr std::array<std::string_view, 9> state_names = {"proposed", "ready",    "claimed",   "submitted", "merged",
-                                                         "rejected", "failed",   "abandoned", "superseded"};
+constexpr std::array<std::string_view, 10> state_names = {"proposed", "ready",  "claimed",   "submitted",  "merged",
+                                                          "rejected", "failed", "abandoned", "superseded", "reverted"};
 
 }  // namespace
 
@@ -34,8 +34,10 @@ bool is_legal(task_state from, task_state to) noexcept {
     // rejected -> claimed: its worker takes it back to resolve a merge conflict.
     case rejected: return to == ready || to == proposed || to == superseded || to == claimed;
     case failed:
-    case abandoned: return to == ready || to == proposed || to == superseded;
-    case merged:
+    case abandoned:
+    case reverted: return to == ready || to == proposed || to == superseded;
+    // merged -> reverted: the gate took its merge back out of the branch.
+    case merged: return to == reverted;
     case superseded: return false;
   }
   return false;

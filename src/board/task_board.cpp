@@ -420,6 +420,30 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
   return gave_up("finish", id, options_.max_attempts);
 }
 
+result<task> task_board::revert(const task_id& id, json::value report) {
+  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+    auto l = load(id);
+    if (!l) return l.error();
+    if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
+    task t = std::move((*l)->t);
+    task_state from = t.state;
+    if (from == task_state::reverted) return t;  // told twice (a gate's crash and its successor)
+    if (!is_legal(from, task_state::reverted)) return illegal(id, from, task_state::reverted);
+    t.state = task_state::reverted;
+    if (!report.is_null()) t.result = report;
+    store::txn x;
+    x.if_version(task_key(id), (*l)->version);
+    x.put(task_key(id), to_json(t));
+    auto c = store_.commit(x);
+    if (!c) return c.error();
+    if (c->succeeded) {
+      publish(id, from, task_state::reverted, std::nullopt, c->rev);
+      return t;
+    }
+  }
+  return gave_up("revert", id, options_.max_attempts);
+}
+
 result<task> task_board::requeue(const task_id& id, std::string note) {
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     auto l = load(id);

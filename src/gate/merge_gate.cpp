@@ -276,6 +276,30 @@ public:
     lease_ = 0;
   }
   std::string since_green_prefix() const { return root_ + "since_green/"; }
+  /// landed/<commit>: the change and task a merge commit landed, so that a
+  /// revert of it (rollback, optimistic auto-revert) reaches the task.
+  std::string landed_key(const git::oid& commit) const { return root_ + "landed/" + commit.hex(); }
+
+  /// The change and the task whose landing made `commit`. Merges older than
+  /// the landed/ records are found on the board by their merged_as.
+  std::pair<std::string, std::optional<task_id>> landed_by(const git::oid& commit) {
+    if (auto kv = store_.get(landed_key(commit)); kv && *kv)
+      if (auto j = parse_json((*kv)->value); j && j->is_object()) {
+        auto change = json_field_or<std::string>(j->as_object(), "change", {});
+        auto task = json_field_or<std::string>(j->as_object(), "task", {});
+        return {change ? *change : std::string(), task && !task->empty() ? std::optional<task_id>(*task) : std::nullopt};
+      }
+    if (options_.board)
+      if (auto merged = options_.board->list(board::task_state::merged))
+        for (const auto& t : *merged)
+          if (t.result.is_object())
+            if (auto* m = t.result.as_object().if_contains("merged_as");
+                m && m->is_string() && m->get_string() == commit.hex()) {
+              auto* c = t.result.as_object().if_contains("change");
+              return {c && c->is_string() ? std::string(c->get_string()) : std::string(), t.id};
+            }
+    return {};
+  }
 
   struct item {
     change c;
@@ -297,7 +321,7 @@ public:
   std::string board_pending_key(const std::string& id) const { return root_ + "board_pending/" + id; }
 
   bool for_board(const change_verdict& v, const std::optional<task_id>& task) const {
-    return options_.board && task && v.kind != verdict_kind::queued && v.kind != verdict_kind::reverted;
+    return options_.board && task && v.kind != verdict_kind::queued;
   }
 
   /// Adds to a verdict's transaction a note that the board still has to hear
@@ -312,7 +336,8 @@ public:
     board::task_state outcome = v.kind == verdict_kind::merged  ? board::task_state::merged
                                 : v.kind == verdict_kind::error ? board::task_state::failed
                                                                 : board::task_state::rejected;
-    auto r = options_.board->finish(task, outcome, json::value_from(v));
+    auto r = v.kind == verdict_kind::reverted ? options_.board->revert(task, json::value_from(v))
+                                              : options_.board->finish(task, outcome, json::value_from(v));
     // Done, or not the board's to take (a task the host never submitted, or
     // already finished): either way there is nothing left to retry.
     if (r || r.error() == error::illegal_transition || r.error() == error::not_found)
@@ -635,7 +660,7 @@ public:
 
   result<void> finish_landing_checked(const json::object& landing, std::vector<change_verdict>& out) {
     store::txn x;
-    std::vector<std::pair<change_verdict, std::optional<task_id>>> made;
+    std::vector<std::pair<change_verdict, std::optional<task_id>>> made, reverted;
     branch_moved ev{options_.branch, {}, {}, {}};
     ev.from = git::oid::from_hex(landing.at("from").as_string()).value();
     ev.to = git::oid::from_hex(landing.at("to").as_string()).value();
@@ -646,15 +671,30 @@ public:
       std::string key(o.at("key").as_string());
       auto commit = git::oid::from_hex(o.at("commit").as_string()).value();
       std::optional<task_id> task;
+      std::optional<git::oid> revert_of;
       if (auto kv = store_.get(key); kv && *kv) {
         if (auto j = parse_json((*kv)->value); j)
-          if (auto c = change_from_json(*j); c) task = c->task;
+          if (auto c = change_from_json(*j); c) task = c->task, revert_of = c->revert_of;
       }
       change_verdict v{id, verdict_kind::merged, fmt::format("landed on '{}'", options_.branch)};
       v.merged_as = commit;
       x.erase(key);
       x.put(verdict_key(id), json::serialize(json::value_from(v)));
       note_for_board(x, v, task);
+      if (task) x.put(landed_key(commit), json::serialize(json::object{{"change", id}, {"task", task->str()}}));
+      if (revert_of) {
+        // A rollback landed: the task whose merge it takes back says so.
+        auto [original, original_task] = landed_by(*revert_of);
+        std::string reason;
+        if (auto before = verdict(id); before && *before) reason = (*before)->detail;
+        change_verdict rv{original.empty() ? "merge-" + revert_of->hex().substr(0, 12) : original,
+                          verdict_kind::reverted,
+                          fmt::format("its merge {} was reverted by {}{}", revert_of->hex(), commit.hex(),
+                                      reason.empty() ? std::string() : ": " + reason)};
+        rv.merged_as = commit;
+        note_for_board(x, rv, original_task);
+        reverted.emplace_back(std::move(rv), original_task);
+      }
       if (optimistic) x.put(fmt::format("{}{:016x}/{}", since_green_prefix(), static_cast<std::uint64_t>(now_us()), id), commit.hex());
       ev.changes.push_back(id);
       made.emplace_back(std::move(v), task);
@@ -667,6 +707,7 @@ public:
       announce(v, task);
       out.push_back(v);
     }
+    for (auto& [v, task] : reverted) announce(v, task);  // news of earlier changes, not verdicts of this landing
     return {};
   }
 
@@ -792,14 +833,17 @@ public:
       if (!moved->advanced) continue;  // someone moved the branch: look again
       if (options_.events) options_.events->publish(branch_moved{options_.branch, *tip, *revert, {culprit_id}});
       change_verdict v{culprit_id, verdict_kind::reverted,
-                       fmt::format("broke the deep checks after landing; reverted by {}", revert->hex())};
+                       fmt::format("its merge {} broke the deep checks after landing; reverted by {}",
+                                   culprit_commit->hex(), revert->hex())};
       v.merged_as = *revert;
       v.checks = std::move(*checks);
+      auto culprit_task = landed_by(*culprit_commit).second;
       store::txn x;
       x.erase(culprit.key);
       x.put(verdict_key(culprit_id), json::serialize(json::value_from(v)));
+      note_for_board(x, v, culprit_task);
       if (auto c = store_.commit(x); !c) return c.error();
-      announce(v, std::nullopt);
+      announce(v, culprit_task);
       out.push_back(std::move(v));
     }
     return {};

@@ -25,7 +25,7 @@ h2{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:var(--dim)
 .col{background:#11161c;border-radius:4px;padding:4px;min-height:80px}.col h3{font-size:11px;margin:2px 2px 6px;color:var(--dim)}
 .card{background:#1e252e;border:1px solid var(--line);border-left:3px solid var(--acc);border-radius:4px;padding:4px 6px;margin-bottom:4px;cursor:pointer;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .card[data-state=merged]{border-left-color:var(--ok)}.card[data-state=rejected],.card[data-state=failed]{border-left-color:var(--bad)}
-.card[data-state=abandoned]{border-left-color:var(--warn)}.card .id{font-family:ui-monospace,monospace;font-size:11px;color:var(--dim)}
+.card[data-state=abandoned],.card[data-state=reverted]{border-left-color:var(--warn)}.card .id{font-family:ui-monospace,monospace;font-size:11px;color:var(--dim)}
 table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:2px 4px;border-bottom:1px solid var(--line);white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:140px}
 canvas{width:100%;height:120px;display:block}
 #detail pre{white-space:pre-wrap;font-size:11px;max-height:260px;overflow:auto;margin:0}
@@ -48,7 +48,7 @@ canvas{width:100%;height:120px;display:block}
 </div></main>
 <script>
 "use strict";
-const STATES=["proposed","ready","claimed","submitted","merged","rejected","failed","abandoned"];
+const STATES=["proposed","ready","claimed","submitted","merged","rejected","failed","abandoned","reverted"];
 const token=new URLSearchParams(location.search).get("token");
 const headers=token?{Authorization:"Bearer "+token}:{};
 const $=id=>document.getElementById(id);

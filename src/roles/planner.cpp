@@ -75,6 +75,14 @@ std::string report_summary(const json::value& r, std::size_t n = 600) {
   return out;
 }
 
+bool reverted_for_failing_checks(const json::value& result) {
+  auto v = gate::verdict_from_json(result);
+  if (!v || v->kind != gate::verdict_kind::reverted) return false;
+  for (const auto& c : v->checks)
+    if (!c.passed()) return true;
+  return false;
+}
+
 // The model's answer may wrap its JSON in prose or a code fence.
 std::string_view json_part(std::string_view text) {
   auto open = text.find('{');
@@ -362,13 +370,15 @@ struct planner::state : std::enable_shared_from_this<state> {
       else if (t.state == board::task_state::merged && ++n_merged <= 60)
         merged += fmt::format("- {}: {}\n", t.id.str(), first_line(t.title));
       else if (t.state == board::task_state::rejected || t.state == board::task_state::failed ||
-               t.state == board::task_state::abandoned)
+               t.state == board::task_state::abandoned || t.state == board::task_state::reverted)
         troubled += fmt::format("- [{}] {}: {} -- {}\n", to_string(t.state), t.id.str(), first_line(t.title),
                                 report_summary(t.result));
     }
     s += "\n# Open tasks\n" + (open.empty() ? std::string("(none)\n") : open);
     s += "\n# Merged tasks\n" + (merged.empty() ? std::string("(none)\n") : merged);
-    if (!troubled.empty()) s += "\n# Rejected, failed and abandoned tasks (with what went wrong)\n" + troubled;
+    if (!troubled.empty())
+      s += "\n# Rejected, failed, abandoned and reverted tasks (with what went wrong; a reverted task's work was "
+           "taken back out of main: propose it again, differently, if it is still needed)\n" + troubled;
     return s;
   }
 
@@ -435,7 +445,11 @@ struct planner::state : std::enable_shared_from_this<state> {
     // Failing work first: retry what failed once, split what keeps failing or stalled.
     for (const auto& t : *tasks) {
       if (!mine(t)) continue;
-      bool troubled = t.state == board::task_state::rejected || t.state == board::task_state::failed;
+      // A merge the gate reverted because it broke the deep checks is a
+      // failure like a rejection; one a person or the host rolled back is
+      // theirs to requeue (or the model's to propose again, seeing it).
+      bool troubled = t.state == board::task_state::rejected || t.state == board::task_state::failed ||
+                      (t.state == board::task_state::reverted && reverted_for_failing_checks(t.result));
       bool split = t.state == board::task_state::abandoned || (troubled && t.attempts >= o.split_after);
       if (troubled && !split) {
         auto r = co_await offload(o.blocking, [&] {

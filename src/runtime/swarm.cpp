@@ -669,7 +669,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
     using enum board::task_state;
     if (t.to == ready) raw->poke_workers();
     if (t.to == submitted) raw->poke_gate();
-    if (t.to == merged || t.to == rejected || t.to == abandoned || t.to == failed) {
+    if (t.to == merged || t.to == rejected || t.to == abandoned || t.to == failed || t.to == reverted) {
       asio::post(raw->strand, [raw] { raw->need_plan = true; });
       raw->poke_main();
     }

@@ -324,3 +324,25 @@ TEST_CASE_TEMPLATE("board.reclaim_after_a_rejected_submission", B, BACKENDS) {
   CHECK(board.reconcile().value() == 1);
   CHECK(state_of(board, "a").state == task_state::ready);
 }
+
+TEST_CASE_TEMPLATE("board.a_merged_task_can_be_reverted_and_requeued", B, BACKENDS) {
+  B be;
+  auto s = be.make();
+  task_board b(*s);
+  REQUIRE(b.propose({.id = task_id{"a"}, .title = "A"}).has_value());
+  auto lease = s->grant(std::chrono::seconds(30)).value();
+  REQUIRE(b.claim(worker_id{"w"}, lease).value());
+  // Only a merged task is reverted.
+  CHECK(b.revert(task_id{"a"}, nullptr).error() == error::illegal_transition);
+  REQUIRE(b.submit(task_id{"a"}, worker_id{"w"}).has_value());
+  REQUIRE(b.finish(task_id{"a"}, task_state::merged).has_value());
+  auto r = b.revert(task_id{"a"}, json::object{{"verdict", "reverted"}, {"detail", "taken back"}});
+  REQUIRE(r.has_value());
+  CHECK(r->state == task_state::reverted);
+  CHECK(b.get(task_id{"a"}).value()->result.as_object().at("detail").as_string() == "taken back");
+  CHECK(b.revert(task_id{"a"}, nullptr).value().state == task_state::reverted);  // told twice: no harm
+  CHECK(b.finish(task_id{"a"}, task_state::merged).error() == error::illegal_transition);
+  CHECK(b.requeue(task_id{"a"}).value().state == task_state::ready);
+  CHECK(to_string(task_state::reverted) == "reverted");
+  CHECK(parse_task_state("reverted") == task_state::reverted);
+}

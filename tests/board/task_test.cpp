@@ -80,6 +80,10 @@ TEST_CASE("board.task.state_machine") {
   CHECK_FALSE(is_legal(proposed, claimed));
   CHECK_FALSE(is_legal(ready, merged));
   CHECK_FALSE(is_legal(merged, ready));
+  CHECK(is_legal(merged, reverted));  // its merge taken back out
+  CHECK(is_legal(reverted, ready));
+  CHECK_FALSE(is_legal(ready, reverted));
+  CHECK_FALSE(is_legal(reverted, merged));
   CHECK_FALSE(is_legal(superseded, ready));
   for (auto to : {proposed, ready, claimed, submitted, merged, rejected, failed, abandoned, superseded}) {
     CHECK_FALSE(is_legal(merged, to));

@@ -544,3 +544,62 @@ TEST_CASE("gate.contract.the_ceiling_binds_whatever_the_contract_says") {
   CHECK_FALSE(fx.main_has("src/.gitattributes"));
   for (const char* p : {"tools/x.sh", "src/big.txt", "src/passwd"}) CHECK_FALSE(fx.main_has(p));
 }
+
+// A merge taken back out (a rollback through the queue, or the optimistic
+// policy's auto-revert) moves its task to `reverted`, with the revert commit
+// and the reason, from where it can be requeued; a task that stayed `merged`
+// would make the planner drop its re-proposal and the work would vanish.
+TEST_CASE("gate.reverts_reach_the_board") {
+  gate_fixture fx;
+  board::task_board tasks(*fx.store);
+  auto lease = fx.store->grant(std::chrono::seconds(60)).value();
+  auto submit_task = [&](gate::merge_gate& g, const std::string& id, bool poison, std::optional<git::oid> base) {
+    REQUIRE(tasks.propose({.id = task_id{id}, .title = "task " + id}).has_value());
+    auto t = tasks.claim(worker_id{"w"}, lease).value();
+    REQUIRE(t);
+    REQUIRE(t->id == task_id{id});
+    REQUIRE(tasks.submit(task_id{id}, worker_id{"w"}).has_value());
+    auto c = fx.make_change(id + "-1", poison, base);
+    c.task = task_id{id};
+    submit_ok(g, c);
+  };
+  SUBCASE("a rollback") {
+    auto g = fx.open_gate({.board = &tasks});
+    submit_task(*g, "keep", false, std::nullopt);
+    g->run_until_empty().value();
+    submit_task(*g, "oops", false, std::nullopt);
+    g->run_until_empty().value();
+    auto t = tasks.get(task_id{"oops"}).value().value();
+    REQUIRE(t.state == board::task_state::merged);
+    auto merged = git::oid::from_hex(t.result.as_object().at("merged_as").as_string()).value();
+    REQUIRE(g->rollback(merged, "oops broke production").value().kind == gate::verdict_kind::queued);
+    g->run_until_empty().value();
+    CHECK_FALSE(fx.main_has("changes/oops.txt"));
+    t = tasks.get(task_id{"oops"}).value().value();
+    CHECK(t.state == board::task_state::reverted);
+    auto v = gate::verdict_from_json(t.result).value();
+    CHECK(v.kind == gate::verdict_kind::reverted);
+    CHECK(v.merged_as == fx.main_tip());  // the revert commit
+    CHECK(v.detail.find("oops broke production") != std::string::npos);
+    CHECK(v.detail.find(merged.hex()) != std::string::npos);
+    CHECK(tasks.get(task_id{"keep"}).value().value().state == board::task_state::merged);
+    // From reverted it can be requeued, and only from there (a merged task cannot).
+    CHECK(tasks.requeue(task_id{"keep"}).error() == error::illegal_transition);
+    CHECK(tasks.requeue(task_id{"oops"}, "needed after all").value().state == board::task_state::ready);
+  }
+  SUBCASE("the optimistic policy's auto-revert") {
+    auto g = fx.open_gate({.mode = gate::policy::optimistic, .optimistic_every = 2, .board = &tasks});
+    auto base = fx.main_tip();
+    submit_task(*g, "o1", false, base);
+    submit_task(*g, "o2", true, base);
+    g->run_until_empty().value();
+    CHECK_FALSE(fx.main_has("POISON"));
+    CHECK(tasks.get(task_id{"o1"}).value().value().state == board::task_state::merged);
+    auto t = tasks.get(task_id{"o2"}).value().value();
+    CHECK(t.state == board::task_state::reverted);
+    auto v = gate::verdict_from_json(t.result).value();
+    CHECK(v.detail.find("broke the deep checks") != std::string::npos);
+    REQUIRE_FALSE(v.checks.empty());
+    CHECK_FALSE(v.checks.back().passed());  // the deep check that caught it, with its output
+  }
+}

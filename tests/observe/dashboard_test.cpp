@@ -3,10 +3,13 @@
 // against DNS rebinding, Origin on changes), the caps on streams and
 // connections, and bad requests answered with 4xx while the server keeps
 // serving.
+#include "agent/agent_fixture.hpp"
 #include "gate/gate_fixture.hpp"
+#include "support/io_thread.hpp"
 #include "observe/scripted_run.hpp"
 
 #include <agentcore/observe/dashboard.hpp>
+#include <agentcore/roles/planner.hpp>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -638,4 +641,69 @@ TEST_CASE("dashboard.over_the_connection_cap_answers_503") {
   kept.pop_back();
   CHECK(eventually([&] { return get(port, "/api/tasks").status == 200; }));
   for (int fd : kept) ::close(fd);
+}
+
+// End to end: a merge reverted through the dashboard moves its task to
+// `reverted` (the revert commit and the reason on it); the planner sees it
+// and its re-proposal under the same title is taken, not dropped as a
+// duplicate of merged work; the work lands again.
+TEST_CASE("dashboard.a_revert_moves_the_task_and_a_re_plan_brings_the_work_back") {
+  test::gate_fixture fx;
+  event_bus bus;
+  board::task_board b(*fx.store, {.events = &bus});
+  auto g = fx.open_gate({.board = &b});
+  auto lease = fx.store->grant(std::chrono::seconds(60)).value();
+  auto work = [&](const std::string& id, const std::string& change_id) {
+    auto t = b.claim(worker_id{"w"}, lease).value();
+    REQUIRE(t);
+    REQUIRE(t->id == task_id{id});
+    REQUIRE(b.submit(t->id, worker_id{"w"}).has_value());
+    auto c = fx.make_change(change_id);  // writes changes/<change_id>.txt
+    c.task = t->id;
+    REQUIRE(g->submit(c).value().kind == gate::verdict_kind::queued);
+    g->run_until_empty().value();
+  };
+  REQUIRE(b.propose({.id = task_id{"feature"}, .title = "Add the feature"}).has_value());
+  work("feature", "feature");
+  auto merged_as = git::oid::from_hex(b.get(task_id{"feature"}).value()->result.as_object().at("merged_as").as_string());
+  REQUIRE(merged_as);
+
+  auto dash = dashboard::start({.token = "s3cret"}, {.board = &b, .gate = g.get()}).value();
+  auto r = post(dash->port(), fmt::format("/api/merges/{}/revert", merged_as->hex()), "Authorization: Bearer s3cret\r\n");
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  g->run_until_empty().value();
+  CHECK_FALSE(fx.main_has("changes/feature.txt"));
+  auto t = b.get(task_id{"feature"}).value().value();
+  REQUIRE(t.state == board::task_state::reverted);
+  auto v = gate::verdict_from_json(t.result).value();
+  CHECK(v.merged_as == fx.main_tip());
+  CHECK(v.detail.find("reverted from the dashboard") != std::string::npos);
+  auto task_json = get(dash->port(), "/api/tasks/feature", "Authorization: Bearer s3cret\r\n");
+  CHECK(task_json.body.find("\"reverted\"") != std::string::npos);
+
+  // The planner's next round: it is shown the revert, proposes the work
+  // again under the same title, and the board takes it.
+  test::io_thread io;
+  std::string snapshot;
+  test::scripted_client model([&](const model::request& req, int) -> std::optional<model::result_type> {
+    snapshot = req.messages.at(0).text();
+    return test::text_answer(R"({"tasks": [{"id": "feature-again", "title": "Add the feature",
+                                            "description": "Add it back, without what broke production"}]})");
+  });
+  roles::planner p(b, fx.dir.path(), model, {.goal = "the feature", .executor = io.io.get_executor()});
+  std::promise<result<roles::plan_report>> pr;
+  auto fut = pr.get_future();
+  p.async_plan([&](result<roles::plan_report> x) { pr.set_value(std::move(x)); });
+  REQUIRE(fut.wait_for(60s) == std::future_status::ready);
+  auto plan = fut.get();
+  REQUIRE_MESSAGE(plan.has_value(), plan.error().message());
+  INFO(snapshot);
+  CHECK(snapshot.find("[reverted] feature: Add the feature") != std::string::npos);
+  CHECK(snapshot.find("reverted from the dashboard") != std::string::npos);
+  REQUIRE(plan->proposed.size() == 1);
+  CHECK(plan->proposed[0] == task_id{"feature-again"});
+  CHECK(b.get(task_id{"feature"}).value()->state == board::task_state::reverted);  // a person's revert stays
+  work("feature-again", "feature-2");
+  CHECK(fx.main_has("changes/feature-2.txt"));
+  CHECK(b.get(task_id{"feature-again"}).value()->state == board::task_state::merged);
 }

@@ -33,13 +33,17 @@ inline constexpr int task_schema = 1;
 inline constexpr int min_priority = -1000;
 inline constexpr int max_priority = 1000;
 
-enum class task_state { proposed, ready, claimed, submitted, merged, rejected, failed, abandoned, superseded };
+/// reverted: it was merged, then its merge was taken back out of the branch
+/// (a rollback, or the gate's optimistic auto-revert); it can be requeued or
+/// re-planned.
+enum class task_state { proposed, ready, claimed, submitted, merged, rejected, failed, abandoned, superseded, reverted };
 
 std::string_view to_string(task_state s) noexcept;
 std::optional<task_state> parse_task_state(std::string_view s) noexcept;
 /// True when the state machine allows `from -> to`.
 bool is_legal(task_state from, task_state to) noexcept;
-/// merged and superseded: nothing follows them.
+/// merged and superseded: no work follows them (a merged task can only be
+/// reverted, by the gate).
 bool is_terminal(task_state s) noexcept;
 /// An `illegal_transition` error naming both states and the task.
 error_info illegal(const task_id& id, task_state from, task_state to);

@@ -96,8 +96,12 @@ public:
   /// submitted -> merged | rejected | failed (the gate's verdict). Merging
   /// makes dependents whose dependencies are now all merged ready.
   result<task> finish(const task_id& id, task_state outcome, json::value report = nullptr);
-  /// rejected | failed | abandoned | submitted -> ready (or proposed while
-  /// dependencies are unmet).
+  /// merged -> reverted: its merge was taken back out of the branch; `report`
+  /// (the gate's, with the revert commit and the reason) goes to task.result.
+  /// Tasks that depended on it keep their state: their work may still stand.
+  result<task> revert(const task_id& id, json::value report);
+  /// rejected | failed | abandoned | reverted | submitted -> ready (or
+  /// proposed while dependencies are unmet).
   result<task> requeue(const task_id& id, std::string note = {});
   /// Replaces `parent` by `children` in one transaction: the parent becomes
   /// superseded, the children are proposed with parent set, and tasks that
