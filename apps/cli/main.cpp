@@ -428,7 +428,9 @@ result<std::unique_ptr<store::store>> open_persistent(const runtime::swarm_confi
     return fail(error::invalid_argument,
                 "the configuration's store is \"memory:\", which lives only inside a run; use \"file:DIR\" to look at "
                 "a board from outside");
-  return runtime::open_store(c.store);
+  // Looking never changes the store: no lock taken, no tail repaired, no
+  // empty store made where one is missing.
+  return runtime::open_store(c.store, {.read_only = true});
 }
 
 int cmd_status(const args& a) {

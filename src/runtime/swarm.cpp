@@ -29,6 +29,7 @@
 #include <fmt/format.h>
 
 #include <deque>
+#include <fstream>
 #include <future>
 #include <list>
 
@@ -45,12 +46,42 @@ bool is_open(board::task_state s) {
   return s == proposed || s == ready || s == claimed || s == submitted;
 }
 
+// Which file store each run on this repository used, by directory, kept in
+// the repository's git directory (GIT_DIR/agentcore/stores: "<id> <path>"
+// lines): a store that was deleted or replaced, and so opened as a new empty
+// one, would otherwise make the run do its work a second time.
+error_info check_store_identity(const git::repository& repo, const store::file_store& s) {
+  std::error_code ec;
+  auto dir = std::filesystem::weakly_canonical(s.directory(), ec);
+  if (ec) dir = std::filesystem::absolute(s.directory());
+  auto file = repo.git_dir() / "agentcore" / "stores";
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    auto space = line.find(' ');
+    if (space == std::string::npos || line.substr(space + 1) != dir.string()) continue;
+    if (line.substr(0, space) == s.id()) return {};
+    return fail(error::corrupt,
+                fmt::format("runtime: the store at '{}' is not the one earlier runs on '{}' used (that one was {}, this "
+                            "is {}): it was deleted or replaced, and the board it held (what was merged, what was "
+                            "in flight) is gone. Restore it from a backup; or, to start over and do the work again, "
+                            "remove its line from '{}'",
+                            dir.string(), repo.workdir().string(), line.substr(0, space), s.id(), file.string()));
+  }
+  std::filesystem::create_directories(file.parent_path(), ec);
+  std::ofstream out(file, std::ios::app);
+  out << s.id() << ' ' << dir.string() << '\n';
+  out.flush();
+  if (!out)
+    return fail(error::io_error, fmt::format("runtime: cannot record the store's identity in '{}'", file.string()));
+  return {};
+}
+
 }  // namespace
 
-result<std::unique_ptr<store::store>> open_store(const std::string& uri) {
+result<std::unique_ptr<store::store>> open_store(const std::string& uri, store_open_options options) {
   if (uri == "memory:") return std::unique_ptr<store::store>(store::memory_store::create());
   if (uri.starts_with("file:")) {
-    auto s = store::file_store::open(uri.substr(5));
+    auto s = store::file_store::open(uri.substr(5), {.read_only = options.read_only});
     if (!s) return s.error();
     return std::unique_ptr<store::store>(std::move(*s));
   }
@@ -573,6 +604,8 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   auto st = open_store(c.store);
   if (!st) return st.error();
   s->store = std::move(*st);
+  if (auto* fst = dynamic_cast<store::file_store*>(s->store.get()))
+    if (auto e = check_store_identity(*repo, *fst)) return e;
   s->board.emplace(*s->store, board::board_options{.events = s->bus});
   auto pool = git::worktree_pool::open(c.repository, {.root = c.worktrees, .slots = c.slots});
   if (!pool) return pool.error();

@@ -1,9 +1,13 @@
 #include <agentcore/store/file_store.hpp>
 
+#include <agentcore/core/json.hpp>
+
 #include "detail/complete.hpp"
+#include "store/crc32c.hpp"
 #include "store/engine.hpp"
 #include "store/wal.hpp"
 
+#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <random>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -78,6 +83,80 @@ result<std::string> read_file(const fs::path& file) {
   return data;
 }
 
+// MANIFEST: what the store has. JSON: {"format":1, "store":"<id>",
+// "first":<oldest segment needed>, "sealed":[[seq, bytes, crc32c], ...],
+// "active":<seq>, "durable":<bytes of the active segment known on disk>}.
+struct manifest {
+  std::string id;
+  std::uint64_t first = 1;
+  struct segment {
+    std::uint64_t seq = 0, bytes = 0;
+    std::uint32_t crc = 0;
+  };
+  std::vector<segment> sealed;
+  std::uint64_t active = 1, durable = 0;
+};
+
+std::string to_text(const manifest& m) {
+  json::array sealed;
+  for (const auto& s : m.sealed) sealed.push_back(json::array{s.seq, s.bytes, s.crc});
+  return json::serialize(json::object{{"format", 1},        {"store", m.id},          {"first", m.first},
+                                      {"sealed", sealed},   {"active", m.active},     {"durable", m.durable}}) +
+         "\n";
+}
+
+result<manifest> parse_manifest(std::string_view text, const fs::path& file) {
+  auto bad = [&](std::string_view why) {
+    return fail(error::corrupt, fmt::format("store: '{}' is damaged ({}); it says which log segments the store has: "
+                                            "restore it from a backup",
+                                            file.string(), why));
+  };
+  auto v = parse_json(text);
+  if (!v || !v->is_object()) return bad("not a JSON object");
+  const auto& o = v->as_object();
+  auto num = [&](std::string_view k) -> std::optional<std::uint64_t> {
+    auto* f = o.if_contains(k);
+    if (!f) return std::nullopt;
+    if (f->is_uint64()) return f->get_uint64();
+    if (f->is_int64() && f->get_int64() >= 0) return static_cast<std::uint64_t>(f->get_int64());
+    return std::nullopt;
+  };
+  auto format = num("format");
+  if (!format) return bad("no format");
+  if (*format != 1)
+    return fail(error::unsupported_format,
+                fmt::format("store: '{}' has format {}, newer than this agentcore reads (1); use a newer agentcore",
+                            file.string(), *format));
+  manifest m;
+  auto* id = o.if_contains("store");
+  if (!id || !id->is_string() || id->get_string().empty()) return bad("no store id");
+  m.id = std::string(id->get_string());
+  auto first = num("first"), active = num("active"), durable = num("durable");
+  if (!first || !active || !durable) return bad("'first', 'active' or 'durable' missing");
+  m.first = *first, m.active = *active, m.durable = *durable;
+  auto* sealed = o.if_contains("sealed");
+  if (!sealed || !sealed->is_array()) return bad("'sealed' missing");
+  for (const auto& e : sealed->get_array()) {
+    if (!e.is_array() || e.get_array().size() != 3) return bad("a 'sealed' entry is not [seq, bytes, crc]");
+    manifest::segment s;
+    try {
+      s.seq = e.get_array()[0].to_number<std::uint64_t>();
+      s.bytes = e.get_array()[1].to_number<std::uint64_t>();
+      s.crc = e.get_array()[2].to_number<std::uint32_t>();
+    } catch (const std::exception&) {
+      return bad("a 'sealed' entry has a number out of range");
+    }
+    m.sealed.push_back(s);
+  }
+  return m;
+}
+
+std::string new_store_id() {
+  std::random_device rd;
+  std::uint64_t x = (std::uint64_t(rd()) << 32) ^ rd() ^ static_cast<std::uint64_t>(::getpid());
+  return fmt::format("{:016x}", x);
+}
+
 }  // namespace
 
 class file_store::impl final : public detail::journal {
@@ -92,12 +171,28 @@ public:
 
   result<void> open() {
     std::error_code ec;
+    if (options_.read_only) {
+      if (!fs::is_directory(dir_, ec))
+        return fail(error::not_found, fmt::format("store: there is no store at '{}' (no such directory); check the path",
+                                                  dir_.string()));
+      if (auto e = recover()) return e;
+      return {};
+    }
     fs::create_directories(dir_, ec);
     if (ec) return fail(error::io_error, fmt::format("store: cannot create directory '{}': {}", dir_.string(), ec.message()));
     if (auto e = lock()) return e;
     if (auto e = recover()) return e;
     writer_ = std::thread([this] { run(); });
     return {};
+  }
+
+  const std::string& store_id() const { return manifest_.id; }
+
+  error_info refuse_if_read_only(std::string_view what) const {
+    if (!options_.read_only) return {};
+    return fail(error::permission_denied, fmt::format("store: '{}' is open read-only: cannot {}; open it without "
+                                                      "read_only to change it",
+                                                      dir_.string(), what));
   }
 
   void shutdown(error_info reason) {
@@ -274,13 +369,34 @@ private:
       std::uint64_t seq = 0;
       if (detail::parse_file_name(name, "wal-", ".log", seq)) segments[seq] = entry.path();
       else if (detail::parse_file_name(name, "snap-", ".snap", seq)) snapshots[seq] = entry.path();
-      else if (name.ends_with(".snap.tmp")) fs::remove(entry.path(), ec);  // an unfinished snapshot
+      else if (name.ends_with(".tmp") && !options_.read_only) fs::remove(entry.path(), ec);  // unfinished
     }
     if (ec) return fail(error::io_error, fmt::format("store: cannot list '{}': {}", dir_.string(), ec.message()));
+
+    // What the store had, when it says: every segment it lists must be there
+    // as it was. Without a MANIFEST the directory is a new store, or one from
+    // before manifests (trusted as found, and given one now).
+    fs::path manifest_file = dir_ / "MANIFEST";
+    std::optional<manifest> known;
+    if (fs::exists(manifest_file, ec)) {
+      auto text = read_file(manifest_file);
+      if (!text) return text.error();
+      auto m = parse_manifest(*text, manifest_file);
+      if (!m) return m.error();
+      known = std::move(*m);
+    } else if (options_.read_only && segments.empty() && snapshots.empty()) {
+      return fail(error::not_found, fmt::format("store: '{}' holds no store (no MANIFEST, no log); check the path",
+                                                dir_.string()));
+    }
 
     std::uint64_t first = 1;
     if (!snapshots.empty()) {
       auto [seq, path] = *snapshots.rbegin();
+      if (known && seq < known->first)
+        return fail(error::corrupt, fmt::format("store: '{}' needs the snapshot '{}', but the newest there is '{}'; "
+                                                "restore it from a backup",
+                                                dir_.string(), detail::snapshot_file_name(known->first),
+                                                path.filename().string()));
       auto data = read_file(path);
       if (!data) return data.error();
       auto img = detail::decode_snapshot(*data, path.string(), seq);
@@ -288,6 +404,9 @@ private:
       engine_->restore(std::move(*img));
       report_.snapshot = path.filename().string();
       first = seq;
+    } else if (known && known->first > 1) {
+      return fail(error::corrupt, fmt::format("store: the snapshot '{}' of '{}' is missing; restore it from a backup",
+                                              detail::snapshot_file_name(known->first), dir_.string()));
     } else if (!segments.empty() && segments.begin()->first != 1) {
       return fail(error::corrupt, fmt::format("store: '{}' has no snapshot and its first log segment is '{}'; "
                                               "'{}' is missing: restore it from a backup",
@@ -305,22 +424,64 @@ private:
                                                 detail::segment_file_name(want), dir_.string(),
                                                 replay[i].second.filename().string()));
     }
+    if (known) {
+      auto damaged = [&](const fs::path& file, std::string what) {
+        return fail(error::corrupt, fmt::format("store: log segment '{}' {}; the store cannot be read as it was: "
+                                                "restore the file from a backup",
+                                                file.string(), what));
+      };
+      std::map<std::uint64_t, const fs::path*> have;
+      for (auto& [seq, path] : replay) have[seq] = &path;
+      for (const auto& sealed : known->sealed) {
+        if (sealed.seq < first) continue;
+        auto it = have.find(sealed.seq);
+        fs::path file = dir_ / detail::segment_file_name(sealed.seq);
+        if (it == have.end()) return damaged(file, fmt::format("is missing ({} bytes were acknowledged)", sealed.bytes));
+        auto size = fs::file_size(*it->second, ec);
+        if (ec || size != sealed.bytes)
+          return damaged(file, fmt::format("has {} bytes where it was closed with {}", ec ? 0 : size, sealed.bytes));
+      }
+      fs::path active = dir_ / detail::segment_file_name(known->active);
+      if (known->active >= first) {
+        if (!have.count(known->active))
+          return damaged(active, fmt::format("is missing (at least {} bytes of it were acknowledged)", known->durable));
+        auto size = fs::file_size(active, ec);
+        if (!ec && size < known->durable)
+          return damaged(active, fmt::format("has {} bytes, but at least {} were acknowledged", size, known->durable));
+      }
+      if (!replay.empty() && replay.back().first > known->active + 1)
+        return damaged(replay.back().second,
+                       fmt::format("is not the store's: it ends at '{}'", detail::segment_file_name(known->active)));
+    }
     for (std::size_t i = 0; i < replay.size(); ++i) {
       auto& [seq, path] = replay[i];
       bool last = i + 1 == replay.size();
       auto data = read_file(path);
       if (!data) return data.error();
+      if (known)
+        for (const auto& sealed : known->sealed)
+          if (sealed.seq == seq && detail::crc32c(data->data(), data->size()) != sealed.crc)
+            return fail(error::corrupt, fmt::format("store: log segment '{}' is not the one the store closed (its "
+                                                    "checksum differs): restore the file from a backup",
+                                                    path.string()));
       auto r = detail::replay_segment(*data, path.string(), seq, last, *engine_);
       if (!r) return r.error();
       report_.records += r->records;
       report_.segments += 1;
       since_snapshot_ += r->valid_end;
       if (r->torn) {
+        // Only what a crash can have cut: past what the store knew was on disk.
+        if (known && seq == known->active && r->valid_end < known->durable)
+          return fail(error::corrupt, fmt::format("store: log segment '{}' is cut short at offset {}, but {} bytes of "
+                                                  "it were acknowledged: restore the file from a backup",
+                                                  path.string(), r->valid_end, known->durable));
         std::size_t keep = std::max<std::size_t>(r->valid_end, detail::file_header_size);
-        report_.torn_tail = fmt::format("store: file '{}' had a torn record at offset {} ({} bytes); reopened without "
-                                        "it (it was never acknowledged)",
-                                        path.string(), r->valid_end, data->size() - r->valid_end);
-        if (r->valid_end < detail::file_header_size) {
+        report_.torn_tail = fmt::format("store: file '{}' had a torn record at offset {} ({} bytes); {} (it was never "
+                                        "acknowledged)",
+                                        path.string(), r->valid_end, data->size() - r->valid_end,
+                                        options_.read_only ? "left out" : "reopened without it");
+        if (options_.read_only) {
+        } else if (r->valid_end < detail::file_header_size) {
           // The crash hit while the segment was being created: write its header again.
           std::string h = detail::segment_header(seq);
           int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
@@ -335,6 +496,11 @@ private:
       }
     }
     seq_ = replay.empty() ? first : replay.back().first;
+    auto rev = engine_->current_revision();
+    report_.rev = rev ? *rev : 0;
+    manifest_.id = known ? known->id : new_store_id();
+    if (options_.read_only) return {};
+
     // Segments and snapshots older than the snapshot in use are leftovers of
     // a crash during cleanup.
     for (auto& [seq, path] : segments)
@@ -350,11 +516,60 @@ private:
       if (fd_ < 0) return os_error("open", cur);
     }
     segment_fill_ = static_cast<std::size_t>(fs::file_size(cur, ec));
+    written_in_seg_ = synced_in_seg_ = segment_fill_;
     log_bytes_ = 0;
     for (auto& [seq, path] : replay) log_bytes_ += fs::file_size(path, ec);
-    auto rev = engine_->current_revision();
-    report_.rev = rev ? *rev : 0;
+
+    // The manifest as the store now stands: every segment before the newest
+    // is closed (with its size and checksum), the newest is on disk as found.
+    manifest_.first = first;
+    manifest_.sealed.clear();
+    for (std::size_t i = 0; i + 1 < replay.size(); ++i) {
+      const auto& [seq, path] = replay[i];
+      manifest::segment m{seq, 0, 0};
+      if (known)
+        for (const auto& k : known->sealed)
+          if (k.seq == seq) m = k;
+      if (m.bytes == 0) {  // closed by a crash during a roll, or a store from before manifests
+        auto data = read_file(path);
+        if (!data) return data.error();
+        m.bytes = data->size();
+        m.crc = detail::crc32c(data->data(), data->size());
+      }
+      manifest_.sealed.push_back(m);
+    }
+    manifest_.active = seq_;
+    manifest_.durable = segment_fill_;
+    if (!known && !replay.empty())
+      report_.manifest_created = fmt::format("store: '{}' had no MANIFEST (a store from before manifests); one was "
+                                             "written for its {} segments",
+                                             dir_.string(), replay.size());
+    return write_manifest();
+  }
+
+  /// Replaces MANIFEST with manifest_, atomically.
+  error_info write_manifest() {
+    fs::path tmp = dir_ / "MANIFEST.tmp", file = dir_ / "MANIFEST";
+    std::string text = to_text(manifest_);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return os_error("create", tmp);
+    auto e = write_all(fd, text.data(), text.size(), tmp);
+    if (!e && options_.fsync != fsync_policy::none) e = sync_fd(fd, tmp);
+    ::close(fd);
+    if (e) return e;
+    if (::rename(tmp.c_str(), file.c_str()) != 0) return os_error("rename of", tmp);
+    if (options_.fsync != fsync_policy::none)
+      if (auto e2 = sync_dir(dir_)) return e2;
+    last_manifest_ = std::chrono::steady_clock::now();
     return {};
+  }
+
+  /// At most once a second, records how much of the newest segment is on disk.
+  error_info note_durable(bool now) {
+    if (synced_in_seg_ <= manifest_.durable) return {};
+    if (!now && std::chrono::steady_clock::now() - last_manifest_ < std::chrono::seconds(1)) return {};
+    manifest_.durable = synced_in_seg_;
+    return write_manifest();
   }
 
   error_info create_segment(std::uint64_t seq) {
@@ -372,6 +587,7 @@ private:
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
     seq_ = seq;
+    written_in_seg_ = synced_in_seg_ = h.size();
     return {};
   }
 
@@ -412,22 +628,35 @@ private:
     for (auto& b : bounds) {
       if (auto e = write_all(fd_, buf.data() + pos, b.offset - pos, cur)) return e;
       add_log_bytes(b.offset - pos);
+      written_in_seg_ += b.offset - pos;
       pos = b.offset;
       if (options_.fsync != fsync_policy::none) {
         if (auto e = sync_fd(fd_, cur)) return e;
         count_sync();
       }
+      // The segment closes: the manifest gets its size and checksum.
+      auto closed = read_file(cur);
+      if (!closed) return closed.error();
+      manifest_.sealed.push_back({seq_, closed->size(), detail::crc32c(closed->data(), closed->size())});
       if (auto e = create_segment(seq_ + 1)) return e;
       add_log_bytes(detail::file_header_size);
       cur = dir_ / detail::segment_file_name(seq_);
+      manifest_.active = seq_;
+      manifest_.durable = written_in_seg_;
+      if (auto e = write_manifest()) return e;
       if (b.image) {
         if (auto e = write_snapshot(seq_, *b.image)) return e;
+        manifest_.first = seq_;
+        std::erase_if(manifest_.sealed, [&](const manifest::segment& m) { return m.seq < seq_; });
+        if (auto e = write_manifest()) return e;
         std::lock_guard lk(mu_);
         ++snapshots_;
       }
     }
     if (auto e = write_all(fd_, buf.data() + pos, buf.size() - pos, cur)) return e;
     add_log_bytes(buf.size() - pos);
+    written_in_seg_ += buf.size() - pos;
+    if (options_.fsync == fsync_policy::none) synced_in_seg_ = written_in_seg_;  // what a process crash keeps
     auto now = std::chrono::steady_clock::now();
     if (options_.fsync == fsync_policy::always ||
         (options_.fsync == fsync_policy::batch && now - last_sync_ >= options_.batch_interval)) {
@@ -435,10 +664,11 @@ private:
       count_sync();
       last_sync_ = now;
       dirty_ = false;
+      synced_in_seg_ = written_in_seg_;
     } else {
       dirty_ = options_.fsync == fsync_policy::batch;
     }
-    return {};
+    return note_durable(false);
   }
 
   void add_log_bytes(std::size_t n) {
@@ -498,6 +728,8 @@ private:
           error_info e;
           if (dirty_) {
             e = sync_fd(fd_, dir_ / detail::segment_file_name(seq_));
+            if (!e) synced_in_seg_ = written_in_seg_;
+            if (!e) e = note_durable(false);
           } else {
             // Idle: expire leases so watchers see it even without other traffic.
             engine_->expire();
@@ -546,9 +778,15 @@ private:
       complete_waiters_locked(lk);
       durable_cv_.notify_all();
     }
-    if (dirty_ && fd_ >= 0) {
+    if (fd_ >= 0 && !failed_) {
+      // A clean close: everything written is on disk, and the manifest says so.
       lk.unlock();
-      (void)sync_fd(fd_, dir_ / detail::segment_file_name(seq_));
+      error_info e;
+      if (dirty_) e = sync_fd(fd_, dir_ / detail::segment_file_name(seq_));
+      if (!e) {
+        synced_in_seg_ = written_in_seg_;
+        (void)note_durable(true);
+      }
       lk.lock();
     }
   }
@@ -616,6 +854,11 @@ private:
   std::chrono::steady_clock::time_point last_sync_{};
   int fd_ = -1, lock_fd_ = -1;
   std::uint64_t seq_ = 1;
+  // Writer thread (and open): MANIFEST's content, the bytes of the newest
+  // segment written and known on disk, when MANIFEST was last written.
+  manifest manifest_;
+  std::uint64_t written_in_seg_ = 0, synced_in_seg_ = 0;
+  std::chrono::steady_clock::time_point last_manifest_{};
   std::thread writer_;
 };
 
@@ -630,6 +873,7 @@ file_store::~file_store() = default;
 
 const recovery_report& file_store::recovery() const noexcept { return impl_->report_; }
 const fs::path& file_store::directory() const noexcept { return impl_->dir_; }
+const std::string& file_store::id() const noexcept { return impl_->store_id(); }
 file_store_stats file_store::stats() const { return impl_->stats(); }
 result<void> file_store::snapshot_now() { return impl_->snapshot_now(); }
 
@@ -638,6 +882,7 @@ result<range_result> file_store::do_range(std::string_view prefix, range_options
   return impl_->engine_->range(prefix, options);
 }
 result<commit_result> file_store::do_commit(const txn& t) {
+  if (auto e = impl_->refuse_if_read_only("commit")) return e;
   auto r = impl_->engine_->commit(t);
   if (!r) return r.error();
   if (auto e = impl_->wait(r->ticket)) return e;
@@ -645,13 +890,18 @@ result<commit_result> file_store::do_commit(const txn& t) {
 }
 result<revision> file_store::do_current_revision() { return impl_->engine_->current_revision(); }
 result<lease_id> file_store::do_grant(std::chrono::seconds ttl) {
+  if (auto e = impl_->refuse_if_read_only("grant a lease")) return e;
   auto r = impl_->engine_->grant(ttl);
   if (!r) return r.error();
   if (auto e = impl_->wait(r->second)) return e;
   return r->first;
 }
-result<lease_status> file_store::do_keep_alive(lease_id id) { return impl_->engine_->keep_alive(id); }
+result<lease_status> file_store::do_keep_alive(lease_id id) {
+  if (auto e = impl_->refuse_if_read_only("keep a lease alive")) return e;
+  return impl_->engine_->keep_alive(id);
+}
 result<void> file_store::do_revoke(lease_id id) {
+  if (auto e = impl_->refuse_if_read_only("revoke a lease")) return e;
   auto r = impl_->engine_->revoke(id);
   if (!r) return r.error();
   if (auto e = impl_->wait(*r)) return e;
@@ -665,6 +915,10 @@ void file_store::do_close() {
   impl_->shutdown(fail(error::closed, fmt::format("store: '{}' was closed", impl_->dir_.string())));
 }
 void file_store::do_async_commit(txn t, asio::any_completion_handler<commit_signature> handler) {
+  if (auto e = impl_->refuse_if_read_only("commit")) {
+    agentcore::detail::post_completion(std::move(handler), e.code(), commit_result{});
+    return;
+  }
   impl_->async_commit(std::move(t), std::move(handler));
 }
 

@@ -62,6 +62,29 @@ has '"state":"merged"'
 expect "task show missing" 1 "$agentcore" task show nope
 has "no task 'nope'"
 
+# Looking changes nothing: status and task show open the store read-only.
+store=$(find "$work" -name MANIFEST -path '*store*' -printf '%h\n' | head -1)
+[[ -n $store ]] || fail "no file store with a MANIFEST under $work"
+before=$(cd "$store" && sha256sum * | sort)
+expect "status again" 0 "$agentcore" status
+expect "task show again" 0 "$agentcore" task show hello
+[[ $(cd "$store" && sha256sum * | sort) == "$before" ]] || fail "status or task show changed the store"
+
+# The store deleted: looking says so, and a run refuses to start over
+# silently (it would do the merged work a second time).
+mv "$store" "$work/store.saved"
+expect "status without the store" 1 "$agentcore" status
+has "no store at"
+main_before=$(git -C repo rev-parse main)
+expect "run without the store" 1 "$agentcore" run
+has "not the one earlier runs"
+has "Restore it from a backup"
+[[ $(git -C repo rev-parse main) == "$main_before" ]] || fail "a run on a replaced store moved main"
+rm -rf "$store"
+mv "$work/store.saved" "$store"
+expect "status with the store back" 0 "$agentcore" status
+has "1 tasks: 1 merged"
+
 # A hand-made branch through the gate.
 git -C repo checkout -qb feature
 echo 'int feature;' > repo/src/feature.c

@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <unistd.h>
 
 using namespace agentcore;
@@ -49,6 +50,24 @@ void write(const fs::path& p, const std::string& data) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f << data;
 }
+
+// A crash: the process dies before it closes the store, so MANIFEST still
+// says what it said at `saved` (how much of the newest segment was known to
+// be on disk then). Tests that cut a tail as a crash would put that back.
+struct manifest_at_open {
+  fs::path file;
+  std::string saved;
+  explicit manifest_at_open(const fs::path& dir) : file(dir / "MANIFEST"), saved(read_file_bytes(file)) {}
+  void put_back() const { write_file_bytes(file, saved); }
+  static std::string read_file_bytes(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), {}};
+  }
+  static void write_file_bytes(const fs::path& p, const std::string& d) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << d;
+  }
+};
 
 }  // namespace
 
@@ -110,7 +129,10 @@ TEST_CASE("store.file.torn_tail_is_truncated_and_reported") {
   test::temp_dir dir("file");
   {
     auto s = open_ok(dir.path());
+    manifest_at_open crash(dir.path());
     fill(*s, 20);
+    s->close();
+    crash.put_back();
   }
   auto seg = files(dir.path(), "wal-").back();
   auto data = read(seg);
@@ -137,7 +159,10 @@ TEST_CASE("store.file.torn_checksum_at_tail_is_truncated") {
   test::temp_dir dir("file");
   {
     auto s = open_ok(dir.path());
+    manifest_at_open crash(dir.path());
     fill(*s, 10);
+    s->close();
+    crash.put_back();
   }
   auto seg = files(dir.path(), "wal-").back();
   auto data = read(seg);
@@ -236,7 +261,7 @@ TEST_CASE("store.file.future_format_and_record_type_are_refused") {
     auto r = file_store::open(dir.path());
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == error::corrupt);
-    CHECK(r.error().message().find("header") != std::string::npos);
+    CHECK(r.error().message().find(seg.filename().string()) != std::string::npos);
   }
 }
 
@@ -370,4 +395,141 @@ TEST_CASE("store.file.zero_filled_tail_after_power_loss_is_torn") {
   REQUIRE(s->recovery().torn_tail);
   CHECK(s->current_revision().value() == 10);
   REQUIRE(s->commit(txn().put("after", "x")).value().succeeded);
+}
+
+// Damage a crash cannot make is an error naming the file, whatever shape it
+// takes; nothing is cut, and nothing is silently older or empty.
+TEST_CASE("store.file.damage_is_an_error_never_an_older_store") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path(), {.segment_bytes = 4096, .snapshot_min_bytes = 1u << 30});
+    fill(*s, 400);
+  }
+  auto segs = files(dir.path(), "wal-");
+  REQUIRE(segs.size() >= 3);
+  auto refused = [&](std::string_view names) {
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::corrupt);
+    CHECK_MESSAGE(r.error().message().find(names) != std::string::npos, r.error().message());
+    return r.error().message();
+  };
+  SUBCASE("the newest segment cut to half, at a record boundary or not") {
+    auto data = read(segs.back());
+    auto before = data.substr(0, data.size() / 2);
+    write(segs.back(), before);
+    refused(segs.back().filename().string());
+    CHECK(read(segs.back()) == before);  // not "repaired" by cutting it further
+  }
+  SUBCASE("the only segment deleted") {
+    test::temp_dir one("file-one");
+    {
+      auto s = open_ok(one.path());
+      fill(*s, 5);
+    }
+    auto only = files(one.path(), "wal-");
+    REQUIRE(only.size() == 1);
+    fs::remove(only[0]);
+    auto r = file_store::open(one.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message().find("missing") != std::string::npos);
+    CHECK(r.error().message().find(only[0].filename().string()) != std::string::npos);
+  }
+  SUBCASE("two closed segments swapped") {
+    auto a = read(segs[0]), b = read(segs[1]);
+    write(segs[0], b);
+    write(segs[1], a);
+    refused("wal-");
+  }
+  SUBCASE("a closed segment replaced by another store's, same name and size") {
+    test::temp_dir other("file-other");
+    {
+      auto s = open_ok(other.path(), {.segment_bytes = 4096, .snapshot_min_bytes = 1u << 30});
+      fill(*s, 400, "x");
+    }
+    auto theirs = read(files(other.path(), "wal-")[0]);
+    auto mine = read(segs[0]);
+    theirs.resize(mine.size(), '\0');
+    write(segs[0], theirs);
+    refused(segs[0].filename().string());
+  }
+  SUBCASE("a segment that is not the store's, after its newest") {
+    write(dir.path() / fmt::format("wal-{:016x}.log", segs.size() + 5), read(segs[0]));
+    auto r = file_store::open(dir.path());
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == error::corrupt);
+  }
+  SUBCASE("a damaged MANIFEST") {
+    write(dir.path() / "MANIFEST", "{not json");
+    refused("MANIFEST");
+  }
+}
+
+// A store from before MANIFEST existed opens as found and gets one; from
+// then on, its segments are checked.
+TEST_CASE("store.file.a_store_without_a_manifest_gets_one") {
+  test::temp_dir dir("file");
+  {
+    auto s = open_ok(dir.path());
+    fill(*s, 10);
+  }
+  fs::remove(dir.path() / "MANIFEST");
+  {
+    auto s = open_ok(dir.path());
+    REQUIRE(s->recovery().manifest_created);
+    CHECK(s->current_revision().value() == 10);
+    CHECK(fs::exists(dir.path() / "MANIFEST"));
+  }
+  auto s = open_ok(dir.path());
+  CHECK_FALSE(s->recovery().manifest_created);
+  CHECK(s->id().size() == 16);
+}
+
+// Read-only: a store is read as it is and nothing on disk changes, not even
+// a torn tail; it works beside the process that runs the store; a missing
+// store is an error, not an empty one.
+TEST_CASE("store.file.read_only_changes_nothing") {
+  test::temp_dir dir("file");
+  auto snapshot_dir = [&] {
+    std::map<std::string, std::string> out;
+    for (auto& e : fs::directory_iterator(dir.path())) out[e.path().filename().string()] = read(e.path());
+    return out;
+  };
+  {
+    auto s = open_ok(dir.path());
+    manifest_at_open crash(dir.path());
+    fill(*s, 20);
+    s->close();
+    crash.put_back();
+  }
+  auto seg = files(dir.path(), "wal-").back();
+  auto data = read(seg);
+  write(seg, data.substr(0, data.size() - 5));  // a crash's torn tail
+  auto before = snapshot_dir();
+  {
+    auto ro = open_ok(dir.path(), {.read_only = true});
+    CHECK(ro->recovery().torn_tail);
+    CHECK(ro->current_revision().value() == 19);
+    CHECK(ro->get("k00018").value()->value == "value-18");
+    auto c = ro->commit(txn().put("x", "y"));
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error() == error::permission_denied);
+    CHECK(c.error().message().find("read-only") != std::string::npos);
+    CHECK_FALSE(ro->grant(10s).has_value());
+  }
+  CHECK(snapshot_dir() == before);
+  {  // beside a writer that holds it
+    auto w = open_ok(dir.path());
+    REQUIRE(w->commit(txn().put("live", "1")).value().succeeded);
+    auto ro = open_ok(dir.path(), {.read_only = true});
+    CHECK(ro->get("live").value()->value == "1");
+  }
+  auto gone = file_store::open(dir.path() / "nope", {.read_only = true});
+  REQUIRE_FALSE(gone.has_value());
+  CHECK(gone.error() == error::not_found);
+  CHECK_FALSE(fs::exists(dir.path() / "nope"));
+  test::temp_dir empty("file-empty");
+  auto none = file_store::open(empty.path(), {.read_only = true});
+  REQUIRE_FALSE(none.has_value());
+  CHECK(none.error() == error::not_found);
 }

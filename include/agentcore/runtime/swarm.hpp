@@ -101,7 +101,12 @@ private:
   std::shared_ptr<state> state_;
 };
 
+struct store_open_options {
+  /// For looking only (status, task show, serve): a file store is read as it
+  /// is, changing nothing on disk (no lock, no repair), and must exist.
+  bool read_only = false;
+};
 /// Opens the store a configuration names ("memory:", "file:DIR", "etcd://HOST:PORT[,...]/PREFIX").
-result<std::unique_ptr<store::store>> open_store(const std::string& uri);
+result<std::unique_ptr<store::store>> open_store(const std::string& uri, store_open_options options = {});
 
 }  // namespace agentcore::runtime

@@ -8,9 +8,14 @@
 //
 // On disk: `LOCK` (holds the pid of the process that has the store open),
 // `wal-<16 hex>.log` segments of records (length, CRC32C, payload) and
-// `snap-<16 hex>.snap` snapshots. A record whose write was cut short by a
-// crash is truncated on open and reported; damage anywhere else is an error
-// naming the file and offset, never a silent loss.
+// `snap-<16 hex>.snap` snapshots, and `MANIFEST`: the store's id, the
+// segments it has (each closed one with its size and checksum) and how much
+// of the newest is known to be on disk, rewritten atomically when a segment
+// closes, a snapshot is taken, at most once a second as syncs go by, and on
+// close. A record whose write was cut short by a crash (past what MANIFEST
+// knows to be on disk) is truncated on open and reported; anything else, a
+// segment missing, shortened, replaced or out of order, is an error naming
+// the file, never a silent loss.
 // Leases survive a reopen with their full TTL restarted (as etcd does after a
 // leader change): a crash never makes a lease expire early.
 // Reads and watches see a commit as soon as it is applied, which can be before
@@ -50,6 +55,11 @@ struct file_store_options {
   std::size_t snapshot_min_bytes = 64u << 20;
   /// Watch events retained in memory.
   std::size_t history_limit = 100'000;
+  /// Open an existing store to read it, changing nothing on disk: no lock
+  /// (a process may be running it), no repair of a torn tail (it is left out
+  /// in memory), no new files. Commits and leases fail with
+  /// `permission_denied`. A directory without a store is `not_found`.
+  bool read_only = false;
 };
 
 /// What opening the store found.
@@ -58,7 +68,10 @@ struct recovery_report {
   std::size_t segments = 0;              ///< log segments replayed
   std::uint64_t records = 0;             ///< log records replayed
   revision rev = 0;                      ///< revision after recovery
-  std::optional<std::string> torn_tail;  ///< set when a torn last record was cut off
+  std::optional<std::string> torn_tail;  ///< set when a torn last record was cut off (or, read-only, left out)
+  /// Set when the store had no MANIFEST (made by a version before it
+  /// existed) and one was written; until then, missing segments could not be told.
+  std::optional<std::string> manifest_created;
 };
 
 struct file_store_stats {
@@ -78,6 +91,9 @@ public:
 
   const recovery_report& recovery() const noexcept;
   const std::filesystem::path& directory() const noexcept;
+  /// The store's identity (16 hex digits, from MANIFEST): a host that
+  /// records it can tell "this store" from "a new, empty store in its place".
+  const std::string& id() const noexcept;
   file_store_stats stats() const;
 
   /// Writes a snapshot at the next record boundary and drops the segments it
