@@ -332,6 +332,17 @@ struct worker::state : std::enable_shared_from_this<state> {
   asio::awaitable<result<void>> work(board::task& t, std::vector<store::lease_id>& leases,
                                      std::shared_ptr<heartbeat>& hb, work_report& rep) {
     auto started = std::chrono::steady_clock::now();
+    // A task claimed again and again without an end (its model calls fail,
+    // its worker dies) is given up: abandoned with why, for the planner to
+    // split or a person to look at, not claimed forever.
+    if (o.max_attempts > 0 && t.attempts > o.max_attempts) {
+      json::object gave_up;
+      gave_up["kind"] = "too_many_attempts";
+      gave_up["summary"] = fmt::format("claimed {} times without an end (the limit is {}); last: {}", t.attempts,
+                                       o.max_attempts,
+                                       t.notes.empty() ? std::string("nothing noted") : t.notes.back().text);
+      co_return co_await abandon(t, rep, std::move(gave_up));
+    }
     contract::task_contract terms = o.default_contract;
     if (!t.contract.is_null()) {
       auto c = contract::contract_from_json(t.contract);
@@ -434,6 +445,10 @@ struct worker::state : std::enable_shared_from_this<state> {
       json::object report = outcome_report(out);
       report["head"] = head->hex();
       report["base"] = change_base.hex();
+      // The change's id with it: a restart finds a submission a crash kept
+      // from reaching the gate, and hands it over (runtime::swarm).
+      std::string change_id = fmt::format("{}-{}-{}", t.id.str(), t.attempts, conflicts);
+      report["change"] = change_id;
       auto sub = co_await offload(blocking(), [&] { return board.submit(t.id, o.id, report); });
       if (!sub) {
         if (sub.error() == error::claim_lost) {
@@ -445,7 +460,7 @@ struct worker::state : std::enable_shared_from_this<state> {
       }
       end_heartbeat(hb);
       hb.reset();
-      gate::change c{.id = fmt::format("{}-{}-{}", t.id.str(), t.attempts, conflicts),
+      gate::change c{.id = change_id,
                      .task = t.id,
                      .base = change_base,
                      .head = *head,

@@ -346,6 +346,47 @@ struct swarm::state : std::enable_shared_from_this<state> {
     }
   }
 
+  // Tasks a crash left `submitted` whose change never reached the gate (the
+  // worker died between the board's submit and the gate's): the change is
+  // handed to the gate again from what the task's report names, or, where
+  // the report does not say (a run before change ids were kept), the task
+  // is requeued with why. Without this they would wait for a verdict forever.
+  result<std::size_t> recover_submissions() {
+    auto submitted = board->list(board::task_state::submitted);
+    if (!submitted) return submitted.error();
+    std::size_t handed = 0;
+    for (const auto& t : *submitted) {
+      const json::object* r = t.result.is_object() ? &t.result.as_object() : nullptr;
+      auto str = [&](const char* k) {
+        auto* f = r ? r->if_contains(k) : nullptr;
+        return f && f->is_string() ? std::string(f->get_string()) : std::string();
+      };
+      auto id = str("change");
+      auto head = git::oid::from_hex(str("head")), base = git::oid::from_hex(str("base"));
+      if (id.empty() || !head || !base) {
+        auto q = board->requeue(t.id, "requeued at a restart: its submission never reached the gate");
+        if (!q && q.error() != error::illegal_transition) return q.error();
+        publish("recovered", fmt::format("{}: requeued (its submission never reached the gate)", t.id.str()));
+        ++handed;
+        continue;
+      }
+      auto known = gate->verdict(id);
+      if (!known) return known.error();
+      if (*known) continue;  // the gate has it; a decided one's board update is the gate's to redo
+      contract::task_contract terms = cfg.contract;
+      if (!t.contract.is_null())
+        if (auto c = contract::contract_from_json(t.contract)) terms = std::move(*c);
+      gate::change c{.id = id, .task = t.id, .base = *base, .head = *head, .priority = t.priority, .contract = terms,
+                     .checks = terms.acceptance_checks};
+      auto v = gate->submit(std::move(c));
+      if (!v) return v.error();
+      publish("recovered", fmt::format("{}: change {} handed to the gate after a restart ({})", t.id.str(), id,
+                                       gate::to_string(v->kind)));
+      ++handed;
+    }
+    return handed;
+  }
+
   asio::awaitable<result<std::size_t>> open_tasks() {
     co_return co_await offload(blocking.get_executor(), [&]() -> result<std::size_t> {
       auto all = board->list();
@@ -363,6 +404,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                    cfg.slots, cfg.gate_policy == gate::policy::batch ? "batch" : "serial/optimistic"));
     // Leftovers of a previous run: claims whose leases are gone come back.
     co_await offload(blocking.get_executor(), [&] { return board->reconcile(); });
+    if (cfg.roles.gate) {
+      auto recovered = co_await offload(blocking.get_executor(), [&] { return recover_submissions(); });
+      if (!recovered) publish("error", "recovering submissions a crash left behind: " + recovered.error().message());
+    }
     // Processes that do not judge end when the one that does says the run is
     // over (a record newer than this process's start).
     auto start_rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });

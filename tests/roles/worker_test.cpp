@@ -334,3 +334,26 @@ TEST_CASE("roles.worker.the_gate_s_failure_output_reaches_the_retry_and_the_plan
   CHECK(split_prompt.find("SENTINEL-7f3a") != std::string::npos);
   CHECK(split_prompt.find("\"log\"") == std::string::npos);  // words, not the verdict's raw JSON
 }
+
+// A task claimed again and again (its model calls fail, its workers die) is
+// given up with why, not claimed forever.
+TEST_CASE("roles.worker.a_task_claimed_too_often_is_abandoned_with_why") {
+  worker_fixture f;
+  f.propose("stuck", f.terms);
+  auto lease = f.store->grant(60s).value();
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(f.board.claim(worker_id{"w0"}, lease).value());
+    REQUIRE(f.board.release(task_id{"stuck"}, worker_id{"w0"}, "the model could not be asked: down").has_value());
+  }
+  test::scripted_client model([](const model::request&, int) -> std::optional<model::result_type> {
+    FAIL("the model must not be asked");
+    return std::nullopt;
+  });
+  auto r = f.run(model, {.max_attempts = 3});
+  CHECK(r.result == roles::work_result::abandoned);
+  auto t = f.task("stuck");
+  CHECK(t.state == board::task_state::abandoned);
+  CHECK(t.result.as_object().at("kind").as_string() == "too_many_attempts");
+  CHECK(std::string(t.result.as_object().at("summary").as_string()).find("the model could not be asked: down") !=
+        std::string::npos);
+}

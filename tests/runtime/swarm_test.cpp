@@ -283,3 +283,57 @@ TEST_CASE("runtime.swarm.stop_while_the_gate_has_the_changes_loses_nothing") {
   CHECK(r2->goal_met);
   CHECK(r2->tasks_by_state["merged"] == 2);
 }
+
+// kill -9 between the board's submit and the gate's: the task is
+// `submitted` and no gate has its change. A restart hands the change over
+// (or, with no change named, requeues the task); the run then ends, instead
+// of waiting for a verdict forever, and the work is not done twice.
+TEST_CASE("runtime.swarm.a_submission_a_crash_kept_from_the_gate_is_handed_over") {
+  swarm_fixture f;
+  auto cfg = f.config();
+  cfg.store = "file:" + (f.work.path() / "store").string();
+  auto main_tip = f.repo.resolve("refs/heads/main").value();
+  {
+    auto st = runtime::open_store(cfg.store).value();
+    board::task_board b(*st);
+    REQUIRE(b.propose({.id = task_id{"a"}, .title = "Add a"}).has_value());
+    REQUIRE(b.propose({.id = task_id{"b"}, .title = "Add b"}).has_value());
+    auto lease = st->grant(60s).value();
+    for (int i = 0; i < 2; ++i) {
+      auto t = b.claim(worker_id{"dead"}, lease).value();
+      REQUIRE(t);
+      json::object report{{"kind", "finished"}, {"summary", "done"}};
+      if (t->id == task_id{"a"}) {  // committed and named its change, then died
+        auto head = f.commit(main_tip, {{"src/a.c", test::file_spec{"int a;\n"}}}, "a");
+        report["head"] = head.hex();
+        report["base"] = main_tip.hex();
+        report["change"] = "a-1-0";
+      }
+      REQUIRE(b.submit(t->id, worker_id{"dead"}, report).has_value());
+    }
+    REQUIRE(st->revoke(lease).has_value());
+  }
+  auto planner = std::make_shared<test::scripted_client>(
+      [](const model::request&, int) -> std::optional<model::result_type> { return test::text_answer(R"({"tasks":[]})"); });
+  auto worker = file_writer();
+  std::vector<std::string> recovered;
+  event_bus bus;
+  auto sub = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
+    if (e.what == "recovered") recovered.push_back(e.detail);
+  });
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        },
+                                        .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->goal_met);
+  CHECK(r->tasks_by_state["merged"] == 2);
+  CHECK(r->tasks_by_state["submitted"] == 0);
+  CHECK(recovered.size() == 2);
+  // a's change landed as it was: its worker's model was never asked again.
+  for (const auto& req : worker->requests()) CHECK(req.tags.task != "a");
+  auto tree = f.repo.commit_tree(f.repo.resolve("refs/heads/main").value()).value();
+  CHECK(f.repo.read_blob(f.repo.entry_at(tree, "src/a.c").value()->id).value() == "int a;\n");
+}

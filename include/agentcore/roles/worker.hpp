@@ -52,6 +52,10 @@ struct worker_options {
   std::vector<std::shared_ptr<agent::tool>> extra_tools;  ///< the host's own tools
   int fix_rounds = 2;       ///< failed self-checks sent back to the model before giving up
   int conflict_rounds = 3;  ///< conflicts resolved and resubmitted before giving up
+  /// A task claimed more often than this (released after failed model
+  /// calls, lost with a dead worker, rejected) is abandoned with why, for
+  /// the planner to split, instead of being claimed forever. 0: no limit.
+  int max_attempts = 6;
   std::chrono::milliseconds verdict_poll{50};  ///< how often to look for the gate's verdict
   git::signature author{"agentcore worker", "worker@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
