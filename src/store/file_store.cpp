@@ -466,6 +466,9 @@ private:
                                                     path.string()));
       auto r = detail::replay_segment(*data, path.string(), seq, last, *engine_);
       if (!r) return r.error();
+      if (last)  // what it holds after any repair below: the start of its checksum
+        crc_in_seg_ = detail::crc32c(data->data(), r->torn ? std::max<std::size_t>(r->valid_end, detail::file_header_size)
+                                                           : data->size());
       report_.records += r->records;
       report_.segments += 1;
       since_snapshot_ += r->valid_end;
@@ -490,6 +493,7 @@ private:
           if (!e) e = sync_fd(fd, path);
           ::close(fd);
           if (e) return e;
+          crc_in_seg_ = detail::crc32c(h.data(), h.size());
         } else if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0) {
           return os_error("truncate", path);
         }
@@ -588,6 +592,7 @@ private:
     fd_ = fd;
     seq_ = seq;
     written_in_seg_ = synced_in_seg_ = h.size();
+    crc_in_seg_ = detail::crc32c(h.data(), h.size());
     return {};
   }
 
@@ -629,15 +634,14 @@ private:
       if (auto e = write_all(fd_, buf.data() + pos, b.offset - pos, cur)) return e;
       add_log_bytes(b.offset - pos);
       written_in_seg_ += b.offset - pos;
+      crc_in_seg_ = detail::crc32c(buf.data() + pos, b.offset - pos, crc_in_seg_);
       pos = b.offset;
       if (options_.fsync != fsync_policy::none) {
         if (auto e = sync_fd(fd_, cur)) return e;
         count_sync();
       }
       // The segment closes: the manifest gets its size and checksum.
-      auto closed = read_file(cur);
-      if (!closed) return closed.error();
-      manifest_.sealed.push_back({seq_, closed->size(), detail::crc32c(closed->data(), closed->size())});
+      manifest_.sealed.push_back({seq_, written_in_seg_, crc_in_seg_});
       if (auto e = create_segment(seq_ + 1)) return e;
       add_log_bytes(detail::file_header_size);
       cur = dir_ / detail::segment_file_name(seq_);
@@ -656,6 +660,7 @@ private:
     if (auto e = write_all(fd_, buf.data() + pos, buf.size() - pos, cur)) return e;
     add_log_bytes(buf.size() - pos);
     written_in_seg_ += buf.size() - pos;
+    crc_in_seg_ = detail::crc32c(buf.data() + pos, buf.size() - pos, crc_in_seg_);
     if (options_.fsync == fsync_policy::none) synced_in_seg_ = written_in_seg_;  // what a process crash keeps
     auto now = std::chrono::steady_clock::now();
     if (options_.fsync == fsync_policy::always ||
@@ -858,6 +863,7 @@ private:
   // segment written and known on disk, when MANIFEST was last written.
   manifest manifest_;
   std::uint64_t written_in_seg_ = 0, synced_in_seg_ = 0;
+  std::uint32_t crc_in_seg_ = 0;  // of the newest segment's bytes so far
   std::chrono::steady_clock::time_point last_manifest_{};
   std::thread writer_;
 };
