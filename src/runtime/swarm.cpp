@@ -480,6 +480,19 @@ struct swarm::state : std::enable_shared_from_this<state> {
       co_return false;
     };
 
+    // The run ends with nothing to do. A run that judged nothing yet (a
+    // restart of one that had already finished, say) runs the goal checks
+    // first: its report says whether the goal is met, not just that it idled.
+    auto nothing_left = [&]() -> asio::awaitable<result<void>> {
+      if (report.cycles == 0 && cfg.roles.judge) {
+        auto over = co_await close_cycle();
+        if (!over) co_return over.error();
+        if (*over) co_return result<void>();
+      }
+      report.reason = "nothing left to do: the planners propose no more tasks";
+      co_return result<void>();
+    };
+
     store::revision last_seen_rev = *start_rev;
     while (!finished) {
       if (stopping) {
@@ -549,13 +562,13 @@ struct swarm::state : std::enable_shared_from_this<state> {
           continue;
         }
         if (need_plan && co_await plan() > 0) continue;
-        report.reason = "nothing left to do: the planners propose no more tasks";
+        if (auto e = co_await nothing_left(); !e) co_return e.error();
         break;
       }
       // Cycle's end: the judge's count, or a drained board.
       if (judge->cycle_over() || drained) {
         if (drained && !activity && ++empty_drains > 1) {
-          report.reason = "nothing left to do: the planners propose no more tasks";
+          if (auto e = co_await nothing_left(); !e) co_return e.error();
           break;
         }
         auto over = co_await close_cycle();

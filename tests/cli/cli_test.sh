@@ -57,6 +57,13 @@ has "1 merged"
 expect "status" 0 "$agentcore" status
 has "1 tasks: 1 merged"
 has "hello"
+
+# The same run again: nothing to do, and it says the goal is met (exit 0),
+# without doing the work twice.
+main_done=$(git -C repo rev-parse main)
+expect "run a finished run" 0 "$agentcore" run
+has "goal met"
+[[ $(git -C repo rev-parse main) == "$main_done" ]] || fail "running a finished run moved main"
 expect "task show" 0 "$agentcore" task show hello
 has '"state":"merged"'
 expect "task show missing" 1 "$agentcore" task show nope
