@@ -337,42 +337,49 @@ int cmd_demo(const args& a) {
   fs::path dir = a.flags.count("--dir") ? fs::path(a.flags.at("--dir"))
                                         : fs::temp_directory_path() / fmt::format("agentcore-demo-{}", ::getpid());
   std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
-    return fail_with(fail(error::already_exists, fmt::format("'{}' exists and is not empty; name another with --dir",
-                                                             dir.string())));
   fs::path repo_dir = dir / "textkit";
-  auto write = [&](const fs::path& p, std::string_view content) -> error_info {
-    fs::create_directories(p.parent_path(), ec);
-    std::ofstream out(p, std::ios::binary);
-    out << content;
-    if (!out) return fail(error::io_error, fmt::format("demo: cannot write '{}'", p.string()));
-    return {};
-  };
-  // The project, committed as main's first commit.
-  auto repo = git::repository::init(repo_dir);
-  if (!repo) return fail_with(repo.error());
-  std::map<std::string, std::optional<git::tree_entry>> files;
-  for (const auto& asset : cli::demo_assets()) {
-    if (asset.path.starts_with("project/")) {
-      std::string rel(asset.path.substr(8));
-      if (auto e = write(repo_dir / rel, asset.content)) return fail_with(e);
-      auto blob = repo->write_blob(asset.content);
-      if (!blob) return fail_with(blob.error());
-      files[rel] = git::tree_entry{*blob, git::file_mode::blob};
-    } else if (auto e = write(dir / asset.path, asset.content)) {
-      return fail_with(e);
+  // A demo already there (stopped, or killed) is resumed where it was: its
+  // repository, store and transcript are kept.
+  const bool resume = fs::exists(repo_dir / ".git", ec) && fs::exists(dir / "store" / "MANIFEST", ec) &&
+                      fs::exists(dir / "transcript.jsonl", ec);
+  if (!resume && fs::exists(dir, ec) && !fs::is_empty(dir, ec))
+    return fail_with(fail(error::already_exists,
+                          fmt::format("'{}' exists, is not empty and holds no demo to resume; name another with --dir",
+                                      dir.string())));
+  if (!resume) {
+    auto write = [&](const fs::path& p, std::string_view content) -> error_info {
+      fs::create_directories(p.parent_path(), ec);
+      std::ofstream out(p, std::ios::binary);
+      out << content;
+      if (!out) return fail(error::io_error, fmt::format("demo: cannot write '{}'", p.string()));
+      return {};
+    };
+    // The project, committed as main's first commit.
+    auto repo = git::repository::init(repo_dir);
+    if (!repo) return fail_with(repo.error());
+    std::map<std::string, std::optional<git::tree_entry>> files;
+    for (const auto& asset : cli::demo_assets()) {
+      if (asset.path.starts_with("project/")) {
+        std::string rel(asset.path.substr(8));
+        if (auto e = write(repo_dir / rel, asset.content)) return fail_with(e);
+        auto blob = repo->write_blob(asset.content);
+        if (!blob) return fail_with(blob.error());
+        files[rel] = git::tree_entry{*blob, git::file_mode::blob};
+      } else if (auto e = write(dir / asset.path, asset.content)) {
+        return fail_with(e);
+      }
     }
+    auto tree = repo->edit_tree(std::nullopt, files);
+    if (!tree) return fail_with(tree.error());
+    auto root = repo->create_commit(*tree, {}, "textkit: reverse, its test, and a goal", {"agentcore demo", "demo@agentcore.invalid"});
+    if (!root) return fail_with(root.error());
+    if (auto m = repo->advance("refs/heads/main", std::nullopt, *root, "demo"); !m) return fail_with(m.error());
+    // HEAD names main (as `git init -b main` would), so that worktrees and git itself agree.
+    std::ofstream(repo_dir / ".git/HEAD") << "ref: refs/heads/main\n";
+    // Index and files as git expects them after a checkout.
+    if (std::system(fmt::format("git -C '{}' reset -q --mixed 2>/dev/null", repo_dir.string()).c_str()) != 0)
+      return fail_with(fail(error::io_error, "demo: 'git reset' failed in the sample repository; is git installed?"));
   }
-  auto tree = repo->edit_tree(std::nullopt, files);
-  if (!tree) return fail_with(tree.error());
-  auto root = repo->create_commit(*tree, {}, "textkit: reverse, its test, and a goal", {"agentcore demo", "demo@agentcore.invalid"});
-  if (!root) return fail_with(root.error());
-  if (auto m = repo->advance("refs/heads/main", std::nullopt, *root, "demo"); !m) return fail_with(m.error());
-  // HEAD names main (as `git init -b main` would), so that worktrees and git itself agree.
-  std::ofstream(repo_dir / ".git/HEAD") << "ref: refs/heads/main\n";
-  // Index and files as git expects them after a checkout.
-  if (std::system(fmt::format("git -C '{}' reset -q --mixed 2>/dev/null", repo_dir.string()).c_str()) != 0)
-    return fail_with(fail(error::io_error, "demo: 'git reset' failed in the sample repository; is git installed?"));
 
   runtime::swarm_config c;
   c.repository = repo_dir;
@@ -403,7 +410,7 @@ int cmd_demo(const args& a) {
     c.models.planner = c.models.worker = "replay:" + (dir / "transcript.jsonl").string();
     c.model_options = {{"match", "task_and_turn"}};  // six workers at once: each task gets its own script
   }
-  std::cout << "agentcore demo in " << dir.string() << ": textkit (C), 1 planner, 6 workers, batch gate, judge; "
+  std::cout << (resume ? "resuming the agentcore demo in " : "agentcore demo in ") << dir.string() << ": textkit (C), 1 planner, 6 workers, batch gate, judge; "
             << (a.flags.count("--model")    ? "model " + a.flags.at("--model")
                 : a.flags.count("--config") ? "the models of " + a.flags.at("--config")
                                             : std::string("replayed transcript"))
