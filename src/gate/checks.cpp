@@ -138,15 +138,19 @@ public:
   // Empty on success, else why not.
   std::string make(std::size_t max) {
     static std::atomic<std::uint64_t> counter{0};
-    auto name = fmt::format("agentcore-{}-{}", ::getpid(), counter++);
     std::string why;
     auto bases = candidates();
     static std::once_flag swept;
     std::call_once(swept, [&] { sweep(bases); });
     for (const auto& base : bases) {
       std::error_code ec;
-      auto dir = base / name;
-      if (!std::filesystem::create_directory(dir, ec)) {
+      std::filesystem::path dir;
+      bool made = false;
+      for (int tries = 0; !made && !ec && tries < 100; ++tries) {  // a name a dead host left (not emptied) is passed over
+        dir = base / fmt::format("agentcore-{}-{}", ::getpid(), counter++);
+        made = std::filesystem::create_directory(dir, ec);
+      }
+      if (!made) {
         why = fmt::format("cannot create '{}': {}", dir.string(), ec.message());
         continue;
       }
@@ -177,8 +181,10 @@ private:
         auto name = e.path().filename().string();
         if (!name.starts_with("agentcore-")) continue;
         auto pid = std::strtol(name.c_str() + 10, nullptr, 10);
-        if (pid <= 0 || pid == ::getpid()) continue;
-        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its host still runs
+        if (pid <= 0) continue;
+        // (Named for our own pid: a dead host's whose pid came back to us, as
+        // pids do in a container after a restart; we have made none yet.)
+        if (pid != ::getpid() && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)) continue;  // its host still runs
         ::rmdir(e.path().c_str());  // fails, harmlessly, while a process is left in it
       }
     }

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include <mutex>
+#include <random>
 #include <thread>
 #include <unistd.h>
 
@@ -225,7 +226,11 @@ public:
     for (char& ch : name)
       if (ch == '/') ch = '_';
     root_ = options_.prefix + name + "/";
-    instance_ = options_.instance.empty() ? fmt::format("pid-{}", ::getpid()) : options_.instance;
+    // Unique even where pids are not: two containers' gates are both pid 1,
+    // and a restarted process may get the pid of the one that died.
+    instance_ = options_.instance.empty()
+                    ? fmt::format("pid-{}-{:08x}", ::getpid(), static_cast<std::uint32_t>(std::random_device{}()))
+                    : options_.instance;
     if (options_.leader_ttl.count() < 1) options_.leader_ttl = std::chrono::seconds(1);
   }
   ~impl() { resign(); }

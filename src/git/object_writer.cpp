@@ -21,6 +21,7 @@ namespace agentcore::git::detail {
 namespace {
 
 std::atomic<bool> fsync_on{true};
+std::atomic<unsigned long> temp_counter{0};  // temporary object names, across every writer of the process
 
 error_info io_failure(std::string_view what, const std::filesystem::path& p, int err) {
   return fail(error::io_error, fmt::format("git: {} '{}': {}", what, p.string(), std::strerror(err)));
@@ -120,11 +121,17 @@ result<oid> object_writer::write(git_object_t type, std::string_view data, bool 
   std::size_t size = deflated_.size() - z.s.avail_out;
 
   // A temporary file in the objects directory, linked into place: readers see
-  // the whole object or none. pid and a counter keep writers apart; O_EXCL
-  // catches the rest.
-  std::string tmp = fmt::format("tmp_obj_agentcore_{}_{}", ::getpid(), ++counter_);
-  int fd = ::openat(dir_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-  if (fd < 0) return io_failure("create temporary object", dir_ / tmp, errno);
+  // the whole object or none. The pid and a counter of the whole process
+  // (every writer, every repository) keep writers apart; a name that exists
+  // anyway (left by a killed process whose pid came back, as pids do in a
+  // container after a restart) is passed over for the next.
+  std::string tmp;
+  int fd = -1;
+  for (int tries = 0; fd < 0; ++tries) {
+    tmp = fmt::format("tmp_obj_agentcore_{}_{}", ::getpid(), temp_counter.fetch_add(1, std::memory_order_relaxed));
+    fd = ::openat(dir_fd_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0 && (errno != EEXIST || tries >= 1000)) return io_failure("create temporary object", dir_ / tmp, errno);
+  }
   bool ok = write_all(fd, deflated_.data(), size) && (!durable || ::fdatasync(fd) == 0);
   int err = errno;
   ::close(fd);

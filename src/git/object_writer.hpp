@@ -41,7 +41,6 @@ private:
   std::filesystem::path dir_;
   int dir_fd_ = -1;
   std::string deflated_;
-  unsigned long counter_ = 0;
 };
 
 /// Whether object and ref writes are synced when a repository's options do

@@ -437,6 +437,11 @@ error_info budget::check() const {
   return {};
 }
 
+bool budget::spent() const {
+  std::lock_guard lock(mutex_);
+  return (limits_.tokens && tokens_ >= *limits_.tokens) || (limits_.cost && cost_ >= *limits_.cost);
+}
+
 std::optional<std::uint64_t> budget::tokens_left() const {
   std::optional<std::uint64_t> left;
   for (const budget* b = this; b; b = b->parent_.get()) {

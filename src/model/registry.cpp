@@ -174,7 +174,36 @@ std::shared_ptr<limiter> limiter_for(const std::string& endpoint, const boost::a
 std::mutex plugins_mutex;
 std::set<std::string> loaded_plugins;
 
+result<price_table> parse_prices(const json::object& table, std::string_view spec) {
+  price_table prices;
+  for (auto& [name, v] : table) {
+    if (!v.is_object()) return bad_option(spec, "prices", fmt::format("entry '{}' is not an object", std::string(name)));
+    auto o = v.as_object();
+    price p;
+    for (auto e : {read<double>(o, "input_per_mtok", spec, [&](double x) { p.input_per_mtok = x; }),
+                   read<double>(o, "output_per_mtok", spec, [&](double x) { p.output_per_mtok = x; }),
+                   read<double>(o, "cache_read_per_mtok", spec, [&](double x) { p.cache_read_per_mtok = x; }),
+                   read<double>(o, "cache_write_per_mtok", spec, [&](double x) { p.cache_write_per_mtok = x; })})
+      if (e) return e;
+    if (auto e = unknown(spec, fmt::format(" in 'prices.{}'", std::string(name)), o)) return e;
+    for (double x : {p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok})
+      if (!(x >= 0))
+        return bad_option(spec, "prices", fmt::format("entry '{}' has a negative or invalid price", std::string(name)));
+    prices[std::string(name)] = p;
+  }
+  return prices;
+}
+
 }  // namespace
+
+result<price_table> prices_from_options(const json::object& options) {
+  auto* p = options.if_contains("prices");
+  if (!p || p->is_null()) return price_table{};
+  if (!p->is_object())
+    return bad_option("model_options", "prices",
+                      fmt::format("has the wrong type ({})", agentcore::detail::json_kind_name(*p)));
+  return parse_prices(p->as_object(), "model_options");
+}
 
 registry registry::with_builtins() {
   registry r;
@@ -272,18 +301,9 @@ result<std::shared_ptr<client>> registry::make(std::string_view spec, const clie
   if (auto r = take<json::object>(unread, "prices", spec); !r) {
     return r.error();
   } else if (*r) {
-    for (auto& [name, v] : **r) {
-      if (!v.is_object()) return bad_option(spec, "prices", fmt::format("entry '{}' is not an object", std::string(name)));
-      auto o = v.as_object();
-      price p;
-      for (auto e : {read<double>(o, "input_per_mtok", spec, [&](double x) { p.input_per_mtok = x; }),
-                     read<double>(o, "output_per_mtok", spec, [&](double x) { p.output_per_mtok = x; }),
-                     read<double>(o, "cache_read_per_mtok", spec, [&](double x) { p.cache_read_per_mtok = x; }),
-                     read<double>(o, "cache_write_per_mtok", spec, [&](double x) { p.cache_write_per_mtok = x; })})
-        if (e) return e;
-      if (auto e = unknown(spec, fmt::format(" in 'prices.{}'", std::string(name)), o)) return e;
-      prices[std::string(name)] = p;
-    }
+    auto parsed = parse_prices(**r, spec);
+    if (!parsed) return parsed.error();
+    prices = std::move(*parsed);
   }
   std::shared_ptr<budget> own_budget;
   if (auto r = take<json::object>(unread, "budget", spec); !r) {

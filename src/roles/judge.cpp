@@ -101,6 +101,10 @@ struct judge::state : std::enable_shared_from_this<state> {
     subs.push_back(bus.subscribe<agent::outcome_event>([this](const agent::outcome_event& e) {
       std::lock_guard lock(m);
       if (e.kind == "stalled" || e.kind == "time_box") ++figures.stalls;
+    }));
+    // Every model call (agents' turns, planners, the reviewer) publishes one.
+    subs.push_back(bus.subscribe<agent::turn_event>([this](const agent::turn_event& e) {
+      std::lock_guard lock(m);
       figures.input_tokens += e.usage.input_tokens;
       figures.output_tokens += e.usage.output_tokens;
       figures.cost += e.cost;
@@ -217,7 +221,12 @@ struct judge::state : std::enable_shared_from_this<state> {
           to_string(j.verdict), j.reason)));
       req.max_tokens = 1024;
       req.tags = {.role = "judge"};
+      auto asked = std::chrono::steady_clock::now();
       auto r = co_await o.reviewer->async_chat(req, asio::use_awaitable);
+      if (r)
+        bus.publish(agent::turn_event{"judge", {}, 1, {}, r->usage, std::string(model::to_string(r->stop)), r->model_name,
+                                      model::cost_of(r->usage, r->model_name, o.prices),
+                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count()});
       if (r) {
         j.review = r->message.text();
         boost::system::error_code ec;

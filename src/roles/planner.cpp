@@ -1,5 +1,6 @@
 #include <agentcore/roles/planner.hpp>
 
+#include <agentcore/agent/loop.hpp>
 #include <agentcore/git/repository.hpp>
 
 #include "detail/complete.hpp"
@@ -413,10 +414,17 @@ struct planner::state : std::enable_shared_from_this<state> {
     req.tags = {.role = o.name};
     req.messages.push_back(model::user(std::move(prompt)));
     for (int attempt = 0;; ++attempt) {
+      auto asked = std::chrono::steady_clock::now();
       auto r = co_await model.async_chat(req, asio::use_awaitable);
       ++rep.model_calls;
       if (!r) co_return r.error();
       rep.usage += r->usage;
+      double cost = model::cost_of(r->usage, r->model_name, o.prices);
+      rep.cost += cost;
+      if (o.events)  // the same event as an agent's turn: metrics, dashboard and judge count every call alike
+        o.events->publish(agent::turn_event{
+            o.name, {}, rep.model_calls, {}, r->usage, std::string(model::to_string(r->stop)), r->model_name, cost,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count()});
       std::string text = r->message.text();
       error_info bad;
       auto tasks = parse_proposals(text, o, rep.dropped, bad);
@@ -478,12 +486,20 @@ struct planner::state : std::enable_shared_from_this<state> {
           rep.dropped.push_back(fmt::format("split of '{}': '{}': {}", t.id.str(), c.id.str(), why));
           continue;
         }
+        // A child that is a task the board has (open or merged, by its
+        // title) would do that work twice: dropped, whatever its id.
+        if (open_titles.count(normal_title(c.title))) {
+          rep.dropped.push_back(fmt::format("split of '{}': '{}': the board has a task titled '{}' already", t.id.str(),
+                                            c.id.str(), c.title));
+          continue;
+        }
         std::string base = c.id.str();
         for (int i = 2; ids.count(c.id.str()); ++i) c.id = task_id(fmt::format("{}-{}", base, i));
         ids.insert(c.id.str());
         std::erase_if(c.dependencies, [&](const task_id& d) { return !ids.count(d.str()) || d == t.id; });
         if (c.subsystem.empty()) c.subsystem = t.subsystem;
         c.priority = t.priority;
+        open_titles.insert(normal_title(c.title));  // (and no two children alike)
         kids.push_back(std::move(c));
       }
       if (kids.empty()) {

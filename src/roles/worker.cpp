@@ -400,6 +400,19 @@ struct worker::state : std::enable_shared_from_this<state> {
       switch (out.kind) {
         case agent::outcome_kind::stopped: co_return co_await release(t, rep, "the worker was stopped");
         case agent::outcome_kind::failed:
+          if (out.error.code() == model::make_error_code(model::error::budget_exhausted)) {
+            rep.budget_exhausted = out.error;
+            // The task's own budget is spent: this task is done for, not the
+            // worker; a planner may split it. Another budget (the role's, the
+            // run's) is the host's to act on: the task goes back untouched.
+            if (o.task_budget_exhausted && o.task_budget_exhausted(t.id)) {
+              auto report = outcome_report(out);
+              report["kind"] = "budget_exhausted";
+              report["summary"] = out.error.message();
+              co_return co_await abandon(t, rep, std::move(report));
+            }
+            co_return co_await release(t, rep, out.error.message());
+          }
           co_return co_await release(t, rep, "the model could not be asked: " + out.error.message());
         case agent::outcome_kind::time_box:
         case agent::outcome_kind::stalled: co_return co_await abandon(t, rep, outcome_report(out));

@@ -1,5 +1,6 @@
 #include <agentcore/runtime/config.hpp>
 
+#include <agentcore/model/registry.hpp>
 #include <agentcore/observe/dashboard.hpp>
 #include <agentcore/store/etcd_store.hpp>
 
@@ -106,6 +107,31 @@ namespace {
 bool valid_name(std::string_view n) {
   return std::all_of(n.begin(), n.end(), [](unsigned char ch) { return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-'; });
 }
+error_info read_limits(const json::value& v, const std::string& field, model::budget_limits& out) {
+  if (!v.is_object()) return bad(field, "an object {\"tokens\", \"cost\"}", v);
+  reader lr(v.as_object(), field + ".");
+  if (auto* t = lr.get("tokens")) {
+    std::uint64_t n = t->is_uint64() ? t->get_uint64() : t->is_int64() && t->get_int64() > 0 ? static_cast<std::uint64_t>(t->get_int64()) : 0;
+    if (n == 0) return bad(field + ".tokens", "a whole number above 0", *t);
+    out.tokens = n;
+  }
+  if (auto* c = lr.get("cost")) {
+    if (!c->is_number() || !(c->to_number<double>() > 0)) return bad(field + ".cost", "a number above 0", *c);
+    out.cost = c->to_number<double>();
+  }
+  return lr.unknown();
+}
+json::value limits_json(const model::budget_limits& l) {
+  json::object o;
+  if (l.tokens) o["tokens"] = *l.tokens;
+  if (l.cost) o["cost"] = *l.cost;
+  return o;
+}
+json::value budgets_json(const run_budgets& b) {
+  json::object roles;
+  for (const auto& [k, v] : b.roles) roles[k] = limits_json(v);
+  return json::object{{"run", limits_json(b.run)}, {"roles", std::move(roles)}, {"task", limits_json(b.task)}};
+}
 json::array roles_json(const swarm_config::role_set& r) {
   json::array a;
   if (r.planner) a.emplace_back("planner");
@@ -168,15 +194,37 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     AGENTCORE_CHECK(mr.str("worker", c.models.worker));
     AGENTCORE_CHECK(mr.str("judge", c.models.judge));
     AGENTCORE_CHECK(mr.unknown());
-    for (auto* spec : {&c.models.planner, &c.models.worker, &c.models.judge})
-      if (spec->starts_with("replay:")) {
-        std::filesystem::path p = spec->substr(7);
-        if (!p.empty() && p.is_relative()) *spec = "replay:" + (base_dir / p).string();
-      }
   }
+  // A transcript is relative to the configuration, the default one too.
+  for (auto* spec : {&c.models.planner, &c.models.worker, &c.models.judge})
+    if (spec->starts_with("replay:")) {
+      std::filesystem::path p = spec->substr(7);
+      if (!p.empty() && p.is_relative()) *spec = "replay:" + (base_dir / p).string();
+    }
   if (auto* mo = r.get("model_options")) {
     if (!mo->is_object()) return bad("model_options", "an object of model options", *mo);
     c.model_options = mo->as_object();
+    if (auto prices = model::prices_from_options(c.model_options); !prices)
+      return fail(error::invalid_argument, fmt::format("configuration: {}", prices.error().message()));
+  }
+  if (auto* b = r.get("budgets")) {
+    if (!b->is_object()) return bad("budgets", "an object {\"run\", \"roles\", \"task\"}", *b);
+    reader br(b->as_object(), "budgets.");
+    if (auto* v = br.get("run")) AGENTCORE_CHECK(read_limits(*v, "budgets.run", c.budgets.run));
+    if (auto* v = br.get("task")) AGENTCORE_CHECK(read_limits(*v, "budgets.task", c.budgets.task));
+    if (auto* v = br.get("roles")) {
+      if (!v->is_object()) return bad("budgets.roles", "an object {\"planner\", \"worker\", \"judge\"}", *v);
+      for (const auto& [k, lim] : v->as_object()) {
+        std::string role(k);
+        if (role != "planner" && role != "worker" && role != "judge")
+          return fail(error::invalid_argument,
+                      fmt::format("configuration: 'budgets.roles.{}' names no role; use \"planner\", \"worker\" or "
+                                  "\"judge\"",
+                                  role));
+        AGENTCORE_CHECK(read_limits(lim, "budgets.roles." + role, c.budgets.roles[role]));
+      }
+    }
+    AGENTCORE_CHECK(br.unknown());
   }
   if (auto* g = r.get("gate")) {
     if (!g->is_object()) return bad("gate", "an object {\"policy\", \"batch_size\", \"deep_checks\"}", *g);
@@ -326,6 +374,7 @@ json::value to_json_value(const swarm_config& c) {
       {"threads", c.threads},
       {"models", {{"planner", c.models.planner}, {"worker", c.models.worker}, {"judge", c.models.judge}}},
       {"model_options", c.model_options},
+      {"budgets", budgets_json(c.budgets)},
       {"gate",
        {{"policy", policy},
         {"batch_size", c.batch_size},
@@ -351,6 +400,14 @@ json::value to_json_value(const swarm_config& c) {
       {"name", c.name},
       {"serve", c.serve},
       {"serve_token", c.serve_token}};
+}
+
+bool run_budgets::any() const {
+  auto set = [](const model::budget_limits& l) { return l.tokens || l.cost; };
+  if (set(run) || set(task)) return true;
+  for (const auto& [k, v] : roles)
+    if (set(v)) return true;
+  return false;
 }
 
 result<swarm_config::role_set> parse_roles(std::string_view list) {
@@ -418,6 +475,10 @@ std::string commented_config(const swarm_config& c) {
                    q(c.models.worker), q(c.models.judge));
   s += "  // Options for the model clients: retry, limits, timeouts, record, prices, budget (see model/registry.hpp).\n";
   s += fmt::format("  \"model_options\": {},\n", json::serialize(c.model_options));
+  s += "  // Token and money budgets (money in the unit of model_options' prices), for the run, per role (planner,\n"
+       "  // worker, judge) and per task: {\"tokens\": N, \"cost\": X}, either or both. One that runs out stops what it\n"
+       "  // covers: the run's or the workers' ends the run naming it; a task's abandons that task.\n";
+  s += fmt::format("  \"budgets\": {},\n", json::serialize(budgets_json(c.budgets)));
   s += "  // The merge gate: serial, batch (bisects a failing batch) or optimistic; deep checks run on merged results.\n";
   s += fmt::format("  \"gate\": {{\"policy\": {}, \"batch_size\": {}, \"batch_wait_ms\": {}, \"deep_checks\": {}}},\n",
                    q(c.gate_policy == gate::policy::serial ? "serial"

@@ -130,6 +130,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const swarm_report& r) {
        {"goal_met", r.goal_met},
        {"stopped", r.stopped},
        {"reason", r.reason},
+       {"budget_exhausted", r.budget_exhausted},
        {"judgements", std::move(judgements)}};
 }
 
@@ -172,6 +173,45 @@ struct swarm::state : std::enable_shared_from_this<state> {
   bool branch_moved = false;  // since cycle_tip
   std::chrono::steady_clock::time_point last_fetch{};
   static constexpr const char* run_key = "swarm/run";  // {"state": "running" | "finished", "reason"}
+
+  // Prices and budgets. Every model call is priced (its agent.turn event
+  // carries the cost); usage and cost of the report add those events up.
+  model::price_table prices;
+  std::mutex spent_mutex;
+  model::usage spent_usage;
+  double spent_cost = 0;
+  std::shared_ptr<model::budget> run_budget;  // null: no budgets configured
+  std::map<std::string, std::shared_ptr<model::budget>> role_budgets;  // fixed after create()
+  std::mutex task_budgets_mutex;
+  std::map<std::string, std::shared_ptr<model::budget>> task_budgets;  // dropped when the task is done
+  std::string budget_stop;  // on the strand: a budget that ends the run
+  bool planner_budget_said = false;
+
+  // "planner", "planner-2" and sub-planners are the planner role.
+  static std::string budget_role(std::string_view tag) {
+    if (tag.starts_with("planner")) return "planner";
+    if (tag == "worker" || tag == "judge") return std::string(tag);
+    return "other";
+  }
+  std::shared_ptr<model::budget> pick_budget(const model::request& r) {
+    auto role = role_budgets.find(budget_role(r.tags.role));
+    auto& rb = role == role_budgets.end() ? role_budgets.at("other") : role->second;
+    if (r.tags.task.empty() || !(cfg.budgets.task.tokens || cfg.budgets.task.cost)) return rb;
+    std::lock_guard lock(task_budgets_mutex);
+    auto& tb = task_budgets[r.tags.task];
+    if (!tb) tb = rb->child("task " + r.tags.task, cfg.budgets.task);
+    return tb;
+  }
+  bool task_budget_exhausted(const task_id& id) {
+    std::lock_guard lock(task_budgets_mutex);
+    auto it = task_budgets.find(id.str());
+    return it != task_budgets.end() && it->second->spent();
+  }
+  // What stops `role` for lack of budget (its own or the run's); none when it may go on.
+  error_info budget_left(const char* role) const {
+    if (!run_budget) return {};
+    return role_budgets.at(role)->check();
+  }
 
   explicit state(swarm_config c, swarm_hooks h)
       : cfg(std::move(c)), hooks(std::move(h)),
@@ -241,6 +281,15 @@ struct swarm::state : std::enable_shared_from_this<state> {
     auto idle = 20ms;
     std::chrono::milliseconds release_backoff = 1s;
     while (!stopping && !finished) {
+      if (auto spent = budget_left("worker")) {
+        // No new claims once the workers' budget (or the run's) is spent: the run ends, naming it.
+        if (budget_stop.empty()) {
+          budget_stop = spent.message();
+          publish("budget", budget_stop);
+          poke_main();
+        }
+        break;
+      }
       if (!co_await take_token()) break;
       if (stopping || finished) {
         give_token();
@@ -263,6 +312,9 @@ struct swarm::state : std::enable_shared_from_this<state> {
         continue;
       }
       idle = 20ms;
+      if (r->result == roles::work_result::released && r->budget_exhausted && budget_left("worker")) {
+        continue;  // the loop's head ends it, naming the budget
+      }
       if (r->result == roles::work_result::released) {
         // Handed back untouched (the model failed, no slot): the next try
         // would likely fail the same way; wait before it, longer each time.
@@ -274,8 +326,6 @@ struct swarm::state : std::enable_shared_from_this<state> {
         release_backoff = 1s;
       }
       report.conflicts_resolved += static_cast<std::size_t>(r->conflicts_resolved);
-      report.usage += r->usage;
-      report.cost += r->cost;
       poke_main();
     }
     --loops_running;
@@ -329,6 +379,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                 .ceiling = cfg.ceiling,
                                 .max_new_tasks = cfg.max_new_tasks,
                                 .max_open_tasks = cfg.max_open_tasks,
+                                .prices = prices,
                                 .executor = strand,
                                 .blocking = blocking.get_executor(),
                                 .events = bus};
@@ -429,6 +480,13 @@ struct swarm::state : std::enable_shared_from_this<state> {
       worker_went_idle = false;
       last_plan = std::chrono::steady_clock::now();
       std::size_t proposed = 0;
+      if (auto spent = budget_left("planner")) {
+        // The planners' budget (or the run's) is spent: no more planning;
+        // what is on the board is still worked, and then the run ends.
+        if (!planner_budget_said) publish("budget", spent.message());
+        planner_budget_said = true;
+        co_return proposed;
+      }
       for (auto& p : planners) {
         auto r = co_await p->async_plan(asio::use_awaitable);
         if (!r) {
@@ -437,7 +495,6 @@ struct swarm::state : std::enable_shared_from_this<state> {
         }
         proposed += r->proposed.size();
         report.split += r->split.size();
-        report.usage += r->usage;
       }
       if (proposed > 0) {
         empty_drains = 0;
@@ -489,7 +546,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
         if (!over) co_return over.error();
         if (*over) co_return result<void>();
       }
-      report.reason = "nothing left to do: the planners propose no more tasks";
+      if (auto spent = budget_left("planner"))
+        report.reason = "nothing left to do: the planners' budget is spent (" + spent.message() + ")";
+      else
+        report.reason = "nothing left to do: the planners propose no more tasks";
       co_return result<void>();
     };
 
@@ -498,6 +558,11 @@ struct swarm::state : std::enable_shared_from_this<state> {
       if (stopping) {
         report.stopped = true;
         report.reason = "stopped";
+        break;
+      }
+      if (!budget_stop.empty()) {
+        report.budget_exhausted = budget_stop;
+        report.reason = "a budget ran out: " + budget_stop;
         break;
       }
       if (!cfg.roles.judge) {
@@ -622,6 +687,11 @@ struct swarm::state : std::enable_shared_from_this<state> {
     if (!cfg.roles.all())
       report.merged = std::max(report.merged, report.tasks_by_state["merged"]);
     report.refused_writes = refused;
+    {
+      std::lock_guard lock(spent_mutex);
+      report.usage = spent_usage;
+      report.cost = spent_cost;
+    }
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     publish("finished", report.reason);
     co_return report;
@@ -684,15 +754,30 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   if (!g) return g.error();
   s->gate = std::move(*g);
 
+  // Prices and budgets: every client, the host's too, is charged to them.
+  auto prices = model::prices_from_options(c.model_options);
+  if (!prices) return fail(error::invalid_argument, "runtime: model_options: " + prices.error().message());
+  s->prices = std::move(*prices);
+  model::budget_picker picker;
+  if (c.budgets.any()) {
+    s->run_budget = model::budget::make("run", c.budgets.run);
+    for (const char* role : {"planner", "worker", "judge", "other"}) {
+      auto it = c.budgets.roles.find(role);
+      s->role_budgets[role] =
+          s->run_budget->child(fmt::format("{} role", role), it == c.budgets.roles.end() ? model::budget_limits{} : it->second);
+    }
+    picker = [raw = s.get()](const model::request& r) { return raw->pick_budget(r); };
+  }
+
   // Model clients, one per spec.
   auto reg = model::registry::with_builtins();
   if (auto e = reg.load_plugins_from_env()) return e;
   std::map<std::string, std::shared_ptr<model::client>> by_spec;
   auto client = [&](std::string_view role, const std::string& spec) -> result<std::shared_ptr<model::client>> {
     if (s->hooks.client_for)
-      if (auto hc = s->hooks.client_for(role)) return hc;
+      if (auto hc = s->hooks.client_for(role)) return picker ? model::with_budget(std::move(hc), picker, s->prices) : hc;
     if (auto it = by_spec.find(spec); it != by_spec.end()) return it->second;
-    auto made = reg.make(spec, {.executor = s->ex, .options = c.model_options});
+    auto made = reg.make(spec, {.executor = s->ex, .options = c.model_options, .budgets = picker});
     if (!made)
       return fail(error::invalid_argument,
                   fmt::format("runtime: the {} model '{}': {}", role, spec, made.error().message()));
@@ -734,7 +819,9 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
     wo.loop.blocking = s->blocking.get_executor();
     wo.loop.commands.sandbox.mode = c.sandbox;
     wo.loop.events = s->bus;
+    wo.loop.prices = s->prices;
     wo.remote = c.remote;
+    if (s->run_budget) wo.task_budget_exhausted = [raw = s.get()](const task_id& id) { return raw->task_budget_exhausted(id); };
     s->workers.push_back(std::make_unique<roles::worker>(*s->board, *s->store, c.repository, *s->pool, *s->gate,
                                                          *s->clients.at("worker"), std::move(wo)));
   }
@@ -751,6 +838,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                           .executor = s->strand,
                           .blocking = s->blocking.get_executor()};
   jo.checks.sandbox.mode = c.sandbox;
+  jo.prices = s->prices;
   s->judge = std::make_unique<roles::judge>(*s->bus, *s->board, c.repository, *s->pool, std::move(jo));
 
   // Wake-ups: tasks finishing wake the planners, ready tasks the workers,
@@ -765,6 +853,19 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
       raw->poke_main();
     }
   }));
+  s->subs.push_back(s->bus->subscribe<agent::turn_event>([raw](const agent::turn_event& e) {
+    std::lock_guard lock(raw->spent_mutex);
+    raw->spent_usage += e.usage;
+    raw->spent_cost += e.cost;
+  }));
+  if (s->run_budget)  // a finished task's budget is not needed again
+    s->subs.push_back(s->bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
+      using enum board::task_state;
+      if (t.to == merged || t.to == superseded || t.to == failed) {  // an abandoned task may be requeued: it keeps its budget
+        std::lock_guard lock(raw->task_budgets_mutex);
+        raw->task_budgets.erase(t.id.str());
+      }
+    }));
   s->subs.push_back(s->bus->subscribe<agent::tool_call_event>([raw](const agent::tool_call_event& e) {
     if (e.is_error && (e.answer_head.find("not allowed by the task's contract") != std::string::npos ||
                        e.answer_head.find("refused") != std::string::npos))

@@ -48,6 +48,9 @@ TEST_CASE("roles.judge.figures_churn_and_continue") {
   f.verdict(gate::verdict_kind::contract_violated);
   f.bus.publish(agent::outcome_event{"worker", "t", "stalled", "stuck", 7, {100, 50}, 0.25});
   f.bus.publish(agent::outcome_event{"worker", "t2", "finished", "ok", 3, {10, 5}, 0.0});
+  // Tokens and cost come from every model call (agents' turns, planners, the reviewer), not from outcomes.
+  f.bus.publish(agent::turn_event{"worker", "t", 1, {}, {100, 50}, "tool_use", "m", 0.2, 1.0});
+  f.bus.publish(agent::turn_event{"planner", "", 1, {}, {10, 5}, "end_turn", "m", 0.05, 1.0});
   CHECK(j.current().merged == 2);
   f.land({{"src/b.c", test::file_spec{"b\n"}}});
   CHECK(j.cycle_over());

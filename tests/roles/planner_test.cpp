@@ -172,6 +172,48 @@ TEST_CASE("roles.planner.splits_abandoned_work_and_retries_a_first_rejection") {
   CHECK(f.task("flaky").notes.back().text.find("checks_failed") != std::string::npos);
 }
 
+// A split's children that are tasks the board already has (merged or open,
+// whatever id the model gives them) would do that work twice: dropped.
+TEST_CASE("roles.planner.split_children_do_not_duplicate_tasks_on_the_board") {
+  planner_fixture f;
+  auto lease = f.store->grant(60s).value();
+  REQUIRE(f.board.propose({.id = task_id{"done"}, .title = "Add the lexer"}).has_value());
+  REQUIRE(f.board.propose({.id = task_id{"big"}, .title = "Do everything"}).has_value());
+  REQUIRE(f.board.propose({.id = task_id{"open"}, .title = "Write the docs", .dependencies = {task_id{"big"}}}).has_value());
+  for (int i = 0; i < 2; ++i) {
+    auto t = f.board.claim(worker_id{"w"}, lease).value().value();
+    if (t.id == task_id{"done"}) {
+      REQUIRE(f.board.submit(t.id, worker_id{"w"}).has_value());
+      REQUIRE(f.board.finish(t.id, board::task_state::merged).has_value());
+    } else {
+      REQUIRE(f.board.abandon(t.id, worker_id{"w"}, json::object{{"kind", "stalled"}, {"summary", "too much"}}).has_value());
+    }
+  }
+  test::scripted_client model([](const model::request& r, int) -> std::optional<model::result_type> {
+    if (r.messages[0].text().find("did not get done") != std::string::npos)
+      return answer(R"({"tasks":[{"id":"done","title":"Add the lexer","description":"."},
+                                 {"id":"docs-again","title":"write the docs","description":"."},
+                                 {"id":"parser","title":"Add the parser","description":"."},
+                                 {"id":"parser-twice","title":"Add the parser","description":"."}]})");
+    return answer(R"({"tasks":[]})");
+  });
+  auto r = f.plan(model);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->split == std::vector<task_id>{task_id{"big"}});
+  auto all = f.board.list().value();
+  std::size_t lexers = 0, docs = 0, parsers = 0;
+  for (const auto& t : all) {
+    lexers += t.title == "Add the lexer";
+    docs += t.title == "Write the docs" || t.title == "write the docs";
+    parsers += t.title == "Add the parser";
+  }
+  CHECK(lexers == 1);
+  CHECK(docs == 1);
+  CHECK(parsers == 1);
+  CHECK(r->dropped.size() == 3);
+  for (const auto& d : r->dropped) CHECK(d.find("has a task titled") != std::string::npos);
+}
+
 TEST_CASE("roles.planner.a_full_board_gets_no_new_tasks") {
   planner_fixture f;
   for (int i = 0; i < 3; ++i)

@@ -2,12 +2,16 @@
 #include "agent/agent_fixture.hpp"
 #include "git/git_fixture.hpp"
 
+#include <agentcore/observe/events.hpp>
+#include <agentcore/observe/metrics.hpp>
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/swarm.hpp>
 
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
+#include <mutex>
+#include <set>
 #include <thread>
 
 using namespace agentcore;
@@ -118,6 +122,32 @@ TEST_CASE("runtime.config.reads_checks_and_writes_back") {
   CHECK(error_of(R"({"schema":1,"repository":"r","subsystems":[{"name":"x","paths":["src/[x"]}]})")
             .find("subsystems[0].paths") != std::string::npos);
   CHECK(error_of(R"({"schema":2,"repository":"r"})").find("newer") != std::string::npos);
+  // Budgets: per run, role and task; a role that is none, a cost that is no money and a price that is no
+  // number are errors naming the field.
+  auto b = runtime::config_from_text(R"({"schema":1,"repository":"r","model_options":{"prices":{"gpt-4o":{"input_per_mtok":2.5}}},
+      "budgets":{"run":{"cost":50},"roles":{"worker":{"tokens":5000000000},"planner":{"cost":5}},"task":{"tokens":20000}}})",
+                                     "/b");
+  REQUIRE_MESSAGE(b.has_value(), b.error().message());
+  CHECK(b->budgets.run.cost == 50.0);
+  CHECK_FALSE(b->budgets.run.tokens);
+  CHECK(b->budgets.roles.at("worker").tokens == 5000000000ull);
+  CHECK(b->budgets.roles.at("planner").cost == 5.0);
+  CHECK(b->budgets.task.tokens == 20000u);
+  auto b2 = runtime::config_from_text(runtime::commented_config(*b), "/b");
+  REQUIRE_MESSAGE(b2.has_value(), b2.error().message());
+  CHECK(json::serialize(runtime::to_json_value(*b2)) == json::serialize(runtime::to_json_value(*b)));
+  CHECK(error_of(R"({"schema":1,"repository":"r","budgets":{"roles":{"wroker":{"tokens":5}}}})")
+            .find("'budgets.roles.wroker' names no role") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","budgets":{"run":{"cost":-1}}})") ==
+        "configuration: 'budgets.run.cost' must be a number above 0, not -1");
+  CHECK(error_of(R"({"schema":1,"repository":"r","budgets":{"task":{"tokens":0}}})").find("'budgets.task.tokens'") !=
+        std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","budgets":{"run":{"dollars":3}}})").find("'budgets.run.dollars'") !=
+        std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","model_options":{"prices":{"m":{"input_per_mtok":"cheap"}}}})")
+            .find("input_per_mtok") != std::string::npos);
+  CHECK(error_of(R"({"schema":1,"repository":"r","model_options":{"prices":{"m":{"input_per_mtok":-2}}}})")
+            .find("negative") != std::string::npos);
   CHECK(error_of("{not json").find("not valid JSON") != std::string::npos);
 }
 
@@ -336,4 +366,144 @@ TEST_CASE("runtime.swarm.a_submission_a_crash_kept_from_the_gate_is_handed_over"
   for (const auto& req : worker->requests()) CHECK(req.tags.task != "a");
   auto tree = f.repo.commit_tree(f.repo.resolve("refs/heads/main").value()).value();
   CHECK(f.repo.read_blob(f.repo.entry_at(tree, "src/a.c").value()->id).value() == "int a;\n");
+}
+
+// Prices in the model options reach every call: the planner's and the
+// workers' (host clients here), in the report, the agent.turn events and
+// the metrics, all agreeing.
+TEST_CASE("runtime.swarm.every_model_call_is_priced_in_the_report_events_and_metrics") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto worker = file_writer();
+  auto cfg = f.config();
+  // The scripted answers use 10 input and 5 output tokens: 10 * 1 + 5 * 2 = 20 a call.
+  cfg.model_options =
+      json::parse(R"({"prices":{"scripted":{"input_per_mtok":1000000,"output_per_mtok":2000000}}})").as_object();
+  event_bus bus;
+  std::mutex m;
+  double turn_cost = 0;
+  std::set<std::string> priced_roles;
+  auto sub = bus.subscribe<agent::turn_event>([&](const agent::turn_event& e) {
+    std::lock_guard lock(m);
+    turn_cost += e.cost;
+    if (e.cost > 0) priced_roles.insert(e.role);
+  });
+  auto metrics = std::make_shared<observe::metrics_registry>();
+  observe::hub hub(bus);
+  hub.add(std::make_shared<observe::metrics_sink>(metrics));
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        },
+                                        .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->goal_met);
+  auto planner_calls = planner->requests().size(), worker_calls = worker->requests().size();
+  REQUIRE(planner_calls >= 1);
+  REQUIRE(worker_calls >= 4);
+  CHECK(r->cost == doctest::Approx(20.0 * static_cast<double>(planner_calls + worker_calls)));
+  CHECK(r->usage.input_tokens == 10 * (planner_calls + worker_calls));
+  {
+    std::lock_guard lock(m);
+    CHECK(turn_cost == doctest::Approx(r->cost));
+    CHECK(priced_roles.count("planner") == 1);
+    CHECK(priced_roles.count("worker") == 1);
+  }
+  hub.flush();
+  CHECK(metrics->value("agentcore_cost_total", {{"role", "planner"}, {"model", "scripted-1"}}) ==
+        doctest::Approx(20.0 * static_cast<double>(planner_calls)));
+  CHECK(metrics->value("agentcore_cost_total", {{"role", "worker"}, {"model", "scripted-1"}}) ==
+        doctest::Approx(20.0 * static_cast<double>(worker_calls)));
+}
+
+// The workers' budget runs out after their first calls: no call beyond it
+// reaches the model, the tasks go back untouched, and the run ends at once
+// with a report that names the budget (no claiming and releasing forever).
+TEST_CASE("runtime.swarm.an_exhausted_worker_budget_ends_the_run_naming_it") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto worker = file_writer();
+  auto cfg = f.config();
+  cfg.budgets.roles["worker"] = {.tokens = 15};  // one scripted call
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+  CHECK_FALSE(r->goal_met);
+  CHECK(r->budget_exhausted.find("'worker role'") != std::string::npos);
+  CHECK(r->reason.find("budget") != std::string::npos);
+  CHECK(worker->requests().size() <= 2);  // each of the two workers' first call, at most
+  CHECK(r->tasks_by_state["claimed"] == 0);
+  CHECK(r->tasks_by_state["merged"] == 0);
+  CHECK(r->tasks_by_state["ready"] == 2);
+  // A released task says why.
+  auto a = (*s)->board().get(task_id{"a"}).value();
+  REQUIRE(a);
+  bool said = false;
+  for (const auto& n : a->notes) said = said || n.text.find("'worker role' is exhausted") != std::string::npos;
+  CHECK(said);
+}
+
+// The run's money budget covers the planner too: once the planner's and the
+// first workers' calls have spent it, the run ends naming the run's budget.
+TEST_CASE("runtime.swarm.an_exhausted_run_budget_in_money_ends_the_run") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto worker = file_writer();
+  auto cfg = f.config();
+  cfg.model_options = json::parse(R"({"prices":{"*":{"input_per_mtok":1000000,"output_per_mtok":2000000}}})").as_object();
+  cfg.budgets.run = {.cost = 50.0};  // 20 a call: the planner's and two workers' calls
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK_FALSE(r->goal_met);
+  CHECK(r->budget_exhausted.find("'run'") != std::string::npos);
+  CHECK(planner->requests().size() + worker->requests().size() <= 4);
+  CHECK(r->cost >= 50.0);
+  CHECK(r->cost <= 80.0);
+  CHECK(r->tasks_by_state["claimed"] == 0);
+}
+
+// A task's own budget bounds that task: spent, the task is abandoned with
+// kind "budget_exhausted" (for a planner to split), and the run goes on.
+TEST_CASE("runtime.swarm.an_exhausted_task_budget_abandons_that_task") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  // Task a's worker writes and finishes at once; task b's keeps reading.
+  auto worker = std::make_shared<test::scripted_client>([](const model::request& r, int) -> std::optional<model::result_type> {
+    if (r.tags.task == "b") return test::calls({{"list_files", R"({"path":"src"})"}});
+    if (r.messages.size() == 1) return test::calls({{"write_file", R"({"path":"src/a.c","content":"int a;\n"})"}});
+    return test::calls({{"finish", R"({"summary":"done"})"}});
+  });
+  auto cfg = f.config();
+  cfg.goal_checks = {"test -f src/a.c"};
+  cfg.budgets.task = {.tokens = 40};  // enough for a's two calls, b's third call is refused
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->budget_exhausted.empty());  // the run was not stopped by a budget
+  auto a = (*s)->board().get(task_id{"a"}).value();
+  auto b = (*s)->board().get(task_id{"b"}).value();
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->state == board::task_state::merged);
+  CHECK((b->state == board::task_state::abandoned || b->state == board::task_state::superseded));
+  std::size_t b_calls = 0;
+  for (const auto& q : worker->requests()) b_calls += q.tags.task == "b";
+  CHECK(b_calls == 3);  // 15 + 15 + 15 >= 40: the fourth is refused before the model
+  // Its report says why, for the planner.
+  REQUIRE(b->result.is_object());
+  CHECK(b->result.as_object().at("kind").as_string() == "budget_exhausted");
+  CHECK(std::string(b->result.as_object().at("summary").as_string()).find("'task b'") != std::string::npos);
 }

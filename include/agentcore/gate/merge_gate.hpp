@@ -71,7 +71,7 @@ struct gate_options {
   /// key on a lease of this TTL, renewed at every step. A dead leader's queue
   /// passes to another gate once its lease expires.
   std::chrono::seconds leader_ttl{60};
-  std::string instance;  ///< names this gate in the leader key; default "pid-<pid>"
+  std::string instance;  ///< names this gate in the leader key; default "pid-<pid>-<random>"
   /// A shared repository (URL or path) when workers run in other processes
   /// or machines. The queue's leader fetches the branch and the submitted
   /// changes (refs/agentcore/changes/*) from it before each step, and moves

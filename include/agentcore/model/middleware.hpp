@@ -115,6 +115,8 @@ public:
   const std::string& name() const noexcept { return name_; }
   /// An error naming the first budget in the chain with nothing left.
   error_info check() const;
+  /// Whether this budget's own limits (not its ancestors') are reached.
+  bool spent() const;
   /// Tokens that may still be spent: the least left along the chain.
   std::optional<std::uint64_t> tokens_left() const;
   void charge(std::uint64_t tokens, double cost);

@@ -46,6 +46,12 @@ struct client_context {
   budget_picker budgets;
 };
 
+/// The "prices" of a backend's options as a price table (empty when there are
+/// none), for pricing calls where the client is not made by the registry (a
+/// host's own client, the agent loop's and the roles' events). An entry that
+/// is not an object, an unknown field or a negative price is an error naming it.
+result<price_table> prices_from_options(const json::object& options);
+
 /// Makes a backend's client. `argument` is what follows "backend:" in the
 /// spec ("gpt-4o", a path). Read the options you use and remove them from
 /// `unread`: what is left there afterwards is reported as unknown.

@@ -19,6 +19,7 @@
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 #include <agentcore/model/client.hpp>
+#include <agentcore/model/middleware.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -91,6 +92,8 @@ struct judge_options {
   /// An optional reviewer: asked for {"decision","reason"} over the figures.
   /// It may ask to stop only when the goal checks pass (or there are none).
   model::client* reviewer = nullptr;
+  /// Prices the reviewer's calls (its agent.turn events carry the cost).
+  model::price_table prices;
   asio::any_io_executor executor;  ///< required
   asio::any_io_executor blocking;  ///< checks, repository and board reads; default: inline
 };

@@ -21,6 +21,7 @@
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/model/client.hpp>
+#include <agentcore/model/middleware.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -66,6 +67,9 @@ struct planner_options {
   int split_after = 2;
   std::size_t max_children = 4;     ///< per split
   std::uint32_t max_tokens = 4096;
+  /// Prices each call (see model::cost_of): the cost goes into the report and
+  /// into the agent.turn event every call publishes.
+  model::price_table prices;
   asio::any_io_executor executor;  ///< required
   asio::any_io_executor blocking;  ///< board and repository reads; default: inline
   event_bus* events = nullptr;
@@ -76,6 +80,7 @@ struct plan_report {
   std::vector<task_id> split;              ///< parents superseded by smaller tasks
   std::vector<std::string> dropped;        ///< proposals refused, each with why
   model::usage usage;
+  double cost = 0;  ///< by planner_options::prices
   int model_calls = 0;
 };
 

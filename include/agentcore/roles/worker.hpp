@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,11 @@ struct worker_options {
   /// calls, lost with a dead worker, rejected) is abandoned with why, for
   /// the planner to split, instead of being claimed forever. 0: no limit.
   int max_attempts = 6;
+  /// Asked when a model call was refused for a spent budget: true when it is
+  /// the task's own budget (the task is abandoned with kind
+  /// "budget_exhausted"); otherwise (the role's or the run's) the task is
+  /// released untouched and the report says which budget ran out.
+  std::function<bool(const task_id&)> task_budget_exhausted;
   std::chrono::milliseconds verdict_poll{50};  ///< how often to look for the gate's verdict
   git::signature author{"agentcore worker", "worker@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
@@ -87,6 +93,9 @@ struct work_report {
   model::usage usage;
   double cost = 0;
   std::vector<std::string> files_written;
+  /// Set when a model call was refused because a budget had nothing left
+  /// (model::error::budget_exhausted; the message names the budget).
+  error_info budget_exhausted;
 };
 
 /// Published as a worker moves through a task: "claimed", "preparing",

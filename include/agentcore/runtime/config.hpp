@@ -21,6 +21,8 @@
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
 //    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
 //    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3},
+//    "budgets":{"run":{"tokens":N, "cost":X}, "roles":{"planner":{...}, "worker":{...}, "judge":{...}},
+//               "task":{...}},
 //    "lease_seconds":30, "sandbox":"required" | "unconfined-host-access"}
 // Relative paths are relative to the directory the configuration came from.
 #pragma once
@@ -31,10 +33,12 @@
 #include <agentcore/core/json.hpp>
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/model/middleware.hpp>
 #include <agentcore/roles/planner.hpp>
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,6 +50,20 @@ struct role_models {
   std::string planner = "replay:transcript.jsonl";
   std::string worker = "replay:transcript.jsonl";
   std::string judge;  ///< empty: the judge decides by its rules alone
+};
+
+/// Token and money budgets (money in the unit of model_options' "prices").
+/// Every model call is charged to its task's budget, its role's and the
+/// run's; one with nothing left refuses the call. What runs out stops what it
+/// covers: the run's or the worker role's ends the run with the budget named
+/// in the report; the planners' stops planning; a task's abandons that task
+/// (for a planner to split) with why. Budgets count what this process spent
+/// since it started.
+struct run_budgets {
+  model::budget_limits run;
+  std::map<std::string, model::budget_limits> roles;  ///< "planner", "worker", "judge"
+  model::budget_limits task;                          ///< each task's, over all its attempts in this process
+  bool any() const;
 };
 
 struct swarm_config {
@@ -61,6 +79,7 @@ struct swarm_config {
   std::size_t threads = 2;  ///< the blocking pool (libgit2, store, processes)
   role_models models;
   json::object model_options;
+  run_budgets budgets;
   gate::policy gate_policy = gate::policy::batch;
   std::size_t batch_size = 8;
   std::chrono::milliseconds batch_wait{0};  ///< see gate_options::batch_wait

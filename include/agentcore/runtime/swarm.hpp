@@ -39,7 +39,9 @@ struct swarm_hooks {
   /// Where the swarm runs; empty: run() makes an io_context on its own threads.
   asio::any_io_executor executor;
   /// Model clients by role ("planner", "worker", "judge", or a subsystem's
-  /// name for its sub-planner); return null to use the configured spec.
+  /// name for its sub-planner); return null to use the configured spec. The
+  /// swarm prices their calls and charges them to the configured budgets
+  /// like its own clients'.
   std::function<std::shared_ptr<model::client>(std::string_view role)> client_for;
   /// Events go here (else to a bus of the swarm's own).
   event_bus* events = nullptr;
@@ -57,6 +59,8 @@ struct swarm_report {
   bool goal_met = false;
   bool stopped = false;   ///< stop() was called
   std::string reason;     ///< why the run ended
+  /// Set when a budget ended the run (the run's or the workers'): which, and how much of it was spent.
+  std::string budget_exhausted;
   std::vector<roles::judgement> judgements;
 };
 void tag_invoke(json::value_from_tag, json::value& v, const swarm_report& r);
