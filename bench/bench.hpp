@@ -57,5 +57,7 @@ std::vector<figure> run_etcd(const run_options& options);
 /// One run of the observe area (events through the bus to the event log and metrics). Throws `failure`.
 std::vector<figure> run_observe(const run_options& options);
 std::vector<figure> run_security(const run_options& options);
+/// One run of the soak area (RSS growth over a long run, kill -9 and resume). Throws `failure`.
+std::vector<figure> run_soak(const run_options& options);
 
 }  // namespace agentcore::bench

@@ -55,6 +55,8 @@ const std::vector<area>& areas() {
        bench::run_observe},
       {"security", "a no-op command through the sandbox vs unsandboxed; hostile commands, counting escapes",
        bench::run_security},
+      {"soak", "a long run's RSS growth per 1k task lifecycles (10k to 100k, /dev/shm), kill -9 and resume trials",
+       bench::run_soak},
   };
   return all;
 }

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include <algorithm>
 
 #include <ctime>
@@ -64,6 +66,12 @@ detail::library::library() {
   static const bool process_wide = [] {
     git_libgit2_init();
     git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+    // libgit2 caches small trees and commits up to 256 MiB by default, across
+    // every repository of the process: in a long run every merge's new trees
+    // pile up there and the process grows by kilobytes per task until the
+    // cap. agentcore reads what it needs per operation; a small cache keeps
+    // what is hot (main's trees) and stops the growth early.
+    git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, static_cast<ssize_t>(16) << 20);
     return true;
   }();
   (void)process_wide;
@@ -71,6 +79,11 @@ detail::library::library() {
   git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
 }
 detail::library::~library() { git_libgit2_shutdown(); }
+
+void set_object_cache_limit(std::size_t bytes) {
+  detail::library lib;
+  git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, static_cast<ssize_t>(bytes));
+}
 
 result<oid> oid::from_hex(std::string_view hex) {
   if (hex.size() != 40)

@@ -403,16 +403,36 @@ void forget(pool_state& st, slot& s) {
 }
 
 /// Makes the slot's worktree from scratch (the one full checkout).
-error_info create(pool_state& st, slot& s) {
+error_info create(pool_state& st, slot& s, const oid& base) {
   git_repository* main = raw(*st.main);
   // A creation cut short (a kill -9 inside git_worktree_add) leaves an admin
   // directory lookup cannot read, and add then fails on "directory exists".
   forget(st, s);
+  // The worktree starts at `base` through the branch git_worktree_add would
+  // otherwise make from the repository's HEAD, which may be unborn ("master"
+  // in a repository whose work is on "main"). It goes again below.
+  git_oid start = to_git(base);
+  git_commit* start_commit = nullptr;
+  if (int rc = git_commit_lookup(&start_commit, main, &start); rc < 0)
+    return last_error(rc, fmt::format("create worktree '{}': commit {}", s.path.string(), base.hex()));
+  git_reference* start_ref = nullptr;
+  int made = git_branch_create(&start_ref, main, s.name.c_str(), start_commit, 1);
+  git_commit_free(start_commit);
+  if (made < 0) return last_error(made, fmt::format("create worktree '{}': branch '{}'", s.path.string(), s.name));
   git_worktree_add_options o = GIT_WORKTREE_ADD_OPTIONS_INIT;
   o.checkout_options.checkout_strategy = GIT_CHECKOUT_FORCE;
+  o.ref = start_ref;
   git_worktree* wt = nullptr;
-  if (int rc = git_worktree_add(&wt, main, s.name.c_str(), s.path.c_str(), &o); rc < 0)
-    return last_error(rc, fmt::format("create worktree '{}'", s.path.string()));
+  int added = git_worktree_add(&wt, main, s.name.c_str(), s.path.c_str(), &o);
+  git_reference_free(start_ref);
+  if (added < 0) {
+    auto e = last_error(added, fmt::format("create worktree '{}'", s.path.string()));
+    if (git_reference* b = nullptr; git_branch_lookup(&b, main, s.name.c_str(), GIT_BRANCH_LOCAL) == 0) {
+      git_branch_delete(b);
+      git_reference_free(b);
+    }
+    return e;
+  }
   git_worktree_free(wt);
   ::chmod(s.path.c_str(), 0700);  // see acquire
   if (!link_intact(st, s))
@@ -424,7 +444,7 @@ error_info create(pool_state& st, slot& s) {
   auto head = s.repo->resolve("HEAD");
   if (!head) return head.error();
   if (auto e = set_head(*s.repo, *head)) return e;
-  // git_worktree_add made a branch named after the worktree; slots run detached.
+  // The branch the worktree started on goes; slots run detached.
   git_reference* branch = nullptr;
   if (git_branch_lookup(&branch, main, s.name.c_str(), GIT_BRANCH_LOCAL) == 0) {
     git_branch_delete(branch);
@@ -678,7 +698,7 @@ result<worktree> worktree_pool::acquire(const oid& base, std::chrono::millisecon
     // host's other users could).
     if (s->created) ::chmod(s->path.c_str(), 0700);
     if (!s->created) {
-      if (auto e = create(st, *s)) {
+      if (auto e = create(st, *s, base)) {
         s->busy = false;
         st.cv.notify_one();
         return e;

@@ -74,6 +74,15 @@ struct judge::state : std::enable_shared_from_this<state> {
   clock::time_point started = clock::now();
   int cycle = 1;
   std::vector<event_bus::subscription> subs;
+  // The convergence trend: per closed cycle, what it merged, how many goal
+  // checks passed at its end, and its churn share.
+  struct past_cycle {
+    std::uint64_t merged = 0;
+    std::size_t passed = 0;
+    double churn = 0;
+  };
+  std::vector<past_cycle> past;  // the last converge_cycles + 1
+  bool restarted_for_trend = false;
 
   state(event_bus& b, board::task_board& bd, std::filesystem::path r, git::worktree_pool& p, judge_options opts)
       : bus(b), board(bd), repo_path(std::move(r)), pool(p), o(std::move(opts)),
@@ -252,6 +261,41 @@ struct judge::state : std::enable_shared_from_this<state> {
           }
         }
       }
+    }
+    // The trend over cycles: commits without convergence.
+    for (const auto& c : j.goal_checks) j.goal_checks_passed += c.passed();
+    past.push_back({f.merged, j.goal_checks_passed,
+                    f.changed_lines ? static_cast<double>(f.churn_lines) / static_cast<double>(f.changed_lines) : 0.0});
+    // The window: the last n cycles, measured against the cycle before them.
+    const std::size_t n = o.converge_cycles;
+    if (past.size() > n + 1) past.erase(past.begin());
+    if (n > 0 && !o.goal_checks.empty() && !j.goal_met && j.verdict != decision::stop && past.size() == n + 1) {
+      std::size_t first = 1;
+      std::size_t before = past[0].passed;
+      bool merging = true, churning = true;
+      std::size_t best = 0;
+      for (std::size_t i = first; i < past.size(); ++i) {
+        merging = merging && past[i].merged > 0;
+        churning = churning && past[i].churn >= o.churn_share;
+        best = std::max(best, past[i].passed);
+      }
+      if (merging && churning && best <= before) {
+        auto why = fmt::format("not converging: {} cycles merged work, rewrote at least {:.0f}% of what they changed, "
+                               "and no more goal checks pass ({} of {})",
+                               n, o.churn_share * 100, j.goal_checks_passed, o.goal_checks.size());
+        j.verdict = restarted_for_trend ? decision::stop : decision::restart;
+        j.reason = restarted_for_trend ? why + "; a restart did not help" : why;
+        restarted_for_trend = true;
+        past.erase(past.begin(), past.end() - 1);  // this cycle is the next window's baseline
+      }
+    }
+    if (o.rules) {
+      try {
+        o.rules(j);
+      } catch (const std::exception& e) {
+        j.reason += fmt::format(" (the host's judge rules threw: {})", e.what());
+      }
+      if (j.reason.empty()) j.reason = "decided by the host's rules";
     }
     bus.publish(judge_event{j.cycle, std::string(to_string(j.verdict)), j.reason, j.figures, j.goal_met});
     co_return j;

@@ -311,6 +311,9 @@ struct planner::state : std::enable_shared_from_this<state> {
   result<std::string> snapshot() {
     std::string s;
     if (!o.goal.empty()) s += "# Goal\n" + o.goal + "\n\n";
+    if (!o.findings.empty())
+      s += "# Why planning starts afresh\nThe judge of this run restarted planning: " + o.findings +
+           "\nPlan from the repository as it is now; do not repeat what did not work.\n\n";
     if (o.scope)
       s += fmt::format("# Your scope\nYou plan only the subsystem '{}' ({}): every task you propose may change only "
                        "paths there.\n{}\n\n",

@@ -144,9 +144,14 @@ struct worker::state : std::enable_shared_from_this<state> {
     if (auto* bus = events()) bus->publish(worker_phase{o.id.str(), t.str(), std::string(name), std::move(detail)});
   }
 
+  std::string interrupted;  // loop_mutex: why the attempt in hand was ended (interrupt())
   void stop_current() {
     std::lock_guard lock(loop_mutex);
     if (current) current->stop();
+  }
+  std::string take_interrupted() {
+    std::lock_guard lock(loop_mutex);
+    return std::exchange(interrupted, {});
   }
 
   asio::awaitable<void> beat(std::shared_ptr<heartbeat> hb, store::lease_id lease) {
@@ -235,6 +240,7 @@ struct worker::state : std::enable_shared_from_this<state> {
   }
 
   asio::awaitable<result<work_report>> run_one() {
+    (void)take_interrupted();  // meant for an attempt that had ended already
     work_report rep;
     auto lease = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
     if (!lease) co_return lease.error();
@@ -398,7 +404,12 @@ struct worker::state : std::enable_shared_from_this<state> {
         co_return result<void>();
       }
       switch (out.kind) {
-        case agent::outcome_kind::stopped: co_return co_await release(t, rep, "the worker was stopped");
+        case agent::outcome_kind::stopped: {
+          // (No ?: of strings inside the co_await: GCC 12 destroys such a temporary twice in a coroutine.)
+          std::string why = take_interrupted();
+          if (why.empty()) why = "the worker was stopped";
+          co_return co_await release(t, rep, std::move(why));
+        }
         case agent::outcome_kind::failed:
           if (out.error.code() == model::make_error_code(model::error::budget_exhausted)) {
             rep.budget_exhausted = out.error;
@@ -578,6 +589,13 @@ const worker_options& worker::options() const noexcept { return state_->o; }
 void worker::stop() {
   state_->stopping = true;
   state_->stop_current();
+}
+
+void worker::interrupt(std::string why) {
+  std::lock_guard lock(state_->loop_mutex);
+  if (!state_->current) return;
+  state_->interrupted = std::move(why);
+  state_->current->stop();
 }
 
 void worker::start(asio::any_completion_handler<void(result<work_report>)> handler) {

@@ -299,6 +299,7 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     AGENTCORE_CHECK(jr.count("max_cycles", c.max_cycles, 0, 1'000'000));
     AGENTCORE_CHECK(jr.boolean("review", c.review));
     AGENTCORE_CHECK(jr.count("restart_stalls", c.restart_stalls, 0, 1'000'000));
+    AGENTCORE_CHECK(jr.count("converge_cycles", c.converge_cycles, 0, 1'000'000));
     AGENTCORE_CHECK(jr.unknown());
     c.cycle_time = std::chrono::seconds(secs);
   }
@@ -392,7 +393,8 @@ json::value to_json_value(const swarm_config& c) {
         {"cycle_seconds", c.cycle_time.count()},
         {"max_cycles", c.max_cycles},
         {"review", c.review},
-        {"restart_stalls", c.restart_stalls}}},
+        {"restart_stalls", c.restart_stalls},
+        {"converge_cycles", c.converge_cycles}}},
       {"lease_seconds", c.lease.count()},
       {"sandbox", sandbox},
       {"roles", roles_json(c.roles)},
@@ -497,11 +499,14 @@ std::string commented_config(const swarm_config& c) {
   s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}, \"when\": \"{}\"}},\n",
                    c.max_open_tasks, c.max_new_tasks,
                    c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished");
-  s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n";
+  s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n"
+       "  // It restarts planning after restart_stalls stalls in a cycle, and when converge_cycles cycles in a row\n"
+       "  // merged work with heavy churn but no more goal checks passing (stopping if that recurs after the restart).\n";
   s += fmt::format(
       "  \"judge\": {{\"merges_per_cycle\": {}, \"cycle_seconds\": {}, \"max_cycles\": {}, \"review\": {}, "
-      "\"restart_stalls\": {}}},\n",
-      c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false", c.restart_stalls);
+      "\"restart_stalls\": {}, \"converge_cycles\": {}}},\n",
+      c.merges_per_cycle, c.cycle_time.count(), c.max_cycles, c.review ? "true" : "false", c.restart_stalls,
+      c.converge_cycles);
   s += "  // A worker's claim, and the gate's lead of the queue, live on a lease of this many seconds, renewed\n"
        "  // while the holder works: a dead holder's task or queue passes on this long after it died.\n";
   s += fmt::format("  \"lease_seconds\": {},\n", c.lease.count());

@@ -185,6 +185,13 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::mutex task_budgets_mutex;
   std::map<std::string, std::shared_ptr<model::budget>> task_budgets;  // dropped when the task is done
   std::string budget_stop;  // on the strand: a budget that ends the run
+
+  // A judge's restart starts afresh: attempts older than the cycle are ended,
+  // and the planners are rebuilt with the judge's findings.
+  std::mutex claims_mutex;
+  std::map<std::string, std::chrono::steady_clock::time_point> claimed_at;  // by worker id
+  std::chrono::steady_clock::time_point cycle_started = std::chrono::steady_clock::now();  // strand
+  std::string findings;  // strand
   bool planner_budget_said = false;
 
   // "planner", "planner-2" and sub-planners are the planner role.
@@ -379,6 +386,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
                                 .ceiling = cfg.ceiling,
                                 .max_new_tasks = cfg.max_new_tasks,
                                 .max_open_tasks = cfg.max_open_tasks,
+                                .findings = findings,
                                 .prices = prices,
                                 .executor = strand,
                                 .blocking = blocking.get_executor(),
@@ -531,8 +539,27 @@ struct swarm::state : std::enable_shared_from_this<state> {
       }
       if (j->verdict == roles::decision::restart) {
         publish("restart", j->reason);
-        if (cfg.roles.planner) make_planners();  // from the repository's state, not from any history
+        // Fresh context: planners rebuilt from the repository's state and the
+        // judge's findings (not from any history), and attempts that began
+        // before this cycle ended (their tasks go back with why), so that no
+        // agent carries on from a plan the judge gave up.
+        const auto& f = j->figures;
+        findings = fmt::format("{} (cycle {}: {} merged, {} rejected, {} stalls, {} abandoned, {} of {} changed lines "
+                               "rewritten within the cycle)",
+                               j->reason, j->cycle, f.merged, f.rejected, f.stalls, f.abandoned, f.churn_lines,
+                               f.changed_lines);
+        if (cfg.roles.planner) make_planners();
+        std::vector<std::string> stale;
+        {
+          std::lock_guard lock(claims_mutex);
+          for (const auto& [w, at] : claimed_at)
+            if (at < cycle_started) stale.push_back(w);
+        }
+        for (auto& w : workers)
+          if (std::find(stale.begin(), stale.end(), w->options().id.str()) != stale.end())
+            w->interrupt("ended by the judge's restart (the attempt began before the cycle): " + j->reason);
       }
+      cycle_started = std::chrono::steady_clock::now();
       need_plan = true;
       co_return false;
     };
@@ -834,11 +861,13 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
                           .goal = c.goal,
                           .branch = c.branch,
                           .restart_stalls = c.restart_stalls,
+                          .converge_cycles = c.converge_cycles,
                           .reviewer = c.review ? s->clients.at("judge").get() : nullptr,
                           .executor = s->strand,
                           .blocking = s->blocking.get_executor()};
   jo.checks.sandbox.mode = c.sandbox;
   jo.prices = s->prices;
+  jo.rules = s->hooks.judge;
   s->judge = std::make_unique<roles::judge>(*s->bus, *s->board, c.repository, *s->pool, std::move(jo));
 
   // Wake-ups: tasks finishing wake the planners, ready tasks the workers,
@@ -852,6 +881,13 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
       asio::post(raw->strand, [raw] { raw->need_plan = true; });
       raw->poke_main();
     }
+  }));
+  s->subs.push_back(s->bus->subscribe<roles::worker_phase>([raw](const roles::worker_phase& p) {
+    std::lock_guard lock(raw->claims_mutex);
+    if (p.phase == "claimed") raw->claimed_at[p.worker] = std::chrono::steady_clock::now();
+    else if (p.phase == "merged" || p.phase == "rejected" || p.phase == "abandoned" || p.phase == "released" ||
+             p.phase == "claim_lost" || p.phase == "submitted" || p.phase == "idle")
+      raw->claimed_at.erase(p.worker);
   }));
   s->subs.push_back(s->bus->subscribe<agent::turn_event>([raw](const agent::turn_event& e) {
     std::lock_guard lock(raw->spent_mutex);

@@ -272,3 +272,23 @@ TEST_CASE("git.worktree_pool.an_undeclared_change_keeps_the_whole_lease_thorough
   check_clean_at(wt.path(), head);              // git agrees: nothing modified, untracked or ignored
   CHECK_FALSE(fs::exists(wt.path() / "build"));  // the command's output did not outlive the lease
 }
+
+// A repository whose HEAD names a branch with no commit ("master", the work
+// being on "main"): slots are still made, at the commit asked for, and leave
+// no branch behind.
+TEST_CASE("git.worktree_pool.slots_are_made_where_head_is_unborn") {
+  git_fixture fx;
+  auto c = fx.commit(std::nullopt, {{"src/a.c", file_spec{"int a;\n"}}});
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, c, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/master").exit == 0);
+  temp_dir slots("slots");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 2});
+  REQUIRE_MESSAGE(pool.has_value(), pool.error().message());
+  auto wt = (*pool)->acquire(c);
+  REQUIRE_MESSAGE(wt.has_value(), wt.error().message());
+  check_clean_at(wt->path(), c);
+  CHECK(slurp(wt->path() / "src/a.c") == "int a;\n");
+  wt->release();
+  auto branches = fx.git("for-each-ref '--format=%(refname)' refs/heads");
+  CHECK(branches.out == "refs/heads/main\n");
+}

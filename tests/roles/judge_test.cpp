@@ -124,3 +124,79 @@ TEST_CASE("roles.judge.a_reviewer_may_restart_but_not_stop_short_of_the_goal") {
   CHECK(r2.verdict == roles::decision::continue_cycle);  // the goal checks fail: no stop
   CHECK(r2.review.find("looks done") != std::string::npos);
 }
+
+// Commits without convergence: cycle after cycle merges work that rewrites
+// itself while the goal checks pass no better. The judge restarts; when the
+// same happens after the restart, it stops, saying why.
+TEST_CASE("roles.judge.commits_without_convergence_restart_then_stop") {
+  judge_fixture f;
+  roles::judge j(f.bus, f.board, f.dir.path(), *f.pool,
+                 {.goal_checks = {"test -f src/feature.c", "true"},
+                  .converge_cycles = 2,
+                  .churn_share = 0.3,
+                  .executor = f.io.io.get_executor()});
+  int n = 0;
+  auto churning_cycle = [&] {
+    // Two merges, the second rewriting the lines of the first.
+    f.land({{"src/a.c", test::file_spec{fmt::format("v{}\nw{}\n", n, n)}}});
+    ++n;
+    f.land({{"src/a.c", test::file_spec{fmt::format("v{}\nw{}\n", n, n)}}});
+    ++n;
+    return f.close(j);
+  };
+  // The first cycle is the baseline; two more like it are the window.
+  auto c1 = churning_cycle();
+  CHECK(c1.goal_checks_passed == 1);
+  CHECK(c1.verdict == roles::decision::continue_cycle);
+  CHECK(churning_cycle().verdict == roles::decision::continue_cycle);
+  auto c3 = churning_cycle();
+  CHECK(c3.verdict == roles::decision::restart);
+  CHECK(c3.reason.find("not converging") != std::string::npos);
+  CHECK(churning_cycle().verdict == roles::decision::continue_cycle);
+  auto c5 = churning_cycle();
+  CHECK(c5.verdict == roles::decision::stop);
+  CHECK(c5.reason.find("a restart did not help") != std::string::npos);
+  CHECK_FALSE(c5.goal_met);
+
+  // The same churn with the goal checks improving is progress.
+  judge_fixture g;
+  roles::judge k(g.bus, g.board, g.dir.path(), *g.pool,
+                 {.goal_checks = {"test -f src/x.c", "test -f src/y.c", "test -f src/z.c", "false"},
+                  .converge_cycles = 2,
+                  .executor = g.io.io.get_executor()});
+  int m = 0;
+  for (const char* file : {"src/x.c", "src/y.c", "src/z.c"}) {
+    g.land({{"src/a.c", test::file_spec{fmt::format("{}\n{}\n", m, m)}}});
+    ++m;
+    g.land({{"src/a.c", test::file_spec{fmt::format("{}\n{}\n", m, m)}}, {file, test::file_spec{"x\n"}}});
+    ++m;
+    auto c = g.close(k);
+    CHECK(c.verdict == roles::decision::continue_cycle);
+  }
+}
+
+// The host's rules see the judgement and may overrule it.
+TEST_CASE("roles.judge.the_host_s_rules_decide_last") {
+  judge_fixture f;
+  std::vector<int> seen;
+  roles::judge j(f.bus, f.board, f.dir.path(), *f.pool,
+                 {.rules =
+                      [&](roles::judgement& jm) {
+                        seen.push_back(jm.cycle);
+                        if (jm.cycle == 2) {
+                          jm.verdict = roles::decision::stop;
+                          jm.reason = "the host's deadline passed";
+                        }
+                      },
+                  .executor = f.io.io.get_executor()});
+  std::vector<std::string> published;
+  auto sub = f.bus.subscribe<roles::judge_event>([&](const roles::judge_event& e) { published.push_back(e.reason); });
+  f.land({{"src/a.c", test::file_spec{"a\n"}}});
+  auto r1 = f.close(j);
+  CHECK(r1.verdict == roles::decision::continue_cycle);
+  auto r2 = f.close(j);
+  CHECK(r2.verdict == roles::decision::stop);
+  CHECK(r2.reason == "the host's deadline passed");
+  CHECK(seen == std::vector<int>{1, 2});
+  CHECK(published.back() == "the host's deadline passed");  // what is published is what the host decided
+}

@@ -507,3 +507,58 @@ TEST_CASE("runtime.swarm.an_exhausted_task_budget_abandons_that_task") {
   CHECK(b->result.as_object().at("kind").as_string() == "budget_exhausted");
   CHECK(std::string(b->result.as_object().at("summary").as_string()).find("'task b'") != std::string::npos);
 }
+
+// A judge's restart starts afresh, tested by what it changes: the planners
+// are told the judge's findings (here the only way to the goal: the scripted
+// planner proposes the task that meets it only when it reads them), and an
+// attempt that began before the judged cycle (here in the first, the stall
+// and restart come in a later one) is ended, its task released with why.
+TEST_CASE("runtime.swarm.a_judge_restart_changes_what_the_next_cycle_does") {
+  swarm_fixture f;
+  std::atomic<int> fresh_prompts{0};
+  auto planner = std::make_shared<test::scripted_client>([&](const model::request& r, int turn) -> std::optional<model::result_type> {
+    auto text = r.messages[0].text();
+    if (text.find("did not get done") != std::string::npos) return test::text_answer(R"({"tasks":[]})");
+    if (turn == 1)
+      return test::text_answer(R"({"tasks":[{"id":"stuck","title":"Stuck","description":"loops"},
+                                            {"id":"slow","title":"Slow","description":"never answers"}]})");
+    if (text.find("Why planning starts afresh") != std::string::npos && text.find("stalled") != std::string::npos) {
+      if (fresh_prompts++ == 0)
+        return test::text_answer(R"({"tasks":[{"id":"fresh","title":"Fresh","description":"create src/fresh.c"}]})");
+    }
+    return test::text_answer(R"({"tasks":[]})");
+  });
+  auto worker = std::make_shared<test::scripted_client>([](const model::request& r, int) -> std::optional<model::result_type> {
+    // The same call again and again: a stall, after the first cycle (1 s) is over.
+    if (r.tags.task == "stuck") return test::calls({{"run_command", R"({"command":"sleep 0.4"})"}});
+    if (r.tags.task == "slow") return std::nullopt;                                         // no answer, ever
+    if (r.messages.size() == 1) return test::calls({{"write_file", R"({"path":"src/fresh.c","content":"int f;\n"})"}});
+    return test::calls({{"finish", R"({"summary":"done"})"}});
+  });
+  auto cfg = f.config();
+  cfg.goal_checks = {"test -f src/fresh.c"};
+  cfg.merges_per_cycle = 0;
+  cfg.cycle_time = 1s;
+  cfg.restart_stalls = 1;
+  cfg.max_cycles = 8;  // without a restart that changes anything the goal is never met
+  std::vector<std::string> restarts;
+  event_bus bus;
+  auto sub = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
+    if (e.what == "restart") restarts.push_back(e.detail);
+  });
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
+                                        },
+                                        .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  auto r = (*s)->run();
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(r->goal_met);
+  REQUIRE_FALSE(restarts.empty());
+  CHECK(fresh_prompts >= 1);
+  auto slow = (*s)->board().get(task_id{"slow"}).value();
+  REQUIRE(slow);
+  bool ended = false;
+  for (const auto& n : slow->notes) ended = ended || n.text.find("ended by the judge's restart") != std::string::npos;
+  CHECK(ended);
+}

@@ -140,4 +140,9 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
+/// The most libgit2 keeps of small trees and commits it has read, across
+/// every repository of the process (default here 16 MiB; libgit2's own is
+/// 256 MiB, which a long run fills a few kilobytes per merge). Thread-safe.
+void set_object_cache_limit(std::size_t bytes);
+
 }  // namespace agentcore::git

@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,7 @@ struct judgement {
   bool goal_met = false;
   std::vector<gate::check_result> goal_checks;
   std::string review;  ///< the reviewing model's words, when there is one
+  std::size_t goal_checks_passed = 0;  ///< of goal_checks
 };
 
 /// Published for every judgement.
@@ -89,6 +91,20 @@ struct judge_options {
   std::size_t restart_stalls = 3;
   /// ...or nothing merged while work was rejected or abandoned.
   bool restart_when_nothing_lands = true;
+  /// Convergence over cycles: when each of this many cycles in a row merged
+  /// work, no more goal checks pass at their end than at the end of the cycle
+  /// before them, and at
+  /// least `churn_share` of the lines they changed rewrote lines changed
+  /// earlier in the same cycle, the run is making commits without
+  /// converging: restart; and when that happens again after such a restart,
+  /// stop with that reason. 0: not watched.
+  std::size_t converge_cycles = 4;
+  double churn_share = 0.3;
+  /// The host's rules: called with the judgement the built-in rules (and the
+  /// reviewer) made, before it is published; may change the decision and its
+  /// reason. A stop ends the run whether or not the goal checks pass (the
+  /// judgement's goal_met says which).
+  std::function<void(judgement&)> rules;
   /// An optional reviewer: asked for {"decision","reason"} over the figures.
   /// It may ask to stop only when the goal checks pass (or there are none).
   model::client* reviewer = nullptr;

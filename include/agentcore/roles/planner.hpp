@@ -67,6 +67,10 @@ struct planner_options {
   int split_after = 2;
   std::size_t max_children = 4;     ///< per split
   std::uint32_t max_tokens = 4096;
+  /// What the judge found when it restarted planning (its reason and the
+  /// cycle's figures): shown at the top of every prompt, so that the fresh
+  /// plan answers it. Empty: nothing to report.
+  std::string findings;
   /// Prices each call (see model::cost_of): the cost goes into the report and
   /// into the agent.turn event every call publishes.
   model::price_table prices;

@@ -126,6 +126,10 @@ public:
 
   /// Stops the task in hand: the agent is stopped and the task released.
   void stop();
+  /// Ends the attempt in hand if an agent is working on it (its task is
+  /// released with `why`); the worker goes on with the next task. A change
+  /// already with the gate is left to the gate.
+  void interrupt(std::string why);
   const worker_options& options() const noexcept;
 
   struct state;

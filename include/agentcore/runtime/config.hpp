@@ -20,7 +20,8 @@
 //               protected paths, limits, permissions },
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
 //    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
-//    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3},
+//    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3,
+//             "converge_cycles":4},
 //    "budgets":{"run":{"tokens":N, "cost":X}, "roles":{"planner":{...}, "worker":{...}, "judge":{...}},
 //               "task":{...}},
 //    "lease_seconds":30, "sandbox":"required" | "unconfined-host-access"}
@@ -98,6 +99,10 @@ struct swarm_config {
   std::size_t max_cycles = 0;  ///< 0: until the goal is met or nothing is left
   bool review = false;         ///< the judge asks its model to review each cycle
   std::size_t restart_stalls = 3;  ///< the judge restarts after this many stalls in a cycle (0: never)
+  /// Cycles of merges with no more goal checks passing and heavy churn before
+  /// the judge restarts (and, again after that restart, stops): see
+  /// roles::judge_options::converge_cycles. 0: not watched.
+  std::size_t converge_cycles = 4;
   std::chrono::seconds lease{30};
   gate::sandbox_mode sandbox = gate::sandbox_mode::required;
 

@@ -45,6 +45,10 @@ struct swarm_hooks {
   std::function<std::shared_ptr<model::client>(std::string_view role)> client_for;
   /// Events go here (else to a bus of the swarm's own).
   event_bus* events = nullptr;
+  /// The host's judge rules: called at each cycle's end with the judgement
+  /// the built-in rules made; may change its decision and reason
+  /// (roles::judge_options::rules).
+  std::function<void(roles::judgement&)> judge;
 };
 
 struct swarm_report {

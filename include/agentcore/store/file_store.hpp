@@ -53,8 +53,10 @@ struct file_store_options {
   /// A snapshot is written at a segment boundary once the log since the last
   /// snapshot exceeds both this and twice the live data.
   std::size_t snapshot_min_bytes = 64u << 20;
-  /// Watch events retained in memory.
-  std::size_t history_limit = 100'000;
+  /// Watch events retained in memory (each holds its key and value): a
+  /// watcher further behind gets `compacted` and reads the range again.
+  /// Memory follows this, not the run's length.
+  std::size_t history_limit = 10'000;
   /// Open an existing store to read it, changing nothing on disk: no lock
   /// (a process may be running it), no repair of a torn tail (it is left out
   /// in memory), no new files. Commits and leases fail with

@@ -24,8 +24,9 @@ class engine;
 struct memory_store_options {
   /// Clock for lease expiry; the process's steady clock when null.
   std::shared_ptr<agentcore::clock> clock;
-  /// Watch events retained; a watcher further behind gets `compacted`.
-  std::size_t history_limit = 100'000;
+  /// Watch events retained (each holds its key and value); a watcher further
+  /// behind gets `compacted`. Memory follows this, not the run's length.
+  std::size_t history_limit = 10'000;
   /// When set, a timer on this executor expires leases every
   /// `expiry_interval`, so watchers see expiries even when nothing else
   /// touches the store. Without it, expiry happens at the next operation.

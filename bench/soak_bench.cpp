@@ -1,0 +1,310 @@
+// The soak area: a long run in one process, and runs killed and resumed.
+//
+// - rss_growth_kib_per_1k_lifecycles: one swarm (zero-latency model, no-op
+//   checks, file store and repository on /dev/shm where it exists) takes
+//   tasks through their whole lifecycle; the process's RSS after `first`
+//   lifecycles and after `total` (malloc_trim first, both times) gives the
+//   growth per thousand. What a finished task leaves behind shows here.
+// - lifecycles_per_s of that run, beside the swarm area's figure.
+// - resume_failures, lost_tasks, double_merges: runs on a file store killed
+//   with SIGKILL at random moments (a forked child), each resumed by a new
+//   swarm on the same store and repository, which must finish the run with
+//   every task merged exactly once.
+#include "bench.hpp"
+#include "harness.hpp"
+
+#include <agentcore/board/task_board.hpp>
+#include <agentcore/git/repository.hpp>
+#include <agentcore/runtime/swarm.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <malloc.h>
+#include <random>
+#include <signal.h>
+#include <spawn.h>
+#include <cstring>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace agentcore::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+
+std::size_t rss_kib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.starts_with("VmRSS:")) return static_cast<std::size_t>(std::strtoull(line.c_str() + 6, nullptr, 10));
+  return 0;
+}
+
+// Answers at once: the planner proposes tasks t<first>.. up to `total`, as
+// many as it is asked for; a worker writes its task's file, then finishes.
+// Tasks already on the board (a resumed run) are proposed again by id and
+// dropped by the planner, as a model that does not know would.
+class instant_model final : public model::client {
+public:
+  explicit instant_model(std::size_t total) : total_(total) {}
+  std::string name() const override { return "instant"; }
+
+protected:
+  void do_chat(model::request req, model::delta_handler, asio::any_completion_handler<model::chat_signature> h) override {
+    model::response r;
+    r.model_name = "instant";
+    r.usage = {100, 20};
+    if (req.tags.role.starts_with("planner")) {
+      std::size_t asked = 8;
+      auto text = req.messages.back().text();
+      if (auto at = text.find("with at most "); at != std::string::npos)
+        asked = std::strtoull(text.c_str() + at + 13, nullptr, 10);
+      std::string tasks;
+      std::lock_guard lock(m_);
+      for (std::size_t i = 0; i < asked && next_ < total_; ++i, ++next_)
+        tasks += fmt::format(R"({}{{"id":"t{}","title":"Task {}","description":"write tasks/t{}.txt"}})",
+                             tasks.empty() ? "" : ",", next_, next_, next_);
+      r.message = model::assistant("{\"tasks\":[" + tasks + "]}");
+    } else if (req.messages.size() == 1) {
+      r.message.parts.push_back(model::tool_call{
+          "1", "write_file", fmt::format(R"({{"path":"tasks/{}.txt","content":"done\n"}})", req.tags.task)});
+    } else {
+      r.message.parts.push_back(model::tool_call{"2", "finish", R"({"summary":"done"})"});
+    }
+    complete(std::move(h), std::move(r));
+  }
+
+private:
+  std::mutex m_;
+  std::size_t total_, next_ = 0;
+};
+
+void make_repository(const fs::path& dir, std::size_t files) {
+  auto repo = check(git::repository::init(dir, false, {.fsync = false}), "soak: init");
+  std::map<std::string, std::optional<git::tree_entry>> all;
+  for (std::size_t i = 0; i < files; ++i)
+    all.emplace(fmt::format("src/d{:03}/f{:02}.c", i / 50, i % 50),
+                git::tree_entry{check(repo.write_blob(fmt::format("int f{};\n", i)), "soak: blob")});
+  auto tree = check(repo.edit_tree(std::nullopt, all), "soak: tree");
+  auto root = check(repo.create_commit(tree, {}, "root", {"bench", "bench@agentcore.invalid", 0, 0}), "soak: commit");
+  check(repo.advance("refs/heads/main", std::nullopt, root, "bench"), "soak: main");
+}
+
+runtime::swarm_config config(const fs::path& dir) {
+  runtime::swarm_config c;
+  c.repository = dir / "repo";
+  c.worktrees = dir / "slots";
+  c.store = "file:" + (dir / "store").string();
+  c.slots = 10;
+  c.workers = 8;
+  c.threads = 2;
+  c.gate_policy = gate::policy::batch;
+  c.batch_size = 16;
+  c.max_open_tasks = 32;
+  c.max_new_tasks = 16;
+  c.contract.allowed_paths = {"tasks/**"};
+  c.merges_per_cycle = 0;
+  c.sandbox = gate::sandbox_mode::unconfined_host_access;  // no-op checks: nothing runs
+  c.lease = std::chrono::seconds(2);
+  return c;
+}
+
+struct soak_figures {
+  double per_s = 0;
+  double growth_per_1k = 0;
+  std::size_t rss_first = 0, rss_end = 0;
+};
+
+soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  make_repository(dir / "repo", 200);
+  auto model = std::make_shared<instant_model>(total);
+  auto s = check(runtime::swarm::create(config(dir), {.client_for = [&](std::string_view) { return model; }}),
+                 "soak: create");
+  std::atomic<std::size_t> merged{0};
+  std::atomic<std::size_t> rss_first{0};
+  auto t0 = steady::now();
+  auto sub = s->events().subscribe<board::task_transition>([&](const board::task_transition& t) {
+    if (t.to != board::task_state::merged) return;
+    auto n = ++merged;
+    if (n == first) {
+      ::malloc_trim(0);
+      rss_first = rss_kib();
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB\n", n, seconds_since(t0), rss_first.load());
+    } else if (n % 10000 == 0) {
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB\n", n, seconds_since(t0), rss_kib());
+    }
+  });
+  auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
+    if (e.what == "error") fmt::print(stderr, "  soak: {}\n", e.detail);
+  });
+  auto r = check(s->run(), "soak: run");
+  double secs = seconds_since(t0);
+  if (r.tasks_by_state["merged"] != total)
+    throw failure(fmt::format("soak: {} of {} tasks merged ({}; {})", r.tasks_by_state["merged"], total, r.reason,
+                              json::serialize(json::value_from(r.tasks_by_state))));
+  ::malloc_trim(0);
+  soak_figures f;
+  f.rss_end = rss_kib();
+  {
+    // What the board and the gate keep per task (the store holds it all in memory).
+    auto st = check(runtime::open_store("file:" + (dir / "store").string(), {.read_only = true}), "soak: reopen");
+    auto all = check(st->range("", {}), "soak: range");
+    std::map<std::string, std::pair<std::size_t, std::size_t>> by_prefix;
+    for (const auto& kv : all.kvs) {
+      auto& [n, bytes] = by_prefix[kv.key.substr(0, kv.key.find('/', kv.key.find('/') + 1))];
+      ++n;
+      bytes += kv.key.size() + kv.value.size();
+    }
+    for (const auto& [p, nb] : by_prefix)
+      if (nb.second > 100'000)
+        fmt::print(stderr, "  store: {:<28} {:>7} keys {:>8} KiB ({:.0f} bytes a task)\n", p, nb.first, nb.second / 1024,
+                   static_cast<double>(nb.second) / static_cast<double>(total));
+  }
+  f.rss_first = rss_first;
+  f.per_s = static_cast<double>(total) / secs;
+  f.growth_per_1k = (static_cast<double>(f.rss_end) - static_cast<double>(f.rss_first)) /
+                    (static_cast<double>(total - first) / 1000.0);
+  return f;
+}
+
+struct trial_figures {
+  std::size_t resume_failures = 0, lost = 0, double_merges = 0;
+};
+
+// A swarm run to its end; 0 when every task merged, 1 otherwise (why on stderr).
+int child_run(const fs::path& dir, std::size_t total) {
+  try {
+    auto model = std::make_shared<instant_model>(total);
+    auto s = runtime::swarm::create(config(dir), {.client_for = [&](std::string_view) { return model; }});
+    if (!s) {
+      fmt::print(stderr, "  soak child: {}\n", s.error().message());
+      return 1;
+    }
+    auto r = (*s)->run();
+    if (!r) {
+      fmt::print(stderr, "  soak child: {}\n", r.error().message());
+      return 1;
+    }
+    if (r->tasks_by_state["merged"] == total) return 0;
+    fmt::print(stderr, "  soak child: {} of {} merged: {}\n", r->tasks_by_state["merged"], total, r->reason);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "  soak child: {}\n", e.what());
+  }
+  return 1;
+}
+
+// The bench itself again, running child_run (a fresh process: forking this
+// one, which has had threads, could inherit a lock some thread held).
+pid_t run_child(const fs::path& dir, std::size_t total) {
+  std::string exe = fs::read_symlink("/proc/self/exe").string();
+  std::string area = "soak", runs = "--runs", one = "1", dir_flag = "--dir", where = dir.string();
+  // (--dir: the driver's scratch directory goes where the trial's does, removed with it.)
+  char* argv[] = {exe.data(), area.data(), runs.data(), one.data(), dir_flag.data(), where.data(), nullptr};
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e)
+    if (!std::string_view(*e).starts_with("AGENTCORE_SOAK_CHILD=")) env_store.emplace_back(*e);
+  env_store.push_back(fmt::format("AGENTCORE_SOAK_CHILD={}|{}", total, dir.string()));
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid = 0;
+  if (int rc = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data()); rc != 0)
+    throw failure(fmt::format("soak: cannot start '{}': {}", exe, std::strerror(rc)));
+  return pid;
+}
+
+trial_figures kill_and_resume(const fs::path& dir, std::size_t trials, std::size_t total) {
+  trial_figures f;
+  std::mt19937 rng(20261206);
+  for (std::size_t trial = 0; trial < trials; ++trial) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    make_repository(dir / "repo", 50);
+    auto git_dir = dir / "repo" / ".git";
+    pid_t first = run_child(dir, total);
+    std::uniform_int_distribution<int> ms(20, 1500);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms(rng)));
+    ::kill(first, SIGKILL);
+    int status = 0;
+    ::waitpid(first, &status, 0);
+    pid_t again = run_child(dir, total);
+    ::waitpid(again, &status, 0);
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    // Count what landed: each task's file must be on main once, and the board must say merged.
+    auto repo = check(git::repository::open(dir / "repo"), "soak: open");
+    auto tip = check(repo.resolve("refs/heads/main"), "soak: main");
+    std::map<std::string, int> landed;
+    std::optional<git::oid> c = tip;
+    while (c) {  // first-parent history: each gate merge adds the files of its changes
+      auto parents = check(repo.commit_parents(*c), "soak: parents");
+      if (parents.empty()) break;
+      auto d = check(repo.diff(parents[0], *c), "soak: diff");
+      for (const auto& file : d.files) ++landed[file.path];
+      c = parents[0];
+    }
+    std::size_t lost = 0, twice = 0;
+    for (std::size_t i = 0; i < total; ++i) {
+      auto it = landed.find(fmt::format("tasks/t{}.txt", i));
+      if (it == landed.end()) ++lost;
+      else if (it->second > 1) ++twice;
+    }
+    f.resume_failures += !ok;
+    f.lost += lost;
+    f.double_merges += twice;
+    if (!ok || lost || twice)
+      fmt::print(stderr, "  trial {}: resumed run {}, {} tasks lost, {} merged twice\n", trial + 1,
+                 ok ? "finished" : "failed", lost, twice);
+  }
+  fmt::print(stderr, "  kill -9 and resume: {} trials of {} tasks: {} resume failures, {} lost, {} merged twice\n", trials,
+             total, f.resume_failures, f.lost, f.double_merges);
+  return f;
+}
+
+}  // namespace
+
+std::vector<figure> run_soak(const run_options& o) {
+  if (const char* child = std::getenv("AGENTCORE_SOAK_CHILD")) {  // one of kill_and_resume's runs
+    std::string_view c(child);
+    auto bar = c.find('|');
+    std::_Exit(child_run(fs::path(c.substr(bar + 1)), std::strtoull(child, nullptr, 10)));
+  }
+  // The issue's setting: /dev/shm where there is one (the figures measure
+  // memory and the runtime, not the disk).
+  fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") / fmt::format("agentcore-soak-{}", ::getpid()) : o.dir;
+  fmt::print(stderr, "  scratch: {}{}\n", base.string(), base.string().starts_with("/dev/shm") ? " (tmpfs)" : "");
+  std::size_t first = o.quick ? 500 : 10000, total = o.quick ? 1500 : 100000;
+  if (const char* e = std::getenv("AGENTCORE_SOAK_LIFECYCLES")) total = std::max<std::size_t>(std::strtoull(e, nullptr, 10), 2);
+  first = std::min(first, total / 2);
+  struct cleanup {
+    fs::path p;
+    ~cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } clean{base};
+  auto lr = long_run(base / "long", first, total);
+  fmt::print(stderr, "  rss_growth_kib_per_1k_lifecycles: {:.1f} ({} KiB after {}, {} KiB after {}); {:.0f} lifecycles/s\n",
+             lr.growth_per_1k, lr.rss_first, first, lr.rss_end, total, lr.per_s);
+  auto tr = kill_and_resume(base / "trials", o.quick ? 3 : 30, 24);
+  return {
+      {"rss_growth_kib_per_1k_lifecycles", lr.growth_per_1k, 1, bound{false, 16}},
+      {"lifecycles_per_s", lr.per_s, 1, std::nullopt},
+      {"resume_failures", static_cast<double>(tr.resume_failures), 0, bound{false, 0}},
+      {"lost_tasks", static_cast<double>(tr.lost), 0, bound{false, 0}},
+      {"double_merges", static_cast<double>(tr.double_merges), 0, bound{false, 0}},
+  };
+}
+
+}  // namespace agentcore::bench
