@@ -263,9 +263,19 @@ trial_figures kill_and_resume(const fs::path& dir, std::size_t trials, std::size
     f.resume_failures += !ok;
     f.lost += lost;
     f.double_merges += twice;
-    if (!ok || lost || twice)
+    if (!ok || lost || twice) {
       fmt::print(stderr, "  trial {}: resumed run {}, {} tasks lost, {} merged twice\n", trial + 1,
                  ok ? "finished" : "failed", lost, twice);
+      // What became of the tasks that did not merge, for whoever looks into it.
+      if (auto st = runtime::open_store("file:" + (dir / "store").string(), {.read_only = true})) {
+        board::task_board b(**st);
+        if (auto all = b.list())
+          for (const auto& t : *all)
+            if (t.state != board::task_state::merged)
+              fmt::print(stderr, "    {} {}: {}\n", t.id.str(), board::to_string(t.state),
+                         json::serialize(t.result).substr(0, 2000));
+      }
+    }
   }
   fmt::print(stderr, "  kill -9 and resume: {} trials of {} tasks: {} resume failures, {} lost, {} merged twice\n", trials,
              total, f.resume_failures, f.lost, f.double_merges);
