@@ -260,6 +260,12 @@ error_info clean(slot& s) {
       const git_diff_delta* d = e->index_to_workdir;
       if (d && d->new_file.path && contract::check_relative_path(d->new_file.path).empty())
         remove_file(s.path, d->new_file.path);  // and the directories it leaves empty
+      // Untracked in the index but in the head (an index a kill cut short,
+      // a staged deletion): the head's file is put back below, not lost.
+      if (const git_diff_delta* h = e->head_to_index) {
+        if (h->old_file.path) tracked.insert(h->old_file.path);
+        if (h->new_file.path) tracked.insert(h->new_file.path);
+      }
       continue;
     }
     for (const git_diff_delta* d : {e->head_to_index, e->index_to_workdir}) {

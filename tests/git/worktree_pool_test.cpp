@@ -292,3 +292,38 @@ TEST_CASE("git.worktree_pool.slots_are_made_where_head_is_unborn") {
   auto branches = fx.git("for-each-ref '--format=%(refname)' refs/heads");
   CHECK(branches.out == "refs/heads/main\n");
 }
+
+// A slot whose index a kill cut short (here: removed, as when git_worktree_add
+// dies before its checkout writes it) is reset to its head when the next
+// pool opens it: every file of the head back in the index and on disk, so the
+// next commit holds the base's files, not their deletion.
+TEST_CASE("git.worktree_pool.a_slot_with_a_lost_index_comes_back_whole") {
+  git_fixture fx;
+  auto c = fx.commit(std::nullopt, {{"src/a.c", file_spec{"int a;\n"}}, {"src/b.c", file_spec{"int b;\n"}}});
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, c, "init").value().advanced);
+  temp_dir slots("slots");
+  fs::path slot_path;
+  {
+    auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+    auto wt = pool->acquire(c).value();
+    slot_path = wt.path();
+    wt.release();
+  }
+  // The index goes (the slot's git directory is the repository's worktrees/<name>).
+  bool removed = false;
+  for (const auto& e : fs::directory_iterator(fx.dir.path() / ".git" / "worktrees"))
+    removed = fs::remove(e.path() / "index") || removed;
+  REQUIRE(removed);
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1});
+  REQUIRE_MESSAGE(pool.has_value(), pool.error().message());
+  auto wt = (*pool)->acquire(c);
+  REQUIRE_MESSAGE(wt.has_value(), wt.error().message());
+  check_clean_at(wt->path(), c);
+  CHECK(slurp(wt->path() / "src/a.c") == "int a;\n");
+  spit(wt->path() / "src/new.c", "int n;\n");
+  auto made = wt->commit_all("one file", fx.sig);
+  REQUIRE_MESSAGE(made.has_value(), made.error().message());
+  auto d = fx.repo.diff(c, *made).value();
+  REQUIRE(d.files.size() == 1);
+  CHECK(d.files[0].path == "src/new.c");
+}
