@@ -45,33 +45,26 @@ child_run run_and_kill(const std::string& dir, long start, std::chrono::millisec
 
   std::string out;
   char buf[65536];
+  // Reads what the child prints (so the pipe never fills and blocks it) until
+  // `until`, or until `done` says so.
+  auto read_until = [&](std::chrono::steady_clock::time_point until, auto done) {
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      timeval tv{0, 2000};
+      fd_set set;
+      FD_ZERO(&set);
+      FD_SET(fds[0], &set);
+      if (::select(fds[0] + 1, &set, nullptr, nullptr, &tv) > 0) {
+        ssize_t n = ::read(fds[0], buf, sizeof buf);
+        if (n <= 0) return;
+        out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  };
   // Wait for the child to have opened (and recovered) the store, then kill it
   // `after` later, so every round kills it while it commits.
-  auto ready_by = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (out.find("ready\n") == std::string::npos && std::chrono::steady_clock::now() < ready_by) {
-    timeval tv{0, 20000};
-    fd_set set;
-    FD_ZERO(&set);
-    FD_SET(fds[0], &set);
-    if (::select(fds[0] + 1, &set, nullptr, nullptr, &tv) > 0) {
-      ssize_t n = ::read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  auto deadline = std::chrono::steady_clock::now() + after;
-  // Read while it runs, so the pipe never fills and blocks the child.
-  while (std::chrono::steady_clock::now() < deadline) {
-    timeval tv{0, 2000};
-    fd_set set;
-    FD_ZERO(&set);
-    FD_SET(fds[0], &set);
-    if (::select(fds[0] + 1, &set, nullptr, nullptr, &tv) > 0) {
-      ssize_t n = ::read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-  }
+  read_until(std::chrono::steady_clock::now() + std::chrono::seconds(120),
+             [&] { return out.find("ready\n") != std::string::npos; });
+  read_until(std::chrono::steady_clock::now() + after, [] { return false; });
   ::kill(pid, SIGKILL);
   for (;;) {
     ssize_t n = ::read(fds[0], buf, sizeof buf);
