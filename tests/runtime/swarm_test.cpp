@@ -10,6 +10,8 @@
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
+#include <atomic>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -60,6 +62,54 @@ std::shared_ptr<test::scripted_client> file_writer() {
   });
 }
 
+
+// Runs a swarm on a thread of its own and stops it when `stop_when` says so,
+// or when `deadline` passes: a run that would hang then fails its test with
+// what the swarm and its workers last did, instead of a ctest timeout that
+// says nothing.
+struct bounded_run {
+  result<runtime::swarm_report> report = fail(error::invalid_argument, "not run");
+  bool cut_off = false;   // the deadline stopped it
+  bool asked_to = false;  // stop_when stopped it
+  std::chrono::steady_clock::duration took{};
+  std::string log;  // the swarm's events and the workers' phases, oldest first
+};
+bounded_run run_bounded(runtime::swarm& s, std::chrono::seconds deadline, std::function<bool()> stop_when = {}) {
+  bounded_run out;
+  std::mutex mu;
+  auto note = [&](std::string line) {
+    std::lock_guard lock(mu);
+    out.log += line + "\n";
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto a = s.events().subscribe<runtime::swarm_event>(
+      [&](const runtime::swarm_event& e) { note(fmt::format("{:7.3f} swarm {}: {}", since(), e.what, e.detail)); });
+  auto b = s.events().subscribe<roles::worker_phase>([&](const roles::worker_phase& p) {
+    note(fmt::format("{:7.3f} {} {} {} {}", since(), p.worker, p.task, p.phase, p.detail));
+  });
+  std::atomic<bool> done{false};
+  std::thread watch([&] {
+    while (!done) {
+      if (stop_when && !out.asked_to && stop_when()) {
+        out.asked_to = true;
+        s.stop();
+      }
+      if (!out.cut_off && std::chrono::steady_clock::now() - t0 > deadline) {
+        out.cut_off = true;
+        note(fmt::format("{:7.3f} the deadline passed: stopping", since()));
+        s.stop();
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  out.report = s.run();
+  done = true;
+  watch.join();
+  out.took = std::chrono::steady_clock::now() - t0;
+  std::lock_guard lock(mu);
+  return out;
+}
 }  // namespace
 
 TEST_CASE("runtime.config.reads_checks_and_writes_back") {
@@ -282,36 +332,34 @@ TEST_CASE("runtime.swarm.stop_while_the_gate_has_the_changes_loses_nothing") {
   auto cfg = f.config();
   cfg.store = "file:" + (f.work.path() / "store").string();
   cfg.deep_checks = {"sleep 1"};  // a slow gate: the workers wait for their verdicts
-  event_bus bus;
   std::atomic<int> waiting{0};
-  auto sub = bus.subscribe<roles::worker_phase>([&](const roles::worker_phase& p) { waiting += p.phase == "waiting"; });
   auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
                                           return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
-                                        },
-                                        .events = &bus});
+                                        }});
   REQUIRE_MESSAGE(s.has_value(), s.error().message());
-  std::thread stopper([&] {
-    while (waiting < 2) std::this_thread::sleep_for(5ms);
-    (*s)->stop();
-  });
-  auto t0 = std::chrono::steady_clock::now();
-  auto r = (*s)->run();
-  stopper.join();
-  REQUIRE_MESSAGE(r.has_value(), r.error().message());
-  CHECK(r->stopped);
-  CHECK(std::chrono::steady_clock::now() - t0 < 30s);  // the gate's step ends; nobody waits for verdicts forever
-  CHECK(r->tasks_by_state["claimed"] == 0);
-  CHECK(r->tasks_by_state["submitted"] + r->tasks_by_state["merged"] == 2);
+  auto sub = (*s)->events().subscribe<roles::worker_phase>([&](const roles::worker_phase& p) { waiting += p.phase == "waiting"; });
+  auto run = run_bounded(**s, 120s, [&] { return waiting >= 2; });
+  INFO("the first run:\n" << run.log);
+  REQUIRE_MESSAGE(run.report.has_value(), run.report.error().message());
+  auto& r = *run.report;
+  CHECK_FALSE(run.cut_off);
+  CHECK(r.stopped);
+  CHECK(run.took < 30s);  // the gate's step ends; nobody waits for verdicts forever
+  CHECK(r.tasks_by_state["claimed"] == 0);
+  CHECK(r.tasks_by_state["submitted"] + r.tasks_by_state["merged"] == 2);
+  sub.reset();
   s->reset();
   // The next run's gate decides what the last one left queued.
   auto again = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
                                               return role == "planner" ? std::shared_ptr<model::client>(planner) : worker;
                                             }});
   REQUIRE_MESSAGE(again.has_value(), again.error().message());
-  auto r2 = (*again)->run();
-  REQUIRE_MESSAGE(r2.has_value(), r2.error().message());
-  CHECK(r2->goal_met);
-  CHECK(r2->tasks_by_state["merged"] == 2);
+  auto run2 = run_bounded(**again, 120s);
+  INFO("the second run:\n" << run2.log);
+  REQUIRE_MESSAGE(run2.report.has_value(), run2.report.error().message());
+  CHECK_FALSE(run2.cut_off);
+  CHECK(run2.report->goal_met);
+  CHECK(run2.report->tasks_by_state["merged"] == 2);
 }
 
 // kill -9 between the board's submit and the gate's: the task is
