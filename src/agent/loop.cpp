@@ -97,12 +97,11 @@ std::string_view to_string(outcome_kind k) noexcept {
   return "failed";
 }
 
-std::string system_prompt(const contract::task_contract& c) {
-  std::string s =
-      "You are a software engineer working on one task in a git worktree of a larger project. Other engineers work "
-      "on other tasks at the same time; change only what this task needs. Use the tools to read, search, edit and "
-      "run commands; paths are relative to the worktree root. Make small, correct changes, run the checks, and call "
-      "finish with a summary when the task is done.\n";
+namespace {
+
+// The contract's terms, as both prompts state them.
+std::string terms_text(const contract::task_contract& c) {
+  std::string s;
   if (!c.goal.empty()) s += "\nGoal: " + c.goal + "\n";
   if (!c.acceptance_criteria.empty()) {
     s += "\nDone means:\n";
@@ -123,8 +122,32 @@ std::string system_prompt(const contract::task_contract& c) {
   if (c.max_files) s += fmt::format("Change at most {} files.\n", c.max_files);
   if (c.max_changed_lines) s += fmt::format("Change at most {} lines in all.\n", c.max_changed_lines);
   if (c.time.wall.count()) s += fmt::format("You have {} minutes.\n", (c.time.wall.count() + 59) / 60);
+  return s;
+}
+
+}  // namespace
+
+std::string system_prompt(const contract::task_contract& c) {
+  std::string s =
+      "You are a software engineer working on one task in a git worktree of a larger project. Other engineers work "
+      "on other tasks at the same time; change only what this task needs. Use the tools to read, search, edit and "
+      "run commands; paths are relative to the worktree root. Make small, correct changes, run the checks, and call "
+      "finish with a summary when the task is done.\n";
+  s += terms_text(c);
   if (c.time.model_turns) s += fmt::format("You have {} turns.\n", c.time.model_turns);
   s += "Writes outside the allowed paths are refused; the merge gate rejects changes that break these rules.\n";
+  return s;
+}
+
+std::string whole_task_prompt(const contract::task_contract& c) {
+  std::string s =
+      "You are a software engineer working on one task in a git worktree of a larger project (the current "
+      "directory). Other engineers work on other tasks at the same time; change only what this task needs. Make "
+      "small, correct changes to the files and run the checks; do not commit (your changes are taken from the "
+      "worktree as they are). When the task is done, or cannot be done, end with a short summary of what you "
+      "changed and why.\n";
+  s += terms_text(c);
+  s += "The merge gate rejects changes that break these rules.\n";
   return s;
 }
 
@@ -177,7 +200,10 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
     auto deadline = o.limits.wall.count() > 0 ? started + o.limits.wall : clock::time_point::max();
     tool_context ctx{.workspace = ws, .blocking = o.blocking, .deadline = deadline, .stop = &stop_flag,
                      .commands = o.commands, .events = o.events, .task = o.tags.task};
-    std::string system = o.system.empty() ? system_prompt(ws.terms().terms()) : o.system;
+    const bool whole_task = model.engine() == model::engine_kind::whole_task;
+    std::string system = !o.system.empty() ? o.system
+                         : whole_task      ? whole_task_prompt(ws.terms().terms())
+                                           : system_prompt(ws.terms().terms());
     std::vector<model::tool_definition> defs;
     for (const auto& t : tools) defs.push_back(t->definition());
     // The task statement: the first message, without an earlier condensation's summary.
@@ -232,6 +258,35 @@ struct agent_loop::state : std::enable_shared_from_this<state> {
     for (;;) {
       if (stop_flag) co_return finish(outcome_kind::stopped, "asked to stop");
       if (auto why = spent(); !why.empty()) co_return finish(outcome_kind::time_box, why);
+
+      if (whole_task) {
+        // One call is the whole attempt: the engine works in the worktree
+        // with its own tools until it is done, and answers with its report.
+        model::request req = base_request();
+        req.tools.clear();
+        req.messages = messages;
+        const auto asked = clock::now();
+        auto answer = co_await ask(std::move(req), deadline);
+        const double answer_seconds = std::chrono::duration<double>(clock::now() - asked).count();
+        ws.note_untracked_change();  // whatever it did (or began to do) is in the worktree, not in the workspace's record
+        if (!answer) continue;       // stop or deadline: the checks at the top say which
+        if (!*answer) {
+          out.error = (*answer).error();
+          co_return finish(outcome_kind::failed, out.error.message());
+        }
+        model::response r = std::move(**answer);
+        ++out.turns;
+        charge(r);
+        if (o.events)
+          o.events->publish(turn_event{o.tags.role, o.tags.task, out.turns, {}, r.usage, std::string(model::to_string(r.stop)),
+                                       r.model_name, model::cost_of(r.usage, r.model_name, o.prices), answer_seconds});
+        r.message.role = model::role::assistant;
+        std::string report = r.message.text();
+        messages.push_back(std::move(r.message));
+        if (r.stop == model::stop_reason::refused) co_return finish(outcome_kind::stalled, "the agent refused to go on");
+        if (report.empty()) report = "(the agent ended without a summary)";
+        co_return finish(outcome_kind::finished, std::move(report));
+      }
 
       // Condense when the conversation has outgrown its budget.
       std::uint64_t estimate = known_tokens + chars_since / 4;

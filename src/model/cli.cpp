@@ -171,6 +171,7 @@ public:
       if (auto stop = w.lock()) stop->store(true);
   }
   std::string name() const override { return options_->name; }
+  engine_kind engine() const override { return engine_kind::whole_task; }
 
 protected:
   void do_chat(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler) override {

@@ -46,6 +46,7 @@ public:
   retry_client(asio::any_io_executor ex, std::shared_ptr<client> inner, retry_options o)
       : ex_(std::move(ex)), inner_(std::move(inner)), options_(o) {}
   std::string name() const override { return inner_->name(); }
+  engine_kind engine() const override { return inner_->engine(); }
 
 protected:
   struct state {
@@ -172,6 +173,7 @@ class limit_client final : public client {
 public:
   limit_client(std::shared_ptr<client> inner, std::shared_ptr<limiter> l) : inner_(std::move(inner)), limiter_(std::move(l)) {}
   std::string name() const override { return inner_->name(); }
+  engine_kind engine() const override { return inner_->engine(); }
 
 protected:
   using shared = limiter::state;
@@ -270,6 +272,7 @@ public:
   timeout_client(asio::any_io_executor ex, std::shared_ptr<client> inner, timeout_options o)
       : ex_(std::move(ex)), inner_(std::move(inner)), options_(o) {}
   std::string name() const override { return inner_->name(); }
+  engine_kind engine() const override { return inner_->engine(); }
 
 protected:
   struct state {
@@ -339,6 +342,7 @@ public:
   budget_client(std::shared_ptr<client> inner, budget_picker pick, price_table prices)
       : inner_(std::move(inner)), pick_(std::move(pick)), prices_(std::make_shared<price_table>(std::move(prices))) {}
   std::string name() const override { return inner_->name(); }
+  engine_kind engine() const override { return inner_->engine(); }
 
 protected:
   void do_chat(request req, delta_handler on_delta, handler_type handler) override {

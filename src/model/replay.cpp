@@ -259,6 +259,7 @@ recorder::recorder(std::shared_ptr<state> s) : state_(std::move(s)) {}
 recorder::~recorder() = default;
 
 std::string recorder::name() const { return "record:" + state_->inner->name(); }
+engine_kind recorder::engine() const { return state_->inner->engine(); }
 
 void recorder::do_chat(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler) {
   {

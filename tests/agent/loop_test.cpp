@@ -3,12 +3,14 @@
 #include "support/io_thread.hpp"
 
 #include <agentcore/core/event_bus.hpp>
+#include <agentcore/model/cli.hpp>
 
 #include <boost/asio/thread_pool.hpp>
 
 #include <fmt/format.h>
 
 #include <chrono>
+#include <future>
 #include <set>
 
 using namespace agentcore;
@@ -291,4 +293,63 @@ TEST_CASE("agent.loop.tool_calls_per_turn_are_bounded") {
   std::size_t written = 0;
   for (auto& e : std::filesystem::directory_iterator(f.wt / "src/flood")) written += e.is_regular_file();
   CHECK(written == 64);
+}
+
+// A whole-task engine (a CLI coding agent) does the attempt in one call: the
+// loop asks it once, takes its report as the summary and counts the worktree
+// as changed outside the tools; a continuation asks it once more, with the
+// conversation and the new message. (Driven turn by turn, it was nudged to
+// call tools it does not have, re-run again and again, then called stalled.)
+TEST_CASE("agent.loop.a_whole_task_engine_is_asked_once_per_attempt") {
+  loop_fixture f;
+  test::temp_dir bin("fake-cli");
+  auto script = bin / "agent";
+  test::write_text(script, R"(#!/bin/sh
+prompt=$(cat)
+n=1; [ -f src/calls ] && n=$(( $(cat src/calls) + 1 ))
+echo $n > src/calls
+case "$prompt" in
+  *"the check fails"*) echo 'int greeting = 2;' > src/greeting.c; echo "Fixed the greeting." ;;
+  *) echo 'int greeting = 1;' > src/greeting.c; echo "Wrote src/greeting.c." ;;
+esac
+)");
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  auto cli = model::make_cli_client({.output = model::cli_options::format::text, .command = {script.string()},
+                                     .time_box = 60s, .name = "cli:fake"});
+  REQUIRE(cli->engine() == model::engine_kind::whole_task);
+  std::filesystem::create_directories(f.wt / "src");
+  event_bus bus;
+  std::vector<agent::turn_event> turns;
+  auto sub = bus.subscribe<agent::turn_event>([&](const agent::turn_event& e) { turns.push_back(e); });
+  agent::loop_options o{.executor = f.io.io.get_executor(), .blocking = f.blocking.get_executor(),
+                        .limits = {.model_turns = 30}, .events = &bus};
+  o.tags = {.role = "worker", .task = "t1", .workdir = f.wt.string()};
+  agent::agent_loop loop(*cli, f.ws, {}, o);
+  auto ask = [&](std::vector<model::message> conversation, std::string message) {
+    std::promise<agent::outcome> p;
+    auto done = p.get_future();
+    auto handler = [&](agent::outcome out) { p.set_value(std::move(out)); };
+    if (conversation.empty()) loop.async_run(std::move(message), handler);
+    else loop.async_continue(std::move(conversation), std::move(message), handler);
+    REQUIRE(done.wait_for(60s) == std::future_status::ready);
+    return done.get();
+  };
+  auto out = ask({}, "Add src/greeting.c");
+  REQUIRE_MESSAGE(out.kind == agent::outcome_kind::finished, out.summary);
+  CHECK(out.turns == 1);
+  CHECK(out.summary == "Wrote src/greeting.c.\n");
+  CHECK(test::read_text(f.wt / "src/calls") == "1\n");
+  CHECK(test::read_text(f.wt / "src/greeting.c") == "int greeting = 1;\n");
+  CHECK(f.ws.untracked_changes());  // a commit must look at the whole worktree
+  REQUIRE(turns.size() == 1);
+  CHECK(turns[0].tool_calls.empty());
+  REQUIRE(out.messages.size() == 2);  // the statement and the agent's report
+  CHECK(out.messages[0].text() == "Add src/greeting.c");
+
+  auto again = ask(std::move(out.messages), "the check fails: greeting must be 2");
+  REQUIRE_MESSAGE(again.kind == agent::outcome_kind::finished, again.summary);
+  CHECK(again.turns == 1);
+  CHECK(again.summary == "Fixed the greeting.\n");
+  CHECK(test::read_text(f.wt / "src/calls") == "2\n");
+  CHECK(test::read_text(f.wt / "src/greeting.c") == "int greeting = 2;\n");
 }

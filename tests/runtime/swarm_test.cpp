@@ -2,6 +2,7 @@
 #include "agent/agent_fixture.hpp"
 #include "git/git_fixture.hpp"
 
+#include <agentcore/model/cli.hpp>
 #include <agentcore/observe/events.hpp>
 #include <agentcore/observe/metrics.hpp>
 #include <agentcore/roles/worker.hpp>
@@ -360,6 +361,56 @@ TEST_CASE("runtime.swarm.stop_while_the_gate_has_the_changes_loses_nothing") {
   CHECK_FALSE(run2.cut_off);
   CHECK(run2.report->goal_met);
   CHECK(run2.report->tasks_by_state["merged"] == 2);
+}
+
+// A CLI coding agent as the workers' engine (a fake one: it reads the task
+// from its prompt and writes the file, first with a TODO the acceptance
+// check refuses). Each attempt runs it once; the self-check's failure reaches
+// its second run; its changes are taken from the worktree and go through the
+// contract and the gate like any worker's.
+TEST_CASE("runtime.swarm.a_cli_agent_does_whole_tasks") {
+  swarm_fixture f;
+  test::temp_dir bin("fake-cli");
+  auto script = bin / "agent";
+  test::write_text(script, R"(#!/bin/sh
+prompt=$(cat)
+file=$(printf '%s' "$prompt" | grep -o 'src/[a-z]*[.]c' | head -n 1)
+[ -n "$file" ] || { echo "no task in the prompt" >&2; exit 2; }
+name=$(basename "$file" .c)
+mkdir -p src
+case "$prompt" in
+  *"acceptance check"*) printf 'int %s;\n' "$name" > "$file"; echo "Removed the TODO from $file." ;;
+  *) printf 'int %s; /* TODO */\n' "$name" > "$file"; echo "Wrote $file." ;;
+esac
+)");
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  std::shared_ptr<model::client> cli = model::make_cli_client(
+      {.output = model::cli_options::format::text, .command = {script.string()}, .time_box = 60s, .name = "cli:fake"});
+  auto planner = two_task_planner();
+  auto cfg = f.config();
+  cfg.goal = "Add the two files";  // the only paths in a worker's prompt are its task's
+  cfg.contract.acceptance_checks = {"! grep -rq TODO src"};
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : cli;
+                                        }});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  std::mutex mu;
+  std::map<std::string, int> runs;  // CLI runs per task
+  auto sub = (*s)->events().subscribe<agent::turn_event>([&](const agent::turn_event& e) {
+    std::lock_guard lock(mu);
+    if (e.role == "worker") ++runs[e.task];
+  });
+  auto run = run_bounded(**s, 120s);
+  INFO(run.log);
+  REQUIRE_MESSAGE(run.report.has_value(), run.report.error().message());
+  CHECK_FALSE(run.cut_off);
+  CHECK(run.report->goal_met);
+  CHECK(run.report->tasks_by_state["merged"] == 2);
+  std::lock_guard lock(mu);
+  CHECK(runs["a"] == 2);  // written, then fixed after the self-check said why
+  CHECK(runs["b"] == 2);
+  CHECK(f.git("show main:src/a.c").out == "int a;\n");
+  CHECK(f.git("show main:src/b.c").out == "int b;\n");
 }
 
 // kill -9 between the board's submit and the gate's: the task is

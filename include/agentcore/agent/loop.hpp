@@ -5,6 +5,14 @@
 // condensed: the task statement and the latest turns stay, the middle becomes
 // a summary the model writes.
 //
+// A whole-task engine (model::engine_kind::whole_task: an external coding
+// agent such as Claude Code, see model/cli.hpp) is not driven turn by turn:
+// the loop asks it once, in the workspace's directory, and the attempt is
+// finished with its report as the summary; what it changed is in the
+// worktree (the workspace then counts as changed outside its tools, so a
+// commit looks at the whole tree). async_continue asks it once more, with
+// the conversation so far and the new message (a failed check, say).
+//
 //   agent::agent_loop loop(*client, ws, agent::standard_tools(),
 //                          {.executor = io.get_executor(), .blocking = pool.get_executor(),
 //                           .limits = {.wall = std::chrono::minutes(30), .model_turns = 60}});
@@ -37,7 +45,8 @@ struct loop_options {
   asio::any_io_executor executor;
   /// Where tools do blocking work; default: inline on `executor`.
   asio::any_io_executor blocking;
-  /// The system prompt; empty: system_prompt(workspace's contract).
+  /// The system prompt; empty: system_prompt(workspace's contract), or for a
+  /// whole-task engine whole_task_prompt(workspace's contract).
   std::string system;
   /// The time box: wall time, model turns, tokens (input + output), cost. 0: no limit.
   contract::time_box limits;
@@ -64,7 +73,7 @@ struct loop_options {
 };
 
 enum class outcome_kind {
-  finished,  ///< the model called finish
+  finished,  ///< the model called finish (a whole-task engine: answered)
   time_box,  ///< a limit of the time box ran out (summary names which)
   stalled,   ///< no progress (summary says how)
   stopped,   ///< stop() was called
@@ -83,13 +92,16 @@ struct outcome {
   std::size_t condensations = 0;
   std::size_t tool_calls = 0, tool_errors = 0;
   std::chrono::milliseconds elapsed{0};
-  std::vector<std::string> files_written;  ///< through write_file / edit_file
+  std::vector<std::string> files_written;  ///< through write_file / edit_file (not a whole-task engine's)
   std::vector<model::message> messages;    ///< the conversation at the end (condensed as it went)
 };
 
 /// A system prompt that states the contract: goal, criteria, checks, where
 /// the agent may write, the limits, and how to use the tools.
 std::string system_prompt(const contract::task_contract& c);
+/// The same contract for a whole-task engine, which has tools of its own and
+/// ends by answering with a summary instead of calling finish.
+std::string whole_task_prompt(const contract::task_contract& c);
 
 /// One agent working one task. Not copyable; keep it alive until its
 /// completion handler has run.

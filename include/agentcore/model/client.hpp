@@ -34,6 +34,14 @@ using chat_signature = void(result_type);
 /// Receives the deltas of a streamed answer, in order, before the completion.
 using delta_handler = std::function<void(const delta&)>;
 
+/// How a client is driven. `turns`: a chat model; the agent loop asks it turn
+/// after turn and runs the tools it calls. `whole_task`: an external coding
+/// agent (see cli.hpp) that does a whole attempt in one call, in the
+/// request's workdir with tools of its own, and answers with its report; the
+/// agent loop then asks it once per attempt and takes its changes from the
+/// worktree.
+enum class engine_kind { turns, whole_task };
+
 class client {
 public:
   virtual ~client() = default;
@@ -61,6 +69,10 @@ public:
 
   /// A short name for messages and events: "openai:gpt-4o", "replay:run.jsonl".
   virtual std::string name() const = 0;
+
+  /// How the agent loop drives this client; wrappers answer for the client
+  /// they wrap.
+  virtual engine_kind engine() const { return engine_kind::turns; }
 
 protected:
   /// The one function a backend implements. `on_delta` is empty for a

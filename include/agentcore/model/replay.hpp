@@ -95,6 +95,7 @@ public:
   ~recorder() override;
 
   std::string name() const override;
+  engine_kind engine() const override;
 
 protected:
   void do_chat(request req, delta_handler on_delta, asio::any_completion_handler<chat_signature> handler) override;
