@@ -16,11 +16,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/asio/connect_pipe.hpp>
 #include <boost/process/v2/process.hpp>
-#include <boost/process/v2/start_dir.hpp>
-#include <boost/process/v2/stdio.hpp>
-#include <boost/process/v2/environment.hpp>
-// Header-only mode in 1.81 does not pull this definition in by itself.
-#include <boost/process/v2/impl/environment.ipp>
 #include <fmt/format.h>
 
 #include <csignal>
@@ -33,6 +28,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/resource.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,26 +41,103 @@ namespace bp = boost::process::v2;
 
 namespace {
 
-// Puts the command in a process group of its own, so a time-out can kill
-// everything it started, not just the shell; and, when given, in a pids
-// cgroup (its cgroup.procs opened before the fork) that bounds its processes.
-// The descriptors in `keep` (bubblewrap's info and block pipes) stay open
-// across exec.
-struct new_process_group {
-  int cgroup_procs = -1;
-  std::array<int, 2> keep{-1, -1};
-  template <class Launcher>
-  bp::error_code on_exec_setup(Launcher& launcher, const std::filesystem::path&, const char* const*&) {
-    if (::setpgid(0, 0) != 0) return bp::error_code(errno, bp::system_category());
-    if (cgroup_procs >= 0 && ::write(cgroup_procs, "0\n", 2) != 2) return bp::error_code(errno, bp::system_category());
-    for (int fd : keep)
-      if (fd >= 0) {
-        if (::fcntl(fd, F_SETFD, 0) != 0) return bp::error_code(errno, bp::system_category());
-        launcher.fd_whitelist.push_back(fd);
-      }
-    return {};
-  }
+// Starts a command with posix_spawn: the child is made with vfork and runs
+// no code of ours before exec (a forked child of a threaded host that
+// allocates, as a fork-based launcher does, can wait forever on a lock
+// another thread held at the fork; seen under ASan). The command gets a
+// process group of its own (a time-out kills everything it started), its
+// three standard streams, bubblewrap's info and block descriptors as 3 and 4
+// when given, and no other descriptor of the host; signal dispositions and
+// the signal mask are the defaults, whatever the host set (an ignored
+// SIGPIPE would otherwise be inherited across exec).
+struct spawn_fds {
+  int in = -1;  ///< -1: /dev/null
+  int out = -1, err = -1;
+  std::array<int, 2> keep{-1, -1};  ///< become 3 and 4
 };
+result<pid_t> spawn_command(const std::filesystem::path& program, const std::vector<std::string>& args,
+                            const std::vector<std::string>& env, const std::filesystem::path& dir, spawn_fds fds) {
+  // Every source descriptor above the targets (0-4), so no dup2 in the
+  // child overwrites one still to be copied, and each target's close-on-exec
+  // flag is cleared by its dup2.
+  std::vector<int> lifted;
+  auto lift = [&](int& fd) -> bool {
+    if (fd < 0 || fd >= 5) return true;
+    int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 5);
+    if (high < 0) return false;
+    lifted.push_back(high);
+    fd = high;
+    return true;
+  };
+  struct closer {
+    std::vector<int>& fds;
+    ~closer() {
+      for (int fd : fds) ::close(fd);
+    }
+  } close_lifted{lifted};
+  for (int* fd : {&fds.in, &fds.out, &fds.err, &fds.keep[0], &fds.keep[1]})
+    if (!lift(*fd)) return fail(error::io_error, fmt::format("gate: cannot start {}: dup: {}", program.string(), std::strerror(errno)));
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  ::posix_spawn_file_actions_init(&fa);
+  ::posix_spawnattr_init(&attr);
+  struct cleanup {
+    posix_spawn_file_actions_t& fa;
+    posix_spawnattr_t& attr;
+    ~cleanup() {
+      ::posix_spawn_file_actions_destroy(&fa);
+      ::posix_spawnattr_destroy(&attr);
+    }
+  } done{fa, attr};
+  int rc = 0;
+  auto step = [&](int r) {
+    if (rc == 0) rc = r;
+  };
+  if (fds.in >= 0) step(::posix_spawn_file_actions_adddup2(&fa, fds.in, 0));
+  else step(::posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0));
+  step(::posix_spawn_file_actions_adddup2(&fa, fds.out, 1));
+  step(::posix_spawn_file_actions_adddup2(&fa, fds.err, 2));
+  int first_closed = 3;
+  if (fds.keep[0] >= 0) {
+    step(::posix_spawn_file_actions_adddup2(&fa, fds.keep[0], 3));
+    step(::posix_spawn_file_actions_adddup2(&fa, fds.keep[1], 4));
+    first_closed = 5;
+  }
+  step(::posix_spawn_file_actions_addclosefrom_np(&fa, first_closed));
+  step(::posix_spawn_file_actions_addchdir_np(&fa, dir.c_str()));
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGXFSZ, SIGTTIN, SIGTTOU})
+    sigaddset(&defaults, sig);
+  step(::posix_spawnattr_setsigmask(&attr, &none));
+  step(::posix_spawnattr_setsigdefault(&attr, &defaults));
+  step(::posix_spawnattr_setpgroup(&attr, 0));
+  step(::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
+  if (rc != 0)
+    return fail(error::io_error, fmt::format("gate: cannot start {}: {}", program.string(), std::strerror(rc)));
+
+  std::vector<char*> argv, envp;
+  std::string arg0 = program.string();
+  argv.push_back(arg0.data());
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, argv.data(), envp.data());
+  if (rc != 0)
+    return fail(error::io_error, fmt::format("gate: cannot start {}: {}", program.string(), std::strerror(rc)));
+  return pid;
+}
+
+// Moves a process into a pids cgroup (its cgroup.procs open for writing).
+bool join_cgroup(int procs, pid_t pid) {
+  if (procs < 0) return true;
+  auto line = fmt::format("{}\n", pid);
+  return ::pwrite(procs, line.data(), line.size(), 0) == static_cast<ssize_t>(line.size());
+}
 
 // A pipe whose ends close themselves.
 struct owned_pipe {
@@ -130,8 +203,14 @@ public:
   ~pids_cgroup() {
     if (procs_ >= 0) ::close(procs_);
     if (dir_.empty()) return;
-    // Empty once the sandbox's pid namespace is gone; that takes a moment.
-    for (int i = 0; i < 200 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(1000);
+    // Whatever is left in it is killed (cgroup.kill, Linux 5.14); it is
+    // empty once the kernel has ended them, which under load takes a while:
+    // up to 5 s, so that no process of the command outlives run_check.
+    if (int kill = ::open((dir_ / "cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC); kill >= 0) {
+      (void)!::write(kill, "1", 1);
+      ::close(kill);
+    }
+    for (int i = 0; i < 5000 && ::rmdir(dir_.c_str()) != 0 && errno == EBUSY; ++i) ::usleep(1000);
   }
   int procs() const { return procs_; }
 
@@ -492,7 +571,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
       }
       if (!info.ok() || !block.ok())
         return fail(error::io_error, fmt::format("gate: cannot make a pipe for the sandbox: {}", std::strerror(errno)));
-      args = bubblewrap_args(so, rw, rw.front(), limit_pipes{info.w, block.r});
+      args = bubblewrap_args(so, rw, rw.front(), limit_pipes{3, 4});  // where spawn_command puts info.w and block.r
       args.insert(args.end(), {options.shell, "-c", std::string(command)});
       program = find_bubblewrap(options.sandbox);
       env["TMPDIR"] = "/tmp";  // the private one: the host's may be read-only inside
@@ -547,23 +626,28 @@ result<check_result> run_check(std::string_view command, const check_options& op
   for (int fd : {reader.native_handle(), out_reader.native_handle(), in_writer.native_handle()})
     if (fd >= 0) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   auto started = std::chrono::steady_clock::now();
-  std::optional<bp::process> started_proc;
-  try {
-    bp::process_stdio stdio{nullptr, writer, writer};
-    if (split) stdio.out = out_writer;
-    if (feed) stdio.in = in_reader;
-    started_proc.emplace(ctx, program, args, stdio,
-                         bp::process_start_dir(options.working_directory), bp::process_environment(env_lines),
-                         new_process_group{cgroup.procs(), {info.w, block.r}});
-  } catch (const std::exception& e) {
-    // fork failing (EAGAIN, ENOMEM) or a shell that cannot be run: an error, not an exception.
-    return fail(error::io_error, fmt::format("gate: cannot start '{}' with {}: {}", command, program.string(), e.what()));
-  }
-  bp::process& proc = *started_proc;
-  pid_t group = proc.id();
+  spawn_fds fds{.in = feed ? in_reader.native_handle() : -1,
+                .out = split ? out_writer.native_handle() : writer.native_handle(),
+                .err = writer.native_handle()};
+  if (out.sandboxed) fds.keep = {info.w, block.r};
+  auto spawned = spawn_command(program, args, env_lines, options.working_directory, fds);
+  if (!spawned)  // fork failing (EAGAIN, ENOMEM) or a program that cannot be run
+    return fail(error::io_error, fmt::format("gate: cannot start '{}': {}", command, spawned.error().message()));
+  pid_t group = *spawned;
+  bp::process proc(ctx.get_executor(), group);
   auto kill_group = [&] {
     if (group > 0) ::kill(-group, SIGKILL);
   };
+  // Into the pids cgroup before anything the command starts: bubblewrap now
+  // (its sandbox's first process below, before it is let go).
+  if (!join_cgroup(cgroup.procs(), group)) {
+    int e = errno;
+    kill_group();
+    bp::error_code ignored;
+    proc.wait(ignored);
+    return fail(error::io_error, fmt::format("gate: cannot bound the processes of '{}' (cgroup: {}); nothing was run",
+                                             command, std::strerror(e)));
+  }
   if (out.sandboxed) {
     info.close_write();
     block.close_read();
@@ -572,13 +656,14 @@ result<check_result> run_check(std::string_view command, const check_options& op
     if (pid_t first = read_child_pid(info.r, std::chrono::seconds(10)); first > 0) {
       struct rlimit nproc{options.sandbox.max_processes, options.sandbox.max_processes};
       struct rlimit fsize{options.sandbox.max_file_bytes, options.sandbox.max_file_bytes};
-      if (::prlimit(first, RLIMIT_NPROC, &nproc, nullptr) != 0 || ::prlimit(first, RLIMIT_FSIZE, &fsize, nullptr) != 0) {
+      if (!join_cgroup(cgroup.procs(), first) || ::prlimit(first, RLIMIT_NPROC, &nproc, nullptr) != 0 ||
+          ::prlimit(first, RLIMIT_FSIZE, &fsize, nullptr) != 0) {
         int e = errno;
         kill_group();
         bp::error_code ignored;
         proc.wait(ignored);
         return fail(error::io_error,
-                    fmt::format("gate: cannot limit the sandbox of '{}' (prlimit: {}); nothing was run", command,
+                    fmt::format("gate: cannot limit the sandbox of '{}' (cgroup or prlimit: {}); nothing was run", command,
                                 std::strerror(e)));
       }
       if (::write(block.w, "1", 1) != 1) kill_group();

@@ -287,18 +287,21 @@ error_info clean(slot& s) {
   return {};
 }
 
+error_info write_index(slot& s) {
+  git_index* raw_index = nullptr;
+  if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
+  handle<git_index, git_index_free> index(raw_index);
+  if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
+  s.index_dirty = false;
+  return {};
+}
+
 /// Moves a clean slot from its head to `base`, writing only what differs.
 error_info prepare(pool_state& st, slot& s, const oid& base) {
   if (s.head == base) {
     s.base = base;
-    if (s.index_dirty) {
-      // The slot is lent with an index that git itself would agree with.
-      git_index* raw_index = nullptr;
-      if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
-      handle<git_index, git_index_free> index(raw_index);
-      if (int rc = git_index_write(index.get()); rc < 0) return last_error(rc, "write the slot's index");
-      s.index_dirty = false;
-    }
+    // The slot is lent with an index that git itself would agree with.
+    if (s.index_dirty) return write_index(s);
     return {};
   }
   auto& impl = repository_access::of(*s.repo);
@@ -670,6 +673,10 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
           s->head = *head;
           s->base = *head;
           s->created = !clean(*s);
+          // What the clean-up put back goes into the index file now, not at
+          // the slot's next use: a slot a kill left with a cut-short index is
+          // clean on disk once the pool is open (git status agrees).
+          if (s->created && s->index_dirty) s->created = !write_index(*s);
         }
       }
       if (!s->created) forget(*st, *s);
