@@ -11,3 +11,5 @@ find_package(OpenSSL REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBGIT2 REQUIRED IMPORTED_TARGET libgit2)
 pkg_check_modules(AGENTCORE_ZLIB REQUIRED IMPORTED_TARGET zlib)
+# SQLite (private) holds the board's archive of finished tasks (board/archive.hpp).
+pkg_check_modules(AGENTCORE_SQLITE REQUIRED IMPORTED_TARGET sqlite3)

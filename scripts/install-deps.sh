@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libfmt-dev libgit2-dev zlib1g-dev libssl-dev doctest-dev
-  libsqlite3-dev   # bench only: the SQLite peer in `agentcore-bench store`
+  libsqlite3-dev   # the board's archive of finished tasks, and the SQLite peer in `agentcore-bench store`
   clang            # the libFuzzer targets (tests/fuzz)
   bubblewrap       # the sandbox for commands agents run and checks the gate runs
   etcd-server      # the etcd store backend's tests and benchmark start their own etcd

@@ -86,7 +86,9 @@ run_suite fuzz build/fuzz -L fuzz -- \
   -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF -DAGENTCORE_BUILD_CLI=OFF \
   -DAGENTCORE_INSTALL=OFF || failed=1
 
-run_suite release build/release -- \
+# The whole-process crash test (cli.crash_and_resume) runs in the release
+# tree with 6 trials (AGENTCORE_CRASH_TRIALS=30 for the full count).
+AGENTCORE_CRASH_TRIALS=${AGENTCORE_CRASH_TRIALS:-6} run_suite release build/release -- \
   -DCMAKE_BUILD_TYPE=Release -DAGENTCORE_SANITIZE=OFF \
   -DAGENTCORE_BUILD_TESTS=ON -DAGENTCORE_BUILD_EXAMPLES=ON -DAGENTCORE_BUILD_BENCH=ON || failed=1
 

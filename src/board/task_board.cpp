@@ -101,8 +101,66 @@ result<std::optional<task_board::loaded>> task_board::load(const task_id& id) {
 result<std::optional<task>> task_board::get(const task_id& id) {
   auto l = load(id);
   if (!l) return l.error();
-  if (!*l) return std::optional<task>();
+  if (!*l) {
+    if (options_.archive) return options_.archive->get(id);
+    return std::optional<task>();
+  }
   return std::optional<task>(std::move((*l)->t));
+}
+
+result<std::optional<task>> task_board::archived_merge_titled(std::string_view title) {
+  if (!options_.archive) return std::optional<task>();
+  return options_.archive->find_title(title_key(title), task_state::merged);
+}
+
+result<std::size_t> task_board::archive_finished(std::size_t keep) {
+  if (!options_.archive) return std::size_t{0};
+  auto r = store_.range(options_.prefix + "task/");
+  if (!r) return r.error();
+  struct finished {
+    task t;
+    std::string key;
+    std::int64_t version;
+    store::revision mod;
+  };
+  std::vector<finished> done;
+  for (auto& kv : r->kvs) {
+    auto t = task_from_json(std::string_view(kv.value));
+    if (!t)
+      return error_info(t.error().code(), fmt::format("board: stored task at key '{}' does not parse: {}", kv.key,
+                                                      t.error().message()));
+    if (t->state != task_state::merged && t->state != task_state::superseded) continue;
+    done.push_back({std::move(*t), kv.key, kv.version, kv.mod_revision});
+  }
+  if (done.size() <= keep) return std::size_t{0};
+  // The oldest first (by the revision that finished them); the newest `keep` stay.
+  std::sort(done.begin(), done.end(), [](const auto& a, const auto& b) { return a.mod < b.mod; });
+  done.resize(done.size() - keep);
+  std::size_t moved = 0;
+  for (std::size_t at = 0; at < done.size();) {
+    std::size_t end = std::min(done.size(), at + 256);
+    std::vector<task> batch;
+    for (std::size_t i = at; i < end; ++i) batch.push_back(done[i].t);
+    // In the archive first: a crash after this leaves a task in both, and
+    // the board's copy wins until the next pass moves it again.
+    if (auto put = options_.archive->put(batch); !put) return put.error();
+    for (std::size_t i = at; i < end; ++i) {
+      store::txn x;
+      x.if_version(done[i].key, done[i].version);  // unless it moved on meanwhile (a revert)
+      x.erase(done[i].key);
+      if (auto marker = store_.get(dependents_key(done[i].t.id)); marker && *marker) x.erase(dependents_key(done[i].t.id));
+      auto c = store_.commit(x);
+      if (!c) return c.error();
+      if (c->succeeded) {
+        ++moved;
+      } else if (auto now = load(done[i].t.id); now && *now) {
+        // It moved on: the board's copy is the task; the archive's goes.
+        if (auto gone = options_.archive->remove(done[i].t.id); !gone) return gone.error();
+      }
+    }
+    at = end;
+  }
+  return moved;
 }
 
 result<std::vector<task>> task_board::list(std::optional<task_state> state) {
@@ -143,6 +201,15 @@ result<task> task_board::stage_new(store::txn& x, const task& t, const std::set<
       if (!dl) return dl.error();
       x.if_version(task_key(d), *dl ? (*dl)->version : 0);
       if (*dl && (*dl)->t.state == task_state::merged) continue;
+      if (!*dl && options_.archive) {  // finished long ago: archived
+        auto archived = options_.archive->get(d);
+        if (!archived) return archived.error();
+        if (*archived && (*archived)->state == task_state::merged) continue;
+        if (*archived && (*archived)->state == task_state::superseded)
+          return fail(error::invalid_task,
+                      fmt::format("board: task '{}' depends on '{}', which was split; depend on its children",
+                                  t.id.str(), d.str()));
+      }
       if (*dl && (*dl)->t.state == task_state::superseded)
         return fail(error::invalid_task,
                     fmt::format("board: task '{}' depends on '{}', which was split; depend on its children", t.id.str(),
@@ -176,6 +243,17 @@ result<task> task_board::propose(task t) {
       return fail(error::already_exists,
                   fmt::format("board: task '{}' already exists with different content; propose it under a new id",
                               t.id.str()));
+    }
+    if (options_.archive) {  // finished and archived: the id is taken all the same
+      auto archived = options_.archive->get(t.id);
+      if (!archived) return archived.error();
+      if (*archived) {
+        if (same_content(**archived, t)) return std::move(**archived);
+        return fail(error::already_exists,
+                    fmt::format("board: task '{}' already exists ({}, archived) with different content; propose it "
+                                "under a new id",
+                                t.id.str(), to_string((*archived)->state)));
+      }
     }
     store::txn x;
     auto staged = stage_new(x, t, {});
@@ -424,6 +502,25 @@ result<task> task_board::revert(const task_id& id, json::value report) {
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     auto l = load(id);
     if (!l) return l.error();
+    if (!*l && options_.archive) {
+      // Merged long ago and archived: it comes back to the board, reverted.
+      auto archived = options_.archive->get(id);
+      if (!archived) return archived.error();
+      if (*archived) {
+        task t = std::move(**archived);
+        task_state from = t.state;
+        if (!is_legal(from, task_state::reverted)) return illegal(id, from, task_state::reverted);
+        t.state = task_state::reverted;
+        if (!report.is_null()) t.result = report;
+        auto c = store_.commit(store::txn().if_absent(task_key(id)).put(task_key(id), to_json(t)));
+        if (!c) return c.error();
+        if (!c->succeeded) continue;  // on the board again meanwhile: as below
+        // Out of the archive (a crash before this leaves a stale copy there; the board's wins).
+        if (auto gone = options_.archive->remove(id); !gone) return gone.error();
+        publish(id, from, task_state::reverted, std::nullopt, c->rev);
+        return t;
+      }
+    }
     if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
     task t = std::move((*l)->t);
     task_state from = t.state;

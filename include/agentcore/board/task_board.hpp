@@ -17,8 +17,12 @@
 //   claimed/<id>                   claimed tasks, so reconcile() finds lost claims
 //   waiting/<dep>/<id>, blocked/<id>/<dep>   unmet dependencies, both directions
 //   dependents/<dep>               touched when a dependent is added, so merging or splitting dep races safely
+//
+// Finished tasks can be moved to an archive (board_options::archive,
+// archive_finished()), which keeps the store the size of the work in flight.
 #pragma once
 
+#include <agentcore/board/archive.hpp>
 #include <agentcore/board/task.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/store/store.hpp>
@@ -58,6 +62,10 @@ struct board_options {
   int max_attempts = 1000;
   /// Where transitions are published; none when null.
   event_bus* events = nullptr;
+  /// Where archive_finished() moves finished tasks, and where get(),
+  /// propose(), dependencies and revert() look for a task the store no
+  /// longer has (see archive.hpp). None: nothing is archived.
+  std::shared_ptr<task_archive> archive;
 };
 
 struct board_stats {
@@ -108,9 +116,19 @@ public:
   /// depended on the parent now depend on every child.
   result<std::vector<task>> split(const task_id& parent, std::vector<task> children);
 
+  /// The task, from the board or else from the archive.
   result<std::optional<task>> get(const task_id& id);
-  /// Every task, or those in `state`, in id order.
+  /// Every task on the board (not the archived ones), or those in `state`, in id order.
   result<std::vector<task>> list(std::optional<task_state> state = std::nullopt);
+  /// An archived merged task whose title has the same title_key, if any (the
+  /// board's own merged tasks are in list()).
+  result<std::optional<task>> archived_merge_titled(std::string_view title);
+
+  /// Moves finished tasks (merged, superseded) from the board to the
+  /// archive, all but the `keep` that finished last: each is in the archive
+  /// (durably) before it leaves the store, and one that moved on meanwhile
+  /// (reverted) stays. Returns how many moved; 0 without an archive.
+  result<std::size_t> archive_finished(std::size_t keep);
   /// Watches the task keys; decode events with task_from_json(kv.value).
   result<std::unique_ptr<store::watcher>> watch(store::revision from);
 
