@@ -440,22 +440,49 @@ result<std::unique_ptr<store::store>> open_persistent(const runtime::swarm_confi
   return runtime::open_store(c.store, {.read_only = true});
 }
 
+// The board of a durable store, with its archive of finished tasks, for looking.
+result<std::shared_ptr<board::task_archive>> open_archive_for_looking(const runtime::swarm_config& c, store::store& s) {
+  auto archive = runtime::open_archive(c.store, s, {.read_only = true});
+  if (!archive) return archive.error();
+  board::task_board b(s, {.archive = *archive});
+  if (auto ok = b.verify_archive(); !ok) return ok.error();
+  return archive;
+}
+
 int cmd_status(const args& a) {
   auto c = load_config(a);
   if (!c) return fail_with(c.error());
   auto s = open_persistent(*c);
   if (!s) return fail_with(s.error());
-  board::task_board b(**s);
+  auto archive = open_archive_for_looking(*c, **s);
+  if (!archive) return fail_with(archive.error());
+  board::task_board b(**s, {.archive = *archive});
   auto tasks = b.list();
   if (!tasks) return fail_with(tasks.error());
-  std::map<std::string, int> by_state;
+  std::map<std::string, std::size_t> by_state, archived;
+  std::size_t total = tasks->size(), in_archive = 0;
   for (const auto& t : *tasks) ++by_state[std::string(to_string(t.state))];
-  std::cout << tasks->size() << " tasks:";
+  if (*archive)
+    for (auto st : {board::task_state::merged, board::task_state::superseded}) {
+      auto n = (*archive)->count(st);
+      if (!n) return fail_with(n.error());
+      if (*n == 0) continue;
+      by_state[std::string(to_string(st))] += *n;
+      archived[std::string(to_string(st))] = *n;
+      total += *n;
+      in_archive += *n;
+    }
+  std::cout << total << " tasks:";
   for (const auto& [k, n] : by_state) std::cout << " " << n << " " << k;
   std::cout << "\n";
   for (const auto& t : *tasks)
     std::cout << fmt::format("  {:<11} {:<24} {}{}\n", to_string(t.state), t.id.str(), t.title,
                              t.claimed_by && t.state == board::task_state::claimed ? " (" + t.claimed_by->str() + ")" : "");
+  if (in_archive > 0) {
+    std::cout << fmt::format("  ({} finished earlier, in the archive {}:", in_archive, (*archive)->where());
+    for (const auto& [k, n] : archived) std::cout << " " << n << " " << k;
+    std::cout << "; `agentcore task show ID` shows one)\n";
+  }
   return 0;
 }
 
@@ -465,7 +492,9 @@ int cmd_task_show(const args& a) {
   if (!c) return fail_with(c.error());
   auto s = open_persistent(*c);
   if (!s) return fail_with(s.error());
-  board::task_board b(**s);
+  auto archive = open_archive_for_looking(*c, **s);
+  if (!archive) return fail_with(archive.error());
+  board::task_board b(**s, {.archive = *archive});
   auto t = b.get(task_id{a.words[2]});
   if (!t) return fail_with(t.error());
   if (!*t) return fail_with(fail(error::not_found, fmt::format("no task '{}' on the board", a.words[2])));

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <chrono>
 #include <mutex>
+#include <random>
 
 namespace agentcore::board {
 
@@ -65,7 +66,9 @@ public:
                               "state TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL)",
                               "CREATE INDEX IF NOT EXISTS tasks_by_title ON tasks(title_key, state)",
                               "CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks(seq)",
-                              "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state, seq)"})
+                              "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state, seq)",
+                              "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                              "INSERT OR IGNORE INTO meta(key, value) VALUES('identity', lower(hex(randomblob(16))))"})
         if (auto e = a->exec(sql)) return e;
     }
     // A file that is not an archive says so now, not at the first lookup.
@@ -156,6 +159,16 @@ public:
   }
 
   std::string where() const override { return file_.string(); }
+
+  result<std::string> identity() override {
+    if (!db_) return std::string();
+    std::lock_guard lock(mu_);
+    statement st(db_, "SELECT value FROM meta WHERE key = 'identity'");
+    if (!st) return error("prepare", st.rc);
+    if (int rc = ::sqlite3_step(st.s); rc != SQLITE_ROW) return error("read the identity of", rc);
+    auto* text = reinterpret_cast<const char*>(::sqlite3_column_text(st.s, 0));
+    return std::string(text ? text : "");
+  }
 
 private:
   struct statement {
@@ -316,6 +329,20 @@ public:
   }
 
   std::string where() const override { return fmt::format("store prefix '{}'", prefix_); }
+
+  result<std::string> identity() override {
+    // Made with the first look; the store's own identity covers its loss.
+    for (int i = 0; i < 100; ++i) {
+      auto kv = s_.get(prefix_ + "identity");
+      if (!kv) return kv.error();
+      if (*kv) return (*kv)->value;
+      std::random_device rd;
+      auto id = fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd());
+      auto c = s_.commit(store::txn().if_absent(prefix_ + "identity").put(prefix_ + "identity", id));
+      if (!c) return c.error();
+    }
+    return fail(error::too_many_attempts, fmt::format("board: archive at {}: no identity could be made", where()));
+  }
 
 private:
   std::string task_key(const task_id& id) const { return prefix_ + "task/" + id.str(); }

@@ -113,8 +113,27 @@ result<std::optional<task>> task_board::archived_merge_titled(std::string_view t
   return options_.archive->find_title(title_key(title), task_state::merged);
 }
 
+result<void> task_board::verify_archive() {
+  if (!options_.archive) return {};
+  auto recorded = store_.get(archive_key());
+  if (!recorded) return recorded.error();
+  if (!*recorded) return {};
+  auto id = options_.archive->identity();
+  if (!id) return id.error();
+  if (*id == (*recorded)->value) return {};
+  return fail(error::corrupt,
+              fmt::format("board: the archive {} is not the one this board moved its finished tasks to ({} is {}, "
+                          "the board's was {}): it was deleted or replaced, and the tasks it held (merged work the "
+                          "planners must not redo) are gone from view. Restore it from a backup",
+                          options_.archive->where(), options_.archive->where(), id->empty() ? "missing" : *id,
+                          (*recorded)->value));
+}
+
 result<std::size_t> task_board::archive_finished(std::size_t keep) {
   if (!options_.archive) return std::size_t{0};
+  if (auto ok = verify_archive(); !ok) return ok.error();
+  auto identity = options_.archive->identity();
+  if (!identity) return identity.error();
   auto r = store_.range(options_.prefix + "task/");
   if (!r) return r.error();
   struct finished {
@@ -148,6 +167,7 @@ result<std::size_t> task_board::archive_finished(std::size_t keep) {
       store::txn x;
       x.if_version(done[i].key, done[i].version);  // unless it moved on meanwhile (a revert)
       x.erase(done[i].key);
+      x.put(archive_key(), *identity);  // which archive holds what left the board
       if (auto marker = store_.get(dependents_key(done[i].t.id)); marker && *marker) x.erase(dependents_key(done[i].t.id));
       auto c = store_.commit(x);
       if (!c) return c.error();

@@ -32,21 +32,6 @@ bool is_open(board::task_state s) {
   return s == proposed || s == ready || s == claimed || s == submitted;
 }
 
-std::string normal_title(std::string_view t) {
-  std::string out;
-  bool space = false;
-  for (char c : t) {
-    if (std::isspace(static_cast<unsigned char>(c))) {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
 std::string slug(std::string_view title) {
   std::string out;
   for (char c : title) {
@@ -379,6 +364,11 @@ struct planner::state : std::enable_shared_from_this<state> {
                                 report_summary(t.result));
     }
     s += "\n# Open tasks\n" + (open.empty() ? std::string("(none)\n") : open);
+    std::size_t archived = 0;  // merged long ago: in the board's archive, not in this list
+    if (board.options().archive)
+      if (auto n = board.options().archive->count(board::task_state::merged)) archived = *n;
+    std::size_t unlisted = (n_merged > 60 ? n_merged - 60 : 0) + archived;
+    if (unlisted > 0) merged += fmt::format("(and {} merged earlier, not listed)\n", unlisted);
     s += "\n# Merged tasks\n" + (merged.empty() ? std::string("(none)\n") : merged);
     if (!troubled.empty())
       s += "\n# Rejected, failed, abandoned and reverted tasks (with what went wrong; a reverted task's work was "
@@ -440,6 +430,20 @@ struct planner::state : std::enable_shared_from_this<state> {
     }
   }
 
+  // Why a proposal repeats archived work (empty when it does not): its id,
+  // or its title, is an archived task's.
+  result<std::string> archived(const board::task& p) {
+    auto by_id = board.get(p.id);  // the board's own are in known_ids: this finds an archived one
+    if (!by_id) return by_id.error();
+    if (*by_id)
+      return fmt::format("'{}': a task with this id exists ({}, archived)", p.id.str(), to_string((*by_id)->state));
+    auto by_title = board.archived_merge_titled(p.title);
+    if (!by_title) return by_title.error();
+    if (*by_title)
+      return fmt::format("'{}': duplicates merged task '{}' ('{}', archived)", p.id.str(), (*by_title)->id.str(), p.title);
+    return std::string();
+  }
+
   asio::awaitable<result<plan_report>> run() {
     plan_report rep;
     auto tasks = co_await offload(o.blocking, [&] { return board.list(); });
@@ -449,7 +453,7 @@ struct planner::state : std::enable_shared_from_this<state> {
     std::size_t open = 0;
     for (const auto& t : *tasks) {
       known_ids.insert(t.id.str());
-      if (is_open(t.state) || t.state == board::task_state::merged) open_titles.insert(normal_title(t.title));
+      if (is_open(t.state) || t.state == board::task_state::merged) open_titles.insert(board::title_key(t.title));
       if (is_open(t.state) && mine(t)) ++open;
     }
 
@@ -491,10 +495,20 @@ struct planner::state : std::enable_shared_from_this<state> {
         }
         // A child that is a task the board has (open or merged, by its
         // title) would do that work twice: dropped, whatever its id.
-        if (open_titles.count(normal_title(c.title))) {
+        if (open_titles.count(board::title_key(c.title))) {
           rep.dropped.push_back(fmt::format("split of '{}': '{}': the board has a task titled '{}' already", t.id.str(),
                                             c.id.str(), c.title));
           continue;
+        }
+        if (board.options().archive) {
+          auto done = co_await offload(o.blocking, [&] { return board.archived_merge_titled(c.title); });
+          if (!done || *done) {
+            rep.dropped.push_back(done ? fmt::format("split of '{}': '{}': merged task '{}' (archived) did that already",
+                                                     t.id.str(), c.id.str(), (*done)->id.str())
+                                       : fmt::format("split of '{}': '{}': {}", t.id.str(), c.id.str(),
+                                                     done.error().message()));
+            continue;
+          }
         }
         std::string base = c.id.str();
         for (int i = 2; ids.count(c.id.str()); ++i) c.id = task_id(fmt::format("{}-{}", base, i));
@@ -502,7 +516,7 @@ struct planner::state : std::enable_shared_from_this<state> {
         std::erase_if(c.dependencies, [&](const task_id& d) { return !ids.count(d.str()) || d == t.id; });
         if (c.subsystem.empty()) c.subsystem = t.subsystem;
         c.priority = t.priority;
-        open_titles.insert(normal_title(c.title));  // (and no two children alike)
+        open_titles.insert(board::title_key(c.title));  // (and no two children alike)
         kids.push_back(std::move(c));
       }
       if (kids.empty()) {
@@ -517,7 +531,7 @@ struct planner::state : std::enable_shared_from_this<state> {
       rep.split.push_back(t.id);
       for (const auto& k : *r) {
         known_ids.insert(k.id.str());
-        open_titles.insert(normal_title(k.title));
+        open_titles.insert(board::title_key(k.title));
         rep.proposed.push_back(k.id);
         ++open;
       }
@@ -541,9 +555,17 @@ struct planner::state : std::enable_shared_from_this<state> {
           rep.dropped.push_back(fmt::format("'{}': a task with this id exists", p.id.str()));
           continue;
         }
-        if (open_titles.count(normal_title(p.title))) {
+        if (open_titles.count(board::title_key(p.title))) {
           rep.dropped.push_back(fmt::format("'{}': duplicates an open or merged task ('{}')", p.id.str(), p.title));
           continue;
+        }
+        if (board.options().archive) {
+          // Finished long ago and archived: neither on the board nor in its snapshot.
+          auto seen = co_await offload(o.blocking, [&] { return archived(p); });
+          if (!seen || !seen->empty()) {
+            rep.dropped.push_back(seen ? *seen : fmt::format("'{}': {}", p.id.str(), seen.error().message()));
+            continue;
+          }
         }
         for (const auto& d : p.dependencies)
           if (!known_ids.count(d.str()) && !batch.count(d.str()))
@@ -556,7 +578,7 @@ struct planner::state : std::enable_shared_from_this<state> {
           continue;
         }
         known_ids.insert(p.id.str());
-        open_titles.insert(normal_title(p.title));
+        open_titles.insert(board::title_key(p.title));
         rep.proposed.push_back(p.id);
         ++added;
         ++open;

@@ -283,6 +283,7 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
     reader pr(pl->as_object(), "planning.");
     AGENTCORE_CHECK(pr.count("max_open_tasks", c.max_open_tasks, 1, 1'000'000));
     AGENTCORE_CHECK(pr.count("max_new_tasks", c.max_new_tasks, 1, 10'000));
+    AGENTCORE_CHECK(pr.count("keep_finished", c.keep_finished, 0, 1'000'000'000));
     std::string when;
     AGENTCORE_CHECK(pr.str("when", when));
     if (when == "finished" || when.empty()) c.plan_when = swarm_config::plan_schedule::finished;
@@ -387,7 +388,8 @@ json::value to_json_value(const swarm_config& c) {
       {"planning",
        {{"max_open_tasks", c.max_open_tasks},
         {"max_new_tasks", c.max_new_tasks},
-        {"when", c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished"}}},
+        {"when", c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished"},
+        {"keep_finished", c.keep_finished}}},
       {"judge",
        {{"merges_per_cycle", c.merges_per_cycle},
         {"cycle_seconds", c.cycle_time.count()},
@@ -495,10 +497,12 @@ std::string commented_config(const swarm_config& c) {
   s += "  // Subsystems get sub-planners scoped to their paths: [{\"name\", \"paths\", \"description\", \"model\"}].\n";
   s += fmt::format("  \"subsystems\": {},\n", json::serialize(to_json_value(c).as_object().at("subsystems")));
   s += "  // Planners propose nothing while this many tasks are open, and at most max_new_tasks a round; they plan\n"
-       "  // when tasks finish (\"finished\") or in waves, when nothing is open (\"drained\": replays need this).\n";
-  s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}, \"when\": \"{}\"}},\n",
+       "  // when tasks finish (\"finished\") or in waves, when nothing is open (\"drained\": replays need this).\n"
+       "  // Finished tasks beyond the newest keep_finished move to the store's archive.\n";
+  s += fmt::format("  \"planning\": {{\"max_open_tasks\": {}, \"max_new_tasks\": {}, \"when\": \"{}\", "
+                   "\"keep_finished\": {}}},\n",
                    c.max_open_tasks, c.max_new_tasks,
-                   c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished");
+                   c.plan_when == swarm_config::plan_schedule::drained ? "drained" : "finished", c.keep_finished);
   s += "  // The judge closes a cycle after this many merges or seconds; max_cycles 0 runs until the goal is met.\n"
        "  // It restarts planning after restart_stalls stalls in a cycle, and when converge_cycles cycles in a row\n"
        "  // merged work with heavy churn but no more goal checks passing (stopping if that recurs after the restart).\n";

@@ -98,6 +98,15 @@ result<std::unique_ptr<store::store>> open_store(const std::string& uri, store_o
                           uri));
 }
 
+result<std::shared_ptr<board::task_archive>> open_archive(const std::string& uri, store::store& s,
+                                                          store_open_options options) {
+  if (uri.starts_with("file:"))
+    return board::open_sqlite_archive(std::filesystem::path(uri.substr(5)) / "archive.sqlite",
+                                      {.read_only = options.read_only});
+  if (uri.starts_with("etcd://") || uri.starts_with("etcds://")) return board::make_store_archive(s, "board/archive/");
+  return std::shared_ptr<board::task_archive>();
+}
+
 void tag_invoke(json::value_from_tag, json::value& v, const swarm_event& e) {
   v = {{"what", e.what}, {"detail", e.detail}};
 }
@@ -172,6 +181,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
   git::oid cycle_tip;  // with a remote: the shared branch at the cycle's start (zero: not read yet)
   bool branch_moved = false;  // since cycle_tip
   std::chrono::steady_clock::time_point last_fetch{};
+  std::chrono::steady_clock::time_point last_archive{};
   static constexpr const char* run_key = "swarm/run";  // {"state": "running" | "finished", "reason"}
 
   // Prices and budgets. Every model call is priced (its agent.turn event
@@ -628,6 +638,13 @@ struct swarm::state : std::enable_shared_from_this<state> {
       }
       auto now = judge->current();
       bool activity = now.merged + now.rejected + now.abandoned > 0;
+      // Finished tasks beyond the newest keep_finished leave the board for
+      // the archive (at most every 5 s: each look reads the board).
+      if (board->options().archive && std::chrono::steady_clock::now() - last_archive >= 5s) {
+        last_archive = std::chrono::steady_clock::now();
+        auto moved = co_await offload(blocking.get_executor(), [&] { return board->archive_finished(cfg.keep_finished); });
+        if (!moved) publish("error", "archiving finished tasks: " + moved.error().message());
+      }
       if (!cfg.remote.empty() && std::chrono::steady_clock::now() - last_fetch >= 1s) {
         // Split across processes: the gate may lead elsewhere; the branch here
         // follows the shared one (fetched at most once a second), and its
@@ -696,6 +713,14 @@ struct swarm::state : std::enable_shared_from_this<state> {
       report.tasks_total = all->size();
       for (const auto& t : *all) ++report.tasks_by_state[std::string(to_string(t.state))];
     }
+    if (auto& archive = board->options().archive) {  // and the finished tasks archived
+      for (auto st : {board::task_state::merged, board::task_state::superseded}) {
+        auto n = co_await offload(blocking.get_executor(), [&] { return archive->count(st); });
+        if (!n || *n == 0) continue;
+        report.tasks_total += *n;
+        report.tasks_by_state[std::string(to_string(st))] += *n;
+      }
+    }
     for (const auto& j : report.judgements) {
       report.merged += j.figures.merged;
       report.rejected += j.figures.rejected;
@@ -761,7 +786,10 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   s->store = std::move(*st);
   if (auto* fst = dynamic_cast<store::file_store*>(s->store.get()))
     if (auto e = check_store_identity(*repo, *fst)) return e;
-  s->board.emplace(*s->store, board::board_options{.events = s->bus});
+  auto archive = open_archive(c.store, *s->store);
+  if (!archive) return archive.error();
+  s->board.emplace(*s->store, board::board_options{.events = s->bus, .archive = *archive});
+  if (auto ok = s->board->verify_archive(); !ok) return ok.error();
   auto pool = git::worktree_pool::open(c.repository, {.root = c.worktrees, .slots = c.slots});
   if (!pool) return pool.error();
   s->pool = std::move(*pool);

@@ -663,3 +663,52 @@ TEST_CASE("runtime.swarm.a_judge_restart_changes_what_the_next_cycle_does") {
   for (const auto& n : slow->notes) ended = ended || n.text.find("ended by the judge's restart") != std::string::npos;
   CHECK(ended);
 }
+
+// Finished tasks leave the board for the store's archive (a SQLite file next
+// to a file store's segments) and are not done again: a restarted run whose
+// planner proposes the same work finds it there; the report counts them; a
+// deleted archive is an error that names it, not work silently redone.
+TEST_CASE("runtime.swarm.finished_tasks_are_archived_and_not_redone") {
+  swarm_fixture f;
+  auto cfg = f.config();
+  auto dir = f.work.path() / "store";
+  cfg.store = "file:" + dir.string();
+  cfg.keep_finished = 0;
+  auto run_once = [&] {
+    auto planner = two_task_planner();  // proposes a and b at its first turn, each run
+    auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                            return role == "planner" ? std::shared_ptr<model::client>(planner)
+                                                                     : std::shared_ptr<model::client>(file_writer());
+                                          }});
+    REQUIRE_MESSAGE(s.has_value(), s.error().message());
+    auto run = run_bounded(**s, 120s);
+    INFO(run.log);
+    REQUIRE_MESSAGE(run.report.has_value(), run.report.error().message());
+    CHECK_FALSE(run.cut_off);
+    CHECK(run.report->goal_met);
+    CHECK(run.report->tasks_by_state["merged"] == 2);
+    CHECK(run.report->tasks_total == 2);
+    return planner->requests().size();
+  };
+  run_once();
+  auto main_after_first = f.repo.resolve("refs/heads/main").value();
+  run_once();  // archives a and b as it starts; the planner's a and b are dropped
+  CHECK(f.repo.resolve("refs/heads/main").value() == main_after_first);  // nothing merged again
+  {
+    auto st = runtime::open_store(cfg.store, {.read_only = true}).value();
+    CHECK(st->range("board/task/").value().kvs.empty());  // off the board
+    auto archive = runtime::open_archive(cfg.store, *st, {.read_only = true}).value();
+    REQUIRE(archive);
+    CHECK(archive->count(board::task_state::merged).value() == 2);
+    board::task_board b(*st, {.archive = archive});
+    CHECK(b.get(task_id{"a"}).value().value().state == board::task_state::merged);
+  }
+  // The archive deleted: the next run refuses to start, naming it.
+  std::filesystem::remove(dir / "archive.sqlite");
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view) -> std::shared_ptr<model::client> {
+                                          return file_writer();
+                                        }});
+  REQUIRE_FALSE(s.has_value());
+  CHECK(s.error().message().find("archive.sqlite") != std::string::npos);
+  CHECK(s.error().message().find("deleted or replaced") != std::string::npos);
+}

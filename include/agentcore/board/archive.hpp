@@ -56,6 +56,11 @@ public:
   virtual result<void> remove(const task_id& id) = 0;
   /// Where it is, for messages: a file name, or "store prefix '...'".
   virtual std::string where() const = 0;
+  /// What this archive is, made at random when it was created: the board
+  /// records it with the first task it archives, so an archive deleted or
+  /// replaced later is an error, not work silently forgotten (and done again).
+  /// Empty for a read-only archive that does not exist.
+  virtual result<std::string> identity() = 0;
 };
 
 struct sqlite_archive_options {

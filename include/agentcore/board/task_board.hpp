@@ -129,6 +129,11 @@ public:
   /// (durably) before it leaves the store, and one that moved on meanwhile
   /// (reverted) stays. Returns how many moved; 0 without an archive.
   result<std::size_t> archive_finished(std::size_t keep);
+  /// Checks that the archive is the one this board archived into (the board
+  /// records its identity with the first task it moves): one deleted or
+  /// replaced since is an error that names it, so its tasks are not silently
+  /// forgotten and done again. Fine without an archive, or before the first move.
+  result<void> verify_archive();
   /// Watches the task keys; decode events with task_from_json(kv.value).
   result<std::unique_ptr<store::watcher>> watch(store::revision from);
 
@@ -165,6 +170,7 @@ private:
   error_info compare_dependents(store::txn& x, const task_id& id);
   /// Rewritten whenever a dependent is added to `dep`: finish and split compare it.
   std::string dependents_key(const task_id& dep) const { return options_.prefix + "dependents/" + dep.str(); }
+  std::string archive_key() const { return options_.prefix + "archive_identity"; }
   void publish(const task_id& id, task_state from, task_state to, const std::optional<worker_id>& w, store::revision rev,
                bool created = false);
   /// Shared by release/submit/abandon: the worker must still hold the claim.

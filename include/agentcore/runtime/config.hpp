@@ -19,7 +19,7 @@
 //    "ceiling":{ the most a planner's contract may get (contract/ceiling.hpp): allowed, forbidden and
 //               protected paths, limits, permissions },
 //    "subsystems":[{"name":"parser", "paths":["src/parser/**"], "description":"...", "model":""}],
-//    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained"},
+//    "planning":{"max_open_tasks":32, "max_new_tasks":8, "when":"finished" | "drained", "keep_finished":1000},
 //    "judge":{"merges_per_cycle":10, "cycle_seconds":0, "max_cycles":0, "review":false, "restart_stalls":3,
 //             "converge_cycles":4},
 //    "budgets":{"run":{"tokens":N, "cost":X}, "roles":{"planner":{...}, "worker":{...}, "judge":{...}},
@@ -94,6 +94,10 @@ struct swarm_config {
   /// second, and when a worker is idle) or `drained` (in waves: only when no
   /// task is open; each wave is a judge's cycle; deterministic, for replays).
   enum class plan_schedule { finished, drained } plan_when = plan_schedule::finished;
+  /// Finished tasks (merged, superseded) kept on the board; older ones move to
+  /// the store's archive (runtime::open_archive), so the board, a file store's
+  /// memory and each planning round stay the size of the recent work.
+  std::size_t keep_finished = 1000;
   std::size_t merges_per_cycle = 10;
   std::chrono::seconds cycle_time{0};
   std::size_t max_cycles = 0;  ///< 0: until the goal is met or nothing is left

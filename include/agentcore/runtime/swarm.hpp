@@ -116,5 +116,10 @@ struct store_open_options {
 };
 /// Opens the store a configuration names ("memory:", "file:DIR", "etcd://HOST:PORT[,...]/PREFIX").
 result<std::unique_ptr<store::store>> open_store(const std::string& uri, store_open_options options = {});
+/// The archive of finished tasks that goes with that store (board/archive.hpp):
+/// for "file:DIR" the SQLite file DIR/archive.sqlite, for etcd the store
+/// itself under "board/archive/", for "memory:" none (null: nothing to gain).
+result<std::shared_ptr<board::task_archive>> open_archive(const std::string& uri, store::store& s,
+                                                          store_open_options options = {});
 
 }  // namespace agentcore::runtime
