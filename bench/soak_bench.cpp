@@ -50,6 +50,17 @@ std::size_t rss_kib() {
   return 0;
 }
 
+// Where task t<n> writes: one of 1000 files (ten directories of a hundred),
+// task n rewriting the file task n-1000 wrote. The repository then stays the
+// same size however many tasks run (a growing tree would grow every slot's
+// index and every merge's trees), so the RSS figure shows what the library
+// keeps per task; tasks n and n+1000 are never in flight together (at most
+// max_open_tasks are), so no two changes in flight touch one file.
+std::string task_file(std::string_view task) {
+  auto n = std::strtoull(std::string(task.substr(task.starts_with('t') ? 1 : 0)).c_str(), nullptr, 10) % 1000;
+  return fmt::format("tasks/{}/f{:03}.txt", n / 100, n);
+}
+
 // Answers at once: the planner proposes tasks t<first>.. up to `total`, as
 // many as it is asked for; a worker writes its task's file, then finishes.
 // Tasks already on the board (a resumed run) are proposed again by id and
@@ -72,12 +83,12 @@ protected:
       std::string tasks;
       std::lock_guard lock(m_);
       for (std::size_t i = 0; i < asked && next_ < total_; ++i, ++next_)
-        tasks += fmt::format(R"({}{{"id":"t{}","title":"Task {}","description":"write tasks/t{}.txt"}})",
-                             tasks.empty() ? "" : ",", next_, next_, next_);
+        tasks += fmt::format(R"({}{{"id":"t{}","title":"Task {}","description":"write {}"}})",
+                             tasks.empty() ? "" : ",", next_, next_, task_file(fmt::format("t{}", next_)));
       r.message = model::assistant("{\"tasks\":[" + tasks + "]}");
     } else if (req.messages.size() == 1) {
       r.message.parts.push_back(model::tool_call{
-          "1", "write_file", fmt::format(R"({{"path":"tasks/{}.txt","content":"done\n"}})", req.tags.task)});
+          "1", "write_file", fmt::format(R"({{"path":"{}","content":"done by {}\n"}})", task_file(req.tags.task), req.tags.task)});
     } else {
       r.message.parts.push_back(model::tool_call{"2", "finish", R"({"summary":"done"})"});
     }
@@ -256,7 +267,7 @@ trial_figures kill_and_resume(const fs::path& dir, std::size_t trials, std::size
     }
     std::size_t lost = 0, twice = 0;
     for (std::size_t i = 0; i < total; ++i) {
-      auto it = landed.find(fmt::format("tasks/t{}.txt", i));
+      auto it = landed.find(task_file(fmt::format("t{}", i)));
       if (it == landed.end()) ++lost;
       else if (it->second > 1) ++twice;
     }
