@@ -76,7 +76,7 @@ result<pid_t> spawn_command(const std::filesystem::path& program, const std::vec
     }
   } close_lifted{lifted};
   for (int* fd : {&fds.in, &fds.out, &fds.err, &fds.keep[0], &fds.keep[1]})
-    if (!lift(*fd)) return fail(error::io_error, fmt::format("gate: cannot start {}: dup: {}", program.string(), std::strerror(errno)));
+    if (!lift(*fd)) return fail(error::io_error, fmt::format("{}: dup: {}", program.string(), std::strerror(errno)));
 
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -115,8 +115,7 @@ result<pid_t> spawn_command(const std::filesystem::path& program, const std::vec
   step(::posix_spawnattr_setsigdefault(&attr, &defaults));
   step(::posix_spawnattr_setpgroup(&attr, 0));
   step(::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
-  if (rc != 0)
-    return fail(error::io_error, fmt::format("gate: cannot start {}: {}", program.string(), std::strerror(rc)));
+  if (rc != 0) return fail(error::io_error, fmt::format("{}: spawn attributes: {}", program.string(), std::strerror(rc)));
 
   std::vector<char*> argv, envp;
   std::string arg0 = program.string();
@@ -127,8 +126,7 @@ result<pid_t> spawn_command(const std::filesystem::path& program, const std::vec
   envp.push_back(nullptr);
   pid_t pid = -1;
   rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, argv.data(), envp.data());
-  if (rc != 0)
-    return fail(error::io_error, fmt::format("gate: cannot start {}: {}", program.string(), std::strerror(rc)));
+  if (rc != 0) return fail(error::io_error, fmt::format("{}: {}", program.string(), std::strerror(rc)));
   return pid;
 }
 

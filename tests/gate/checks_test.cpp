@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+#include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 using namespace agentcore;
@@ -324,4 +326,46 @@ TEST_CASE("gate.checks.stale_pids_cgroups_of_dead_hosts_are_removed") {
   CHECK_FALSE(std::filesystem::exists(stale));
   CHECK(std::filesystem::exists(alive));
   std::filesystem::remove(alive);
+}
+
+// A command inherits nothing of the host's but what it is given: no open
+// descriptor (a host file opened without O_CLOEXEC), no ignored or blocked
+// signal (an asio host ignores SIGPIPE: `cmd | head` must still end cmd);
+// a program that cannot be started is an error that names it.
+TEST_CASE("gate.checks.a_command_inherits_no_descriptor_or_signal_state_of_the_host") {
+  test::temp_dir dir("check");
+  int leaked = ::open((dir / "host-secret").c_str(), O_WRONLY | O_CREAT, 0600);  // no O_CLOEXEC
+  REQUIRE(leaked >= 0);
+  auto old_pipe = ::signal(SIGPIPE, SIG_IGN);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  for (auto mode : {gate::sandbox_mode::required, gate::sandbox_mode::unconfined_host_access}) {
+    CAPTURE(static_cast<int>(mode));
+    gate::check_options o{.working_directory = dir.path()};
+    o.sandbox.mode = mode;
+    if (mode == gate::sandbox_mode::required && !test::sandbox_or_skip()) continue;
+    auto r = run("ls /proc/$$/fd | tr '\\n' ' '; echo; grep -E '^Sig(Ign|Blk)' /proc/$$/status", o);
+    INFO(r.log);
+    CHECK(r.passed());
+    CHECK(r.log.find("0 1 2 \n") == 0);  // its streams, and nothing of the host's
+    // SIGPIPE is signal 13 (bit 0x1000), SIGTERM 15 (0x4000): neither ignored nor blocked.
+    for (const char* line : {"SigBlk:", "SigIgn:"}) {
+      auto at = r.log.find(line);
+      REQUIRE(at != std::string::npos);
+      auto mask = std::strtoull(r.log.c_str() + at + 7, nullptr, 16);
+      CHECK_MESSAGE((mask & 0x1000) == 0, line << " has SIGPIPE");
+      CHECK_MESSAGE((mask & 0x4000) == 0, line << " has SIGTERM");
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::signal(SIGPIPE, old_pipe);
+  ::close(leaked);
+  gate::check_options o{.working_directory = dir.path(), .shell = "/nonexistent/agentcore-sh"};
+  o.sandbox.mode = gate::sandbox_mode::unconfined_host_access;
+  auto missing = gate::run_check("true", o);
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().message().find("/nonexistent/agentcore-sh") != std::string::npos);
+  CHECK(missing.error().message().find("No such file") != std::string::npos);
 }
