@@ -10,10 +10,10 @@
 # env: AGENTCORE_CRASH_TRIALS  trials (default 4; the full test is 30)
 set -euo pipefail
 # Runs only when asked for (ctest reports it skipped otherwise): scripts/test.sh
-# asks for 6 trials in the release tree. Under ASan a forked child of the
-# threaded host was seen spinning before exec (Boost.Process allocated
-# between fork and exec); commands now start with posix_spawn, and the ASan
-# tree runs it once that has been seen to pass there.
+# asks for 6 trials in the release tree. (Under ASan a forked child of the
+# threaded host was seen spinning before exec, when commands started through
+# Boost.Process; they start with posix_spawn now, and 4 trials under ASan
+# pass here; the ASan tree does not run it, to keep CI within its time.)
 if [[ -z ${AGENTCORE_CRASH_TRIALS:-} && -z ${AGENTCORE_RESUME_TESTS:-} ]]; then
   echo "crash_test: skipped: set AGENTCORE_RESUME_TESTS=1 (or AGENTCORE_CRASH_TRIALS=N) to run it"
   exit 77
@@ -113,20 +113,31 @@ started=$SECONDS
 for trial in $(seq 1 "$trials"); do
   kind=${kinds[$(((trial - 1) % ${#kinds[@]}))]}
   dir="$work/trial$trial"
-  setup
-  root=$(git -C "$dir/repo" rev-parse refs/heads/main)
-  (cd "$dir" && exec "$agentcore" run --config agentcore.json >first.out 2>&1) &
-  run_pid=$!
-  case $kind in
-    # A whole run takes 1.5 to 2 s here (more under a sanitizer).
-    random) sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.05 + (r / 32767) * 1.3 }')" ;;
-    submitted) wait_until 60 bash -c "$(declare -f some_submitted ran_out); agentcore=$agentcore dir=$dir run_pid=$run_pid; some_submitted || ran_out" || true ;;
-    landing)
-      wait_until 60 bash -c "$(declare -f main_moved ran_out); dir=$dir root=$root run_pid=$run_pid; main_moved || ran_out" || true
-      sleep "0.0$((RANDOM % 3))" ;;
-    claiming) wait_until 60 bash -c "$(declare -f claims_at_least); dir=$dir; claims_at_least $((2 + RANDOM % 4))" || true ;;
-  esac
-  ran_out && fail "the first run ended before it was killed: $(tail -n 5 "$dir/first.out")"
+  # A run can end before the moment it was to be killed at comes, or before
+  # a poll of `agentcore status` sees it (a task is `submitted` for a moment
+  # only, and a sanitizer makes each poll slow): the trial is started again,
+  # at most three times, and only then is that a failure.
+  for start in 1 2 3; do
+    rm -rf "$dir"
+    setup
+    root=$(git -C "$dir/repo" rev-parse refs/heads/main)
+    (cd "$dir" && exec "$agentcore" run --config agentcore.json >first.out 2>&1) &
+    run_pid=$!
+    case $kind in
+      # A whole run takes 1.5 to 2 s here (more under a sanitizer).
+      random) sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.05 + (r / 32767) * 1.3 }')" ;;
+      submitted) wait_until 60 bash -c "$(declare -f some_submitted ran_out); agentcore=$agentcore dir=$dir run_pid=$run_pid; some_submitted || ran_out" || true ;;
+      landing)
+        wait_until 60 bash -c "$(declare -f main_moved ran_out); dir=$dir root=$root run_pid=$run_pid; main_moved || ran_out" || true
+        sleep "0.0$((RANDOM % 3))" ;;
+      claiming) wait_until 60 bash -c "$(declare -f claims_at_least); dir=$dir; claims_at_least $((2 + RANDOM % 4))" || true ;;
+    esac
+    ran_out || break
+    wait "$run_pid" 2>/dev/null || true
+    run_pid=
+    ((start < 3)) || fail "the first run ended before it was killed, three times: $(tail -n 5 "$dir/first.out")"
+    say "trial $trial ($kind): the run ended before the moment came; starting it again"
+  done
   kill -9 "$run_pid"
   wait "$run_pid" 2>/dev/null || true
   run_pid=
