@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/resource.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -633,6 +634,21 @@ result<check_result> run_check(std::string_view command, const check_options& op
     return fail(error::io_error, fmt::format("gate: cannot start '{}': {}", command, spawned.error().message()));
   pid_t group = *spawned;
   bp::process proc(ctx.get_executor(), group);
+  // The sandbox's first process is its pid namespace's init, which ends only
+  // once every process in the namespace is gone: run_check waits for it
+  // (a pidfd; up to 5 s), so that no process of the command outlives it,
+  // whether or not a pids cgroup could be made (unprivileged hosts).
+  struct pidfd_holder {
+    int fd = -1;
+    ~pidfd_holder() {
+      if (fd >= 0) ::close(fd);
+    }
+    void wait_gone() {
+      if (fd < 0) return;
+      struct pollfd p{fd, POLLIN, 0};
+      ::poll(&p, 1, 5000);
+    }
+  } sandbox_init;
   auto kill_group = [&] {
     if (group > 0) ::kill(-group, SIGKILL);
   };
@@ -652,6 +668,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
     // Until the limits are set, the sandbox waits; a bubblewrap that ends
     // before saying its first process has its error in the log.
     if (pid_t first = read_child_pid(info.r, std::chrono::seconds(10)); first > 0) {
+      sandbox_init.fd = static_cast<int>(::syscall(SYS_pidfd_open, first, 0));
       struct rlimit nproc{options.sandbox.max_processes, options.sandbox.max_processes};
       struct rlimit fsize{options.sandbox.max_file_bytes, options.sandbox.max_file_bytes};
       if (!join_cgroup(cgroup.procs(), first) || ::prlimit(first, RLIMIT_NPROC, &nproc, nullptr) != 0 ||
@@ -769,6 +786,7 @@ result<check_result> run_check(std::string_view command, const check_options& op
     });
   });
   ctx.run();
+  sandbox_init.wait_gone();
   // A command that wrote past a bound between two looks, or just before it
   // ended, is over it all the same.
   if (bounded && out.limit_exceeded.empty()) out.limit_exceeded = over_bounds(usage_now());
