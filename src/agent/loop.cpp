@@ -12,6 +12,7 @@
 #include <boost/json/value_from.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 
 #include <fmt/format.h>
 
@@ -420,6 +421,8 @@ agent_loop::agent_loop(model::client& model, agent::workspace& ws, std::vector<s
 
 agent_loop::~agent_loop() = default;
 
+asio::any_io_executor agent_loop::get_executor() const { return state_->o.executor; }
+
 void agent_loop::stop() {
   std::lock_guard lock(state_->wake_mutex);
   state_->stop_flag = true;
@@ -447,22 +450,14 @@ void agent_loop::start(std::vector<model::message> conversation, asio::any_compl
     return;
   }
   if (conversation.empty()) conversation.push_back(model::user(""));
-  asio::co_spawn(s->strand, s->run(std::move(conversation)),
-                 [s, h = std::move(handler)](std::exception_ptr e, outcome out) mutable {
-                   if (e) {
-                     out = outcome{};
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& x) {
-                       out.error = fail(agentcore::error::io_error, fmt::format("agent: the loop failed: {}", x.what()));
-                     } catch (...) {
-                       out.error = fail(agentcore::error::io_error, "agent: the loop failed with an unknown exception");
-                     }
-                     out.summary = out.error.message();
-                     s->publish_outcome(out);
-                   }
-                   agentcore::detail::post_completion(std::move(h), std::move(out));
-                 });
+  detail::spawn_operation(s->strand, s->o.executor, s->run(std::move(conversation)), std::move(handler),
+                          [s](const std::string& what) {
+                            outcome out;
+                            out.error = fail(agentcore::error::io_error, fmt::format("agent: the loop failed: {}", what));
+                            out.summary = out.error.message();
+                            s->publish_outcome(out);
+                            return out;
+                          });
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const turn_event& e) {

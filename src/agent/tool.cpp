@@ -57,8 +57,13 @@ void tool::invoke_guarded(json::object args, tool_context& ctx, asio::any_comple
   // can still be answered, and a second completion is dropped.
   auto slot = std::make_shared<asio::any_completion_handler<tool_signature>>(std::move(handler));
   auto ex = asio::get_associated_executor(*slot);
-  auto once = [slot](tool_output out) {
+  // Outstanding work on the caller's executor until the answer is posted: a
+  // tool that answers from a thread of its own must not let the caller's
+  // io_context::run() return in between.
+  auto work = std::make_shared<asio::any_completion_executor>(detail::track_work(*slot));
+  auto once = [slot, work](tool_output out) {
     if (*slot) complete(std::move(*slot), std::move(out));
+    *work = asio::any_completion_executor();
   };
   try {
     do_invoke(std::move(args), ctx, asio::any_completion_handler<tool_signature>(asio::bind_executor(ex, once)));

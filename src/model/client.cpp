@@ -24,12 +24,17 @@ void client::chat_guarded(request req, delta_handler on_delta, asio::any_complet
   auto ex = asio::get_associated_executor(*slot);
   auto cancel = asio::get_associated_cancellation_slot(*slot);
   auto mu = std::make_shared<std::mutex>();
-  auto once = [slot, mu](result_type r) {
+  // The caller's executor counts the call as outstanding work until it
+  // completes: a backend that answers from a thread of its own must not let
+  // the caller's io_context::run() return in between.
+  auto work = std::make_shared<asio::any_completion_executor>(detail::track_work(*slot));
+  auto once = [slot, mu, work](result_type r) {
     std::unique_lock lk(*mu);
     if (!*slot) return;  // completed before: a second completion is dropped
     auto h = std::move(*slot);
     lk.unlock();
     complete(std::move(h), std::move(r));
+    *work = asio::any_completion_executor();  // posted: the post is the work now
   };
   auto fail_with = [&](std::string what) {
     once(agentcore::fail(agentcore::error::io_error, fmt::format("model: the client '{}' threw: {}", name(), what)));

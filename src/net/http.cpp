@@ -1,6 +1,7 @@
 #include "net/http.hpp"
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -403,23 +404,13 @@ http_client::~http_client() = default;
 
 void http_client::request(const url& to, http_request req, limits lim, body_sink on_body,
                           asio::any_completion_handler<response_signature> handler) {
-  auto slot = asio::get_associated_cancellation_slot(handler);
   auto self = impl_;
-  asio::co_spawn(
-      self->ex, self->exchange(to, std::move(req), lim, std::move(on_body)),
-      asio::bind_cancellation_slot(
-          slot, [self, h = std::move(handler)](std::exception_ptr e, result<http_response> r) mutable {
-            if (e) {
-              try {
-                std::rethrow_exception(e);
-              } catch (const std::exception& x) {
-                r = fail(agentcore::error::io_error, fmt::format("http: unexpected exception: {}", x.what()));
-              } catch (...) {
-                r = fail(agentcore::error::io_error, "http: unexpected exception");
-              }
-            }
-            agentcore::detail::post_completion(std::move(h), std::move(r));
-          }));
+  agentcore::detail::spawn_operation(
+      self->ex, self->ex, self->exchange(to, std::move(req), lim, std::move(on_body)), std::move(handler),
+      [self](const std::string& what) -> result<http_response> {  // self: the client lives until the completion
+        return fail(agentcore::error::io_error, fmt::format("http: unexpected exception: {}", what));
+      },
+      agentcore::detail::forward_cancellation::yes);
 }
 
 std::size_t http_client::idle_connections() const {

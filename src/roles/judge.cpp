@@ -5,6 +5,7 @@
 #include <agentcore/git/repository.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 #include "detail/offload.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -314,6 +315,7 @@ judge::~judge() {
 
 bool judge::cycle_over() const { return state_->over(); }
 cycle_figures judge::current() const { return state_->snapshot(); }
+asio::any_io_executor judge::get_executor() const { return state_->o.executor; }
 
 void judge::start(asio::any_completion_handler<void(result<judgement>)> handler) {
   auto s = state_;
@@ -322,18 +324,10 @@ void judge::start(asio::any_completion_handler<void(result<judgement>)> handler)
                             result<judgement>(fail(error::invalid_argument, "roles: judge_options::executor is not set")));
     return;
   }
-  asio::co_spawn(s->strand, s->close(), [s, h = std::move(handler)](std::exception_ptr e, result<judgement> r) mutable {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        r = fail(error::io_error, fmt::format("roles: the judge failed: {}", x.what()));
-      } catch (...) {
-        r = fail(error::io_error, "roles: the judge failed");
-      }
-    }
-    detail::post_completion(std::move(h), std::move(r));
-  });
+  detail::spawn_operation(s->strand, s->o.executor, s->close(), std::move(handler),
+                          [](const std::string& what) -> result<judgement> {
+                            return fail(error::io_error, fmt::format("roles: the judge failed: {}", what));
+                          });
 }
 
 }  // namespace agentcore::roles

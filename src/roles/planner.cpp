@@ -4,6 +4,7 @@
 #include <agentcore/git/repository.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 #include "detail/offload.hpp"
 #include "roles/what_happened.hpp"
 
@@ -601,6 +602,7 @@ planner::~planner() = default;
 
 const planner_options& planner::options() const noexcept { return state_->o; }
 result<std::string> planner::snapshot() { return state_->snapshot(); }
+asio::any_io_executor planner::get_executor() const { return state_->o.executor; }
 
 void planner::start(asio::any_completion_handler<void(result<plan_report>)> handler) {
   auto s = state_;
@@ -609,18 +611,10 @@ void planner::start(asio::any_completion_handler<void(result<plan_report>)> hand
                                                     error::invalid_argument, "roles: planner_options::executor is not set")));
     return;
   }
-  asio::co_spawn(s->strand, s->run(), [s, h = std::move(handler)](std::exception_ptr e, result<plan_report> r) mutable {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        r = fail(error::io_error, fmt::format("roles: planner '{}' failed: {}", s->o.name, x.what()));
-      } catch (...) {
-        r = fail(error::io_error, fmt::format("roles: planner '{}' failed", s->o.name));
-      }
-    }
-    detail::post_completion(std::move(h), std::move(r));
-  });
+  detail::spawn_operation(s->strand, s->o.executor, s->run(), std::move(handler),
+                          [s](const std::string& what) -> result<plan_report> {
+                            return fail(error::io_error, fmt::format("roles: planner '{}' failed: {}", s->o.name, what));
+                          });
 }
 
 }  // namespace agentcore::roles

@@ -3,6 +3,7 @@
 #include <agentcore/git/repository.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 #include "detail/offload.hpp"
 #include "roles/what_happened.hpp"
 
@@ -598,6 +599,8 @@ void worker::interrupt(std::string why) {
   state_->current->stop();
 }
 
+asio::any_io_executor worker::get_executor() const { return state_->o.loop.executor; }
+
 void worker::start(asio::any_completion_handler<void(result<work_report>)> handler) {
   auto s = state_;
   if (!s->o.loop.executor || s->o.id.str().empty()) {
@@ -606,19 +609,10 @@ void worker::start(asio::any_completion_handler<void(result<work_report>)> handl
                                                      "roles: worker_options needs an id and loop.executor")));
     return;
   }
-  asio::co_spawn(s->strand, s->run_one(),
-                 [s, h = std::move(handler)](std::exception_ptr e, result<work_report> r) mutable {
-                   if (e) {
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& x) {
-                       r = fail(error::io_error, fmt::format("roles: worker '{}' failed: {}", s->o.id.str(), x.what()));
-                     } catch (...) {
-                       r = fail(error::io_error, fmt::format("roles: worker '{}' failed", s->o.id.str()));
-                     }
-                   }
-                   detail::post_completion(std::move(h), std::move(r));
-                 });
+  detail::spawn_operation(s->strand, s->o.loop.executor, s->run_one(), std::move(handler),
+                          [s](const std::string& what) -> result<work_report> {
+                            return fail(error::io_error, fmt::format("roles: worker '{}' failed: {}", s->o.id.str(), what));
+                          });
 }
 
 }  // namespace agentcore::roles

@@ -12,6 +12,7 @@
 #include <agentcore/store/memory_store.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 #include "detail/offload.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -938,20 +939,14 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   return std::unique_ptr<swarm>(new swarm(std::move(s)));
 }
 
+asio::any_io_executor swarm::get_executor() const { return state_->ex; }
+
 void swarm::start(asio::any_completion_handler<void(result<swarm_report>)> handler) {
   auto s = state_;
-  asio::co_spawn(s->strand, s->run(), [s, h = std::move(handler)](std::exception_ptr e, result<swarm_report> r) mutable {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        r = fail(error::io_error, fmt::format("runtime: the swarm failed: {}", x.what()));
-      } catch (...) {
-        r = fail(error::io_error, "runtime: the swarm failed");
-      }
-    }
-    detail::post_completion(std::move(h), std::move(r));
-  });
+  detail::spawn_operation(s->strand, s->ex, s->run(), std::move(handler),
+                          [](const std::string& what) -> result<swarm_report> {
+                            return fail(error::io_error, fmt::format("runtime: the swarm failed: {}", what));
+                          });
 }
 
 result<swarm_report> swarm::run() {

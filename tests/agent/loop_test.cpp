@@ -5,13 +5,16 @@
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/model/cli.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <future>
+#include <optional>
 #include <set>
+#include <thread>
 
 using namespace agentcore;
 using namespace std::chrono_literals;
@@ -352,4 +355,74 @@ esac
   CHECK(again.summary == "Fixed the greeting.\n");
   CHECK(test::read_text(f.wt / "src/calls") == "2\n");
   CHECK(test::read_text(f.wt / "src/greeting.c") == "int greeting = 2;\n");
+}
+
+namespace {
+namespace asio = boost::asio;
+
+// A model and a tool that answer from threads of their own after a while, as
+// an HTTP client with its own I/O thread or a tool waiting on a service does.
+class threaded_model final : public model::client {
+public:
+  std::string name() const override { return "threaded"; }
+  ~threaded_model() override {
+    for (auto& t : threads_) t.join();
+  }
+
+protected:
+  void do_chat(model::request req, model::delta_handler, asio::any_completion_handler<model::chat_signature> h) override {
+    bool first = req.messages.size() == 1;
+    threads_.emplace_back([first, h = std::move(h)]() mutable {
+      std::this_thread::sleep_for(50ms);
+      std::move(h)(first ? model::result_type(test::calls({{"slow", "{}"}}))
+                         : model::result_type(test::calls({{"finish", R"({"summary":"done"})"}})));
+    });
+  }
+
+private:
+  std::vector<std::thread> threads_;
+};
+
+class slow_tool final : public agent::tool {
+public:
+  slow_tool() : tool({.name = "slow", .description = "answers after a while", .parameters = {{"type", "object"}}}) {}
+  ~slow_tool() override {
+    for (auto& t : threads_) t.join();
+  }
+
+protected:
+  void do_invoke(json::object, agent::tool_context&, asio::any_completion_handler<agent::tool_signature> h) override {
+    threads_.emplace_back([h = std::move(h)]() mutable {
+      std::this_thread::sleep_for(50ms);
+      std::move(h)(agent::tool_output{"slow answer"});
+    });
+  }
+
+private:
+  std::vector<std::thread> threads_;
+};
+}  // namespace
+
+// The host's io_context::run() returns only once the outcome is delivered,
+// even while every part of the loop waits on a thread that is not the
+// host's: the loop, the model call and the tool call count as outstanding
+// work. (The custom-tool example once printed a default outcome, "failed
+// after 0 turns", when run() returned with a model answer still on its way.)
+TEST_CASE("agent.loop.the_host_io_context_runs_until_the_outcome") {
+  test::agent_fixture fx;
+  auto ws = fx.open();
+  threaded_model model;
+  auto tools = agent::standard_tools();
+  tools.push_back(std::make_shared<slow_tool>());
+  for (int round = 0; round < 3; ++round) {
+    boost::asio::io_context io;
+    agent::agent_loop loop(model, ws, tools, {.executor = io.get_executor(), .limits = {.model_turns = 5}});
+    std::optional<agent::outcome> out;
+    loop.async_run("Be slow", [&](agent::outcome o) { out = std::move(o); });
+    io.run();
+    REQUIRE(out);
+    CHECK_MESSAGE(out->kind == agent::outcome_kind::finished, out->summary);
+    CHECK(out->summary == "done");
+    CHECK(out->turns == 2);
+  }
 }

@@ -113,13 +113,17 @@ public:
   agent_loop(const agent_loop&) = delete;
   agent_loop& operator=(const agent_loop&) = delete;
 
+  /// Where a completion handler that has no executor of its own runs (the
+  /// options' executor), as with Asio's I/O objects.
+  asio::any_io_executor get_executor() const;
+
   /// Runs the loop on options.executor; completes once with the outcome
   /// (never an exception).
   template <class CompletionToken>
   auto async_run(std::string task, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(outcome)>(
         [this](auto handler, std::string t) {
-          start({model::user(std::move(t))}, ::agentcore::detail::never_inline(std::move(handler)));
+          start({model::user(std::move(t))}, ::agentcore::detail::never_inline(std::move(handler), get_executor()));
         },
         token, std::move(task));
   }
@@ -131,7 +135,7 @@ public:
   auto async_continue(std::vector<model::message> conversation, std::string message, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(outcome)>(
         [this](auto handler, std::vector<model::message> c, std::string m) {
-          start(continued(std::move(c), std::move(m)), ::agentcore::detail::never_inline(std::move(handler)));
+          start(continued(std::move(c), std::move(m)), ::agentcore::detail::never_inline(std::move(handler), get_executor()));
         },
         token, std::move(conversation), std::move(message));
   }

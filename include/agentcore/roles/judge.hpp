@@ -129,11 +129,15 @@ public:
   /// The figures so far in this cycle (churn is computed at its close).
   cycle_figures current() const;
 
+  /// Where a completion handler that has no executor of its own runs (the
+  /// options' executor), as with Asio's I/O objects.
+  asio::any_io_executor get_executor() const;
+
   /// Closes the cycle: figures, goal checks, review, decision; then starts the next.
   template <class CompletionToken>
   auto async_close_cycle(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<judgement>)>(
-        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler), get_executor())); }, token);
   }
 
   struct state;

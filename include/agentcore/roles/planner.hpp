@@ -103,12 +103,16 @@ public:
   planner(const planner&) = delete;
   planner& operator=(const planner&) = delete;
 
+  /// Where a completion handler that has no executor of its own runs (the
+  /// options' executor), as with Asio's I/O objects.
+  asio::any_io_executor get_executor() const;
+
   /// One round: split what needs splitting, then propose new tasks if the
   /// board has room. An error means the board, repository or model failed.
   template <class CompletionToken>
   auto async_plan(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<plan_report>)>(
-        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler), get_executor())); }, token);
   }
 
   const planner_options& options() const noexcept;

@@ -116,12 +116,16 @@ public:
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
+  /// Where a completion handler that has no executor of its own runs (the
+  /// options' executor), as with Asio's I/O objects.
+  asio::any_io_executor get_executor() const;
+
   /// Claims and works one task; completes with what became of it (idle when
   /// nothing was ready). An error means the board, store or repository failed.
   template <class CompletionToken>
   auto async_run_one(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<work_report>)>(
-        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler), get_executor())); }, token);
   }
 
   /// Stops the task in hand: the agent is stopped and the task released.

@@ -83,12 +83,16 @@ public:
   static result<std::unique_ptr<swarm>> create(swarm_config config, swarm_hooks hooks = {});
   ~swarm();
 
+  /// Where a completion handler that has no executor of its own runs (the
+  /// options' executor), as with Asio's I/O objects.
+  asio::any_io_executor get_executor() const;
+
   /// Runs until the goal is met, nothing is left to do, max_cycles pass, or
   /// stop(). On hooks.executor.
   template <class CompletionToken>
   auto async_run(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(result<swarm_report>)>(
-        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler))); }, token);
+        [this](auto handler) { start(::agentcore::detail::never_inline(std::move(handler), get_executor())); }, token);
   }
   /// Blocks until the run ends, on hooks.executor or on threads of its own.
   result<swarm_report> run();
