@@ -9,6 +9,7 @@
 
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -294,16 +295,79 @@ public:
         auto task = json_field_or<std::string>(j->as_object(), "task", {});
         return {change ? *change : std::string(), task && !task->empty() ? std::optional<task_id>(*task) : std::nullopt};
       }
-    if (options_.board)
-      if (auto merged = options_.board->list(board::task_state::merged))
-        for (const auto& t : *merged)
-          if (t.result.is_object())
-            if (auto* m = t.result.as_object().if_contains("merged_as");
-                m && m->is_string() && m->get_string() == commit.hex()) {
-              auto* c = t.result.as_object().if_contains("change");
-              return {c && c->is_string() ? std::string(c->get_string()) : std::string(), t.id};
-            }
+    // The record was pruned (or the merge is older than the records): the
+    // gate's own merge message names the change and the task.
+    if (auto msg = repo_.commit_message(commit); msg && msg->starts_with("Merge ")) {
+      std::string_view line(*msg);
+      line = line.substr(6, line.find('\n') == std::string_view::npos ? std::string_view::npos : line.find('\n') - 6);
+      auto space = line.find(' ');
+      std::string change(line.substr(0, space));
+      std::optional<task_id> task;
+      if (space != std::string_view::npos) {
+        auto rest = line.substr(space + 1);
+        if (rest.starts_with("(task ") && rest.ends_with(")")) task = task_id(std::string(rest.substr(6, rest.size() - 7)));
+      }
+      if (validate_id(change).empty()) return {change, task};
+    }
     return {};
+  }
+
+  /// What prune() forgets: see merge_gate::prune.
+  result<prune_report> prune(std::size_t keep) {
+    auto all = store_.range(root_ + "verdict/");
+    if (!all) return all.error();
+    auto pending = store_.range(root_ + "board_pending/");
+    if (!pending) return pending.error();
+    std::set<std::string> waited_for;  // changes the board has not heard of, or a worker waits on
+    for (const auto& kv : pending->kvs) waited_for.insert(kv.key.substr(kv.key.rfind('/') + 1));
+    if (options_.board) {
+      auto submitted = options_.board->list(board::task_state::submitted);
+      if (!submitted) return submitted.error();
+      for (const auto& t : *submitted)
+        if (t.result.is_object())
+          if (auto* c = t.result.as_object().if_contains("change"); c && c->is_string())
+            waited_for.insert(std::string(c->get_string()));
+    }
+    struct candidate {
+      const store::key_value* kv;
+      std::optional<git::oid> merged_as;
+    };
+    std::vector<candidate> decided;
+    for (const auto& kv : all->kvs) {
+      auto id = kv.key.substr(root_.size() + 8);
+      if (waited_for.count(id)) continue;
+      auto j = parse_json(kv.value);
+      if (!j) continue;
+      auto v = verdict_from_json(*j);
+      if (!v || v->kind == verdict_kind::queued) continue;
+      decided.push_back({&kv, v->merged_as});
+    }
+    prune_report out;
+    if (decided.size() <= keep) return out;
+    std::sort(decided.begin(), decided.end(),
+              [](const candidate& a, const candidate& b) { return a.kv->mod_revision < b.kv->mod_revision; });
+    decided.resize(decided.size() - keep);  // the oldest
+    constexpr std::size_t chunk = 256;
+    for (std::size_t at = 0; at < decided.size(); at += chunk) {
+      store::txn x;
+      std::size_t verdicts = 0, landed = 0;
+      for (std::size_t i = at; i < std::min(decided.size(), at + chunk); ++i) {
+        // Only as read: a verdict rewritten since (a merge reverted) stays.
+        x.if_version(decided[i].kv->key, decided[i].kv->version);
+        x.erase(decided[i].kv->key);
+        ++verdicts;
+        if (decided[i].merged_as) {
+          x.erase(landed_key(*decided[i].merged_as));
+          ++landed;
+        }
+      }
+      auto r = store_.commit(x);
+      if (!r) return r.error();
+      if (!r->succeeded) continue;  // changed under us: the next prune looks again
+      out.verdicts += verdicts;
+      out.landed += landed;
+    }
+    return out;
   }
 
   struct item {
@@ -466,6 +530,17 @@ public:
         return decide(c, {c.id, verdict_kind::error,
                           fmt::format("base {} is not an ancestor of '{}' ({}); rebase the change onto the branch",
                                       c.base.hex(), options_.branch, tip->value().hex())});
+      if (c.head != c.base) {
+        // Landed before, under this id, and its verdict since pruned: it must
+        // not land twice.
+        auto landed = submit_repo_.is_ancestor(c.head, **tip);
+        if (!landed) return decide(c, {c.id, verdict_kind::error, landed.error().message()});
+        if (*landed)
+          return decide(c, {c.id, verdict_kind::error,
+                            fmt::format("commit {} is already on '{}': the change landed before (its verdict is no "
+                                        "longer kept); make a new commit to change the branch again",
+                                        c.head.hex(), options_.branch)});
+      }
       auto diff = submit_repo_.diff(c.base, c.head);
       if (!diff) return decide(c, {c.id, verdict_kind::error, diff.error().message()});
       d = std::move(*diff);
@@ -1033,6 +1108,8 @@ result<change_verdict> merge_gate::rollback(const git::oid& merged, std::string 
 result<std::optional<change_verdict>> merge_gate::verdict(const std::string& change_id) {
   return impl_->verdict(change_id);
 }
+
+result<prune_report> merge_gate::prune(std::size_t keep) { return impl_->prune(keep); }
 
 result<std::size_t> merge_gate::queued() const {
   auto r = impl_->store_.range(impl_->queue_prefix());

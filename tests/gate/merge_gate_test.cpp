@@ -603,3 +603,72 @@ TEST_CASE("gate.reverts_reach_the_board") {
     CHECK_FALSE(v.checks.back().passed());  // the deep check that caught it, with its output
   }
 }
+
+// A long run's gate forgets what it decided long ago, so the store stays the
+// size of the work in flight; what it forgets never lets a change land twice,
+// and a rollback of a forgotten merge still reaches its task.
+TEST_CASE("gate.prune_forgets_old_decisions_and_nothing_lands_twice") {
+  gate_fixture fx;
+  board::task_board tasks(*fx.store);
+  auto lease = fx.store->grant(std::chrono::seconds(60)).value();
+  auto g = fx.open_gate({.board = &tasks});
+  std::map<std::string, gate::change> changes;
+  auto submit_task = [&](const std::string& id, bool poison) {
+    REQUIRE(tasks.propose({.id = task_id{id}, .title = "task " + id}).has_value());
+    auto t = tasks.claim(worker_id{"w"}, lease).value();
+    REQUIRE(t);
+    REQUIRE(tasks.submit(task_id{id}, worker_id{"w"}).has_value());
+    auto c = fx.make_change(id + "-1", poison);
+    c.task = task_id{id};
+    changes[id] = c;
+    submit_ok(*g, c);
+  };
+  auto keys = [&](const std::string& what) { return fx.store->range("gate/main/" + what + "/").value().kvs.size(); };
+  for (const char* id : {"a", "b", "c", "d"}) {
+    submit_task(id, false);
+    g->run_until_empty().value();
+  }
+  submit_task("bad", true);  // its deep checks fail
+  g->run_until_empty().value();
+  submit_task("e", false);
+  g->run_until_empty().value();
+  submit_task("waiting", false);  // queued, not yet run
+  REQUIRE(keys("verdict") == 7);
+  REQUIRE(keys("landed") == 5);
+  const auto a_merged = g->verdict("a-1").value().value().merged_as.value();
+  const auto tip = fx.main_tip();
+
+  auto p = g->prune(2).value();
+  CHECK(p.verdicts == 4);  // a, b, c, d: the newest two decided (bad, e) and the queued one stay
+  CHECK(p.landed == 4);
+  CHECK(keys("verdict") == 3);
+  CHECK(keys("landed") == 1);
+  CHECK_FALSE(g->verdict("a-1").value());
+  CHECK(g->verdict("bad-1").value().value().kind == gate::verdict_kind::deep_checks_failed);
+  CHECK(g->verdict("waiting-1").value().value().kind == gate::verdict_kind::queued);
+  CHECK(g->prune(2).value().verdicts == 0);  // nothing more to forget
+
+  // Submitted again under its id, a forgotten merged change is refused: it is on the branch.
+  auto again = g->submit(changes["a"]).value();
+  CHECK(again.kind == gate::verdict_kind::error);
+  CHECK_MESSAGE(again.detail.find("is already on 'refs/heads/main'") != std::string::npos, again.detail);
+  CHECK(fx.main_tip() == tip);
+  g->run_until_empty().value();  // lands "waiting" only
+  CHECK(fx.main_has("changes/waiting-1.txt"));
+  std::size_t merges_of_a = 0;
+  for (auto c = std::optional<git::oid>(fx.main_tip()); c;) {
+    auto msg = fx.repo.commit_message(*c).value();
+    if (msg.starts_with("Merge a-1")) ++merges_of_a;
+    auto parents = fx.repo.commit_parents(*c).value();
+    c = parents.empty() ? std::nullopt : std::optional<git::oid>(parents.front());
+  }
+  CHECK(merges_of_a == 1);
+
+  // A rollback of a forgotten merge still moves its task to reverted.
+  REQUIRE(g->rollback(a_merged, "a broke production").value().kind == gate::verdict_kind::queued);
+  g->run_until_empty().value();
+  CHECK_FALSE(fx.main_has("changes/a-1.txt"));
+  auto t = tasks.get(task_id{"a"}).value().value();
+  CHECK(t.state == board::task_state::reverted);
+  CHECK(gate::verdict_from_json(t.result).value().detail.find("a broke production") != std::string::npos);
+}

@@ -138,6 +138,12 @@ struct branch_moved {
   std::vector<std::string> changes;
 };
 
+/// What merge_gate::prune forgot.
+struct prune_report {
+  std::size_t verdicts = 0;  ///< verdict records removed
+  std::size_t landed = 0;    ///< landing records removed with them
+};
+
 class merge_gate {
 public:
   /// Opens the gate for `options.branch` of the repository. The store and the
@@ -162,6 +168,18 @@ public:
 
   result<std::optional<change_verdict>> verdict(const std::string& change_id);
   result<std::size_t> queued() const;
+
+  /// Forgets the records of changes decided long ago, so that the store stays
+  /// the size of the work in flight over a long run: the final verdicts
+  /// beyond the newest `keep` (by when they were decided), with the landing
+  /// record of each merged one. Never a queued change's, one the board has
+  /// not heard of yet, or one a submitted task waits on. Afterwards verdict()
+  /// of a forgotten change is empty; submitting it again is an `error`
+  /// verdict if its commit is on the branch (it never lands twice), else it
+  /// is judged anew; a rollback of its merge still finds its change and task
+  /// (the merge commit's message names them). The runtime calls this as it
+  /// archives finished tasks (swarm_config::keep_finished).
+  result<prune_report> prune(std::size_t keep);
 
   class impl;
 

@@ -96,7 +96,8 @@ struct swarm_config {
   enum class plan_schedule { finished, drained } plan_when = plan_schedule::finished;
   /// Finished tasks (merged, superseded) kept on the board; older ones move to
   /// the store's archive (runtime::open_archive), so the board, a file store's
-  /// memory and each planning round stay the size of the recent work.
+  /// memory and each planning round stay the size of the recent work; the
+  /// gate keeps as many decided changes' records (merge_gate::prune).
   std::size_t keep_finished = 1000;
   std::size_t merges_per_cycle = 10;
   std::chrono::seconds cycle_time{0};
