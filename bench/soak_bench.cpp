@@ -152,15 +152,22 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
     if (n == first) {
       ::malloc_trim(0);
       rss_first = rss_kib();
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB\n", n, seconds_since(t0), rss_first.load());
-    } else if (n % 10000 == 0) {
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB\n", n, seconds_since(t0), rss_kib());
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB\n", n, seconds_since(t0),
+                 rss_first.load(), ::mallinfo2().uordblks / 1024);
+    } else if (n % std::max<std::size_t>(1000, total / 10) == 0) {
+      // The heap in use beside the RSS: growth in both is memory kept, growth
+      // in the RSS alone is the allocator's fragmentation.
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB\n", n, seconds_since(t0), rss_kib(),
+                 ::mallinfo2().uordblks / 1024);
     }
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
     if (e.what == "error") fmt::print(stderr, "  soak: {}\n", e.detail);
   });
   auto r = check(s->run(), "soak: run");
+  // For a heap profiler: end here with the swarm still alive, so that all it
+  // holds shows as not freed (compare the profiles of two run lengths).
+  if (std::getenv("AGENTCORE_SOAK_EXIT_AFTER_RUN")) std::exit(0);
   double secs = seconds_since(t0);
   if (r.tasks_by_state["merged"] != total)
     throw failure(fmt::format("soak: {} of {} tasks merged ({}; {})", r.tasks_by_state["merged"], total, r.reason,

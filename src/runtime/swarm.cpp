@@ -640,11 +640,16 @@ struct swarm::state : std::enable_shared_from_this<state> {
       auto now = judge->current();
       bool activity = now.merged + now.rejected + now.abandoned > 0;
       // Finished tasks beyond the newest keep_finished leave the board for
-      // the archive (at most every 5 s: each look reads the board).
-      if (board->options().archive && std::chrono::steady_clock::now() - last_archive >= 5s) {
+      // the archive, and the gate forgets as many decided changes (at most
+      // every 5 s: each look reads the board and the gate's records).
+      if (std::chrono::steady_clock::now() - last_archive >= 5s) {
         last_archive = std::chrono::steady_clock::now();
-        auto moved = co_await offload(blocking.get_executor(), [&] { return board->archive_finished(cfg.keep_finished); });
-        if (!moved) publish("error", "archiving finished tasks: " + moved.error().message());
+        if (board->options().archive) {
+          auto moved = co_await offload(blocking.get_executor(), [&] { return board->archive_finished(cfg.keep_finished); });
+          if (!moved) publish("error", "archiving finished tasks: " + moved.error().message());
+        }
+        auto pruned = co_await offload(blocking.get_executor(), [&] { return gate->prune(cfg.keep_finished); });
+        if (!pruned) publish("error", "pruning the gate's records: " + pruned.error().message());
       }
       if (!cfg.remote.empty() && std::chrono::steady_clock::now() - last_fetch >= 1s) {
         // Split across processes: the gate may lead elsewhere; the branch here

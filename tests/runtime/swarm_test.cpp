@@ -665,9 +665,9 @@ TEST_CASE("runtime.swarm.a_judge_restart_changes_what_the_next_cycle_does") {
 }
 
 // Finished tasks leave the board for the store's archive (a SQLite file next
-// to a file store's segments) and are not done again: a restarted run whose
-// planner proposes the same work finds it there; the report counts them; a
-// deleted archive is an error that names it, not work silently redone.
+// to a file store's segments), the gate forgets their changes, and they are
+// not done again: a restarted run whose planner proposes the same work finds
+// it there; the report counts them; a deleted archive is an error that names it, not work silently redone.
 TEST_CASE("runtime.swarm.finished_tasks_are_archived_and_not_redone") {
   swarm_fixture f;
   auto cfg = f.config();
@@ -697,6 +697,9 @@ TEST_CASE("runtime.swarm.finished_tasks_are_archived_and_not_redone") {
   {
     auto st = runtime::open_store(cfg.store, {.read_only = true}).value();
     CHECK(st->range("board/task/").value().kvs.empty());  // off the board
+    // and the gate has forgotten their changes (keep_finished of them kept)
+    CHECK(st->range("gate/main/verdict/").value().kvs.empty());
+    CHECK(st->range("gate/main/landed/").value().kvs.empty());
     auto archive = runtime::open_archive(cfg.store, *st, {.read_only = true}).value();
     REQUIRE(archive);
     CHECK(archive->count(board::task_state::merged).value() == 2);
