@@ -347,7 +347,7 @@ public:
     std::sort(decided.begin(), decided.end(),
               [](const candidate& a, const candidate& b) { return a.kv->mod_revision < b.kv->mod_revision; });
     decided.resize(decided.size() - keep);  // the oldest
-    constexpr std::size_t chunk = 256;
+    constexpr std::size_t chunk = store::max_txn_ops / 2;  // two operations each, at most
     for (std::size_t at = 0; at < decided.size(); at += chunk) {
       store::txn x;
       std::size_t verdicts = 0, landed = 0;

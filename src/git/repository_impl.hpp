@@ -33,7 +33,7 @@ public:
   };
   std::unordered_set<oid, oid_hash> known;
   void remember(const oid& id) {
-    if (known.size() >= 100000) known.clear();
+    if (known.size() >= 16384) known.clear();  // about 1 MiB at most
     known.insert(id);
   }
 

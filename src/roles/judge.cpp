@@ -72,6 +72,7 @@ struct judge::state : std::enable_shared_from_this<state> {
   mutable std::mutex m;
   cycle_figures figures;
   std::vector<std::pair<git::oid, git::oid>> moves;  // branch moves of this cycle, in order
+  static constexpr std::size_t max_moves = 4096;
   clock::time_point started = clock::now();
   int cycle = 1;
   std::vector<event_bus::subscription> subs;
@@ -106,7 +107,17 @@ struct judge::state : std::enable_shared_from_this<state> {
     }));
     subs.push_back(bus.subscribe<gate::branch_moved>([this](const gate::branch_moved& e) {
       std::lock_guard lock(m);
-      if (e.branch == o.branch) moves.emplace_back(e.from, e.to);
+      if (e.branch != o.branch) return;
+      if (moves.size() >= max_moves) {
+        // A cycle that never closes (no merges_per_cycle, no cycle_time) must
+        // not grow without end: consecutive moves are joined in pairs (the
+        // diff of a joined pair is their net change: churn within it is lost).
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < moves.size(); i += 2)
+          moves[kept++] = {moves[i].first, i + 1 < moves.size() ? moves[i + 1].second : moves[i].second};
+        moves.resize(kept);
+      }
+      moves.emplace_back(e.from, e.to);
     }));
     subs.push_back(bus.subscribe<agent::outcome_event>([this](const agent::outcome_event& e) {
       std::lock_guard lock(m);
