@@ -400,12 +400,14 @@ struct planner::state : std::enable_shared_from_this<state> {
   }
 
   // Asks the model for tasks; one more try when the answer is not JSON.
-  asio::awaitable<result<std::vector<board::task>>> ask(std::string prompt, plan_report& rep) {
+  // `task`: the task being split, if any (in the request's tags: events,
+  // recordings and replays tell the split of one task from another).
+  asio::awaitable<result<std::vector<board::task>>> ask(std::string prompt, plan_report& rep, std::string task) {
     model::request req;
     req.system = system_text;
     req.max_tokens = o.max_tokens;
     req.response_format = proposal_schema();
-    req.tags = {.role = o.name};
+    req.tags = {.role = o.name, .task = std::move(task)};
     req.messages.push_back(model::user(std::move(prompt)));
     for (int attempt = 0;; ++attempt) {
       auto asked = std::chrono::steady_clock::now();
@@ -417,7 +419,7 @@ struct planner::state : std::enable_shared_from_this<state> {
       rep.cost += cost;
       if (o.events)  // the same event as an agent's turn: metrics, dashboard and judge count every call alike
         o.events->publish(agent::turn_event{
-            o.name, {}, rep.model_calls, {}, r->usage, std::string(model::to_string(r->stop)), r->model_name, cost,
+            o.name, req.tags.task, rep.model_calls, {}, r->usage, std::string(model::to_string(r->stop)), r->model_name, cost,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count()});
       std::string text = r->message.text();
       error_info bad;
@@ -481,7 +483,7 @@ struct planner::state : std::enable_shared_from_this<state> {
           "used yet. {}",
           t.id.str(), t.title, t.description, json::serialize(t.contract), t.attempts, detail::what_happened(t.result, 4000),
           o.max_children, answer_format(o.max_children));
-      auto children = co_await ask(std::move(prompt), rep);
+      auto children = co_await ask(std::move(prompt), rep, t.id.str());
       if (!children) {
         rep.dropped.push_back(fmt::format("split of '{}': {}", t.id.str(), children.error().message()));
         continue;
@@ -542,7 +544,8 @@ struct planner::state : std::enable_shared_from_this<state> {
     if (open < o.max_open_tasks) {
       auto snap = co_await offload(o.blocking, [&] { return snapshot(); });
       if (!snap) co_return snap.error();
-      auto proposals = co_await ask(*snap + "\n\n" + answer_format(std::min(o.max_new_tasks, o.max_open_tasks - open)), rep);
+      auto proposals =
+          co_await ask(*snap + "\n\n" + answer_format(std::min(o.max_new_tasks, o.max_open_tasks - open)), rep, {});
       if (!proposals) co_return proposals.error();
       std::set<std::string> batch;
       for (const auto& p : *proposals) batch.insert(p.id.str());

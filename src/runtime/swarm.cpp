@@ -214,7 +214,9 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::shared_ptr<model::budget> pick_budget(const model::request& r) {
     auto role = role_budgets.find(budget_role(r.tags.role));
     auto& rb = role == role_budgets.end() ? role_budgets.at("other") : role->second;
-    if (r.tags.task.empty() || !(cfg.budgets.task.tokens || cfg.budgets.task.cost)) return rb;
+    // A task's budget is its workers' spending (a planner's split of it is the planner's).
+    if (r.tags.task.empty() || budget_role(r.tags.role) != "worker" || !(cfg.budgets.task.tokens || cfg.budgets.task.cost))
+      return rb;
     std::lock_guard lock(task_budgets_mutex);
     auto& tb = task_budgets[r.tags.task];
     if (!tb) tb = rb->child("task " + r.tags.task, cfg.budgets.task);

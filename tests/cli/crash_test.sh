@@ -2,7 +2,8 @@
 # Whole-process crash and resume: `agentcore run` on a file store with a
 # replayed model is killed with SIGKILL, each trial at another moment (at
 # random; when a task has just been submitted; just after the gate moved
-# main; as workers claim), and then run again. The second run must finish
+# main; as workers claim; as the planner splits a stalled task), and then
+# run again. The second run must finish
 # the run: exit 0 with the goal met, every task merged exactly once, main's
 # history and reflog only ever at commits the gate made, and no task left
 # in a non-final state.
@@ -39,23 +40,36 @@ fail() {
 }
 say() { echo "crash_test: $*"; }
 
-tasks=(t1 t2 t3 t4 t5 t6)
+tasks=(t1 t2 t3 t4 t5)  # each done by its worker
+children=(t6a t6b)      # t6's: its worker stalls, the planner splits it into these
+done_by_main=("${tasks[@]}" "${children[@]}")
 # The model's answers: the planner proposes six tasks at its first turn (and
 # again after each restart: a re-proposal of a task the board has must not
-# add work), nothing after; each task's worker writes its file, runs a short
-# command and finishes.
+# add work), nothing after, and splits t6 when asked; each task's worker
+# writes its file, runs a short command and finishes; t6's worker reads the
+# same file again and again until its loop calls that a stall (t6 is
+# abandoned, and the planner splits it).
 transcript() {
   local plan='{\"tasks\":['
   for t in "${tasks[@]}"; do
     plan+='{\"id\":\"'$t'\",\"title\":\"Add '$t'\",\"description\":\"create src/'$t'.c\",\"contract\":{\"allowed_paths\":[\"src/'$t'.c\"]}},'
   done
-  plan="${plan%,}]}"
+  plan+='{\"id\":\"t6\",\"title\":\"Add t6a and t6b\",\"description\":\"create src/t6a.c and src/t6b.c\",\"contract\":{\"allowed_paths\":[\"src/t6*.c\"]}}]}'
+  local split='{\"tasks\":['
+  for t in "${children[@]}"; do
+    split+='{\"id\":\"'$t'\",\"title\":\"Add '$t'\",\"description\":\"create src/'$t'.c\",\"contract\":{\"allowed_paths\":[\"src/'$t'.c\"]}},'
+  done
+  split="${split%,}]}"
   local head='{"v":1,"role":"planner","hash":"0000000000000000","request":{"system":"","messages":[],"tools":[],"max_tokens":1,"stop":[],"tags":{"role":"planner","task":""}},"stop":"end_turn","usage":{"input":100,"output":20,"cache_read":0,"cache_write":0},"latency_ms":0,"model":"replay",'
   echo "$head"'"turn":0,"response":{"message":{"role":"assistant","parts":[{"type":"text","text":"'"$plan"'"}]}}}'
   for turn in $(seq 1 60); do
     echo "$head"'"turn":'$turn',"response":{"message":{"role":"assistant","parts":[{"type":"text","text":"{\"tasks\":[]}"}]}}}'
   done
-  for t in "${tasks[@]}"; do
+  local sh='{"v":1,"role":"planner","hash":"0000000000000000","request":{"system":"","messages":[],"tools":[],"max_tokens":1,"stop":[],"tags":{"role":"planner","task":"t6"}},"stop":"end_turn","usage":{"input":100,"output":20,"cache_read":0,"cache_write":0},"latency_ms":0,"model":"replay",'
+  for turn in 0 1 2; do
+    echo "$sh"'"turn":'$turn',"response":{"message":{"role":"assistant","parts":[{"type":"text","text":"'"$split"'"}]}}}'
+  done
+  for t in "${tasks[@]}" "${children[@]}"; do
     local w='{"v":1,"role":"worker","hash":"0000000000000000","request":{"system":"","messages":[],"tools":[],"max_tokens":1,"stop":[],"tags":{"role":"worker","task":"'$t'"}},"stop":"tool_use","usage":{"input":50,"output":10,"cache_read":0,"cache_write":0},"latency_ms":0,"model":"replay",'
     # A task attempted again in the same process (after a claim lost or a
     # failed commit) continues the turns: six attempts' worth.
@@ -65,6 +79,10 @@ transcript() {
       echo "$w"'"turn":'$((k + 1))',"response":{"message":{"role":"assistant","parts":[{"type":"tool_call","id":"b","name":"run_command","arguments":"{\"command\":\"sleep 0.3\"}"}]}}}'
       echo "$w"'"turn":'$((k + 2))',"response":{"message":{"role":"assistant","parts":[{"type":"tool_call","id":"c","name":"finish","arguments":"{\"summary\":\"added '$t'\"}"}]}}}'
     done
+  done
+  local w6='{"v":1,"role":"worker","hash":"0000000000000000","request":{"system":"","messages":[],"tools":[],"max_tokens":1,"stop":[],"tags":{"role":"worker","task":"t6"}},"stop":"tool_use","usage":{"input":50,"output":10,"cache_read":0,"cache_write":0},"latency_ms":0,"model":"replay",'
+  for turn in $(seq 0 23); do  # the same call four turns in a row is a stall; six attempts' worth
+    echo "$w6"'"turn":'$turn',"response":{"message":{"role":"assistant","parts":[{"type":"tool_call","id":"r","name":"read_file","arguments":"{\"path\":\"src/main.c\"}"}]}}}'
   done
 }
 
@@ -76,7 +94,7 @@ setup() {
   git -C "$dir/repo" -c user.name=t -c user.email=t@t commit -qm root
   transcript >"$dir/transcript.jsonl"
   local goal="test -f src/t1.c"
-  for t in "${tasks[@]:1}"; do goal+=" && test -f src/$t.c"; done
+  for t in "${done_by_main[@]:1}"; do goal+=" && test -f src/$t.c"; done
   cat >"$dir/agentcore.json" <<JSON
 {
   "schema": 1,
@@ -105,10 +123,11 @@ wait_until() {
 }
 main_moved() { [[ $(git -C "$dir/repo" rev-parse -q --verify refs/heads/main) != "$root" ]]; }
 some_submitted() { "$agentcore" status --config "$dir/agentcore.json" 2>/dev/null | grep -q '^ *submitted '; }
+t6_abandoned() { grep -qE 'abandoned +t6 ' "$dir/first.out" 2>/dev/null; }
 claims_at_least() { [[ $(grep -c ' claimed ' "$dir/first.out" 2>/dev/null || true) -ge $1 ]]; }
 ran_out() { ! kill -0 "$run_pid" 2>/dev/null; }
 
-kinds=(random submitted landing claiming)
+kinds=(random submitted landing claiming split)
 started=$SECONDS
 for trial in $(seq 1 "$trials"); do
   kind=${kinds[$(((trial - 1) % ${#kinds[@]}))]}
@@ -131,6 +150,10 @@ for trial in $(seq 1 "$trials"); do
         wait_until 60 bash -c "$(declare -f main_moved ran_out); dir=$dir root=$root run_pid=$run_pid; main_moved || ran_out" || true
         sleep "0.0$((RANDOM % 3))" ;;
       claiming) wait_until 60 bash -c "$(declare -f claims_at_least); dir=$dir; claims_at_least $((2 + RANDOM % 4))" || true ;;
+      # t6 abandoned: the planner's split of it comes within a planning round (a second at most).
+      split)
+        wait_until 60 bash -c "$(declare -f t6_abandoned ran_out); dir=$dir run_pid=$run_pid; t6_abandoned || ran_out" || true
+        sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", (r / 32767) * 1.2 }')" ;;
     esac
     ran_out || break
     wait "$run_pid" 2>/dev/null || true
@@ -142,6 +165,14 @@ for trial in $(seq 1 "$trials"); do
   wait "$run_pid" 2>/dev/null || true
   run_pid=
   killed_at=$(git -C "$dir/repo" rev-list --first-parent --count refs/heads/main)
+  when=
+  if [[ $kind == split ]]; then
+    if "$agentcore" status --config "$dir/agentcore.json" 2>/dev/null | grep -qE '^ *superseded +t6 '; then
+      when=", t6 split before the kill"
+    else
+      when=", t6 not yet split at the kill"
+    fi
+  fi
 
   # The restart finishes the run.
   set +e
@@ -151,8 +182,9 @@ for trial in $(seq 1 "$trials"); do
   [[ $rc == 0 ]] || fail "the restarted run exited $rc"
   grep -q "goal met" "$dir/second.out" || fail "the restarted run did not report the goal met"
   status=$("$agentcore" status --config "$dir/agentcore.json") || fail "status after the run failed"
-  grep -q "^6 tasks: 6 merged$" <<<"$status" || fail "the board is not 6 tasks, 6 merged: $status"
-  for t in "${tasks[@]}"; do
+  grep -q "^8 tasks: 7 merged 1 superseded$" <<<"$status" || fail "the board is not 8 tasks, 7 merged, 1 superseded: $status"
+  git -C "$dir/repo" cat-file -e "main:src/t6.c" 2>/dev/null && fail "src/t6.c, which no task was to write, is on main"
+  for t in "${done_by_main[@]}"; do
     git -C "$dir/repo" cat-file -e "main:src/$t.c" || fail "src/$t.c is not on main"
     [[ $(git -C "$dir/repo" log --format=%H main -- "src/$t.c" | wc -l) == 1 ]] || fail "src/$t.c landed more than once"
   done
@@ -168,7 +200,7 @@ for trial in $(seq 1 "$trials"); do
     moves=$((moves + 1))
   done < <(git -C "$dir/repo" reflog show --format=%gs refs/heads/main)
   ((moves >= 1)) || fail "main's reflog records no move by the gate"
-  say "trial $trial ($kind): killed with $((killed_at - 1)) landing(s) on main; the restart finished the run ($moves gate moves)"
+  say "trial $trial ($kind): killed with $((killed_at - 1)) landing(s) on main$when; the restart finished the run ($moves gate moves)"
   rm -rf "$dir"
 done
 say "all $trials trials passed in $((SECONDS - started)) s"
