@@ -651,6 +651,14 @@ result<std::unique_ptr<worktree_pool>> worktree_pool::open(const fs::path& repos
     s->index = i;
     s->path = root / fmt::format("slot-{}", i);
     s->name = fmt::format("agentcore-{}-slot-{}", tag, i);
+    // The slot's branch is this pool's alone too (its name carries the slot
+    // directory's tag, and the pool holds that directory's lock): a lock
+    // file of it in the repository is a killed run's, and would stop the
+    // slot's branch from being made, moved or deleted ever again.
+    for (const auto& lock : {st->common_dir / "refs" / "heads" / (s->name + ".lock"),
+                             st->common_dir / "logs" / "refs" / "heads" / (s->name + ".lock")})
+      fs::remove(lock, ec);
+    ec.clear();
     // Slots of this directory from before names carried its tag.
     if (auto legacy = st->common_dir / "worktrees" / fmt::format("agentcore-slot-{}", i);
         link_text(read_small(legacy / "gitdir")) == link_text((s->path / ".git").string()))

@@ -137,6 +137,38 @@ TEST_CASE("git.worktree_pool.bounded_and_crash_safe") {
   CHECK(bad.error().message().find("root") != std::string::npos);
 }
 
+// A run killed while it held the lock of a slot's branch (a ref or its log)
+// leaves the lock file in the repository; the next pool on that slot
+// directory clears it, or the slot could never be made again (the gate's
+// crash test met "failed to lock file ... slot-0.lock" after a kill -9).
+TEST_CASE("git.worktree_pool.a_killed_run_s_branch_locks_are_cleared") {
+  git_fixture fx;
+  auto c1 = fx.commit(std::nullopt, {{"a.txt", file_spec{"a\n"}}});
+  REQUIRE(fx.repo.advance("refs/heads/main", std::nullopt, c1, "init").value().advanced);
+  REQUIRE(fx.git("symbolic-ref HEAD refs/heads/main").exit == 0);
+  temp_dir slots("slots");
+  fs::path slot_path;
+  {
+    auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+    slot_path = pool->acquire(c1).value().path();
+  }
+  // The slot's branch lives while the slot is made; it has the slot's name
+  // (its admin directory's).
+  std::string branch;
+  for (const auto& e : fs::directory_iterator(fx.dir.path() / ".git" / "worktrees"))
+    branch = "refs/heads/" + e.path().filename().string();
+  REQUIRE(branch.starts_with("refs/heads/agentcore-"));
+  // The kill: the slot half made again, the branch's ref and log locked.
+  fs::remove_all(slot_path);
+  spit(fx.dir.path() / ".git" / (branch + ".lock"), "");
+  spit(fx.dir.path() / ".git" / "logs" / (branch + ".lock"), "");
+  auto pool = git::worktree_pool::open(fx.dir.path(), {.root = slots.path(), .slots = 1}).value();
+  auto wt = pool->acquire(c1);
+  REQUIRE_MESSAGE(wt.has_value(), wt.error().message());
+  check_clean_at(wt->path(), c1);
+  CHECK_FALSE(fs::exists(fx.dir.path() / ".git" / (branch + ".lock")));
+}
+
 TEST_CASE("git.worktree_pool.merge_in_writes_conflict_markers_and_commits_a_merge") {
   git_fixture fx;
   auto base = fx.commit(std::nullopt, {{"src/a.txt", file_spec{"one\ntwo\nthree\n"}}, {"src/b.txt", file_spec{"b\n"}}},
