@@ -254,7 +254,7 @@ public:
       if (!kv) return kv.error();
       if (*kv && (*kv)->value == instance_ && (*kv)->lease == lease_) {
         auto ka = store_.keep_alive(lease_);
-        if (ka) return {};
+        if (ka) return recovered_ ? result<void>() : finish_predecessor();
         lease_ = 0;  // expired under us: take it again, as a newcomer
         continue;
       }
@@ -270,11 +270,20 @@ public:
       }
       if (!c) return c.error();
       if (!c->succeeded) continue;
-      if (auto r = sync_from_remote(); !r) return r;
-      if (auto r = recover(); !r) return r;
-      return redo_board_updates();
+      recovered_ = false;
+      return finish_predecessor();
     }
     return fail(error::too_many_attempts, fmt::format("gate: could not take the queue of '{}'", options_.branch));
+  }
+
+  /// What a new leader does before its first landing. A failure is retried
+  /// at the next call: the queue does not run past an unfinished landing.
+  result<void> finish_predecessor() {
+    if (auto r = sync_from_remote(); !r) return r;
+    if (auto r = recover(); !r) return r;
+    if (auto r = redo_board_updates(); !r) return r;
+    recovered_ = true;
+    return {};
   }
 
   void resign() {
@@ -1058,6 +1067,7 @@ public:
   std::string root_;
   std::string instance_;
   store::lease_id lease_ = 0;  // run_mutex_
+  bool recovered_ = false;     // run_mutex_: the previous leader's work is finished
   std::map<std::string, std::chrono::steady_clock::time_point> first_seen_;  // run_mutex_: for batch_wait
 };
 

@@ -485,6 +485,16 @@ result<std::optional<oid>> repository::merge_base(const oid& a, const oid& b) {
 result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant) {
   if (ancestor == descendant) return true;
   git_oid a = to_git(ancestor), d = to_git(descendant);
+  // A commit this repository does not have is reachable from none of its
+  // commits (another clone's commit that was never fetched here): no, not an
+  // error. A missing descendant stays an error.
+  {
+    git_odb* raw = nullptr;
+    if (int rc = git_repository_odb(&raw, impl_->repo.get()); rc < 0)
+      return result<bool>(boost::system::in_place_error, last_error(rc, "open the object database"));
+    odb_ptr odb(raw);
+    if (!git_odb_exists(odb.get(), &a)) return false;  // (it looks again after a refresh of the packs)
+  }
   int rc = git_graph_descendant_of(impl_->repo.get(), &d, &a);
   if (rc < 0)
     return result<bool>(boost::system::in_place_error,

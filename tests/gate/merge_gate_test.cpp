@@ -244,6 +244,43 @@ TEST_CASE("gate.a_board_update_a_crash_missed_is_redone_by_the_next_leader") {
   CHECK(fx.store->range("gate/main/board_pending/").value().kvs.empty());
 }
 
+// A leader in another clone died after recording a landing and before its
+// merge commit reached the shared repository: the commit is nowhere here. The
+// next leader must see "not landed" (the branch's history is all here), drop
+// the record and go on, not stop on "object not found" (cli.faults, ASan CI).
+TEST_CASE("gate.a_landing_whose_commit_never_arrived_is_dropped_by_the_next_leader") {
+  gate_fixture fx;
+  auto base = fx.main_tip();
+  const std::string never_pushed = "b66de304b70bcd2ef7244cf4d0d1f46fa27d230f";
+  json::object landing{{"from", base.hex()}, {"to", never_pushed}, {"changes", json::array{}}, {"optimistic", false}};
+  REQUIRE(fx.store->commit(store::txn().put("gate/main/landing", to_json_string(landing))).has_value());
+  CHECK_FALSE(fx.repo.is_ancestor(git::oid::from_hex(never_pushed).value(), base).value());
+  auto g = fx.open_gate({.instance = "next"});
+  submit_ok(*g, fx.make_change("after", false, base));
+  auto done = g->run_until_empty();
+  REQUIRE_MESSAGE(done.has_value(), done.error().message());
+  CHECK(by_id(*done)["after"] == gate::verdict_kind::merged);
+  CHECK(fx.main_has("changes/after.txt"));
+  CHECK_FALSE(fx.store->get("gate/main/landing").value());
+}
+
+// A new leader's recovery that fails is tried again before the queue runs: a
+// landing left unfinished must never be run past.
+TEST_CASE("gate.a_failed_recovery_is_retried_before_the_queue_runs") {
+  gate_fixture fx;
+  auto base = fx.main_tip();
+  REQUIRE(fx.store->commit(store::txn().put("gate/main/landing", "not json")).has_value());
+  auto g = fx.open_gate({.instance = "next"});
+  submit_ok(*g, fx.make_change("held", false, base));
+  auto first = g->run_once();
+  REQUIRE_FALSE(first.has_value());
+  CHECK(first.error().message().find("landing record") != std::string::npos);
+  auto second = g->run_once();  // still the leader: the record is read again, not skipped
+  REQUIRE_FALSE(second.has_value());
+  CHECK(second.error().message().find("landing record") != std::string::npos);
+  CHECK_FALSE(fx.main_has("changes/held.txt"));
+}
+
 TEST_CASE("gate.a_corrupt_object_fails_that_change_alone") {
   gate_fixture fx;
   auto g = fx.open_gate();
