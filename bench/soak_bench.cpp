@@ -50,6 +50,36 @@ std::size_t rss_kib() {
   return 0;
 }
 
+// The heap in use in every arena (mallinfo2 counts the main arena alone, and
+// the swarm's threads allocate in arenas of their own): malloc_info's totals,
+// the memory the arenas hold less what is free in them, plus mmapped blocks.
+std::size_t heap_in_use_kib() {
+  char* buf = nullptr;
+  std::size_t len = 0;
+  FILE* f = ::open_memstream(&buf, &len);
+  if (!f) return 0;
+  ::malloc_info(0, f);
+  ::fclose(f);
+  std::string xml(buf, len);
+  ::free(buf);
+  // The totals follow the last </heap>.
+  auto tail = xml.rfind("</heap>");
+  std::string_view t(xml);
+  if (tail != std::string::npos) t = t.substr(tail);
+  auto field = [&](std::string_view tag) -> std::size_t {
+    auto at = t.find(tag);
+    if (at == std::string_view::npos) return 0;
+    auto size = t.find("size=\"", at);
+    if (size == std::string_view::npos) return 0;
+    return static_cast<std::size_t>(std::strtoull(t.data() + size + 6, nullptr, 10));
+  };
+  auto current = field("<system type=\"current\"");
+  auto free_fast = field("<total type=\"fast\"");
+  auto free_rest = field("<total type=\"rest\"");
+  auto mmapped = field("<total type=\"mmap\"");
+  return (current + mmapped - std::min(current, free_fast + free_rest)) / 1024;
+}
+
 // Where task t<n> writes: one of 1000 files (ten directories of a hundred),
 // task n rewriting the file task n-1000 wrote. The repository then stays the
 // same size however many tasks run (a growing tree would grow every slot's
@@ -152,13 +182,13 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
     if (n == first) {
       ::malloc_trim(0);
       rss_first = rss_kib();
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB\n", n, seconds_since(t0),
-                 rss_first.load(), ::mallinfo2().uordblks / 1024);
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB (all arenas)\n", n,
+                 seconds_since(t0), rss_first.load(), heap_in_use_kib());
     } else if (n % std::max<std::size_t>(1000, total / 10) == 0) {
       // The heap in use beside the RSS: growth in both is memory kept, growth
       // in the RSS alone is the allocator's fragmentation.
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB\n", n, seconds_since(t0), rss_kib(),
-                 ::mallinfo2().uordblks / 1024);
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB (all arenas)\n", n,
+                 seconds_since(t0), rss_kib(), heap_in_use_kib());
     }
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
@@ -175,6 +205,7 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   ::malloc_trim(0);
   soak_figures f;
   f.rss_end = rss_kib();
+  fmt::print(stderr, "  the run ended: RSS {} KiB, heap in use {} KiB (all arenas)\n", f.rss_end, heap_in_use_kib());
   {
     // What the board and the gate keep per task (the store holds it all in memory).
     auto st = check(runtime::open_store("file:" + (dir / "store").string(), {.read_only = true}), "soak: reopen");

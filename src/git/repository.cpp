@@ -531,8 +531,20 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
   if (!a) return a.error();
   auto b = impl_->peel_tree(to);
   if (!b) return b.error();
+  // libgit2 walks both trees whole, reading every subtree (a one-file change
+  // in a 20,000-file repository read some 400 trees). The changed paths come
+  // first from a walk that never enters a subtree both sides share; libgit2
+  // then diffs those paths alone (exact paths, no pattern matching).
+  repository::impl::change_map changed;
+  if (auto e = impl_->collect(a->get(), b->get(), "", changed)) return e;
+  if (changed.empty()) return contract::diff{};
+  std::vector<char*> paths;
+  paths.reserve(changed.size());
+  for (auto& [path, c] : changed) paths.push_back(const_cast<char*>(path.c_str()));
   git_diff* d = nullptr;
   git_diff_options o = GIT_DIFF_OPTIONS_INIT;
+  o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+  o.pathspec = {paths.data(), paths.size()};
   if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), a->get(), b->get(), &o); rc < 0)
     return last_error(rc, "diff trees");
   diff_ptr dp(d);

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <set>
+#include <sstream>
 
 using namespace agentcore;
 using namespace agentcore::test;
@@ -90,6 +92,75 @@ TEST_CASE("git.repository.diff_statistics") {
   // Without rename detection the rename is a delete and an add.
   auto plain = fx.repo.diff(c1, c2, {.find_renames = false}).value();
   CHECK(plain.files.size() == 7);
+}
+
+// The diff reads only subtrees that differ; what it reports must still be
+// what git reports, across directories: renames between them, a file that
+// became a directory and back, a directory deleted whole, links and modes.
+TEST_CASE("git.repository.diff_agrees_with_git_across_directories") {
+  git_fixture fx;
+  std::string body;
+  for (int i = 0; i < 30; ++i) body += "shared line " + std::to_string(i) + "\n";
+  std::map<std::string, std::optional<file_spec>> first;
+  for (int d = 0; d < 12; ++d)
+    for (int f = 0; f < 5; ++f)
+      first["src/d" + std::to_string(d) + "/f" + std::to_string(f) + ".c"] =
+          file_spec{"int f" + std::to_string(d * 5 + f) + ";\n"};
+  first["docs/guide.md"] = file_spec{body + "guide\n"};
+  first["docs/deep/a/b/c.txt"] = file_spec{"c\n"};
+  first["was-file"] = file_spec{"file\n"};
+  first["was-dir/inner.txt"] = file_spec{"inner\n"};
+  first["gone/x.txt"] = file_spec{"x\n"};
+  first["gone/y/z.txt"] = file_spec{"z\n"};
+  first["run.sh"] = file_spec{"echo\n"};
+  first["link"] = file_spec{"docs/guide.md", git::file_mode::link};
+  auto c1 = fx.commit(std::nullopt, first);
+  auto c2 = fx.commit(c1, {{"docs/guide.md", std::nullopt},
+                           {"src/d7/guide-moved.md", file_spec{body + "guide\n"}},
+                           {"docs/deep/a/b/c.txt", file_spec{"c changed\n"}},
+                           {"was-file", std::nullopt},
+                           {"was-file/now-inside.txt", file_spec{"in\n"}},
+                           {"was-dir/inner.txt", std::nullopt},
+                           {"was-dir", file_spec{"now a file\n"}},
+                           {"gone/x.txt", std::nullopt},
+                           {"gone/y/z.txt", std::nullopt},
+                           {"run.sh", file_spec{"echo\n", git::file_mode::blob_executable}},
+                           {"link", file_spec{"src/d0/f0.c", git::file_mode::link}},
+                           {"src/d3/f2.c", file_spec{"int changed;\n"}},
+                           {"new/dir/file.txt", file_spec{"new\n"}}});
+  auto letter = [](contract::change_status s) {
+    switch (s) {
+      case contract::change_status::added: return 'A';
+      case contract::change_status::deleted: return 'D';
+      case contract::change_status::renamed: return 'R';
+      case contract::change_status::copied: return 'C';
+      case contract::change_status::type_changed: return 'T';
+      default: return 'M';
+    }
+  };
+  for (bool renames : {true, false}) {
+    CAPTURE(renames);
+    auto d = fx.repo.diff(c1, c2, {.find_renames = renames}).value();
+    std::set<std::string> ours;
+    for (const auto& f : d.files)
+      ours.insert(std::string(1, letter(f.status)) + " " + (f.old_path.empty() ? "" : f.old_path + " -> ") + f.path);
+    auto out = fx.git(std::string("diff --name-status ") + (renames ? "-M" : "--no-renames") + " " + c1.hex() + " " +
+                      c2.hex());
+    REQUIRE(out.exit == 0);
+    std::set<std::string> theirs;
+    std::istringstream lines(out.out);
+    for (std::string line; std::getline(lines, line);) {
+      std::vector<std::string> cols;
+      std::istringstream fields(line);
+      for (std::string c; std::getline(fields, c, '\t');) cols.push_back(c);
+      REQUIRE(cols.size() >= 2);
+      char st = cols[0][0];
+      theirs.insert(cols.size() == 3 ? std::string(1, st) + " " + cols[1] + " -> " + cols[2]
+                                     : std::string(1, st) + " " + cols[1]);
+    }
+    CHECK(ours == theirs);
+  }
+  CHECK(fx.repo.diff(c2, c2).value().files.empty());
 }
 
 TEST_CASE("git.repository.revert_in_memory") {
