@@ -170,6 +170,8 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   fs::remove_all(dir);
   fs::create_directories(dir);
   make_repository(dir / "repo", 200);
+  // For experiments: libgit2's object cache is most of the heap.
+  if (const char* c = std::getenv("AGENTCORE_SOAK_GIT_CACHE_BYTES")) git::set_object_cache_limit(std::strtoull(c, nullptr, 10));
   auto model = std::make_shared<instant_model>(total);
   auto s = check(runtime::swarm::create(config(dir), {.client_for = [&](std::string_view) { return model; }}),
                  "soak: create");
@@ -197,7 +199,16 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   auto r = check(s->run(), "soak: run");
   // For a heap profiler: end here with the swarm still alive, so that all it
   // holds shows as not freed (compare the profiles of two run lengths).
-  if (std::getenv("AGENTCORE_SOAK_EXIT_AFTER_RUN")) std::exit(0);
+  if (std::getenv("AGENTCORE_SOAK_EXIT_AFTER_RUN")) {
+    ::malloc_trim(0);
+    fmt::print(stderr, "  the run ended (the swarm alive): RSS {} KiB, heap in use {} KiB (all arenas); growth {:.1f} KiB "
+                       "per 1k lifecycles after the first {}\n",
+               rss_kib(), heap_in_use_kib(),
+               (static_cast<double>(rss_kib()) - static_cast<double>(rss_first.load())) /
+                   (static_cast<double>(total - first) / 1000.0),
+               first);
+    std::exit(0);
+  }
   double secs = seconds_since(t0);
   if (r.tasks_by_state["merged"] != total)
     throw failure(fmt::format("soak: {} of {} tasks merged ({}; {})", r.tasks_by_state["merged"], total, r.reason,

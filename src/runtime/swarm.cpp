@@ -196,6 +196,22 @@ struct swarm::state : std::enable_shared_from_this<state> {
   std::mutex task_budgets_mutex;
   std::map<std::string, std::shared_ptr<model::budget>> task_budgets;  // dropped when the task is done
   std::string budget_stop;  // on the strand: a budget that ends the run
+  error_info store_failed;  // on the strand: the store took no more work (a failed write): the run ends with it
+
+  /// Whether `e` means the store is gone for good (a file store that failed
+  /// a write stops taking commits until it is reopened): then the run ends
+  /// with that error instead of every loop retrying it forever.
+  bool store_gone(const error_info& e) {
+    if (!(e == error::closed)) return false;
+    auto probe = store->current_revision();
+    if (probe || !(probe.error() == error::closed)) return false;
+    if (!store_failed) {
+      store_failed = probe.error();
+      publish("error", "the store takes no more work; the run ends: " + store_failed.message());
+      poke_main();
+    }
+    return true;
+  }
 
   // A judge's restart starts afresh: attempts older than the cycle are ended,
   // and the planners are rebuilt with the judge's findings.
@@ -318,6 +334,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       auto r = co_await w.async_run_one(asio::use_awaitable);
       give_token();
       if (!r) {
+        if (store_gone(r.error())) break;
         publish("error", fmt::format("worker '{}': {}", w.options().id.str(), r.error().message()));
         co_await nap(1s, nullptr);
         continue;
@@ -376,6 +393,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
           standby = false;
           publish("gate_leading", fmt::format("this process runs the queue of {}", cfg.branch));
         }
+        if (!r && store_gone(r.error())) break;
         if (!r) publish("error", "gate: " + r.error().message());
         if (r && !r->empty()) {
           poke_main();
@@ -511,6 +529,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       for (auto& p : planners) {
         auto r = co_await p->async_plan(asio::use_awaitable);
         if (!r) {
+          if (store_gone(r.error())) break;
           publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
           continue;
         }
@@ -594,12 +613,14 @@ struct swarm::state : std::enable_shared_from_this<state> {
     };
 
     store::revision last_seen_rev = *start_rev;
+    error_info failure;  // the run's error: returned once everything is wound down
     while (!finished) {
       if (stopping) {
         report.stopped = true;
         report.reason = "stopped";
         break;
       }
+      if (store_failed) break;  // wound down below, then the error
       if (!budget_stop.empty()) {
         report.budget_exhausted = budget_stop;
         report.reason = "a budget ran out: " + budget_stop;
@@ -635,7 +656,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
       bool drained = false;
       if (worker_tokens == total_tokens) {
         auto open = co_await open_tasks();
-        if (!open) co_return open.error();
+        if (!open) {
+          failure = open.error();
+          break;
+        }
         auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
         drained = *open == 0 && queued && *queued == 0;
       }
@@ -674,36 +698,43 @@ struct swarm::state : std::enable_shared_from_this<state> {
         // A wave is over: it is a cycle for the judge, then the next wave is planned.
         if (activity) {
           auto over = co_await close_cycle();
-          if (!over) co_return over.error();
+          if (!over) {
+            failure = over.error();
+            break;
+          }
           if (*over) break;
           continue;
         }
         if (need_plan && co_await plan() > 0) continue;
-        if (auto e = co_await nothing_left(); !e) co_return e.error();
+        if (auto e = co_await nothing_left(); !e) failure = e.error();
         break;
       }
       // Cycle's end: the judge's count, or a drained board.
       if (judge->cycle_over() || drained) {
         if (drained && !activity && ++empty_drains > 1) {
-          if (auto e = co_await nothing_left(); !e) co_return e.error();
+          if (auto e = co_await nothing_left(); !e) failure = e.error();
           break;
         }
         auto over = co_await close_cycle();
-        if (!over) co_return over.error();
+        if (!over) {
+          failure = over.error();
+          break;
+        }
         if (*over) break;
         continue;
       }
       co_await sleep(wake_main, 250ms);
     }
 
+    if (store_failed) failure = store_failed;
     // The judge's process tells the others (not when it was merely stopped).
-    if (cfg.roles.judge && !cfg.roles.all() && !report.stopped)
+    if (cfg.roles.judge && !cfg.roles.all() && !report.stopped && !failure)
       (void)co_await offload(blocking.get_executor(), [&] {
         return store->commit(store::txn().put(
             run_key, json::serialize(json::object{{"state", "finished"}, {"reason", report.reason}})));
       });
     // Wind down: agents stop, their tasks go back; the gate ends its step.
-    publish("stopping", report.reason);
+    publish("stopping", failure ? failure.message() : report.reason);
     stopping = true;
     for (auto& w : workers) w->stop();
     for (auto& t : token_waiters) t->cancel();
@@ -714,6 +745,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
     if (wake_gate) wake_gate->cancel();
     while (loops_running > 0) co_await sleep(wake_main, 50ms);
     finished = true;
+    if (failure) co_return failure;
 
     // The report.
     auto all = co_await offload(blocking.get_executor(), [&] { return board->list(); });

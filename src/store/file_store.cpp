@@ -816,7 +816,8 @@ private:
   // Fail-stop: after a failed write or sync nothing more is acknowledged
   // (the kernel may have dropped the dirty pages; retrying would lie).
   void fail_locked(std::unique_lock<std::mutex>& lk, error_info e) {
-    failed_ = fail(e.code().value() == static_cast<int>(error::closed) ? error::closed : error::io_error,
+    // `closed`: the store takes no more work (the cause is in the message).
+    failed_ = fail(error::closed,
                    e.message() + "; the store stopped accepting commits: reopen it to recover what is on disk");
     auto waiters = std::move(waiters_);
     waiters_.clear();

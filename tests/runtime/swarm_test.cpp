@@ -12,10 +12,13 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <csignal>
 #include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
+
+#include <sys/resource.h>
 
 using namespace agentcore;
 using namespace std::chrono_literals;
@@ -293,6 +296,66 @@ TEST_CASE("runtime.swarm.a_failing_model_is_backed_off_not_spun_on") {
   CHECK(broken->requests().size() <= 8);
   CHECK(errors >= 2);  // and each failure was said, with the model's words
   CHECK(r->tasks_by_state["ready"] == 2);
+}
+
+// A file store that fails a write takes no more work until it is reopened
+// (fail-stop). The run must end with that error, not have every worker,
+// planner and gate loop retry it forever (a soak whose store directory was
+// removed spun on "the store stopped accepting commits" and ignored SIGTERM).
+// The failure: the process's file size limit (RLIMIT_FSIZE) set just past the
+// store's log, as a full disk would, once a worker has claimed a task.
+TEST_CASE("runtime.swarm.a_store_that_fails_a_write_ends_the_run_with_that_error") {
+  swarm_fixture f;
+  auto planner = two_task_planner();
+  auto store_dir = f.work.path() / "store";
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &before) == 0);
+  auto old_xfsz = ::signal(SIGXFSZ, SIG_IGN);  // a write past the limit is EFBIG, not the end of the process
+  std::atomic<bool> limited{false};
+  auto failing = std::make_shared<test::scripted_client>([&](const model::request&, int) -> std::optional<model::result_type> {
+    if (!limited.exchange(true)) {
+      std::uintmax_t largest = 0;
+      for (const auto& e : std::filesystem::directory_iterator(store_dir))
+        if (e.path().filename().string().starts_with("wal-")) largest = std::max(largest, e.file_size());
+      rlimit l = before;
+      l.rlim_cur = static_cast<rlim_t>(largest + 8);
+      ::setrlimit(RLIMIT_FSIZE, &l);
+    }
+    return model::result_type(model::fail(model::error::unavailable, "scripted: the API is down"));
+  });
+  auto cfg = f.config();
+  cfg.store = "file:" + store_dir.string();
+  event_bus bus;
+  auto sub = bus.subscribe<runtime::swarm_event>([&](const runtime::swarm_event& e) {
+    if (e.what == "error") MESSAGE(e.detail);
+  });
+  auto s = runtime::swarm::create(cfg, {.client_for = [&](std::string_view role) -> std::shared_ptr<model::client> {
+                                          return role == "planner" ? std::shared_ptr<model::client>(planner) : failing;
+                                        },
+                                        .events = &bus});
+  REQUIRE_MESSAGE(s.has_value(), s.error().message());
+  std::atomic<bool> ended{false};
+  std::thread watchdog([&] {  // a hang fails the test instead of holding up the suite
+    for (int i = 0; i < 300 && !ended; ++i) std::this_thread::sleep_for(100ms);
+    if (!ended) (*s)->stop();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = (*s)->run();
+  ended = true;
+  watchdog.join();
+  ::setrlimit(RLIMIT_FSIZE, &before);
+  ::signal(SIGXFSZ, old_xfsz);
+  CHECK(limited);
+  REQUIRE_MESSAGE(!r.has_value(), (r ? r->reason : std::string()));
+  CHECK(r.error() == error::closed);
+  CHECK(r.error().message().find("stopped accepting commits") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+  s->reset();
+  // Nothing acknowledged was lost: the store reopens with the planned tasks.
+  auto reopened = runtime::open_store(cfg.store);
+  REQUIRE_MESSAGE(reopened.has_value(), reopened.error().message());
+  board::task_board board(**reopened);
+  CHECK(board.get(task_id{"a"}).value().has_value());
 }
 
 TEST_CASE("runtime.swarm.waves_plan_only_when_the_board_is_drained") {
