@@ -2,9 +2,13 @@
 //
 // - rss_growth_kib_per_1k_lifecycles: one swarm (zero-latency model, no-op
 //   checks, file store and repository on /dev/shm where it exists) takes
-//   tasks through their whole lifecycle; the process's RSS after `first`
-//   lifecycles and after `total` (malloc_trim first, both times) gives the
-//   growth per thousand. What a finished task leaves behind shows here.
+//   tasks through their whole lifecycle; the process's RSS (malloc_trim
+//   first), sampled some thirty times from `first` lifecycles to `total`,
+//   gives the growth per thousand as the slope of a least-squares line (one
+//   sample is +-10 MiB of noise: what is in flight). What a finished task
+//   leaves behind shows here; heap_growth_kib_per_1k_lifecycles, the same
+//   slope of the heap in use (all arenas), tells memory kept from the
+//   allocator's fragmentation.
 // - lifecycles_per_s of that run, beside the swarm area's figure.
 // - resume_failures, lost_tasks, double_merges: runs on a file store killed
 //   with SIGKILL at random moments (a forked child), each resumed by a new
@@ -162,9 +166,24 @@ runtime::swarm_config config(const fs::path& dir) {
 
 struct soak_figures {
   double per_s = 0;
-  double growth_per_1k = 0;
+  double growth_per_1k = 0;       // slope of the trimmed RSS from `first` on
+  double heap_growth_per_1k = 0;  // slope of the heap in use (all arenas) over the same samples
   std::size_t rss_first = 0, rss_end = 0;
 };
+
+// The least-squares slope of y over x, per 1,000 x.
+double slope_per_1k(const std::vector<std::pair<double, double>>& xy) {
+  if (xy.size() < 2) return 0;
+  double n = static_cast<double>(xy.size()), sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (auto [x, y] : xy) {
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  double d = n * sxx - sx * sx;
+  return d == 0 ? 0 : (n * sxy - sx * sy) / d * 1000.0;
+}
 
 soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total) {
   fs::remove_all(dir);
@@ -177,21 +196,30 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
                  "soak: create");
   std::atomic<std::size_t> merged{0};
   std::atomic<std::size_t> rss_first{0};
+  // From `first` on, every `step` lifecycles: the RSS after malloc_trim and
+  // the heap in use. A single sample is noisy (tasks in flight, the gate's
+  // batch, caches come and go: +-10 MiB); the growth is the slope of a
+  // least-squares line through some thirty of them and the run's end.
+  std::mutex samples_mutex;
+  std::vector<std::pair<double, double>> rss_samples, heap_samples;
+  const std::size_t step = std::max<std::size_t>(500, (total - first) / 30);
   auto t0 = steady::now();
   auto sub = s->events().subscribe<board::task_transition>([&](const board::task_transition& t) {
     if (t.to != board::task_state::merged) return;
     auto n = ++merged;
-    if (n == first) {
-      ::malloc_trim(0);
-      rss_first = rss_kib();
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB (all arenas)\n", n,
-                 seconds_since(t0), rss_first.load(), heap_in_use_kib());
-    } else if (n % std::max<std::size_t>(1000, total / 10) == 0) {
-      // The heap in use beside the RSS: growth in both is memory kept, growth
-      // in the RSS alone is the allocator's fragmentation.
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB, heap in use {} KiB (all arenas)\n", n,
-                 seconds_since(t0), rss_kib(), heap_in_use_kib());
+    if (n < first || (n - first) % step != 0) return;
+    ::malloc_trim(0);
+    auto rss = rss_kib();
+    auto heap = heap_in_use_kib();
+    if (n == first) rss_first = rss;
+    {
+      std::lock_guard lock(samples_mutex);
+      rss_samples.emplace_back(static_cast<double>(n), static_cast<double>(rss));
+      heap_samples.emplace_back(static_cast<double>(n), static_cast<double>(heap));
     }
+    if (n == first || (n - first) % (step * 5) == 0)
+      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", n,
+                 seconds_since(t0), rss, heap);
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
     if (e.what == "error") fmt::print(stderr, "  soak: {}\n", e.detail);
@@ -199,24 +227,30 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   auto r = check(s->run(), "soak: run");
   // For a heap profiler: end here with the swarm still alive, so that all it
   // holds shows as not freed (compare the profiles of two run lengths).
-  if (std::getenv("AGENTCORE_SOAK_EXIT_AFTER_RUN")) {
+  auto end_sample = [&] {
     ::malloc_trim(0);
+    auto rss = rss_kib();
+    auto heap = heap_in_use_kib();
+    std::lock_guard lock(samples_mutex);
+    rss_samples.emplace_back(static_cast<double>(total), static_cast<double>(rss));
+    heap_samples.emplace_back(static_cast<double>(total), static_cast<double>(heap));
+    return std::pair{rss, heap};
+  };
+  if (std::getenv("AGENTCORE_SOAK_EXIT_AFTER_RUN")) {
+    auto [rss, heap] = end_sample();
     fmt::print(stderr, "  the run ended (the swarm alive): RSS {} KiB, heap in use {} KiB (all arenas); growth {:.1f} KiB "
-                       "per 1k lifecycles after the first {}\n",
-               rss_kib(), heap_in_use_kib(),
-               (static_cast<double>(rss_kib()) - static_cast<double>(rss_first.load())) /
-                   (static_cast<double>(total - first) / 1000.0),
-               first);
+                       "(heap {:.1f}) per 1k lifecycles after the first {}\n",
+               rss, heap, slope_per_1k(rss_samples), slope_per_1k(heap_samples), first);
     std::exit(0);
   }
   double secs = seconds_since(t0);
   if (r.tasks_by_state["merged"] != total)
     throw failure(fmt::format("soak: {} of {} tasks merged ({}; {})", r.tasks_by_state["merged"], total, r.reason,
                               json::serialize(json::value_from(r.tasks_by_state))));
-  ::malloc_trim(0);
   soak_figures f;
-  f.rss_end = rss_kib();
-  fmt::print(stderr, "  the run ended: RSS {} KiB, heap in use {} KiB (all arenas)\n", f.rss_end, heap_in_use_kib());
+  auto [rss_end, heap_end] = end_sample();
+  f.rss_end = rss_end;
+  fmt::print(stderr, "  the run ended: RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", f.rss_end, heap_end);
   {
     // What the board and the gate keep per task (the store holds it all in memory).
     auto st = check(runtime::open_store("file:" + (dir / "store").string(), {.read_only = true}), "soak: reopen");
@@ -234,8 +268,8 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   }
   f.rss_first = rss_first;
   f.per_s = static_cast<double>(total) / secs;
-  f.growth_per_1k = (static_cast<double>(f.rss_end) - static_cast<double>(f.rss_first)) /
-                    (static_cast<double>(total - first) / 1000.0);
+  f.growth_per_1k = slope_per_1k(rss_samples);
+  f.heap_growth_per_1k = slope_per_1k(heap_samples);
   return f;
 }
 
@@ -365,11 +399,14 @@ std::vector<figure> run_soak(const run_options& o) {
     }
   } clean{base};
   auto lr = long_run(base / "long", first, total);
-  fmt::print(stderr, "  rss_growth_kib_per_1k_lifecycles: {:.1f} ({} KiB after {}, {} KiB after {}); {:.0f} lifecycles/s\n",
-             lr.growth_per_1k, lr.rss_first, first, lr.rss_end, total, lr.per_s);
+  fmt::print(stderr,
+             "  rss_growth_kib_per_1k_lifecycles: {:.1f} (slope of the trimmed RSS from {} to {}; {} KiB after {}, {} KiB "
+             "after {}); heap in use: {:.1f} KiB per 1k; {:.0f} lifecycles/s\n",
+             lr.growth_per_1k, first, total, lr.rss_first, first, lr.rss_end, total, lr.heap_growth_per_1k, lr.per_s);
   auto tr = kill_and_resume(base / "trials", o.quick ? 3 : 30, 24);
   return {
       {"rss_growth_kib_per_1k_lifecycles", lr.growth_per_1k, 1, bound{false, 16}},
+      {"heap_growth_kib_per_1k_lifecycles", lr.heap_growth_per_1k, 1, std::nullopt},
       {"lifecycles_per_s", lr.per_s, 1, std::nullopt},
       {"resume_failures", static_cast<double>(tr.resume_failures), 0, bound{false, 0}},
       {"lost_tasks", static_cast<double>(tr.lost), 0, bound{false, 0}},

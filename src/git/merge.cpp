@@ -22,6 +22,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
+#include <tuple>
 #include <set>
 #include <unordered_map>
 
@@ -115,7 +117,17 @@ result<tree_ptr> repository::impl::peel_tree(const oid& id) {
 result<oid> repository::impl::write_object(git_object_t type, std::string_view data) {
   if (!writer.is_open())
     if (auto e = writer.open(std::filesystem::path(git_repository_commondir(repo.get())) / "objects")) return e;
-  auto id = writer.write(type, data, options.fsync.value_or(detail::fsync_default()));
+  // Written only if the repository lacks it: the object's id is looked up
+  // first (the packs as they are known, without a rescan).
+  git_odb* raw_odb = nullptr;
+  if (int rc = git_repository_odb(&raw_odb, repo.get()); rc < 0) return last_error(rc, "open the object database");
+  odb_ptr odb(raw_odb);
+  auto present = [&](const oid& id) {
+    if (known.contains(id)) return true;
+    git_oid g = to_git(id);
+    return git_odb_exists_ext(odb.get(), &g, GIT_ODB_LOOKUP_NO_REFRESH) == 1;
+  };
+  auto id = writer.write(type, data, options.fsync.value_or(detail::fsync_default()), present);
   if (id) remember(*id);
   return id;
 }
@@ -245,57 +257,172 @@ class merger {
 public:
   explicit merger(repository::impl& r) : r_(r) {}
 
-  // Step 2: renames on one side: old path -> new path.
-  result<std::map<std::string, std::string>> renames(const change_map& side) {
-    std::vector<const change_map::value_type*> deleted, added;
+  // Step 2: renames on one side: old path -> new path, by git's rules
+  // (diffcore-rename as merge-ort drives it):
+  // - empty files are never paired (git: rename_empty is off for merges);
+  // - identical contents first, a link only with a link, a file with a file,
+  //   the same basename preferred;
+  // - then similar contents, regular files only, at least 50% by git's
+  //   measure (chunks of up to 64 bytes ending at a newline, CR of CRLF
+  //   ignored in text), only for sources the other side touched (a rename
+  //   no change of the other side meets makes no difference to the merge),
+  //   the best pairs first, within git's merge rename limit (7000).
+  result<std::map<std::string, std::string>> renames(const change_map& side, const change_map& other) {
+    static const oid empty_blob = oid::from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").value();
+    auto candidate = [&](const std::optional<tree_entry>& e) {
+      return e && (is_file(*e) || e->mode == file_mode::link) && e->id != empty_blob;
+    };
+    std::vector<const change_map::value_type*> sources, dests;
     for (const auto& kv : side) {
-      if (kv.second.before && !kv.second.after && is_file(*kv.second.before)) deleted.push_back(&kv);
-      if (!kv.second.before && kv.second.after && is_file(*kv.second.after)) added.push_back(&kv);
+      if (candidate(kv.second.before) && !kv.second.after) sources.push_back(&kv);
+      if (!kv.second.before && candidate(kv.second.after)) dests.push_back(&kv);
     }
     std::map<std::string, std::string> out;
-    if (deleted.empty() || added.empty()) return out;
-    std::set<std::string> taken;
-    std::multimap<oid, std::string> by_id;
-    for (auto* a : added) by_id.emplace(a->second.after->id, a->first);
-    std::vector<const change_map::value_type*> left;
-    for (auto* d : deleted) {
-      auto [lo, hi] = by_id.equal_range(d->second.before->id);
-      bool paired = false;
-      for (auto it = lo; it != hi; ++it)
-        if (!taken.contains(it->second)) {
-          out[d->first] = it->second;
-          taken.insert(it->second);
-          paired = true;
-          break;
-        }
-      if (!paired) left.push_back(d);
+    if (sources.empty() || dests.empty()) return out;
+    auto basename = [](std::string_view p) { return p.substr(p.rfind('/') + 1); };
+    auto is_link = [](const tree_entry& e) { return e.mode == file_mode::link; };
+    std::vector<bool> src_used(sources.size()), dst_used(dests.size());
+    // Identical contents.
+    std::multimap<oid, std::size_t> by_id;
+    for (std::size_t i = 0; i < sources.size(); ++i) by_id.emplace(sources[i]->second.before->id, i);
+    for (std::size_t d = 0; d < dests.size(); ++d) {
+      const auto& after = *dests[d]->second.after;
+      auto [lo, hi] = by_id.equal_range(after.id);
+      std::optional<std::size_t> best;
+      for (auto it = lo; it != hi; ++it) {
+        std::size_t i = it->second;
+        if (src_used[i] || is_link(*sources[i]->second.before) != is_link(after)) continue;
+        if (!best || (basename(sources[i]->first) == basename(dests[d]->first) &&
+                      basename(sources[*best]->first) != basename(dests[d]->first)))
+          best = i;
+      }
+      if (!best) continue;
+      src_used[*best] = dst_used[d] = true;
+      out[sources[*best]->first] = dests[d]->first;
     }
-    // Inexact renames: compare contents, as git does, above 50% similarity.
-    // Bounded, like git's rename limit, so a huge change does not go quadratic.
-    std::size_t candidates = 0;
-    for (auto* a : added) candidates += taken.contains(a->first) ? 0 : 1;
-    if (left.empty() || candidates == 0 || left.size() * candidates > 1000) return out;
-    for (auto* d : left) {
-      auto src = content(d->second.before->id);
-      if (!src) return src.error();
-      int best = -1;
-      std::string best_path;
-      for (auto* a : added) {
-        if (taken.contains(a->first)) continue;
-        auto dst = content(a->second.after->id);
-        if (!dst) return dst.error();
-        int s = similarity(*src, *dst);
-        if (s >= 50 && s > best) {
-          best = s;
-          best_path = a->first;
-        }
+    // Similar contents: relevant regular files only.
+    std::vector<std::size_t> srcs, dsts;
+    for (std::size_t i = 0; i < sources.size(); ++i)
+      if (!src_used[i] && is_file(*sources[i]->second.before) && other.contains(sources[i]->first)) srcs.push_back(i);
+    for (std::size_t d = 0; d < dests.size(); ++d)
+      if (!dst_used[d] && is_file(*dests[d]->second.after)) dsts.push_back(d);
+    constexpr std::uint64_t rename_limit = 7000;
+    if (srcs.empty() || dsts.empty() || static_cast<std::uint64_t>(srcs.size()) * dsts.size() > rename_limit * rename_limit)
+      return out;
+    struct scored {
+      int score;
+      bool same_name;
+      std::size_t dst, src;
+    };
+    std::vector<scored> pairs;
+    for (std::size_t d : dsts) {
+      std::vector<scored> mine;  // git keeps the best four sources of each destination
+      for (std::size_t i : srcs) {
+        auto sc = rename_score(sources[i]->second.before->id, dests[d]->second.after->id);
+        if (!sc) return sc.error();
+        if (*sc < min_rename_score) continue;
+        mine.push_back({*sc, basename(sources[i]->first) == basename(dests[d]->first), d, i});
       }
-      if (best >= 0) {
-        out[d->first] = best_path;
-        taken.insert(best_path);
-      }
+      std::sort(mine.begin(), mine.end(), [](const scored& a, const scored& b) {
+        return std::tie(b.score, b.same_name, a.src) < std::tie(a.score, a.same_name, b.src);
+      });
+      if (mine.size() > 4) mine.resize(4);
+      pairs.insert(pairs.end(), mine.begin(), mine.end());
+    }
+    std::sort(pairs.begin(), pairs.end(), [](const scored& a, const scored& b) {
+      return std::tie(b.score, b.same_name, a.dst, a.src) < std::tie(a.score, a.same_name, b.dst, b.src);
+    });
+    for (const auto& p : pairs) {
+      if (src_used[p.src] || dst_used[p.dst]) continue;
+      src_used[p.src] = dst_used[p.dst] = true;
+      out[sources[p.src]->first] = dests[p.dst]->first;
     }
     return out;
+  }
+
+  // Directories one side renamed (git's directory-rename detection): a
+  // directory counts as renamed to where most of its files went, when that
+  // side kept nothing of it. old dir -> new dir ("" never: the top).
+  std::map<std::string, std::string> directory_renames(const std::map<std::string, std::string>& renamed,
+                                                       const git_tree* side) {
+    std::map<std::string, std::map<std::string, int>> votes;
+    for (const auto& [from, to] : renamed) {
+      auto fs = from.rfind('/'), ts = to.rfind('/');
+      if (fs == std::string::npos || ts == std::string::npos) continue;
+      std::string_view a = std::string_view(from).substr(0, fs), b = std::string_view(to).substr(0, ts);
+      // Strip the trailing directories both paths share.
+      while (!a.empty() && !b.empty()) {
+        auto as = a.rfind('/'), bs = b.rfind('/');
+        auto an = as == std::string_view::npos ? a : a.substr(as + 1);
+        auto bn = bs == std::string_view::npos ? b : b.substr(bs + 1);
+        if (an != bn || as == std::string_view::npos || bs == std::string_view::npos) break;
+        a = a.substr(0, as);
+        b = b.substr(0, bs);
+      }
+      if (a.empty() || b.empty() || a == b) continue;
+      ++votes[std::string(a)][std::string(b)];
+    }
+    std::map<std::string, std::string> out;
+    for (const auto& [dir, to] : votes) {
+      git_tree_entry* kept = nullptr;
+      if (side && git_tree_entry_bypath(&kept, side, dir.c_str()) == 0) {
+        git_tree_entry_free(kept);
+        continue;  // the side kept something of it: not renamed
+      }
+      int best = 0;
+      bool tie = false;
+      std::string where;
+      for (const auto& [d, n] : to) {
+        if (n > best) {
+          best = n;
+          where = d;
+          tie = false;
+        } else if (n == best) {
+          tie = true;
+        }
+      }
+      if (!tie) out[dir] = where;
+    }
+    return out;
+  }
+
+  // Where git's directory-rename rule moves a path the other side made new:
+  // into the renamed directory, when its own directory was there in base
+  // (a directory new on that side is left where it is) and it or a parent
+  // is one the other side renamed. nullopt: it stays.
+  static std::optional<std::string> relocated(const std::string& path, const std::map<std::string, std::string>& dir_renames,
+                                              const git_tree* base) {
+    if (dir_renames.empty()) return std::nullopt;
+    auto parent = path.rfind('/');
+    if (parent == std::string::npos) return std::nullopt;
+    git_tree_entry* there = nullptr;
+    if (!base || git_tree_entry_bypath(&there, base, path.substr(0, parent).c_str()) != 0) return std::nullopt;
+    bool is_dir = git_tree_entry_type(there) == GIT_OBJECT_TREE;
+    git_tree_entry_free(there);
+    if (!is_dir) return std::nullopt;
+    for (auto cut = parent; cut != std::string::npos && cut > 0; cut = path.rfind('/', cut - 1)) {
+      auto it = dir_renames.find(path.substr(0, cut));
+      if (it != dir_renames.end()) return it->second + path.substr(cut);
+    }
+    return std::nullopt;
+  }
+
+  // A path the other side made new (added, or a rename's destination) that
+  // git would move into a directory this side renamed: git calls it a
+  // conflict (its default, merge.directoryRenames=conflict), at the path it
+  // suggests.
+  static void directory_rename_conflicts(const std::map<std::string, std::string>& dir_renames, const change_map& other,
+                                         const git_tree* base, std::vector<merge_conflict>& conflicts) {
+    if (dir_renames.empty()) return;
+    for (const auto& [path, c] : other) {
+      if (c.before || !c.after) continue;
+      auto moved = relocated(path, dir_renames, base);
+      if (!moved) continue;
+      conflicts.push_back({*moved, conflict_kind::rename,
+                           fmt::format("'{}' was made inside a directory the other side renamed: it perhaps belongs "
+                                       "at '{}'",
+                                       path, *moved)});
+    }
   }
 
   // Step 3: a file both sides changed. nullopt with no conflict added: deleted.
@@ -401,14 +528,21 @@ public:
     repository::impl::dir_map O_dirs, T_dirs;
     if (auto e = r_.collect(bt->get(), ot->get(), "", O, &O_dirs)) return e;
     if (auto e = r_.collect(bt->get(), tt->get(), "", T, &T_dirs)) return e;
-    auto rn_o = renames(O);
+    auto rn_o = renames(O, T);
     if (!rn_o) return rn_o.error();
-    auto rn_t = renames(T);
+    auto rn_t = renames(T, O);
     if (!rn_t) return rn_t.error();
 
     std::map<std::string, std::optional<tree_entry>> result;  // changes to ours' tree
     std::set<std::string> done_o, done_t;                     // paths whose change a rename consumed
     auto& conflicts = out.conflicts;
+    auto dirs_o = directory_renames(*rn_o, ot->get()), dirs_t = directory_renames(*rn_t, tt->get());
+    directory_rename_conflicts(dirs_o, T, bt->get(), conflicts);
+    directory_rename_conflicts(dirs_t, O, bt->get(), conflicts);
+    // A path as git names it in a conflict: moved by the other side's directory renames.
+    auto named = [&](const std::string& path, const std::map<std::string, std::string>& other_dirs) {
+      return relocated(path, other_dirs, bt->get()).value_or(path);
+    };
 
     // Renames on ours: a -> nb. Theirs' change at a follows the file to nb.
     for (const auto& [a, nb] : *rn_o) {
@@ -422,10 +556,12 @@ public:
         if (rt->second != nb) {
           conflicts.push_back({a, conflict_kind::rename,
                                fmt::format("'{}' was renamed differently on each side: '{}' and '{}'", a, nb, rt->second)});
-          conflicts.push_back({nb, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and to '{}' "
-                                                                      "on the other", a, nb, rt->second)});
-          conflicts.push_back({rt->second, conflict_kind::rename, fmt::format("'{}' was renamed to '{}' on one side and "
-                                                                              "to '{}' on the other", a, rt->second, nb)});
+          conflicts.push_back({named(nb, dirs_t), conflict_kind::rename,
+                               fmt::format("'{}' was renamed to '{}' on one side and to '{}' on the other", a, nb,
+                                           rt->second)});
+          conflicts.push_back({named(rt->second, dirs_o), conflict_kind::rename,
+                               fmt::format("'{}' was renamed to '{}' on one side and to '{}' on the other", a,
+                                           rt->second, nb)});
           continue;
         }
         auto m = merge_file(nb, ta.before, *O[nb].after, *T[nb].after, conflict_kind::content, conflicts);
@@ -575,6 +711,9 @@ private:
       bool any_tree = is_tree(x) || is_tree(y) || is_tree(z);
       bool any_other = is_other(x) || is_other(y) || is_other(z);
       if (any_tree && any_other) return not_exact;
+      // A directory one side removed whole while the other changed it: maybe
+      // renamed (the other side's new files would follow it).
+      if (is_tree(x) && (!y || !z)) return not_exact;
       std::string path = prefix + key;
       if (any_tree) {
         tree_ptr sb, so, st;
@@ -645,33 +784,58 @@ private:
     return s;
   }
 
-  // Percentage of the larger file's bytes found, line by line, in the other.
-  static int similarity(const std::string& a, const std::string& b) {
-    if (a.empty() && b.empty()) return 100;
-    std::unordered_map<std::string_view, int> lines;
-    auto each_line = [](const std::string& s, auto&& f) {
-      std::size_t start = 0;
-      while (start < s.size()) {
-        auto nl = s.find('\n', start);
-        std::size_t end = nl == std::string::npos ? s.size() : nl + 1;
-        f(std::string_view(s).substr(start, end - start));
-        start = end;
-      }
-    };
-    each_line(a, [&](std::string_view l) { ++lines[l]; });
-    std::size_t common = 0;
-    each_line(b, [&](std::string_view l) {
-      auto it = lines.find(l);
-      if (it != lines.end() && it->second > 0) {
-        --it->second;
-        common += l.size();
-      }
-    });
-    return static_cast<int>(common * 100 / std::max(a.size(), b.size()));
+  // git's similarity of two files (diffcore-delta), in git's units (60000 is
+  // identical): the bytes of `from` found again in `to`, counted in chunks
+  // that end at a newline or after 64 bytes, over the larger size. In text
+  // (no NUL in the first 8000 bytes) the CR of a CRLF is not counted.
+  static constexpr int max_rename_score = 60000, min_rename_score = 30000;  // git's MAX_SCORE, 50%
+  using spans = std::unordered_map<std::uint32_t, std::uint32_t>;  // chunk hash -> bytes
+  static spans chunk_spans(const std::string& s) {
+    constexpr std::uint32_t hash_base = 107927;
+    bool text = std::memchr(s.data(), 0, std::min<std::size_t>(s.size(), 8000)) == nullptr;
+    spans out;
+    std::uint32_t a1 = 0, a2 = 0, n = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (text && c == '\r' && i + 1 < s.size() && s[i + 1] == '\n') continue;
+      std::uint32_t old1 = a1;
+      a1 = (a1 << 7) ^ (a2 >> 25);
+      a2 = (a2 << 7) ^ (old1 >> 25);
+      a1 += c;
+      if (++n < 64 && c != '\n') continue;
+      out[(a1 + a2 * 0x61) % hash_base] += n;
+      n = a1 = a2 = 0;
+    }
+    if (n > 0) out[(a1 + a2 * 0x61) % hash_base] += n;
+    return out;
+  }
+
+  result<int> rename_score(const oid& from, const oid& to) {
+    auto a = content(from);
+    if (!a) return a.error();
+    auto b = content(to);
+    if (!b) return b.error();
+    std::size_t big = std::max(a->size(), b->size()), small = std::min(a->size(), b->size());
+    if (big == 0) return 0;
+    // Sizes too far apart to reach the minimum (git's early exit).
+    if (big * (max_rename_score - min_rename_score) < (big - small) * max_rename_score) return 0;
+    auto& sa = spans_of(from, *a);
+    auto& sb = spans_of(to, *b);
+    std::uint64_t copied = 0;
+    for (const auto& [h, n] : sa)
+      if (auto it = sb.find(h); it != sb.end()) copied += std::min(n, it->second);
+    return static_cast<int>(copied * max_rename_score / big);
+  }
+
+  const spans& spans_of(const oid& id, const std::string& text) {
+    auto it = spans_.find(id);
+    if (it == spans_.end()) it = spans_.emplace(id, chunk_spans(text)).first;
+    return it->second;
   }
 
   repository::impl& r_;
   std::map<oid, std::string> cache_;
+  std::map<oid, spans> spans_;
 };
 
 }  // namespace

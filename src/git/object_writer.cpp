@@ -86,7 +86,8 @@ error_info object_writer::open(const std::filesystem::path& objects_dir) {
   return {};
 }
 
-result<oid> object_writer::write(git_object_t type, std::string_view data, bool durable) {
+result<oid> object_writer::write(git_object_t type, std::string_view data, bool durable,
+                                 const std::function<bool(const oid&)>& present) {
   const char* tname = type_name(type);
   if (!tname) return fail(error::invalid_argument, "git: write object: not a blob, tree, commit or tag");
   git_oid gid;
@@ -96,6 +97,10 @@ result<oid> object_writer::write(git_object_t type, std::string_view data, bool 
   std::memcpy(id.bytes.data(), gid.id, 20);
   std::string hex = id.hex();
   std::string final_name = hex.substr(0, 2) + "/" + hex.substr(2);
+  if (present && present(id)) {  // there already (a fresh clone's packs hold most of a merge's blobs)
+    ::utimensat(dir_fd_, final_name.c_str(), nullptr, 0);  // a loose one kept fresh for gc, as git does
+    return id;
+  }
 
   // Deflate "<type> <size>\0<data>" into one reused buffer.
   std::string header = fmt::format("{} {}", tname, data.size());

@@ -15,6 +15,7 @@
 #include <git2/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,8 +35,11 @@ public:
 
   /// Writes one object; with `durable`, the file and its directory are
   /// synced before this returns. An object that exists already is left as it
-  /// is (its modification time refreshed, as git does).
-  result<oid> write(git_object_t type, std::string_view data, bool durable);
+  /// is (its modification time refreshed, as git does). `present`, when
+  /// given, is asked first (with the object's id) whether the repository has
+  /// it already, loose or packed: then nothing is written at all.
+  result<oid> write(git_object_t type, std::string_view data, bool durable,
+                    const std::function<bool(const oid&)>& present = {});
 
 private:
   std::filesystem::path dir_;

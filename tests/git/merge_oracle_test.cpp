@@ -183,6 +183,122 @@ std::vector<scenario> random_scenarios(int count, unsigned seed) {
   return v;
 }
 
+// Renames where agentcore's first merge disagreed with git (issue 16): each
+// was clean in agentcore and conflicted in git, or the other way round.
+std::vector<scenario> rename_fidelity_scenarios() {
+  std::vector<scenario> v;
+  // An empty file is never a rename (git pairs no empty files).
+  v.push_back({"conflict: an empty file deleted, another empty file added, the first edited",
+               {{"empty.txt", f("")}, {"a.txt", f(lines("a"))}},
+               {{"empty.txt", std::nullopt}, {"other-empty.txt", f("")}},
+               {{"empty.txt", f("now it has a line\n")}}});
+  // A link moved unchanged is a rename; the other side's new target follows it.
+  v.push_back({"clean: a link renamed, its target changed on the other side",
+               {{"link", f("target1", git::file_mode::link)}, {"a.txt", f(lines("a"))}},
+               {{"link", std::nullopt}, {"link2", f("target1", git::file_mode::link)}},
+               {{"link", f("target2", git::file_mode::link)}}});
+  // Long lines with small edits: whole lines mostly differ, 64-byte chunks mostly match.
+  {
+    std::string base_text, ours_text, theirs_text;
+    for (int i = 0; i < 10; ++i) {
+      std::string line = fmt::format("{:03} ", i) + std::string(290, static_cast<char>('a' + i)) + "\n";
+      base_text += line;
+      std::string edited = line;
+      if (i < 6) edited[150] = 'X';
+      ours_text += edited;
+      std::string t = line;
+      if (i == 9) t[10] = 'Y';
+      theirs_text += t;
+    }
+    v.push_back({"clean: a rename that edits most long lines a little, the other side edits another",
+                 {{"long.txt", f(base_text)}}, {{"long.txt", std::nullopt}, {"moved/long.txt", f(ours_text)}},
+                 {{"long.txt", f(theirs_text)}}});
+  }
+  // CRLF to LF with a rename: git scores without the CRs.
+  v.push_back({"conflict: CRLF renamed to LF on one side, a line edited on the other",
+               {{"crlf.txt", f("a\r\nb\r\nc\r\nd\r\ne\r\nf\r\ng\r\nh\r\n")}},
+               {{"crlf.txt", std::nullopt}, {"lf.txt", f("a\nb\nc\nd\ne\nf\ng\nh\n")}},
+               {{"crlf.txt", f("a\r\nb\r\nc\r\nd\r\ne\r\nf\r\ng\r\nH\r\n")}}});
+  // A directory renamed on one side, a file added in it on the other: git
+  // suggests the new directory and calls it a conflict.
+  {
+    scenario sc{"conflict: a file added in a directory the other side renamed", {}, {}, {}};
+    for (int i = 0; i < 3; ++i) {
+      sc.base[fmt::format("old/f{}.txt", i)] = f(lines(fmt::format("f{}", i)));
+      sc.ours[fmt::format("old/f{}.txt", i)] = std::nullopt;
+      sc.ours[fmt::format("new/f{}.txt", i)] = f(lines(fmt::format("f{}", i)));
+    }
+    sc.base["keep.txt"] = f("keep\n");
+    sc.theirs["old/extra.txt"] = f("extra\n");
+    v.push_back(sc);
+    scenario deep = sc;
+    deep.name = "conflict: a file added deep in a directory the other side renamed";
+    deep.theirs = {{"old/sub/extra.txt", f("extra\n")}};
+    v.push_back(deep);
+    scenario renamed_in = sc;
+    renamed_in.name = "conflict: a file renamed into a directory the other side renamed";
+    renamed_in.theirs = {{"keep.txt", std::nullopt}, {"old/keep.txt", f("keep\n")}};
+    v.push_back(renamed_in);
+  }
+  // A directory of hundreds of files moved and edited on one side, some of
+  // them edited elsewhere on the other: git follows every rename.
+  {
+    scenario sc{"clean: 300 files moved to another directory with edits, 20 edited on the other side", {}, {}, {}};
+    for (int i = 0; i < 300; ++i) {
+      auto tag = fmt::format("m{}", i);
+      sc.base[fmt::format("lib/mod{:03}.c", i)] = f(lines(tag, 20));
+      sc.ours[fmt::format("lib/mod{:03}.c", i)] = std::nullopt;
+      sc.ours[fmt::format("src/lib/mod{:03}.c", i)] = f(lines(tag, 20, 1, "ours: moved and edited"));
+      if (i % 15 == 0) sc.theirs[fmt::format("lib/mod{:03}.c", i)] = f(lines(tag, 20, 17, "theirs: edited in place"));
+    }
+    v.push_back(sc);
+  }
+  return v;
+}
+
+// Generated: one side moves a whole directory of 100 to 300 files (a third
+// of them edited on the way), the other side edits some in place and, by
+// variant, deletes some, adds one inside, or renames one within it.
+std::vector<scenario> directory_move_scenarios(int count, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<scenario> v;
+  for (int s = 0; s < count; ++s) {
+    scenario sc;
+    int n = std::uniform_int_distribution<int>(100, 300)(rng);
+    int variant = s % 4;
+    sc.name = fmt::format("directory move #{} (seed {}, {} files, variant {})", s, seed, n, variant);
+    std::uniform_int_distribution<int> pick(0, n - 1);
+    std::set<int> edited_there;
+    for (int i = 0; i < 12; ++i) edited_there.insert(pick(rng));
+    for (int i = 0; i < n; ++i) {
+      auto from = fmt::format("pkg/part{}/unit{:03}.cc", i % 3, i);
+      auto to = fmt::format("lib/pkg/part{}/unit{:03}.cc", i % 3, i);
+      auto tag = fmt::format("unit{}", i);
+      sc.base[from] = f(lines(tag, 20));
+      sc.ours[from] = std::nullopt;
+      sc.ours[to] = i % 3 == 0 ? f(lines(tag, 20, 0, "ours: moved and edited")) : f(lines(tag, 20));
+      if (edited_there.contains(i)) sc.theirs[from] = f(lines(tag, 20, 15, "theirs: edited in place"));
+    }
+    sc.base["README"] = f("readme\n");
+    if (variant == 1)
+      for (int k = 0; k < 2; ++k) {
+        int i = pick(rng);
+        sc.theirs[fmt::format("pkg/part{}/unit{:03}.cc", i % 3, i)] = std::nullopt;
+      }
+    if (variant == 2) sc.theirs["pkg/part1/brand-new.cc"] = f("new\n");
+    if (variant == 3) {
+      int i = pick(rng);
+      auto from = fmt::format("pkg/part{}/unit{:03}.cc", i % 3, i);
+      if (!edited_there.contains(i)) {
+        sc.theirs[from] = std::nullopt;
+        sc.theirs[fmt::format("pkg/part{}/renamed{:03}.cc", i % 3, i)] = f(lines(fmt::format("unit{}", i), 20));
+      }
+    }
+    v.push_back(std::move(sc));
+  }
+  return v;
+}
+
 }  // namespace
 
 TEST_CASE("git.merge.matches_git_merge_tree") {
@@ -192,6 +308,8 @@ TEST_CASE("git.merge.matches_git_merge_tree") {
     all.push_back(std::move(s));
   }
   for (auto& s : empty_tree_scenarios()) all.push_back(std::move(s));
+  for (auto& s : rename_fidelity_scenarios()) all.push_back(std::move(s));
+  for (auto& s : directory_move_scenarios(8, 11)) all.push_back(std::move(s));
   for (auto& s : random_scenarios(30, 7)) all.push_back(std::move(s));
   for (auto& s : random_scenarios(30, 4)) all.push_back(std::move(s));
   REQUIRE(all.size() >= 50);

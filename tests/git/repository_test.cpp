@@ -278,6 +278,14 @@ TEST_CASE("git.repository.reads_packed_objects_and_reports_damaged_ones") {
   REQUIRE_MESSAGE(m.has_value(), m.error().message());
   REQUIRE(m->clean());
   CHECK(repo.read_blob(repo.entry_at(*m->tree, "src/b.txt").value()->id).value() == "b\ntheirs\n");
+  // An object the repository has, packed, is not written again (a merge on a
+  // fresh clone writes only what is new): no loose copy appears.
+  auto loose = [&] { return fx.git("count-objects").out; };
+  auto before = loose();
+  CHECK(repo.write_blob("a\nours\n").value() == repo.entry_at(repo.commit_tree(ours).value(), "src/a.txt").value()->id);
+  CHECK(loose() == before);
+  repo.write_blob("new content\n").value();
+  CHECK(loose() != before);  // a new one is
 
   // A damaged loose object is an error naming it, not a crash or a wrong read.
   auto blob = fx.repo.write_blob("to be damaged\n").value();
