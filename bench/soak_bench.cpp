@@ -84,6 +84,33 @@ std::size_t heap_in_use_kib() {
   return (current + mmapped - std::min(current, free_fast + free_rest)) / 1024;
 }
 
+// Each arena's size and free bytes (MiB), from malloc_info's <heap> blocks:
+// "size/free" per arena, for telling which thread's arena grows.
+std::string arena_summary() {
+  char* buf = nullptr;
+  std::size_t len = 0;
+  FILE* f = ::open_memstream(&buf, &len);
+  if (!f) return {};
+  ::malloc_info(0, f);
+  ::fclose(f);
+  std::string xml(buf, len);
+  ::free(buf);
+  std::string out;
+  for (std::size_t at = xml.find("<heap nr="); at != std::string::npos; at = xml.find("<heap nr=", at + 1)) {
+    auto end = xml.find("</heap>", at);
+    std::string_view h = std::string_view(xml).substr(at, end - at);
+    auto field = [&](std::string_view tag) -> double {
+      auto t = h.find(tag);
+      if (t == std::string_view::npos) return 0;
+      auto size = h.find("size=\"", t);
+      return size == std::string_view::npos ? 0 : std::strtod(h.data() + size + 6, nullptr) / (1 << 20);
+    };
+    out += fmt::format(" {:.1f}/{:.1f}", field("<system type=\"current\""),
+                       field("<total type=\"fast\"") + field("<total type=\"rest\""));
+  }
+  return out;
+}
+
 // Where task t<n> writes: one of 1000 files (ten directories of a hundred),
 // task n rewriting the file task n-1000 wrote. The repository then stays the
 // same size however many tasks run (a growing tree would grow every slot's
@@ -217,9 +244,12 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
       rss_samples.emplace_back(static_cast<double>(n), static_cast<double>(rss));
       heap_samples.emplace_back(static_cast<double>(n), static_cast<double>(heap));
     }
-    if (n == first || (n - first) % (step * 5) == 0)
+    if (n == first || (n - first) % (step * 5) == 0) {
       fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", n,
                  seconds_since(t0), rss, heap);
+      if (std::getenv("AGENTCORE_SOAK_ARENAS"))  // each arena's size/free, MiB
+        fmt::print(stderr, "    arenas:{}\n", arena_summary());
+    }
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
     if (e.what == "error") fmt::print(stderr, "  soak: {}\n", e.detail);
