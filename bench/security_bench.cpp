@@ -3,7 +3,7 @@
 // hostile attacks of tests/security run again here, counting escapes.
 #include "bench.hpp"
 
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 
 #include <fmt/format.h>
 
@@ -25,11 +25,11 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-double ms_per_command(const gate::check_options& o, int n) {
+double ms_per_command(const process::run_options& o, int n) {
   std::vector<double> each;
   for (int i = 0; i < n; ++i) {
     auto t0 = std::chrono::steady_clock::now();
-    auto r = gate::run_check("true", o);
+    auto r = process::run("true", o);
     if (!r || !r->passed()) throw failure(fmt::format("security: a no-op command failed: {}",
                                                       r ? r->outcome() : r.error().message()));
     each.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -40,7 +40,7 @@ double ms_per_command(const gate::check_options& o, int n) {
 }  // namespace
 
 std::vector<figure> run_security(const run_options& options) {
-  auto status = gate::probe_sandbox();
+  auto status = process::probe_sandbox();
   if (!status.available) throw failure("security: the sandbox is unavailable: " + status.detail);
   namespace fs = std::filesystem;
   auto wt = options.dir / "worktree";
@@ -50,8 +50,8 @@ std::vector<figure> run_security(const run_options& options) {
   std::ofstream(outside / "target.txt") << "untouched\n";
 
   int n = options.quick ? 10 : 60;
-  gate::check_options plain{.working_directory = wt, .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}};
-  gate::check_options boxed{.working_directory = wt};
+  process::run_options plain{.working_directory = wt, .sandbox = {.mode = process::sandbox_mode::unconfined_host_access}};
+  process::run_options boxed{.working_directory = wt};
   (void)ms_per_command(boxed, 2);  // the probe and the page cache, outside the figure
   double unsandboxed = ms_per_command(plain, n);
   double sandboxed = ms_per_command(boxed, n);
@@ -76,7 +76,7 @@ std::vector<figure> run_security(const run_options& options) {
   std::getline(std::ifstream("/proc/sys/vm/swappiness"), swappiness);
   int escapes = 0;
   for (const auto& a : attacks) {
-    auto r = gate::run_check(a, boxed);
+    auto r = process::run(a, boxed);
     if (!r) throw failure("security: an attack could not run: " + r.error().message());
     if (r->log.find("sk-bench-secret") != std::string::npos || r->log.find("CAPS-LEFT") != std::string::npos) ++escapes;
   }

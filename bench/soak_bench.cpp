@@ -54,6 +54,24 @@ std::size_t rss_kib() {
   return 0;
 }
 
+// The RSS by kind (anonymous, file, shared memory) and the thread count, from
+// /proc/self/status: tells the heap from mapped files and thread stacks.
+std::string rss_kinds() {
+  std::ifstream f("/proc/self/status");
+  std::string line, out;
+  for (std::string_view key : {"RssAnon:", "RssFile:", "RssShmem:", "Threads:"}) {
+    f.clear();
+    f.seekg(0);
+    while (std::getline(f, line))
+      if (line.starts_with(key)) {
+        auto v = line.substr(key.size());
+        v.erase(0, v.find_first_not_of(" \t"));
+        out += fmt::format(" {} {}", key.substr(0, key.size() - 1), v);
+      }
+  }
+  return out;
+}
+
 // The heap in use in every arena (mallinfo2 counts the main arena alone, and
 // the swarm's threads allocate in arenas of their own): malloc_info's totals,
 // the memory the arenas hold less what is free in them, plus mmapped blocks.
@@ -186,7 +204,7 @@ runtime::swarm_config config(const fs::path& dir) {
   c.max_new_tasks = 16;
   c.contract.allowed_paths = {"tasks/**"};
   c.merges_per_cycle = 0;
-  c.sandbox = gate::sandbox_mode::unconfined_host_access;  // no-op checks: nothing runs
+  c.sandbox = process::sandbox_mode::unconfined_host_access;  // no-op checks: nothing runs
   c.lease = std::chrono::seconds(2);
   return c;
 }
@@ -248,7 +266,7 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
       fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", n,
                  seconds_since(t0), rss, heap);
       if (std::getenv("AGENTCORE_SOAK_ARENAS"))  // each arena's size/free, MiB
-        fmt::print(stderr, "    arenas:{}\n", arena_summary());
+        fmt::print(stderr, "    arenas:{}\n   {}\n", arena_summary(), rss_kinds());
     }
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {

@@ -107,7 +107,7 @@ runtime::swarm_config base_config(const fs::path& repo, const fs::path& slots, s
   c.batch_size = 16;
   c.contract.allowed_paths = {"tasks/**"};
   c.merges_per_cycle = 0;  // one cycle: the judge closes it when the board drains
-  c.sandbox = gate::sandbox_mode::unconfined_host_access;  // no-op checks: nothing runs
+  c.sandbox = process::sandbox_mode::unconfined_host_access;  // no-op checks: nothing runs
   c.threads = 2;
   return c;
 }

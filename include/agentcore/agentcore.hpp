@@ -20,6 +20,8 @@
 #include <agentcore/board/task.hpp>
 #include <agentcore/board/task_board.hpp>
 
+#include <agentcore/process/process.hpp>
+
 #include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/contract/diff.hpp>

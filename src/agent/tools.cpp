@@ -245,17 +245,17 @@ tool_output run_command(const tools_options& o, const json::object& args, tool_c
       return refusal(fail(error::bad_arguments, "run_command: the task's time box is spent; call finish"));
     limit = std::min(limit, std::chrono::duration_cast<std::chrono::milliseconds>(ctx.deadline - now));
   }
-  gate::check_options co = ctx.commands;
+  process::run_options co = ctx.commands;
   co.working_directory = ctx.workspace.root();
   co.timeout = limit;
   co.output_limit = std::min(co.output_limit, o.answer_bytes);
   co.stop = ctx.stop;
   co.stdin_data.clear();
   co.on_stdout = nullptr;
-  if (!ctx.usage_before_commands) {  // the same directories run_check measures
-    gate::disk_usage u = gate::measure_disk_usage(co.working_directory);
+  if (!ctx.usage_before_commands) {  // the same directories process::run measures
+    process::disk_usage u = process::measure_disk_usage(co.working_directory);
     for (const auto& w : co.sandbox.writable) {
-      auto more = gate::measure_disk_usage(w);
+      auto more = process::measure_disk_usage(w);
       u.bytes += more.bytes;
       u.entries += more.entries;
     }
@@ -266,7 +266,7 @@ tool_output run_command(const tools_options& o, const json::object& args, tool_c
   co.max_new_entries = o.max_task_new_entries;
   auto before = ctx.workspace.fingerprint();
   ctx.workspace.note_untracked_change();  // whatever the fingerprint says: a command may change anything
-  auto r = gate::run_check(*command, co);
+  auto r = process::run(*command, co);
   if (!r) return refusal(r.error());
   if (ctx.workspace.fingerprint() != before) ctx.workspace.note_change();
   if (ctx.events) ctx.events->publish(command_event{ctx.task, *r});

@@ -492,7 +492,7 @@ public:
     o.sandbox.read_only.push_back(wt->git_dir());  // git works in the slot wherever the repository is
     for (const auto& cmd : commands) {
       if (lease_) (void)store_.keep_alive(lease_);  // a long run of checks keeps the queue's leadership
-      if (auto e = record(run_check(cmd, o))) return e;
+      if (auto e = record(process::run(cmd, o))) return e;
       if (!passed) return out;  // later checks would only repeat the bad news
     }
     for (const auto& h : host) {

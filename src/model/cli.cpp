@@ -1,4 +1,4 @@
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 #include <agentcore/model/cli.hpp>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -214,7 +214,7 @@ protected:
         };
       std::string command;
       for (const auto& a : o->command) command += (command.empty() ? "" : " ") + quote(a);
-      gate::check_options co{.working_directory = dir, .timeout = o->time_box, .output_limit = o->output_limit};
+      process::run_options co{.working_directory = dir, .timeout = o->time_box, .output_limit = o->output_limit};
       for (const auto& v : o->env_allow) co.env_allow.push_back(v);
       co.env_set = o->env_set;
       // The agent is untrusted: the commands sandbox, with the network its API
@@ -230,7 +230,7 @@ protected:
           if (on_delta)
             on_executor(*shared_handler, [on_delta, text = std::move(text)] { on_delta({delta::text, 0, text, {}, {}}); });
       };
-      auto ran = gate::run_check(command, co);
+      auto ran = process::run(command, co);
       result_type out = [&]() -> result_type {
         if (!ran) return error_info(ran.error().code(), fmt::format("model: {}: {}", o->name, ran.error().message()));
         if (!t->partial.empty()) t->line(t->partial);

@@ -199,7 +199,7 @@ struct judge::state : std::enable_shared_from_this<state> {
           gate::check_options co = o.checks;
           co.working_directory = wt->path();
           co.sandbox.read_only.push_back(wt->git_dir());
-          auto r = gate::run_check(cmd, co);
+          auto r = process::run(cmd, co);
           if (!r) return r.error();
           j.goal_met = j.goal_met && r->passed();
           j.goal_checks.push_back(std::move(*r));

@@ -323,10 +323,10 @@ struct worker::state : std::enable_shared_from_this<state> {
       if (!v.ok())
         return "Your change breaks the task's contract; fix it, then call finish:\n" + v.summary();
       for (const auto& cmd : terms.terms().acceptance_checks) {
-        gate::check_options co = o.loop.commands;
+        process::run_options co = o.loop.commands;
         co.working_directory = dir;
         co.sandbox.read_only.push_back(pool.git_dir());  // git works in the slot wherever the repository is
-        auto c = gate::run_check(cmd, co);
+        auto c = process::run(cmd, co);
         if (!c) return c.error();
         if (!c->passed())
           return fmt::format("The acceptance check '{}' fails ({}):\n{}\nFix it, then call finish.", cmd, c->outcome(),

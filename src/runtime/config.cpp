@@ -309,8 +309,8 @@ result<swarm_config> config_from_json(const json::value& v, const std::filesyste
   c.lease = std::chrono::seconds(lease);
   std::string sandbox;
   AGENTCORE_CHECK(r.str("sandbox", sandbox));
-  if (sandbox == "required" || sandbox.empty()) c.sandbox = gate::sandbox_mode::required;
-  else if (sandbox == "unconfined-host-access") c.sandbox = gate::sandbox_mode::unconfined_host_access;
+  if (sandbox == "required" || sandbox.empty()) c.sandbox = process::sandbox_mode::required;
+  else if (sandbox == "unconfined-host-access") c.sandbox = process::sandbox_mode::unconfined_host_access;
   else if (sandbox == "off" || sandbox == "automatic")
     return fail(error::invalid_argument,
                 fmt::format("configuration: \"sandbox\": \"{}\" is no longer accepted: it let agent commands run with "
@@ -362,7 +362,7 @@ json::value to_json_value(const swarm_config& c) {
   std::string_view policy = c.gate_policy == gate::policy::serial ? "serial"
                             : c.gate_policy == gate::policy::batch ? "batch"
                                                                    : "optimistic";
-  std::string_view sandbox = gate::to_string(c.sandbox);
+  std::string_view sandbox = process::to_string(c.sandbox);
   return json::object{
       {"schema", config_schema},
       {"repository", c.repository.string()},
@@ -517,7 +517,7 @@ std::string commented_config(const swarm_config& c) {
   s += "  // Agent commands and checks run in bubblewrap (no capabilities, an unprivileged user, no network):\n"
        "  // \"required\", or \"unconfined-host-access\" to run them with the host's powers (only where the host\n"
        "  // confines them itself).\n";
-  s += fmt::format("  \"sandbox\": {}\n}}\n", q(std::string(gate::to_string(c.sandbox))));
+  s += fmt::format("  \"sandbox\": {}\n}}\n", q(std::string(process::to_string(c.sandbox))));
   return s;
 }
 

@@ -3,7 +3,7 @@
 // or hangs.
 #include "agent/agent_fixture.hpp"
 
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -273,7 +273,7 @@ TEST_CASE("agent.tools.hostile.commands_never_ending_flooding_and_prying") {
 
   // With the sandbox, a command cannot write outside the worktree either.
   auto escape = b.run("run_command", b.args({{"command", "echo pwned > " + (b.outside / "target.txt").string()}}));
-  if (gate::probe_sandbox().available) {
+  if (process::probe_sandbox().available) {
     CHECK(escape.is_error);
     CHECK(test::read_text(b.outside / "target.txt") == "outside, untouched\n");
   }

@@ -139,7 +139,7 @@ TEST_CASE("runtime.config.reads_checks_and_writes_back") {
   CHECK(c->subsystems.at(0).name == "parser");
   CHECK(c->merges_per_cycle == 5);
   CHECK(c->workers == 6);
-  CHECK(c->sandbox == gate::sandbox_mode::required);
+  CHECK(c->sandbox == process::sandbox_mode::required);
   CHECK(c->worktrees == std::filesystem::path("/base/repo/.agentcore/slots"));
   // What init writes reads back as the same configuration.
   auto again = runtime::config_from_text(runtime::commented_config(*c), "/elsewhere");
@@ -158,9 +158,9 @@ TEST_CASE("runtime.config.reads_checks_and_writes_back") {
   CHECK(error_of(R"({"schema":1,"repository":"r","gate":{"policy":"yolo"}})").find("'gate.policy' must be \"serial\"") !=
         std::string::npos);
   // The sandbox is the default; giving it up takes words that say what is given up.
-  CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r"})", "/b")->sandbox == gate::sandbox_mode::required);
+  CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r"})", "/b")->sandbox == process::sandbox_mode::required);
   CHECK(runtime::config_from_text(R"({"schema":1,"repository":"r","sandbox":"unconfined-host-access"})", "/b")->sandbox ==
-        gate::sandbox_mode::unconfined_host_access);
+        process::sandbox_mode::unconfined_host_access);
   for (const char* old : {"off", "automatic"}) {
     auto why = error_of(fmt::format(R"({{"schema":1,"repository":"r","sandbox":"{}"}})", old));
     CHECK(why.find("no longer accepted") != std::string::npos);

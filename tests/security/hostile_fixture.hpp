@@ -10,7 +10,7 @@
 #include "git/git_fixture.hpp"
 
 #include <agentcore/agent/tools.hpp>
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -54,7 +54,7 @@ struct hostile_stage {
   std::map<std::string, std::shared_ptr<agent::tool>> tools;
   std::string tag = std::to_string(::getpid());  // names of marker files and processes
 
-  explicit hostile_stage(gate::sandbox_options sandbox = {}) {
+  explicit hostile_stage(process::sandbox_options sandbox = {}) {
     std::filesystem::create_directories(outside);
     write_text(outside / "target.txt", "outside, untouched\n");
     base = repo.commit(std::nullopt,
@@ -71,7 +71,7 @@ struct hostile_stage {
   }
 
   // A slot for a task, and the tool box in it, as the worker sets them up.
-  void lend(gate::sandbox_options sandbox = {}) {
+  void lend(process::sandbox_options sandbox = {}) {
     ctx.reset();
     ws.reset();
     wt.reset();

@@ -5,7 +5,7 @@
 #include "security/hostile_fixture.hpp"
 #include "support/sandbox.hpp"
 
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 
 #include <agentcore/model/client.hpp>
@@ -210,10 +210,10 @@ TEST_CASE("security.hostile.no_sandbox_means_no_command") {
   CHECK(processes_named("sleep 301." + st.tag) == 0);
   CHECK(st.snapshot() == before);
   // Every default is the sandbox: the tool box's, the checks', CLI agents'.
-  CHECK(gate::sandbox_options{}.mode == gate::sandbox_mode::required);
-  CHECK(gate::check_options{}.sandbox.mode == gate::sandbox_mode::required);
+  CHECK(process::sandbox_options{}.mode == process::sandbox_mode::required);
+  CHECK(process::run_options{}.sandbox.mode == process::sandbox_mode::required);
   // A checks run straight through the library without a sandbox is refused too.
-  auto direct = gate::run_check("touch " + leak,
+  auto direct = process::run("touch " + leak,
                                 {.working_directory = st.wt->path(), .sandbox = {.bubblewrap = "/nonexistent/bwrap"}});
   REQUIRE_FALSE(direct.has_value());
   CHECK_FALSE(fs::exists(leak));
@@ -313,9 +313,9 @@ TEST_CASE("security.hostile.host_killed_after_a_git_link_rewrite") {
       if (!pool) ::_exit(3);
       auto wt = (*pool)->acquire(base);
       if (!wt) ::_exit(4);
-      gate::check_options o{.working_directory = wt->path()};
+      process::run_options o{.working_directory = wt->path()};
       o.sandbox.read_only.push_back(git_dir);
-      auto r = gate::run_check(a, o);
+      auto r = process::run(a, o);
       if (!r) ::_exit(5);
       ::kill(::getpid(), SIGKILL);
       ::_exit(6);
@@ -390,7 +390,7 @@ TEST_CASE("security.hostile.writes_into_the_worktree_are_bounded") {
   for (auto& t : agent::standard_tools({.answer_bytes = 16384, .command_timeout = std::chrono::seconds(60),
                                         .max_task_written_bytes = 32 << 20, .max_task_new_entries = 5000}))
     st.tools[t->name()] = t;
-  auto used = [&] { return gate::measure_disk_usage(st.wt->path()); };
+  auto used = [&] { return process::measure_disk_usage(st.wt->path()); };
   auto start = used();
   // Files of 7 MB each, under the file size limit, 70 of them: stopped near 32 MiB.
   auto many = st.command("for i in $(seq 70); do head -c 7000000 /dev/zero > f$i.bin; done; echo WROTE-ALL; sleep 20");

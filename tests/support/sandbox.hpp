@@ -5,7 +5,7 @@
 // same case a failure: the project's own runs never skip them.
 #pragma once
 
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 
 #include <doctest/doctest.h>
 
@@ -15,7 +15,7 @@
 namespace agentcore::test {
 
 inline bool sandbox_or_skip() {
-  auto st = gate::probe_sandbox();
+  auto st = process::probe_sandbox();
   if (st.available) return true;
   if (const char* must = std::getenv("AGENTCORE_REQUIRE_SANDBOX"); must && std::string_view(must) == "1") {
     FAIL_CHECK("the sandbox is required here (AGENTCORE_REQUIRE_SANDBOX=1) but unavailable: " << st.detail);

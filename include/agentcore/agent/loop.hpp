@@ -68,7 +68,7 @@ struct loop_options {
   /// Tags every request carries (role, task, workdir).
   model::request_tags tags;
   /// Limits and sandbox for run_command.
-  gate::check_options commands;
+  process::run_options commands;
   event_bus* events = nullptr;
 };
 

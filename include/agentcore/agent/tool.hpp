@@ -14,7 +14,7 @@
 #include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/agent/workspace.hpp>
 #include <agentcore/core/event_bus.hpp>
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 #include <agentcore/model/types.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -52,10 +52,10 @@ struct tool_context {
   /// Set when the loop is asked to stop: long tools end early.
   const std::atomic<bool>* stop = nullptr;
   /// Limits and sandbox for run_command (its working directory is the workspace root).
-  gate::check_options commands;
+  process::run_options commands;
   /// What the worktree held before the task's first command (set by
   /// run_command): the bounds on what commands write count from here.
-  std::optional<gate::disk_usage> usage_before_commands;
+  std::optional<process::disk_usage> usage_before_commands;
   /// Where tools publish events (agent.tool_call is the loop's), if anywhere.
   event_bus* events = nullptr;
   /// The task the tools work for (for events and messages).

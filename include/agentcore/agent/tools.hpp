@@ -6,7 +6,7 @@
 //   auto tools = agent::standard_tools({.command_timeout = std::chrono::minutes(2)});
 //   tools.push_back(my_host_tool);        // hosts add their own (tool.hpp)
 //
-// run_command goes through gate::run_check with tool_context::commands: a time
+// run_command goes through process::run with tool_context::commands: a time
 // limit (never past the time box), an output cap, an allow-listed environment
 // and the bubblewrap sandbox where the machine has one.
 #pragma once
@@ -50,7 +50,7 @@ std::shared_ptr<tool> finish_tool();
 struct command_event {
   static constexpr std::string_view event_type = "agent.command";
   std::string task;
-  gate::check_result result;
+  process::run_result result;
 };
 void tag_invoke(json::value_from_tag, json::value& v, const command_event& e);
 

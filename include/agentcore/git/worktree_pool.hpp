@@ -57,7 +57,7 @@ public:
 
   const std::filesystem::path& path() const noexcept;
   /// The repository's git directory, which git commands in the worktree read
-  /// (a sandbox binds it read-only: gate::sandbox_options::read_only).
+  /// (a sandbox binds it read-only: process::sandbox_options::read_only).
   const std::filesystem::path& git_dir() const noexcept;
   /// The worktree's own git directory (HEAD, index), inside git_dir(): open
   /// it with repository_options::work_tree = path() to read the worktree

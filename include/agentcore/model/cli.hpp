@@ -12,12 +12,12 @@
 //
 // The prompt (system prompt, then every message's text) goes to the agent's
 // standard input. The time box kills the agent's whole process group. Its
-// environment is an allow-list (gate::default_env_allow_list plus the API key
+// environment is an allow-list (process::default_env_allow_list plus the API key
 // variable the preset names), so the host's other secrets stay out.
 #pragma once
 
 #include <agentcore/core/event_bus.hpp>
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 #include <agentcore/model/client.hpp>
 
 #include <chrono>
@@ -53,18 +53,18 @@ struct cli_options {
   std::filesystem::path working_directory;
   std::chrono::milliseconds time_box{std::chrono::minutes(30)};
   std::size_t output_limit = 1u << 20;
-  /// Environment variables passed through besides gate::default_env_allow_list().
+  /// Environment variables passed through besides process::default_env_allow_list().
   std::vector<std::string> env_allow;
   std::map<std::string, std::string> env_set;
   /// The client's name ("cli:claude").
   std::string name = "cli";
   /// The agent is untrusted code with a shell: it runs in the commands
-  /// sandbox (see gate/checks.hpp) with the network it needs for its API and
+  /// sandbox (see process/process.hpp) with the network it needs for its API and
   /// the working directory writable. Its own state (~/.claude, ~/.codex) must
   /// be listed in `writable` (the presets list those that exist); the
   /// directory of an absolute command is bound read-only. Only a host that
   /// confines the agent itself sets unconfined_host_access.
-  gate::sandbox_options sandbox{.network = true};
+  process::sandbox_options sandbox{.network = true};
   /// Where the agent's events go (agent_event), if anywhere.
   std::shared_ptr<event_bus> events;
 };

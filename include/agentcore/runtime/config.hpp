@@ -109,7 +109,7 @@ struct swarm_config {
   /// roles::judge_options::converge_cycles. 0: not watched.
   std::size_t converge_cycles = 4;
   std::chrono::seconds lease{30};
-  gate::sandbox_mode sandbox = gate::sandbox_mode::required;
+  process::sandbox_mode sandbox = process::sandbox_mode::required;
 
   /// What this process runs. All four by default. A swarm across processes
   /// (or machines) shares one store (etcd) and one `remote`, and gives each

@@ -1,7 +1,7 @@
 #include "support/temp_dir.hpp"
 #include "support/sandbox.hpp"
 
-#include <agentcore/gate/checks.hpp>
+#include <agentcore/process/process.hpp>
 
 #include <doctest/doctest.h>
 
@@ -20,40 +20,40 @@ using namespace agentcore;
 using namespace std::chrono_literals;
 
 namespace {
-gate::check_result run(const std::string& cmd, gate::check_options o) {
-  auto r = gate::run_check(cmd, o);
+process::run_result run_ok(const std::string& cmd, process::run_options o) {
+  auto r = process::run(cmd, o);
   REQUIRE_MESSAGE(r.has_value(), r.error().message());
   return *r;
 }
 }  // namespace
 
-TEST_CASE("gate.checks.exit_status_log_and_directory") {
+TEST_CASE("process.exit_status_log_and_directory") {
   test::temp_dir dir("check");
-  auto ok = run("echo hello; echo oops >&2; pwd", {.working_directory = dir.path()});
+  auto ok = run_ok("echo hello; echo oops >&2; pwd", {.working_directory = dir.path()});
   CHECK(ok.passed());
   CHECK(ok.outcome() == "passed");
   CHECK(ok.log.find("hello\n") != std::string::npos);
   CHECK(ok.log.find("oops\n") != std::string::npos);  // stderr too
   CHECK(ok.log.find(std::filesystem::canonical(dir.path()).string()) != std::string::npos);
-  auto bad = run("exit 3", {.working_directory = dir.path()});
+  auto bad = run_ok("exit 3", {.working_directory = dir.path()});
   CHECK_FALSE(bad.passed());
   CHECK(bad.exit_code == 3);
   CHECK(bad.outcome() == "exit 3");
-  auto missing = run("no-such-command-agentcore --x", {.working_directory = dir.path()});
+  auto missing = run_ok("no-such-command-agentcore --x", {.working_directory = dir.path()});
   CHECK(missing.exit_code == 127);
   CHECK(missing.outcome().find("not found") != std::string::npos);
   CHECK(missing.log.find("no-such-command-agentcore") != std::string::npos);
-  auto nodir = gate::run_check("true", {.working_directory = dir.path() / "nope"});
+  auto nodir = process::run("true", {.working_directory = dir.path() / "nope"});
   REQUIRE_FALSE(nodir.has_value());
   CHECK(nodir.error().message().find("nope") != std::string::npos);
 }
 
-TEST_CASE("gate.checks.time_limit_kills_the_whole_process_group") {
+TEST_CASE("process.time_limit_kills_the_whole_process_group") {
   test::temp_dir dir("check");
   auto started = std::chrono::steady_clock::now();
   // Unsandboxed: the pid written must be a pid of this machine's namespace.
-  auto r = run("sleep 100 & echo $! > bg.pid; sleep 100",
-               {.working_directory = dir.path(), .timeout = 300ms, .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
+  auto r = run_ok("sleep 100 & echo $! > bg.pid; sleep 100",
+               {.working_directory = dir.path(), .timeout = 300ms, .sandbox = {.mode = process::sandbox_mode::unconfined_host_access}});
   CHECK(r.timed_out);
   CHECK_FALSE(r.passed());
   CHECK(r.outcome().find("timed out") != std::string::npos);
@@ -79,17 +79,17 @@ TEST_CASE("gate.checks.time_limit_kills_the_whole_process_group") {
   CHECK(gone);
 }
 
-TEST_CASE("gate.checks.a_finished_command_leaves_no_stray_children") {
+TEST_CASE("process.a_finished_command_leaves_no_stray_children") {
   test::temp_dir dir("check");
   auto started = std::chrono::steady_clock::now();
-  auto r = run("sleep 100 & echo done", {.working_directory = dir.path(), .timeout = 30s});
+  auto r = run_ok("sleep 100 & echo done", {.working_directory = dir.path(), .timeout = 30s});
   CHECK(r.passed());
   CHECK(std::chrono::steady_clock::now() - started < 10s);  // did not wait for the sleep
 }
 
-TEST_CASE("gate.checks.output_flood_is_capped_head_and_tail") {
+TEST_CASE("process.output_flood_is_capped_head_and_tail") {
   test::temp_dir dir("check");
-  auto r = run("echo FIRST; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST",
+  auto r = run_ok("echo FIRST; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo LAST",
                {.working_directory = dir.path(), .output_limit = 4096});
   CHECK(r.passed());
   CHECK(r.truncated);
@@ -100,26 +100,26 @@ TEST_CASE("gate.checks.output_flood_is_capped_head_and_tail") {
   CHECK(r.log.find("bytes elided") != std::string::npos);
 }
 
-TEST_CASE("gate.checks.environment_is_an_allow_list") {
+TEST_CASE("process.environment_is_an_allow_list") {
   test::temp_dir dir("check");
   ::setenv("AGENTCORE_TEST_API_KEY", "sk-very-secret", 1);
-  auto r = run("env", {.working_directory = dir.path(), .env_set = {{"AGENTCORE_TASK", "t-12"}}});
+  auto r = run_ok("env", {.working_directory = dir.path(), .env_set = {{"AGENTCORE_TASK", "t-12"}}});
   ::unsetenv("AGENTCORE_TEST_API_KEY");
   CHECK(r.passed());
   CHECK(r.log.find("sk-very-secret") == std::string::npos);
   CHECK(r.log.find("AGENTCORE_TASK=t-12") != std::string::npos);
   CHECK(r.log.find("PATH=") != std::string::npos);
-  auto bare = run("env", {.working_directory = dir.path(), .env_allow = {}});
+  auto bare = run_ok("env", {.working_directory = dir.path(), .env_allow = {}});
   CHECK(bare.log.find("HOME=") == std::string::npos);
 }
 
-TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
+TEST_CASE("process.a_daemon_holding_the_pipe_does_not_hang_the_check") {
   test::temp_dir dir("check");
   auto started = std::chrono::steady_clock::now();
   // setsid leaves the process group, so killing the group misses it; it keeps
   // stdout open. The check must still end soon after the shell exits.
-  auto r = run("setsid sleep 30 & echo $! > daemon.pid; echo started",
-               {.working_directory = dir.path(), .timeout = 20s, .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
+  auto r = run_ok("setsid sleep 30 & echo $! > daemon.pid; echo started",
+               {.working_directory = dir.path(), .timeout = 20s, .sandbox = {.mode = process::sandbox_mode::unconfined_host_access}});
   CHECK(r.passed());
   CHECK_FALSE(r.timed_out);
   CHECK(std::chrono::steady_clock::now() - started < 10s);
@@ -129,11 +129,11 @@ TEST_CASE("gate.checks.a_daemon_holding_the_pipe_does_not_hang_the_check") {
   if (daemon > 0) ::kill(daemon, SIGKILL);  // it escaped the group by design; end it here
 }
 
-TEST_CASE("gate.checks.stdin_streamed_stdout_and_stop") {
+TEST_CASE("process.stdin_streamed_stdout_and_stop") {
   test::temp_dir dir("check");
   // Standard input is fed; standard output arrives apart from standard error.
   std::string streamed;
-  auto r = gate::run_check("tr a-z A-Z; echo oops >&2",
+  auto r = process::run("tr a-z A-Z; echo oops >&2",
                            {.working_directory = dir.path(),
                             .stdin_data = "hello from the host\n",
                             .on_stdout = [&](std::string_view s) { streamed += s; }});
@@ -150,7 +150,7 @@ TEST_CASE("gate.checks.stdin_streamed_stdout_and_stop") {
     stop = true;
   });
   auto t0 = std::chrono::steady_clock::now();
-  auto stopped = gate::run_check("sleep 30 & sleep 30", {.working_directory = dir.path(), .stop = &stop});
+  auto stopped = process::run("sleep 30 & sleep 30", {.working_directory = dir.path(), .stop = &stop});
   stopper.join();
   REQUIRE(stopped.has_value());
   CHECK_FALSE(stopped->passed());
@@ -172,7 +172,7 @@ int processes_with(const std::string& marker) {
 }
 }  // namespace
 
-TEST_CASE("gate.checks.sandbox_confines_writes_tmp_and_network") {
+TEST_CASE("process.sandbox_confines_writes_tmp_and_network") {
   if (!test::sandbox_or_skip()) return;
   test::temp_dir dir("sandbox");
   auto wd = dir.path() / "worktree";
@@ -181,7 +181,7 @@ TEST_CASE("gate.checks.sandbox_confines_writes_tmp_and_network") {
   std::filesystem::create_directories(outside);
   std::string host_tmp_marker = "/tmp/agentcore-sandbox-" + std::to_string(::getpid());
 
-  auto r = run("echo inside > made.txt && cat made.txt && echo escaped > " + (outside / "x.txt").string() +
+  auto r = run_ok("echo inside > made.txt && cat made.txt && echo escaped > " + (outside / "x.txt").string() +
                    "; echo tmp > " + host_tmp_marker + " && cat " + host_tmp_marker + "; echo $TMPDIR",
                {.working_directory = wd});
   CHECK(r.sandboxed);
@@ -196,7 +196,7 @@ TEST_CASE("gate.checks.sandbox_confines_writes_tmp_and_network") {
   CHECK(r.log.find("/tmp\n") != std::string::npos);         // TMPDIR points at it
 
   // Extra writable paths are the host's to grant.
-  auto granted = run("echo ok > " + (outside / "y.txt").string(),
+  auto granted = run_ok("echo ok > " + (outside / "y.txt").string(),
                      {.working_directory = wd, .sandbox = {.writable = {outside}}});
   CHECK(granted.passed());
   CHECK(std::filesystem::exists(outside / "y.txt"));
@@ -206,24 +206,24 @@ TEST_CASE("gate.checks.sandbox_confines_writes_tmp_and_network") {
   boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
   auto port = std::to_string(acceptor.local_endpoint().port());
   std::string connect = "bash -c 'echo hi > /dev/tcp/127.0.0.1/" + port + "' && echo CONNECTED";
-  auto cut = run(connect, {.working_directory = wd});
+  auto cut = run_ok(connect, {.working_directory = wd});
   CHECK(cut.log.find("CONNECTED") == std::string::npos);
-  auto net = run(connect, {.working_directory = wd, .sandbox = {.network = true}});
+  auto net = run_ok(connect, {.working_directory = wd, .sandbox = {.network = true}});
   CHECK_MESSAGE(net.log.find("CONNECTED") != std::string::npos, net.log);
 
   // The environment is still the allow-list inside.
   ::setenv("AGENTCORE_TEST_API_KEY", "sk-sandboxed-secret", 1);
-  auto env = run("env", {.working_directory = wd});
+  auto env = run_ok("env", {.working_directory = wd});
   ::unsetenv("AGENTCORE_TEST_API_KEY");
   CHECK(env.log.find("sk-sandboxed-secret") == std::string::npos);
 }
 
-TEST_CASE("gate.checks.sandboxed_time_limit_ends_everything_inside") {
+TEST_CASE("process.sandboxed_time_limit_ends_everything_inside") {
   if (!test::sandbox_or_skip()) return;
   test::temp_dir dir("sandbox");
   std::string marker = "sleep 97." + std::to_string(::getpid() % 1000);
   auto started = std::chrono::steady_clock::now();
-  auto r = run("(setsid " + marker + " &) ; " + marker + " & " + marker, {.working_directory = dir.path(), .timeout = 300ms});
+  auto r = run_ok("(setsid " + marker + " &) ; " + marker + " & " + marker, {.working_directory = dir.path(), .timeout = 300ms});
   CHECK(r.sandboxed);
   CHECK(r.timed_out);
   CHECK(std::chrono::steady_clock::now() - started < 10s);
@@ -235,20 +235,20 @@ TEST_CASE("gate.checks.sandboxed_time_limit_ends_everything_inside") {
   CHECK(left == 0);  // even the one that left the process group
 }
 
-TEST_CASE("gate.checks.sandbox_missing_is_an_error_unless_the_host_gives_up_isolation_explicitly") {
+TEST_CASE("process.sandbox_missing_is_an_error_unless_the_host_gives_up_isolation_explicitly") {
   test::temp_dir dir("sandbox");
-  gate::sandbox_options missing{.mode = gate::sandbox_mode::required, .bubblewrap = "/nonexistent/bwrap"};
-  auto st = gate::probe_sandbox(missing);
+  process::sandbox_options missing{.mode = process::sandbox_mode::required, .bubblewrap = "/nonexistent/bwrap"};
+  auto st = process::probe_sandbox(missing);
   CHECK_FALSE(st.available);
-  auto req = gate::run_check("true", {.working_directory = dir.path(), .sandbox = missing});
+  auto req = process::run("true", {.working_directory = dir.path(), .sandbox = missing});
   REQUIRE_FALSE(req.has_value());
   CHECK(req.error().message().find("/nonexistent/bwrap") != std::string::npos);
   CHECK(req.error().message().find("without a sandbox") != std::string::npos);
   CHECK(req.error().message().find("unconfined_host_access") != std::string::npos);
   // The default is the same refusal, with how to install bubblewrap.
-  auto dflt = gate::run_check("true", {.working_directory = dir.path(), .sandbox = {.bubblewrap = "/nonexistent/bwrap"}});
+  auto dflt = process::run("true", {.working_directory = dir.path(), .sandbox = {.bubblewrap = "/nonexistent/bwrap"}});
   REQUIRE_FALSE(dflt.has_value());
-  auto off = run("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}});
+  auto off = run_ok("echo ran", {.working_directory = dir.path(), .sandbox = {.mode = process::sandbox_mode::unconfined_host_access}});
   CHECK_FALSE(off.sandboxed);
   CHECK(off.warning.empty());  // the host's choice: nothing to warn about
 }
@@ -256,40 +256,40 @@ TEST_CASE("gate.checks.sandbox_missing_is_an_error_unless_the_host_gives_up_isol
 // The bounds on what a command writes hold with or without the sandbox: a
 // slow writer is stopped while it runs, a fast one that finished is over the
 // bound all the same, and one within the bounds passes.
-TEST_CASE("gate.checks.writes_past_a_bound_stop_the_command") {
+TEST_CASE("process.writes_past_a_bound_stop_the_command") {
   test::temp_dir dir("check-bounds");
-  gate::check_options o{.working_directory = dir.path(),
+  process::run_options o{.working_directory = dir.path(),
                         .max_written_bytes = 1 << 20,
                         .max_new_entries = 50,
-                        .sandbox = {.mode = gate::sandbox_mode::unconfined_host_access}};
-  auto within = run("head -c 100000 /dev/zero > small && mkdir d && touch d/a d/b", o);
+                        .sandbox = {.mode = process::sandbox_mode::unconfined_host_access}};
+  auto within = run_ok("head -c 100000 /dev/zero > small && mkdir d && touch d/a d/b", o);
   CHECK(within.passed());
   CHECK(within.limit_exceeded.empty());
-  auto fast = run("head -c 5000000 /dev/urandom > big", o);
+  auto fast = run_ok("head -c 5000000 /dev/urandom > big", o);
   CHECK_FALSE(fast.passed());
   CHECK(fast.exit_code == 0);  // it ran to its end; the bound is what failed
   CHECK(fast.outcome().find("stopped: wrote") != std::string::npos);
   CHECK(fast.outcome().find("the bound is 1.0 MiB") != std::string::npos);
   std::filesystem::remove(dir.path() / "big");
-  auto slow = run("head -c 5000000 /dev/urandom > big2; sleep 30", o);
+  auto slow = run_ok("head -c 5000000 /dev/urandom > big2; sleep 30", o);
   CHECK_FALSE(slow.passed());
   CHECK(slow.duration < 20s);  // stopped, not left to sleep
   CHECK(slow.limit_exceeded.find("wrote") != std::string::npos);
   std::filesystem::remove(dir.path() / "big2");
-  auto entries = run("mkdir many && cd many && seq 1 500 | xargs touch; sleep 30", o);
+  auto entries = run_ok("mkdir many && cd many && seq 1 500 | xargs touch; sleep 30", o);
   CHECK_FALSE(entries.passed());
   CHECK(entries.duration < 20s);
   CHECK(entries.limit_exceeded.find("new files and directories") != std::string::npos);
   // Counted from a given starting point: what was there before is not new.
   std::filesystem::remove_all(dir.path() / "many");
-  auto before = gate::measure_disk_usage(dir.path());
-  o.written_since = gate::disk_usage{before.bytes, before.entries - 3};
-  auto since = run("touch e1", o);
+  auto before = process::measure_disk_usage(dir.path());
+  o.written_since = process::disk_usage{before.bytes, before.entries - 3};
+  auto since = run_ok("touch e1", o);
   CHECK(since.passed());  // 4 new entries counted, within 50
   REQUIRE(before.bytes >= 100000);  // "small", written by the first command
-  o.written_since = gate::disk_usage{0, before.entries};
+  o.written_since = process::disk_usage{0, before.entries};
   o.max_written_bytes = 50000;
-  auto over = run("true", o);
+  auto over = run_ok("true", o);
   CHECK_FALSE(over.passed());  // "small" counts: written after the starting point given
   CHECK(over.limit_exceeded.find("the bound is 48.8 KiB") != std::string::npos);
 }
@@ -297,7 +297,7 @@ TEST_CASE("gate.checks.writes_past_a_bound_stop_the_command") {
 // A root host killed with -9 leaves the pids cgroup of the command it was
 // running; the next host's first sandboxed command removes the empty ones
 // named for processes that are gone (and no others).
-TEST_CASE("gate.checks.stale_pids_cgroups_of_dead_hosts_are_removed") {
+TEST_CASE("process.stale_pids_cgroups_of_dead_hosts_are_removed") {
   if (!test::sandbox_or_skip()) return;
   if (::geteuid() != 0) {
     MESSAGE("SKIPPED (pids cgroups are made for root hosts only)");
@@ -322,7 +322,7 @@ TEST_CASE("gate.checks.stale_pids_cgroups_of_dead_hosts_are_removed") {
   std::filesystem::create_directory(alive);
   REQUIRE(std::filesystem::exists(stale));
   test::temp_dir dir("check-cgroup");
-  CHECK(run("true", {.working_directory = dir.path()}).passed());
+  CHECK(run_ok("true", {.working_directory = dir.path()}).passed());
   CHECK_FALSE(std::filesystem::exists(stale));
   CHECK(std::filesystem::exists(alive));
   std::filesystem::remove(alive);
@@ -332,7 +332,7 @@ TEST_CASE("gate.checks.stale_pids_cgroups_of_dead_hosts_are_removed") {
 // descriptor (a host file opened without O_CLOEXEC), no ignored or blocked
 // signal (an asio host ignores SIGPIPE: `cmd | head` must still end cmd);
 // a program that cannot be started is an error that names it.
-TEST_CASE("gate.checks.a_command_inherits_no_descriptor_or_signal_state_of_the_host") {
+TEST_CASE("process.a_command_inherits_no_descriptor_or_signal_state_of_the_host") {
   test::temp_dir dir("check");
   int leaked = ::open((dir / "host-secret").c_str(), O_WRONLY | O_CREAT, 0600);  // no O_CLOEXEC
   REQUIRE(leaked >= 0);
@@ -341,15 +341,15 @@ TEST_CASE("gate.checks.a_command_inherits_no_descriptor_or_signal_state_of_the_h
   sigemptyset(&block);
   sigaddset(&block, SIGTERM);
   ::pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-  for (auto mode : {gate::sandbox_mode::required, gate::sandbox_mode::unconfined_host_access}) {
+  for (auto mode : {process::sandbox_mode::required, process::sandbox_mode::unconfined_host_access}) {
     CAPTURE(static_cast<int>(mode));
-    gate::check_options o{.working_directory = dir.path()};
+    process::run_options o{.working_directory = dir.path()};
     o.sandbox.mode = mode;
-    if (mode == gate::sandbox_mode::required && !test::sandbox_or_skip()) continue;
+    if (mode == process::sandbox_mode::required && !test::sandbox_or_skip()) continue;
     // The shell's open files (by name: the shell keeps some of its own), and
     // its signal state read with builtins only (while it forks, dash blocks
     // every signal for a moment).
-    auto r = run("ls -l /proc/$$/fd > fds.txt; cat fds.txt; "
+    auto r = run_ok("ls -l /proc/$$/fd > fds.txt; cat fds.txt; "
                  "while read -r l; do case $l in SigBlk*|SigIgn*) echo \"$l\" ;; esac; done < /proc/$$/status",
                  o);
     INFO(r.log);
@@ -368,9 +368,9 @@ TEST_CASE("gate.checks.a_command_inherits_no_descriptor_or_signal_state_of_the_h
   ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ::signal(SIGPIPE, old_pipe);
   ::close(leaked);
-  gate::check_options o{.working_directory = dir.path(), .shell = "/nonexistent/agentcore-sh"};
-  o.sandbox.mode = gate::sandbox_mode::unconfined_host_access;
-  auto missing = gate::run_check("true", o);
+  process::run_options o{.working_directory = dir.path(), .shell = "/nonexistent/agentcore-sh"};
+  o.sandbox.mode = process::sandbox_mode::unconfined_host_access;
+  auto missing = process::run("true", o);
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().message().find("/nonexistent/agentcore-sh") != std::string::npos);
   CHECK(missing.error().message().find("No such file") != std::string::npos);
