@@ -6,10 +6,12 @@
 #pragma once
 
 #include <agentcore/core/clock.hpp>
+#include <agentcore/core/diff.hpp>
 #include <agentcore/core/error.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/core/id.hpp>
 #include <agentcore/core/json.hpp>
+#include <agentcore/core/path.hpp>
 
 #include <agentcore/store/etcd_store.hpp>
 #include <agentcore/store/file_store.hpp>

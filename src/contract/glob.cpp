@@ -188,19 +188,5 @@ bool glob::covers(const glob& outer, std::size_t oi, const glob& inner, std::siz
 
 bool glob::within(const glob& outer) const { return covers(outer, 0, *this, 0); }
 
-std::string check_relative_path(std::string_view path) {
-  if (path.empty()) return "the path is empty";
-  if (path.front() == '/') return fmt::format("'{}' is absolute; use a path relative to the repository root", path);
-  for (unsigned char c : path) {
-    if (c < 0x20 || c == 0x7f) return fmt::format("the path contains control character \\x{:02x}", c);
-    if (c == '\\') return fmt::format("'{}' contains a backslash; use '/' between directories", path);
-  }
-  for (auto part : split_path(path)) {
-    if (part.empty()) return fmt::format("'{}' has an empty segment ('//' or a trailing '/')", path);
-    if (part == "." || part == "..")
-      return fmt::format("'{}' contains '{}'; name the file directly from the repository root", path, part);
-  }
-  return {};
-}
 
 }  // namespace agentcore::contract

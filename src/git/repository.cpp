@@ -526,7 +526,7 @@ result<bool> repository::is_ignored(std::string_view path) {
   return ignored == 1;
 }
 
-result<contract::diff> repository::diff(const oid& from, const oid& to, diff_options options) {
+result<agentcore::diff> repository::diff(const oid& from, const oid& to, diff_options options) {
   auto a = impl_->peel_tree(from);
   if (!a) return a.error();
   auto b = impl_->peel_tree(to);
@@ -537,7 +537,7 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
   // then diffs those paths alone (exact paths, no pattern matching).
   repository::impl::change_map changed;
   if (auto e = impl_->collect(a->get(), b->get(), "", changed)) return e;
-  if (changed.empty()) return contract::diff{};
+  if (changed.empty()) return agentcore::diff{};
   std::vector<char*> paths;
   paths.reserve(changed.size());
   for (auto& [path, c] : changed) paths.push_back(const_cast<char*>(path.c_str()));
@@ -554,29 +554,29 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
     f.rename_threshold = options.rename_threshold;
     if (int rc = git_diff_find_similar(d, &f); rc < 0) return last_error(rc, "find renames");
   }
-  contract::diff out;
+  agentcore::diff out;
   odb_ptr odb;  // opened for the first size the check needs
   for (std::size_t i = 0; i < git_diff_num_deltas(d); ++i) {
     git_patch* p = nullptr;
     if (int rc = git_patch_from_diff(&p, d, i); rc < 0) return last_error(rc, "diff a file");
     patch_ptr pp(p);
     const git_diff_delta* delta = git_diff_get_delta(d, i);
-    contract::file_change f;
+    file_change f;
     f.path = delta->new_file.path ? delta->new_file.path : "";
     f.old_mode = delta->old_file.mode;
     f.new_mode = delta->new_file.mode;
     switch (delta->status) {
-      case GIT_DELTA_ADDED: f.status = contract::change_status::added; break;
+      case GIT_DELTA_ADDED: f.status = change_status::added; break;
       case GIT_DELTA_DELETED:
-        f.status = contract::change_status::deleted;
+        f.status = change_status::deleted;
         f.path = delta->old_file.path;
         break;
-      case GIT_DELTA_RENAMED: f.status = contract::change_status::renamed; break;
-      case GIT_DELTA_COPIED: f.status = contract::change_status::copied; break;
-      case GIT_DELTA_TYPECHANGE: f.status = contract::change_status::type_changed; break;
-      default: f.status = contract::change_status::modified; break;
+      case GIT_DELTA_RENAMED: f.status = change_status::renamed; break;
+      case GIT_DELTA_COPIED: f.status = change_status::copied; break;
+      case GIT_DELTA_TYPECHANGE: f.status = change_status::type_changed; break;
+      default: f.status = change_status::modified; break;
     }
-    if (f.status == contract::change_status::renamed || f.status == contract::change_status::copied)
+    if (f.status == change_status::renamed || f.status == change_status::copied)
       f.old_path = delta->old_file.path;
     f.binary = (delta->flags & GIT_DIFF_FLAG_BINARY) != 0;
     std::size_t context = 0, adds = 0, dels = 0;
@@ -587,8 +587,8 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
     // and where a link points. A gitlink names a commit of another
     // repository: nothing of it is here to read.
     const git_diff_file& nf = delta->new_file;
-    if (f.status != contract::change_status::deleted && nf.mode != GIT_FILEMODE_COMMIT) {
-      bool new_content = f.status == contract::change_status::added || f.status == contract::change_status::copied ||
+    if (f.status != change_status::deleted && nf.mode != GIT_FILEMODE_COMMIT) {
+      bool new_content = f.status == change_status::added || f.status == change_status::copied ||
                          !git_oid_equal(&nf.id, &delta->old_file.id);
       if (new_content) {
         if (!odb) {
@@ -605,7 +605,7 @@ result<contract::diff> repository::diff(const oid& from, const oid& to, diff_opt
       if (nf.mode == GIT_FILEMODE_LINK) {
         auto b = impl_->lookup_blob(from_git(nf.id));
         if (!b) return b.error();
-        auto n = std::min<std::size_t>(static_cast<std::size_t>(git_blob_rawsize(b->get())), contract::max_link_target + 1);
+        auto n = std::min<std::size_t>(static_cast<std::size_t>(git_blob_rawsize(b->get())), max_link_target + 1);
         f.link_target.assign(static_cast<const char*>(git_blob_rawcontent(b->get())), n);
       }
     }

@@ -1,6 +1,6 @@
 #include <agentcore/git/worktree_pool.hpp>
 
-#include <agentcore/contract/glob.hpp>
+#include <agentcore/core/path.hpp>
 #include <agentcore/git/repository.hpp>
 
 #include "git/repository_impl.hpp"
@@ -192,7 +192,7 @@ error_info restore_touched(slot& s) {
   if (int rc = git_repository_index(&raw_index, raw(*s.repo)); rc < 0) return last_error(rc, "open the slot's index");
   handle<git_index, git_index_free> index(raw_index);
   for (const auto& path : *s.touched) {
-    if (!contract::check_relative_path(path).empty()) continue;  // never a path outside the slot
+    if (!check_relative_path(path).empty()) continue;  // never a path outside the slot
     auto e = s.repo->entry_at(*tree, path);
     if (!e) return e.error();
     if (!*e || (*e)->mode == file_mode::tree) {
@@ -258,7 +258,7 @@ error_info clean(slot& s) {
     const git_status_entry* e = git_status_byindex(list, i);
     if (e->status & (GIT_STATUS_WT_NEW | GIT_STATUS_IGNORED)) {
       const git_diff_delta* d = e->index_to_workdir;
-      if (d && d->new_file.path && contract::check_relative_path(d->new_file.path).empty())
+      if (d && d->new_file.path && check_relative_path(d->new_file.path).empty())
         remove_file(s.path, d->new_file.path);  // and the directories it leaves empty
       // Untracked in the index but in the head (an index a kill cut short,
       // a staged deletion): the head's file is put back below, not lost.
@@ -316,7 +316,7 @@ error_info prepare(pool_state& st, slot& s, const oid& base) {
   handle<git_index, git_index_free> index(raw_index);
   // Deletions first, so a file can take the place of a directory it replaces.
   for (const auto& [path, c] : changes) {
-    if (auto why = contract::check_relative_path(path); !why.empty())
+    if (auto why = check_relative_path(path); !why.empty())
       return fail(error::corrupt, fmt::format("git: commit {} holds an unsafe path: {}", base.hex(), why));
     if (c.after) continue;
     remove_file(s.path, path);
@@ -504,7 +504,7 @@ result<oid> worktree::commit_all(std::string_view message, const signature& auth
   if (slot_->touched && !slot_->merging) {
     // Only the declared paths changed: stage those, without a look at the rest.
     for (const auto& path : *slot_->touched) {
-      if (auto why = contract::check_relative_path(path); !why.empty())
+      if (auto why = check_relative_path(path); !why.empty())
         return fail(error::invalid_argument, fmt::format("git: only_changed path refused: {}", why));
       std::error_code ec;
       auto st = fs::symlink_status(slot_->path / path, ec);
@@ -597,7 +597,7 @@ result<std::vector<std::string>> worktree::merge_in(const oid& other) {
   return conflicts;
 }
 
-result<contract::diff> worktree::diff_from_base() { return slot_->repo->diff(slot_->base, slot_->head); }
+result<agentcore::diff> worktree::diff_from_base() { return slot_->repo->diff(slot_->base, slot_->head); }
 
 void worktree::release() {
   if (!slot_) return;

@@ -74,20 +74,20 @@ TEST_CASE("git.repository.diff_statistics") {
                            {"img.bin", file_spec{std::string("\0\1\3", 3)}},
                            {"added.txt", file_spec{"a\nb\n"}}});
   auto d = fx.repo.diff(c1, c2).value();
-  std::map<std::string, contract::file_change> by_path;
+  std::map<std::string, agentcore::file_change> by_path;
   for (const auto& f : d.files) by_path[f.path] = f;
   REQUIRE(by_path.size() == 6);
-  CHECK(by_path["keep.txt"].status == contract::change_status::modified);
+  CHECK(by_path["keep.txt"].status == agentcore::change_status::modified);
   CHECK(by_path["keep.txt"].additions == 1);
   CHECK(by_path["keep.txt"].deletions == 0);
-  CHECK(by_path["new-name.txt"].status == contract::change_status::renamed);
+  CHECK(by_path["new-name.txt"].status == agentcore::change_status::renamed);
   CHECK(by_path["new-name.txt"].old_path == "old-name.txt");
-  CHECK(by_path["gone.txt"].status == contract::change_status::deleted);
+  CHECK(by_path["gone.txt"].status == agentcore::change_status::deleted);
   CHECK(by_path["gone.txt"].deletions == 1);
   CHECK(by_path["tool.sh"].old_mode == 0100644);
   CHECK(by_path["tool.sh"].new_mode == 0100755);
   CHECK(by_path["img.bin"].binary);
-  CHECK(by_path["added.txt"].status == contract::change_status::added);
+  CHECK(by_path["added.txt"].status == agentcore::change_status::added);
   CHECK(by_path["added.txt"].additions == 2);
   // Without rename detection the rename is a delete and an add.
   auto plain = fx.repo.diff(c1, c2, {.find_renames = false}).value();
@@ -128,13 +128,13 @@ TEST_CASE("git.repository.diff_agrees_with_git_across_directories") {
                            {"link", file_spec{"src/d0/f0.c", git::file_mode::link}},
                            {"src/d3/f2.c", file_spec{"int changed;\n"}},
                            {"new/dir/file.txt", file_spec{"new\n"}}});
-  auto letter = [](contract::change_status s) {
+  auto letter = [](agentcore::change_status s) {
     switch (s) {
-      case contract::change_status::added: return 'A';
-      case contract::change_status::deleted: return 'D';
-      case contract::change_status::renamed: return 'R';
-      case contract::change_status::copied: return 'C';
-      case contract::change_status::type_changed: return 'T';
+      case agentcore::change_status::added: return 'A';
+      case agentcore::change_status::deleted: return 'D';
+      case agentcore::change_status::renamed: return 'R';
+      case agentcore::change_status::copied: return 'C';
+      case agentcore::change_status::type_changed: return 'T';
       default: return 'M';
     }
   };

@@ -23,6 +23,6 @@ chmod 644 "$stage/lsan.supp"
 cd "$stage"
 export HOME=/nonexistent TMPDIR=/tmp
 export LSAN_OPTIONS="suppressions=$stage/lsan.supp:print_suppressions=0"
-echo "run_unprivileged: security.hostile.* as uid 65534"
+echo "run_unprivileged: security.hostile.* and process.* as uid 65534"
 setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
-  "$stage/agentcore-tests" -tc='security.hostile.*'
+  "$stage/agentcore-tests" -tc='security.hostile.*,process.*'

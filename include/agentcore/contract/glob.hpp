@@ -17,6 +17,8 @@
 // both match "build/x/y.o". Matching is byte-wise and case-sensitive.
 #pragma once
 
+#include <agentcore/core/path.hpp>
+
 #include <agentcore/core/error.hpp>
 
 #include <string>
@@ -55,9 +57,7 @@ private:
   std::vector<segment> segments_;
 };
 
-/// Checks a repository-relative path an agent produced: not empty, not
-/// absolute, no "." or ".." segment, no empty segment, no NUL or control
-/// characters, no backslash. Returns an empty string when fine, else why not.
-std::string check_relative_path(std::string_view path);
+/// Checks a repository-relative path an agent produced (core's; see core/path.hpp).
+using agentcore::check_relative_path;
 
 }  // namespace agentcore::contract

@@ -19,7 +19,7 @@
 // every repository of the process from then on.
 #pragma once
 
-#include <agentcore/contract/diff.hpp>
+#include <agentcore/core/diff.hpp>
 #include <agentcore/git/types.hpp>
 
 #include <chrono>
@@ -123,7 +123,7 @@ public:
   result<bool> is_ignored(std::string_view path);
 
   /// What changed from one commit (or tree) to another, file by file.
-  result<contract::diff> diff(const oid& from, const oid& to, diff_options options = {});
+  result<agentcore::diff> diff(const oid& from, const oid& to, diff_options options = {});
 
   /// Three-way merge of commits (or trees) in memory. Cost grows with the
   /// paths that differ, not with the repository: only subtrees that differ

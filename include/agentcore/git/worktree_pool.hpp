@@ -23,7 +23,7 @@
 // removes files without following links.
 #pragma once
 
-#include <agentcore/contract/diff.hpp>
+#include <agentcore/core/diff.hpp>
 #include <agentcore/git/types.hpp>
 
 #include <chrono>
@@ -91,7 +91,7 @@ public:
   result<std::vector<std::string>> merge_in(const oid& other);
 
   /// What changed between base() and head().
-  result<contract::diff> diff_from_base();
+  result<agentcore::diff> diff_from_base();
 
   /// Gives the slot back now (cleaning uncommitted changes away).
   void release();
