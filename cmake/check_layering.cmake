@@ -27,10 +27,9 @@ set(may_use_model core process net)
 set(may_use_agent core process contract git model)
 set(may_use_roles core process store board contract git gate model agent)
 set(may_use_runtime core process net store board contract git gate model agent roles observe)
-# observe should use core and net alone, its dashboard's actions behind an
-# interface the runtime implements (issue 16, not done yet): until then, it
-# may read the board, the gate and git's types.
-set(may_use_observe core net board gate git)
+# observe's dashboard reads the board and acts on the gate through
+# observe::dashboard_controls, which the runtime implements.
+set(may_use_observe core net)
 
 set(problems "")
 foreach(m IN LISTS modules)

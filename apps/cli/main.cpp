@@ -20,6 +20,7 @@
 #include <agentcore/git/repository.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 #include <agentcore/observe/dashboard.hpp>
+#include <agentcore/runtime/dashboard_controls.hpp>
 #include <agentcore/observe/events.hpp>
 #include <agentcore/observe/metrics.hpp>
 #include <agentcore/observe/jsonl_sink.hpp>
@@ -222,7 +223,7 @@ result<runtime::swarm_report> run_with_progress(const runtime::swarm_config& c,
                       [board_stats] { return static_cast<double>(board_stats().claim_conflicts); });
     auto d = observe::dashboard::start(
         {.address = where->first, .port = where->second, .token = c.serve_token, .allowed_hosts = serve_hosts},
-        {.board = &(*s)->board(), .gate = &(*s)->gate(), .metrics = metrics});
+        {.controls = runtime::make_dashboard_controls(&(*s)->board(), &(*s)->gate()), .metrics = metrics});
     if (!d) return d.error();
     dash = *d;
     hub.add(dash);
@@ -579,7 +580,7 @@ int cmd_serve(const args& a) {
                                       .port = where->second,
                                       .token = c->serve_token,
                                       .allowed_hosts = serve_allowed_hosts(a)},
-                                     {.board = &b, .metrics = metrics});
+                                     {.controls = runtime::make_dashboard_controls(&b, nullptr), .metrics = metrics});
   if (!d) return fail_with(d.error());
   hub.add(*d);
   auto rev = (*s)->current_revision();

@@ -54,6 +54,7 @@
 #include <agentcore/roles/planner.hpp>
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/config.hpp>
+#include <agentcore/runtime/dashboard_controls.hpp>
 #include <agentcore/runtime/swarm.hpp>
 #include <agentcore/observe/dashboard.hpp>
 #include <agentcore/observe/events.hpp>

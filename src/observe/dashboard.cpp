@@ -1,8 +1,5 @@
 #include <agentcore/observe/dashboard.hpp>
 
-#include <agentcore/board/task_board.hpp>
-#include <agentcore/gate/merge_gate.hpp>
-#include <agentcore/git/types.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -281,6 +278,17 @@ struct dashboard::impl {
     return reply(req, status, json::serialize(json::object{{"error", why}}));
   }
 
+  // A dashboard_controls error as a response: its code picks the status
+  // (see dashboard_controls); any other code gives `otherwise`.
+  response failed(const request& req, const error_info& e,
+                  bhttp::status otherwise = bhttp::status::service_unavailable) const {
+    auto status = e == error::not_found          ? bhttp::status::not_found
+                  : e == error::invalid_argument ? bhttp::status::bad_request
+                  : e == error::unavailable      ? bhttp::status::service_unavailable
+                                                 : otherwise;
+    return error(req, status, e.message());
+  }
+
   /// Whether HOST (a Host header, or an Origin's authority) names this
   /// dashboard as reached through `local`; see "Host" in the header.
   bool ours(const host_port& h, std::uint16_t default_port, const asio::ip::address& local) const {
@@ -389,12 +397,6 @@ struct dashboard::impl {
     return std::nullopt;
   }
 
-  json::value tasks_json(std::vector<board::task> ts) const {
-    json::array a;
-    for (const auto& t : ts) a.push_back(board::to_json_value(t));
-    return a;
-  }
-
   std::uint64_t seq_now() const {
     std::lock_guard lock(mutex);
     return last_seq;
@@ -415,7 +417,7 @@ struct dashboard::impl {
       return std::nullopt;
     };
     auto need_board = [&]() -> std::optional<response> {
-      if (!sources.board) return error(req, bhttp::status::service_unavailable, "no board behind this dashboard");
+      if (!sources.controls) return error(req, bhttp::status::service_unavailable, "no board behind this dashboard");
       return std::nullopt;
     };
     if (path == "/" || path == "/index.html") {
@@ -435,9 +437,9 @@ struct dashboard::impl {
       if (auto r = need_get()) return std::move(*r);
       if (auto r = need_board()) return std::move(*r);
       auto seq = seq_now();
-      auto ts = sources.board->list();
-      if (!ts) return error(req, bhttp::status::service_unavailable, ts.error().message());
-      return reply(req, bhttp::status::ok, json::serialize(json::object{{"seq", seq}, {"tasks", tasks_json(*ts)}}));
+      auto ts = sources.controls->tasks();
+      if (!ts) return failed(req, ts.error());
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"seq", seq}, {"tasks", std::move(*ts)}}));
     }
     if (path == "/api/workers") {
       if (auto r = need_get()) return std::move(*r);
@@ -461,8 +463,8 @@ struct dashboard::impl {
         for (const auto& [change, since] : queued) a.push_back(json::object{{"change", change}, {"since", format_time(since)}});
       }
       json::object o{{"seq", seq}, {"depth", a.size()}, {"queued", std::move(a)}};
-      if (sources.gate)
-        if (auto n = sources.gate->queued()) o["store_depth"] = *n;
+      if (sources.controls)
+        if (auto n = sources.controls->queued()) o["store_depth"] = *n;
       return reply(req, bhttp::status::ok, json::serialize(o));
     }
     if (path == "/api/runs") {
@@ -495,9 +497,9 @@ struct dashboard::impl {
       if (action.empty()) {
         if (auto r = need_get()) return std::move(*r);
         auto seq = seq_now();
-        auto t = sources.board->get(task_id{id});
-        if (!t) return error(req, bhttp::status::service_unavailable, t.error().message());
-        if (!*t) return error(req, bhttp::status::not_found, fmt::format("no task '{}'", id));
+        auto t = sources.controls->task(id);
+        if (!t) return failed(req, t.error());
+        if (t->is_null()) return error(req, bhttp::status::not_found, fmt::format("no task '{}'", id));
         std::string events = "[";
         {
           std::lock_guard lock(mutex);
@@ -510,32 +512,16 @@ struct dashboard::impl {
             }
         }
         events += ']';
-        std::string body = fmt::format("{{\"seq\":{},\"task\":{},\"events\":{}}}", seq,
-                                       json::serialize(board::to_json_value(**t)), events);
+        std::string body = fmt::format("{{\"seq\":{},\"task\":{},\"events\":{}}}", seq, json::serialize(*t), events);
         return reply(req, bhttp::status::ok, std::move(body));
       }
       if (!post) return error(req, bhttp::status::method_not_allowed, "use POST to change a task");
-      result<board::task> r = fail(error::invalid_argument, "");
-      if (action == "requeue") {
-        r = sources.board->requeue(task_id{id}, "requeued from the dashboard");
-      } else if (action == "abandon") {
-        auto t = sources.board->get(task_id{id});
-        if (!t) return error(req, bhttp::status::service_unavailable, t.error().message());
-        if (!*t) return error(req, bhttp::status::not_found, fmt::format("no task '{}'", id));
-        if ((*t)->state != board::task_state::claimed || !(*t)->claimed_by)
-          return error(req, bhttp::status::conflict,
-                       fmt::format("task '{}' is {}: only a claimed task can be abandoned", id,
-                                   board::to_string((*t)->state)));
-        r = sources.board->abandon(task_id{id}, *(*t)->claimed_by,
-                                   json::object{{"abandoned_by", "dashboard"}});
-      } else {
-        return error(req, bhttp::status::not_found, fmt::format("no action '{}' on tasks", action));
-      }
-      if (!r) {
-        auto status = r.error() == error::not_found ? bhttp::status::not_found : bhttp::status::conflict;
-        return error(req, status, r.error().message());
-      }
-      return reply(req, bhttp::status::ok, json::serialize(json::object{{"task", board::to_json_value(*r)}}));
+      result<json::value> r = fail(error::invalid_argument, "");
+      if (action == "requeue") r = sources.controls->requeue(id, "requeued from the dashboard");
+      else if (action == "abandon") r = sources.controls->abandon(id, "dashboard");
+      else return error(req, bhttp::status::not_found, fmt::format("no action '{}' on tasks", action));
+      if (!r) return failed(req, r.error(), bhttp::status::conflict);
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"task", std::move(*r)}}));
     }
     if (path.starts_with("/api/merges/")) {
       std::string_view rest = path.substr(12);
@@ -543,12 +529,10 @@ struct dashboard::impl {
       if (slash == std::string_view::npos || rest.substr(slash + 1) != "revert")
         return error(req, bhttp::status::not_found, "write POST /api/merges/COMMIT/revert");
       if (!post) return error(req, bhttp::status::method_not_allowed, "use POST to revert a merge");
-      if (!sources.gate) return error(req, bhttp::status::service_unavailable, "no gate behind this dashboard");
-      auto oid = git::oid::from_hex(rest.substr(0, slash));
-      if (!oid) return error(req, bhttp::status::bad_request, oid.error().message());
-      auto v = sources.gate->rollback(*oid, "reverted from the dashboard");
-      if (!v) return error(req, bhttp::status::conflict, v.error().message());
-      return reply(req, bhttp::status::ok, json::serialize(json::object{{"verdict", json::value_from(*v)}}));
+      if (!sources.controls) return error(req, bhttp::status::service_unavailable, "no gate behind this dashboard");
+      auto v = sources.controls->revert(rest.substr(0, slash), "reverted from the dashboard");
+      if (!v) return failed(req, v.error(), bhttp::status::conflict);
+      return reply(req, bhttp::status::ok, json::serialize(json::object{{"verdict", std::move(*v)}}));
     }
     return error(req, bhttp::status::not_found, fmt::format("nothing at '{}'", path));
   }

@@ -10,6 +10,7 @@
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/gate/merge_gate.hpp>
 #include <agentcore/observe/dashboard.hpp>
+#include <agentcore/runtime/dashboard_controls.hpp>
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/store/memory_store.hpp>
 
@@ -209,7 +210,7 @@ TEST_CASE("dashboard.page_in_headless_chromium") {
   auto store = store::memory_store::create();
   board::task_board b(*store, {.events = &bus});
   auto metrics = std::make_shared<metrics_registry>();
-  auto dash = dashboard::start({}, {.board = &b, .metrics = metrics}).value();
+  auto dash = dashboard::start({}, {.controls = runtime::make_dashboard_controls(&b, nullptr), .metrics = metrics}).value();
   hub h(bus, {.run = "browser-run"});
   h.add(std::make_shared<metrics_sink>(metrics));
   h.add(dash);

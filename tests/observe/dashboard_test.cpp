@@ -9,6 +9,7 @@
 #include "observe/scripted_run.hpp"
 
 #include <agentcore/observe/dashboard.hpp>
+#include <agentcore/runtime/dashboard_controls.hpp>
 #include <agentcore/roles/planner.hpp>
 
 #include <doctest/doctest.h>
@@ -174,7 +175,7 @@ struct fixture {
   std::shared_ptr<dashboard> dash;
   std::optional<hub> h;
   explicit fixture(dashboard_options o = {}) {
-    dash = dashboard::start(std::move(o), {.board = &board, .metrics = metrics}).value();
+    dash = dashboard::start(std::move(o), {.controls = runtime::make_dashboard_controls(&board, nullptr), .metrics = metrics}).value();
     h.emplace(bus, hub_options{.run = "test-run"});
     h->add(std::make_shared<metrics_sink>(metrics));
     h->add(dash);
@@ -390,7 +391,7 @@ TEST_CASE("dashboard.changes_through_it_reach_the_board_and_the_gate") {
 
   event_bus bus;
   board::task_board b(*fx.store, {.prefix = "dash-board/", .events = &bus});
-  auto dash = dashboard::start({.token = "s3cret"}, {.board = &b, .gate = g.get()}).value();
+  auto dash = dashboard::start({.token = "s3cret"}, {.controls = runtime::make_dashboard_controls(&b, g.get())}).value();
   const std::string auth = "Authorization: Bearer s3cret\r\n";
 
   // Revert a merge: queued through the gate, landed by its next step.
@@ -668,7 +669,7 @@ TEST_CASE("dashboard.a_revert_moves_the_task_and_a_re_plan_brings_the_work_back"
   auto merged_as = git::oid::from_hex(b.get(task_id{"feature"}).value()->result.as_object().at("merged_as").as_string());
   REQUIRE(merged_as);
 
-  auto dash = dashboard::start({.token = "s3cret"}, {.board = &b, .gate = g.get()}).value();
+  auto dash = dashboard::start({.token = "s3cret"}, {.controls = runtime::make_dashboard_controls(&b, g.get())}).value();
   auto r = post(dash->port(), fmt::format("/api/merges/{}/revert", merged_as->hex()), "Authorization: Bearer s3cret\r\n");
   REQUIRE_MESSAGE(r.status == 200, r.body);
   g->run_until_empty().value();

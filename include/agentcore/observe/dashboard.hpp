@@ -71,17 +71,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-namespace agentcore::board {
-class task_board;
-}
-namespace agentcore::gate {
-class merge_gate;
-}
 
 namespace agentcore::observe {
 
@@ -105,11 +99,34 @@ struct dashboard_options {
   std::size_t kept_events = 20'000;
 };
 
+/// What the dashboard reads and does beyond the events: the tasks, and the
+/// actions on tasks and merges. The runtime implements it over a board and a
+/// gate (runtime::make_dashboard_controls); a host may implement it over
+/// anything else. Called on the dashboard's thread. Tasks and verdicts are
+/// JSON as the board and the gate write them. An error's code says how the
+/// request fails: not_found 404, invalid_argument 400, unavailable 503 (say
+/// what is missing), anything else 409 with the message.
+class dashboard_controls {
+public:
+  virtual ~dashboard_controls() = default;
+  /// Every task on the board.
+  virtual result<json::array> tasks() = 0;
+  /// One task; null when there is none.
+  virtual result<json::value> task(std::string_view id) = 0;
+  /// Puts a task back to be claimed again; the task afterwards.
+  virtual result<json::value> requeue(std::string_view id, std::string_view reason) = 0;
+  /// Ends a claimed task's attempt (its worker's claim goes); the task afterwards.
+  virtual result<json::value> abandon(std::string_view id, std::string_view by) = 0;
+  /// Changes waiting in the merge queue, when known.
+  virtual std::optional<std::size_t> queued() = 0;
+  /// Reverts a merge (COMMIT in hex) through the queue; the verdict.
+  virtual result<json::value> revert(std::string_view commit, std::string_view reason) = 0;
+};
+
 /// What the endpoints read and act on; each may be null (its endpoints then
 /// answer 503 saying what is missing).
 struct dashboard_sources {
-  board::task_board* board = nullptr;
-  gate::merge_gate* gate = nullptr;
+  std::shared_ptr<dashboard_controls> controls;
   std::shared_ptr<metrics_registry> metrics;
 };
 
