@@ -59,10 +59,10 @@ double cas_commits(const test::etcd_cluster& c, int lanes, std::chrono::millisec
   std::function<void(int)> next = [&](int i) {
     lane& l = ls[static_cast<std::size_t>(i)];
     s->async_commit(store::txn().if_version(l.key, l.version).put(l.key, std::to_string(l.version + 1)),
-                    boost::asio::bind_executor(io, [&, i](error_code ec, store::commit_result r) {
-                      if (ec || !r.succeeded) {
+                    boost::asio::bind_executor(io, [&, i](result<store::commit_result> r) {
+                      if (!r || !r->succeeded) {
                         if (error.empty())
-                          error = ec ? fmt::format("etcd commit: {}", ec.message())
+                          error = !r ? fmt::format("etcd commit: {}", r.error().message())
                                      : fmt::format("etcd cas: lane {} lost its own key's compare", i);
                         stop = true;
                         return;

@@ -20,9 +20,8 @@ struct engine::watch_state {
 
 namespace {
 
-void complete(asio::any_completion_handler<watcher::next_signature> h, error_code ec,
-              std::vector<watch_event> events) {
-  agentcore::detail::post_completion(std::move(h), ec, std::move(events));
+void complete(asio::any_completion_handler<watcher::next_signature> h, result<std::vector<watch_event>> events) {
+  agentcore::detail::post_completion(std::move(h), std::move(events));
 }
 
 }  // namespace
@@ -49,12 +48,12 @@ private:
     std::lock_guard lock(engine_->mutex_);
     engine_->expire_locked();
     if (state_->pending) {
-      complete(std::move(handler), make_error_code(error::invalid_argument), {});
+      complete(std::move(handler),
+               fail(error::invalid_argument, "store: this watcher's async_next is already pending; wait for it first"));
       return;
     }
     auto r = engine_->collect_locked(*state_);
-    if (!r) return complete(std::move(handler), r.error().code(), {});
-    if (!r->empty()) return complete(std::move(handler), {}, std::move(*r));
+    if (!r || !r->empty()) return complete(std::move(handler), std::move(r));
     state_->pending_work = agentcore::detail::track_work(handler);
     state_->pending.emplace(std::move(handler));
   }
@@ -66,7 +65,7 @@ private:
       auto h = std::move(*state_->pending);
       state_->pending.reset();
       auto work = std::move(state_->pending_work);  // released after the completion is posted
-      complete(std::move(h), make_error_code(error::canceled), {});
+      complete(std::move(h), fail(error::canceled, "store: the watcher was canceled"));
     }
   }
 
@@ -90,7 +89,7 @@ void engine::close(error_info reason) {
       auto h = std::move(*s->pending);
       s->pending.reset();
       auto work = std::move(s->pending_work);  // released after the completion is posted
-      complete(std::move(h), closed_.code(), {});
+      complete(std::move(h), closed_);
     }
   }
 }
@@ -269,8 +268,7 @@ void engine::notify_locked() {
     auto h = std::move(*s->pending);
     s->pending.reset();
     auto work = std::move(s->pending_work);  // released after the completion is posted
-    if (!r) complete(std::move(h), r.error().code(), {});
-    else complete(std::move(h), {}, std::move(*r));
+    complete(std::move(h), std::move(r));
   }
   if (prune) std::erase_if(watchers_, [](const auto& w) { return w.expired(); });
 }

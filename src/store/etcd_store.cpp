@@ -5,6 +5,7 @@
 #include <agentcore/store/etcd_store.hpp>
 
 #include "detail/complete.hpp"
+#include "detail/spawn.hpp"
 #include "net/http.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -34,6 +35,15 @@
 #include <thread>
 
 namespace agentcore::store {
+
+namespace {
+
+// An exception that escaped one of the store's coroutines, as an error.
+error_info unexpected(const std::exception_ptr& e) {
+  return fail(error::io_error, fmt::format("etcd store: unexpected exception: {}", agentcore::detail::what_of(e)));
+}
+
+}  // namespace
 
 namespace {
 
@@ -797,9 +807,9 @@ struct etcd_store::impl {
           arrived = std::move(w.buffer);
           w.buffer.clear();
           w.next = std::max(w.next, arrived.back().kv.mod_revision + 1);
-          agentcore::detail::post_completion(std::move(h), error_code(), std::move(arrived));
+          agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(std::move(arrived)));
         } else {
-          agentcore::detail::post_completion(std::move(h), w.failure.code(), std::vector<watch_event>());
+          agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(w.failure));
         }
       }
     }
@@ -815,7 +825,7 @@ struct etcd_store::impl {
         auto h = std::move(*w.pending);
         w.pending.reset();
         auto work = std::move(w.pending_work);  // released after the completion is posted
-        agentcore::detail::post_completion(std::move(h), w.failure.code(), std::vector<watch_event>());
+        agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(w.failure));
       }
     }
     w.cv.notify_all();
@@ -900,13 +910,7 @@ struct etcd_store::impl {
     std::promise<result<T>> p;
     auto f = p.get_future();
     asio::co_spawn(io, std::move(op), [&p](std::exception_ptr e, result<T> r) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          r = fail(error::io_error, fmt::format("etcd store: unexpected exception: {}", x.what()));
-        }
-      }
+      if (e) r = unexpected(e);
       p.set_value(std::move(r));
     });
     return f.get();
@@ -914,13 +918,12 @@ struct etcd_store::impl {
 
   template <class T, class Signature>
   void spawn(awaitable<result<T>> op, asio::any_completion_handler<Signature> handler) {
-    if (is_closed()) return agentcore::detail::post_completion(std::move(handler), make_error_code(error::closed), T{});
+    if (is_closed())
+      return agentcore::detail::post_completion(std::move(handler), result<T>(closed_error()));
     auto work = agentcore::detail::track_work(handler);  // the caller's run() waits for us
     asio::co_spawn(io, std::move(op), [h = std::move(handler), work](std::exception_ptr e, result<T> r) mutable {
-      if (e || !r)
-        return agentcore::detail::post_completion(std::move(h),
-                                                  e ? make_error_code(error::io_error) : r.error().code(), T{});
-      agentcore::detail::post_completion(std::move(h), error_code(), std::move(*r));
+      if (e) r = unexpected(e);
+      agentcore::detail::post_completion(std::move(h), std::move(r));
     });
   }
 
@@ -989,17 +992,18 @@ private:
     std::lock_guard lock(state_->mutex);
     auto& w = *state_;
     if (w.pending) {
-      return agentcore::detail::post_completion(std::move(handler), make_error_code(error::invalid_argument),
-                                                std::vector<watch_event>());
+      return agentcore::detail::post_completion(
+          std::move(handler), result<std::vector<watch_event>>(fail(
+                                  error::invalid_argument, "etcd watch: an async_next is already pending; wait for it first")));
     }
     if (!w.buffer.empty()) {
       auto out = std::move(w.buffer);
       w.buffer.clear();
       w.next = std::max(w.next, out.back().kv.mod_revision + 1);
-      return agentcore::detail::post_completion(std::move(handler), error_code(), std::move(out));
+      return agentcore::detail::post_completion(std::move(handler), result<std::vector<watch_event>>(std::move(out)));
     }
     if (w.failure)
-      return agentcore::detail::post_completion(std::move(handler), w.failure.code(), std::vector<watch_event>());
+      return agentcore::detail::post_completion(std::move(handler), result<std::vector<watch_event>>(w.failure));
     w.pending_work = agentcore::detail::track_work(handler);
     w.pending.emplace(std::move(handler));
   }
@@ -1019,8 +1023,8 @@ private:
     }
     if (cancel) cancel();
     if (pending)
-      agentcore::detail::post_completion(std::move(*pending), make_error_code(error::canceled),
-                                         std::vector<watch_event>());
+      agentcore::detail::post_completion(std::move(*pending),
+                                         result<std::vector<watch_event>>(fail(error::canceled, "etcd watch: canceled")));
     state_->cv.notify_all();
   }
 

@@ -271,16 +271,16 @@ public:
 
   void async_commit(txn t, asio::any_completion_handler<store::commit_signature> handler) {
     auto r = engine_->commit(t);
-    if (!r) return agentcore::detail::post_completion(std::move(handler), r.error().code(), commit_result{});
+    if (!r) return agentcore::detail::post_completion(std::move(handler), result<commit_result>(r.error()));
     std::unique_lock lk(mu_);
     if (r->ticket == 0 || durable_ >= r->ticket) {
       lk.unlock();
-      return agentcore::detail::post_completion(std::move(handler), error_code(), std::move(r->result));
+      return agentcore::detail::post_completion(std::move(handler), result<commit_result>(std::move(r->result)));
     }
     if (failed_ || stop_) {
-      auto ec = failed_ ? failed_.code() : make_error_code(error::closed);
+      error_info e = failed_ ? failed_ : fail(error::closed, fmt::format("store: '{}' was closed", dir_.string()));
       lk.unlock();
-      return agentcore::detail::post_completion(std::move(handler), ec, commit_result{});
+      return agentcore::detail::post_completion(std::move(handler), result<commit_result>(std::move(e)));
     }
     auto work = agentcore::detail::track_work(handler);
     waiters_.push_back({r->ticket, std::move(handler), std::move(r->result), std::move(work)});
@@ -809,7 +809,7 @@ private:
     waiters_.swap(keep);
     if (done.empty()) return;
     lk.unlock();
-    for (auto& w : done) agentcore::detail::post_completion(std::move(w.handler), error_code(), std::move(w.result));
+    for (auto& w : done) agentcore::detail::post_completion(std::move(w.handler), result<commit_result>(std::move(w.result)));
     lk.lock();
   }
 
@@ -825,7 +825,7 @@ private:
     wake_waiters();
     durable_cv_.notify_all();
     lk.unlock();
-    for (auto& w : waiters) agentcore::detail::post_completion(std::move(w.handler), failed_.code(), commit_result{});
+    for (auto& w : waiters) agentcore::detail::post_completion(std::move(w.handler), result<commit_result>(failed_));
     engine_->close(failed_);
     lk.lock();
   }
@@ -923,7 +923,7 @@ void file_store::do_close() {
 }
 void file_store::do_async_commit(txn t, asio::any_completion_handler<commit_signature> handler) {
   if (auto e = impl_->refuse_if_read_only("commit")) {
-    agentcore::detail::post_completion(std::move(handler), e.code(), commit_result{});
+    agentcore::detail::post_completion(std::move(handler), result<commit_result>(std::move(e)));
     return;
   }
   impl_->async_commit(std::move(t), std::move(handler));

@@ -54,21 +54,18 @@ error_info validate(const txn& t) {
 
 void store::do_async_commit(txn t, asio::any_completion_handler<commit_signature> handler) {
   auto r = do_commit(t);
-  if (r) agentcore::detail::post_completion(std::move(handler), error_code(), std::move(*r));
-  else agentcore::detail::post_completion(std::move(handler), r.error().code(), commit_result{});
+  agentcore::detail::post_completion(std::move(handler), std::move(r));
 }
 
 void store::do_async_range(std::string prefix, range_options options,
                            asio::any_completion_handler<range_signature> handler) {
   auto r = do_range(prefix, options);
-  if (r) agentcore::detail::post_completion(std::move(handler), error_code(), std::move(*r));
-  else agentcore::detail::post_completion(std::move(handler), r.error().code(), range_result{});
+  agentcore::detail::post_completion(std::move(handler), std::move(r));
 }
 
 void store::do_async_grant(std::chrono::seconds ttl, asio::any_completion_handler<lease_signature> handler) {
   auto r = do_grant(ttl);
-  if (r) agentcore::detail::post_completion(std::move(handler), error_code(), *r);
-  else agentcore::detail::post_completion(std::move(handler), r.error().code(), lease_id{0});
+  agentcore::detail::post_completion(std::move(handler), std::move(r));
 }
 
 void tag_invoke(json::value_from_tag, json::value& v, const key_value& kv) {

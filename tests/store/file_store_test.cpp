@@ -330,9 +330,9 @@ TEST_CASE("store.file.group_commit_shares_syncs") {
 TEST_CASE("store.file.async_commit_completes_after_write") {
   test::temp_dir dir("file");
   auto s = open_ok(dir.path());
-  std::vector<std::future<commit_result>> fs;
+  std::vector<std::future<result<commit_result>>> fs;
   for (int i = 0; i < 50; ++i) fs.push_back(s->async_commit(txn().put(fmt::format("a{}", i), "v"), boost::asio::use_future));
-  for (auto& f : fs) CHECK(f.get().succeeded);
+  for (auto& f : fs) CHECK(f.get().value().succeeded);
   s.reset();
   auto again = open_ok(dir.path());
   CHECK(again->range("a").value().kvs.size() == 50);
@@ -348,10 +348,13 @@ TEST_CASE("store.file.async_commits_from_many_threads_all_complete") {
   std::atomic<int> ok{0};
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&, t] {
-      std::vector<std::future<commit_result>> fs;
+      std::vector<std::future<result<commit_result>>> fs;
       for (int i = 0; i < per; ++i)
         fs.push_back(s->async_commit(txn().put(fmt::format("m{}-{}", t, i), "v"), boost::asio::use_future));
-      for (auto& f : fs) ok += f.get().succeeded ? 1 : 0;
+      for (auto& f : fs) {
+        auto r = f.get();
+        ok += r && r->succeeded ? 1 : 0;
+      }
     });
   for (auto& t : ts) t.join();
   CHECK(ok == threads * per);
@@ -378,7 +381,7 @@ TEST_CASE("store.file.expiry_reaches_watchers_without_other_traffic") {
   auto next = w->async_next(boost::asio::use_future);
   clk->advance(6s);  // the store's own thread notices within its tick
   REQUIRE(next.wait_for(5s) == std::future_status::ready);
-  auto ev = next.get();
+  auto ev = next.get().value();
   REQUIRE(ev.size() == 1);
   CHECK(ev[0].type == watch_event::kind::erase);
 }

@@ -34,7 +34,7 @@ namespace asio = boost::asio;
 /// revision order. Obtain one from store::watch.
 class watcher {
 public:
-  using next_signature = void(error_code, std::vector<watch_event>);
+  using next_signature = void(result<std::vector<watch_event>>);
 
   virtual ~watcher() = default;
 
@@ -65,9 +65,9 @@ private:
 
 class store {
 public:
-  using commit_signature = void(error_code, commit_result);
-  using range_signature = void(error_code, range_result);
-  using lease_signature = void(error_code, lease_id);
+  using commit_signature = void(result<commit_result>);
+  using range_signature = void(result<range_result>);
+  using lease_signature = void(result<lease_id>);
 
   virtual ~store() = default;
 
