@@ -13,6 +13,8 @@
 // stdout stays machine-readable.
 #include "bench.hpp"
 
+#include <agentcore/core/memory.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -188,6 +190,9 @@ int main(int argc, char** argv) {
     usage(stdout);
     return 0;
   }
+  // As the agentcore program does (core/memory.hpp); AGENTCORE_BENCH_DEFAULT_MALLOC=1
+  // measures with glibc's own thresholds instead.
+  if (!std::getenv("AGENTCORE_BENCH_DEFAULT_MALLOC")) agentcore::tune_allocator_for_long_runs();
   cli c;
   if (auto why = parse(argc, argv, c); !why.empty()) {
     fmt::print(stderr, "agentcore-bench: {}\n", why);

@@ -8,7 +8,10 @@
 //   sample is +-10 MiB of noise: what is in flight). What a finished task
 //   leaves behind shows here; heap_growth_kib_per_1k_lifecycles, the same
 //   slope of the heap in use (all arenas), tells memory kept from the
-//   allocator's fragmentation.
+//   allocator's fragmentation. The bench tunes glibc's allocator as the
+//   agentcore program does (core/memory.hpp); AGENTCORE_BENCH_DEFAULT_MALLOC=1
+//   leaves glibc's defaults, under which the RSS creeps while the heap stays
+//   flat.
 // - lifecycles_per_s of that run, beside the swarm area's figure.
 // - resume_failures, lost_tasks, double_merges: runs on a file store killed
 //   with SIGKILL at random moments (a forked child), each resumed by a new
@@ -236,6 +239,9 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   make_repository(dir / "repo", 200);
   // For experiments: libgit2's object cache is most of the heap.
   if (const char* c = std::getenv("AGENTCORE_SOAK_GIT_CACHE_BYTES")) git::set_object_cache_limit(std::strtoull(c, nullptr, 10));
+  fmt::print(stderr, "  allocator: {}\n", std::getenv("AGENTCORE_BENCH_DEFAULT_MALLOC")
+                                                ? "glibc's defaults (AGENTCORE_BENCH_DEFAULT_MALLOC)"
+                                                : "tuned as the agentcore program does (core/memory.hpp)");
   auto model = std::make_shared<instant_model>(total);
   auto s = check(runtime::swarm::create(config(dir), {.client_for = [&](std::string_view) { return model; }}),
                  "soak: create");

@@ -20,6 +20,7 @@
 #include <agentcore/git/repository.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 #include <agentcore/observe/dashboard.hpp>
+#include <agentcore/core/memory.hpp>
 #include <agentcore/runtime/dashboard_controls.hpp>
 #include <agentcore/observe/events.hpp>
 #include <agentcore/observe/metrics.hpp>
@@ -631,6 +632,7 @@ int cmd_replay_log(const args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  agentcore::tune_allocator_for_long_runs();  // a run goes on for days: RSS must not creep (core/memory.hpp)
   auto a = parse(argc, argv);
   if (!a) return fail_with(a.error());
   if (a->words.empty() || a->flags.count("--help")) return usage(a->words.empty() ? std::cerr : std::cout, a->words.empty() ? 2 : 0);

@@ -11,6 +11,7 @@
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/core/id.hpp>
 #include <agentcore/core/json.hpp>
+#include <agentcore/core/memory.hpp>
 #include <agentcore/core/path.hpp>
 
 #include <agentcore/store/etcd_store.hpp>

@@ -1,0 +1,24 @@
+// The C library's allocator for long runs (see core/memory.hpp).
+#include <agentcore/core/memory.hpp>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace agentcore {
+
+bool tune_allocator_for_long_runs() noexcept {
+#if defined(__GLIBC__)
+  // Setting either threshold turns off glibc's dynamic adjustment of both.
+  // 128 KiB is glibc's starting mmap threshold, 256 KiB twice its starting
+  // trim threshold. (With 1 MiB and 2 MiB the soak's RSS still crept, by
+  // 83 KiB per thousand lifecycles; with these it stays level.)
+  bool ok = ::mallopt(M_MMAP_THRESHOLD, 128 << 10) == 1;
+  ok = ::mallopt(M_TRIM_THRESHOLD, 256 << 10) == 1 && ok;
+  return ok;
+#else
+  return false;
+#endif
+}
+
+}  // namespace agentcore
