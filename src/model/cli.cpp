@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <regex>
 #include <thread>
@@ -153,12 +155,45 @@ struct transcript {
   }
 };
 
-// Runs a function on the handler's executor, never inline (as complete() does).
-template <class F>
-void on_executor(const asio::any_completion_handler<chat_signature>& h, F&& f) {
-  auto ex = asio::prefer(asio::get_associated_executor(h), asio::execution::blocking.never);
-  ex.execute(std::forward<F>(f));
-}
+// Deltas and then the completion, in that order, on the handler's executor
+// and never inline. Each posted on its own, a handler without an executor of
+// its own (the system executor, a pool of threads) could see its completion
+// before the last deltas ran: one queue, drained by one task at a time.
+class delivery : public std::enable_shared_from_this<delivery> {
+public:
+  explicit delivery(const asio::any_completion_handler<chat_signature>& h)
+      : ex_(asio::prefer(asio::get_associated_executor(h), asio::execution::blocking.never)) {}
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(f));
+      if (draining_) return;
+      draining_ = true;
+    }
+    ex_.execute([self = shared_from_this()] { self->drain(); });
+  }
+
+private:
+  void drain() {
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::lock_guard lock(mutex_);
+        if (queue_.empty()) {
+          draining_ = false;
+          return;
+        }
+        f = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      f();
+    }
+  }
+  asio::any_completion_executor ex_;
+  std::mutex mutex_;
+  std::deque<std::function<void()>> queue_;
+  bool draining_ = false;
+};
 
 class cli_client final : public client {
 public:
@@ -202,9 +237,10 @@ protected:
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) slot.assign([stop](asio::cancellation_type) { stop->store(true); });
     auto shared_handler = std::make_shared<asio::any_completion_handler<chat_signature>>(std::move(handler));
+    auto order = std::make_shared<delivery>(*shared_handler);
     // The agent runs for minutes: on a thread of its own, not on the caller's
     // executor. Deltas and the answer are delivered on the handler's executor.
-    std::thread([o, dir, prompt = std::move(prompt), on_delta = std::move(on_delta), stop, shared_handler,
+    std::thread([o, dir, prompt = std::move(prompt), on_delta = std::move(on_delta), stop, shared_handler, order,
                  task = req.tags.task] {
       auto t = std::make_shared<transcript>();
       t->format = o->output;
@@ -228,7 +264,7 @@ protected:
       co.on_stdout = [&](std::string_view bytes) {
         for (auto& text : t->feed(bytes))
           if (on_delta)
-            on_executor(*shared_handler, [on_delta, text = std::move(text)] { on_delta({delta::text, 0, text, {}, {}}); });
+            order->post([on_delta, text = std::move(text)] { on_delta({delta::text, 0, text, {}, {}}); });
       };
       auto ran = process::run(command, co);
       result_type out = [&]() -> result_type {
@@ -267,7 +303,10 @@ protected:
         r.latency = ran->duration;
         return r;
       }();
-      complete(std::move(*shared_handler), std::move(out));
+      // After every delta posted above (complete() posts it on, never inline).
+      order->post([shared_handler, out = std::move(out)]() mutable {
+        complete(std::move(*shared_handler), std::move(out));
+      });
     }).detach();
   }
 
