@@ -102,7 +102,7 @@ void tag_invoke(json::value_from_tag, json::value& v, task_state s) { v = to_str
 
 result<task> task_from_json(const json::value& v) {
   if (!v.is_object())
-    return fail(error::invalid_task, fmt::format("board: a task must be a JSON object, got {}", detail::json_kind_name(v)));
+    return fail(error::invalid_task, fmt::format("board: a task must be a JSON object, got {}", json_kind_name(v)));
   const auto& o = v.as_object();
   auto schema = json_field<std::int64_t>(o, "schema", "board: task");
   if (!schema) return fail(error::invalid_task, schema.error().message());

@@ -216,7 +216,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const ceiling& c) { v = to
 result<ceiling> ceiling_from_json(const json::value& v) {
   if (!v.is_object())
     return fail(error::invalid_argument,
-                fmt::format("ceiling: must be a JSON object, got {}", agentcore::detail::json_kind_name(v)));
+                fmt::format("ceiling: must be a JSON object, got {}", agentcore::json_kind_name(v)));
   const auto& o = v.as_object();
   static constexpr std::string_view known[] = {"allowed_paths",     "forbidden_paths", "protected_paths",
                                                "max_files",         "max_changed_lines", "max_added_bytes",

@@ -392,7 +392,7 @@ void tag_invoke(json::value_from_tag, json::value& v, const task_contract& c) { 
 result<task_contract> contract_from_json(const json::value& v) {
   if (!v.is_object())
     return fail(error::invalid_argument,
-                fmt::format("contract: must be a JSON object, got {}", agentcore::detail::json_kind_name(v)));
+                fmt::format("contract: must be a JSON object, got {}", agentcore::json_kind_name(v)));
   const auto& o = v.as_object();
   auto schema = json_field<std::int64_t>(o, "schema", "contract");
   if (!schema) return schema.error();

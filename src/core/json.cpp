@@ -38,9 +38,7 @@ std::string string_at(const json::object& o, std::string_view key) {
   return it != o.end() && it->value().is_string() ? std::string(it->value().get_string()) : std::string();
 }
 
-namespace detail {
-
-std::string json_kind_name(const json::value& v) {
+std::string_view json_kind_name(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null: return "null";
     case json::kind::bool_: return "a boolean";
@@ -53,6 +51,8 @@ std::string json_kind_name(const json::value& v) {
   }
   return "unknown";
 }
+
+namespace detail {
 
 error_info json_field_error(std::string_view what, std::string_view key, std::string_view expected,
                             const json::value* got) {

@@ -2,10 +2,19 @@
 
 #include <agentcore/git/repository.hpp>
 
+#include "detail/complete.hpp"
+#include "detail/spawn.hpp"
+
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <functional>
 
 #include <mutex>
 #include <random>
@@ -586,7 +595,154 @@ public:
       v.detail = fmt::format("'{}': {}", v.checks.back().command, v.checks.back().outcome());
       return decide(c, std::move(v));
     }
+    // Only a change that passed here goes where the queue's leader finds it.
+    if (auto r = publish_change(c); !r) return r.error();
     return enqueue(std::move(c), std::move(v));
+  }
+
+  // --- the change-ref protocol and the submitters' view of the branch ---
+
+  static std::string change_ref(const std::string& id) { return "refs/agentcore/changes/" + id; }
+
+  /// Puts a change's commit where a gate in another process finds it: the
+  /// shared repository's refs/agentcore/changes/<id>. Nothing without a remote.
+  result<void> publish_change(const change& c) {
+    if (options_.remote.empty()) return {};
+    std::lock_guard lk(submit_mutex_);
+    const std::string ref = change_ref(c.id);
+    auto made = submit_repo_.advance(ref, std::nullopt, c.head, "agentcore: change " + c.id);
+    if (!made) return made.error();
+    if (!made->advanced && made->current != c.head) {  // left by an earlier try of the same submission
+      auto again = submit_repo_.advance(ref, made->current, c.head, "agentcore: change " + c.id);
+      if (!again) return again.error();
+    }
+    auto pushed = submit_repo_.push(options_.remote, {"+" + ref + ":" + ref});
+    if (!pushed)
+      return error_info(pushed.error().code(), fmt::format("gate: publishing change '{}' to the shared repository '{}': {}",
+                                                     c.id, options_.remote, pushed.error().message()));
+    return {};
+  }
+
+  result<git::oid> tip() {
+    std::lock_guard lk(submit_mutex_);
+    if (!options_.remote.empty())  // the branch is the shared repository's
+      if (auto f = submit_repo_.fetch(options_.remote, {"+" + options_.branch + ":" + options_.branch}); !f)
+        return error_info(f.error().code(), fmt::format("gate: fetching '{}' from the shared repository '{}': {}",
+                                                  options_.branch, options_.remote, f.error().message()));
+    auto t = submit_repo_.ref_target(options_.branch);
+    if (!t) return t.error();
+    if (!*t) return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
+    return **t;
+  }
+
+  // --- the async operations ---
+
+  /// The executor of the blocking work: the host's, or a pool of the gate's own.
+  asio::any_io_executor blocking_executor() {
+    if (options_.blocking) return options_.blocking;
+    std::lock_guard lk(pool_mutex_);
+    if (!own_pool_) own_pool_ = std::make_unique<asio::thread_pool>(std::max(2u, std::thread::hardware_concurrency()));
+    return own_pool_->get_executor();
+  }
+
+  asio::awaitable<result<change_verdict>> submit_op(change c) { co_return submit(std::move(c)); }
+  asio::awaitable<result<std::vector<change_verdict>>> run_once_op() { co_return run_once(); }
+  asio::awaitable<result<git::oid>> tip_op() { co_return tip(); }
+
+  /// What a wait's cancellation reaches: the watcher it waits on.
+  struct wait_state {
+    std::mutex m;
+    bool canceled = false;
+    store::watcher* watcher = nullptr;
+    void cancel() {
+      std::lock_guard lk(m);
+      canceled = true;
+      if (watcher) watcher->cancel();
+    }
+  };
+
+  static error_info wait_canceled(const std::string& id) {
+    return fail(error::canceled, fmt::format("gate: the wait for change '{}' was canceled (the change stays with the "
+                                             "gate; wait again for its verdict)",
+                                             id));
+  }
+
+  /// The verdict stored under `key` in `kvs` (a range's or a watch's), if final.
+  static result<std::optional<change_verdict>> final_in(const store::key_value& kv) {
+    auto j = parse_json(kv.value);
+    if (!j) return j.error();
+    auto v = verdict_from_json(*j);
+    if (!v) return v.error();
+    if (v->kind == verdict_kind::queued) return std::optional<change_verdict>();
+    return std::optional<change_verdict>(std::move(*v));
+  }
+
+  /// Waits until the value at `key` (nullptr: absent) is `done`; the store
+  /// is read once, then watched from there (read again when the watch falls
+  /// behind the store's history).
+  asio::awaitable<result<void>> wait_for_key(const std::string& key, wait_state& ws, const std::string& id,
+                                             std::function<result<bool>(const store::key_value*)> done) {
+    for (;;) {
+      auto now = store_.range(key, {.limit = 1});
+      if (!now) co_return now.error();
+      bool here = !now->kvs.empty() && now->kvs.front().key == key;
+      auto ok = done(here ? &now->kvs.front() : nullptr);
+      if (!ok) co_return ok.error();
+      if (*ok) co_return result<void>();
+      auto w = store_.watch(key, now->rev + 1);
+      if (!w) co_return w.error();
+      {
+        std::lock_guard lk(ws.m);
+        if (ws.canceled) co_return wait_canceled(id);
+        ws.watcher = w->get();
+      }
+      struct unhook {
+        wait_state& s;
+        ~unhook() {
+          std::lock_guard lk(s.m);
+          s.watcher = nullptr;
+        }
+      } unhooked{ws};
+      for (bool behind = false; !behind;) {
+        auto events = co_await (*w)->async_next(asio::use_awaitable);
+        if (!events && events.error() == error::compacted) {
+          behind = true;
+          continue;
+        }
+        if (!events) co_return ws.canceled ? wait_canceled(id) : events.error();
+        for (const auto& e : *events) {
+          if (e.kv.key != key) continue;  // another key with this one as its prefix
+          auto d = done(e.type == store::watch_event::kind::erase ? nullptr : &e.kv);
+          if (!d) co_return d.error();
+          if (*d) co_return result<void>();
+        }
+      }
+    }
+  }
+
+  asio::awaitable<result<change_verdict>> wait_op(std::string id, std::shared_ptr<wait_state> ws) {
+    std::optional<change_verdict> decided;
+    auto got = co_await wait_for_key(verdict_key(id), *ws, id, [&](const store::key_value* kv) -> result<bool> {
+      if (!kv)
+        return result<bool>(boost::system::in_place_error,
+                            fail(error::not_found, fmt::format("gate: no verdict for change '{}': it was never "
+                                                               "submitted, or it was decided long ago and its record "
+                                                               "pruned",
+                                                               id)));
+      auto d = final_in(*kv);
+      if (!d) return result<bool>(boost::system::in_place_error, d.error());
+      decided = std::move(*d);
+      return decided.has_value();
+    });
+    if (!got) co_return got.error();
+    // With a board, the wait ends once the board has the verdict too: the
+    // waiter reads a task that says what the verdict says.
+    if (options_.board) {
+      auto told = co_await wait_for_key(board_pending_key(id), *ws, id,
+                                         [](const store::key_value* kv) -> result<bool> { return kv == nullptr; });
+      if (!told) co_return told.error();
+    }
+    co_return std::move(*decided);
   }
 
   result<change_verdict> enqueue(change c, change_verdict v) {
@@ -1069,6 +1225,8 @@ public:
   store::lease_id lease_ = 0;  // run_mutex_
   bool recovered_ = false;     // run_mutex_: the previous leader's work is finished
   std::map<std::string, std::chrono::steady_clock::time_point> first_seen_;  // run_mutex_: for batch_wait
+  std::mutex pool_mutex_;
+  std::unique_ptr<asio::thread_pool> own_pool_;  // last: joined before the rest goes
 };
 
 result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path& repository, store::store& s,
@@ -1120,6 +1278,45 @@ result<std::optional<change_verdict>> merge_gate::verdict(const std::string& cha
 }
 
 result<prune_report> merge_gate::prune(std::size_t keep) { return impl_->prune(keep); }
+
+result<git::oid> merge_gate::tip() { return impl_->tip(); }
+
+namespace {
+template <class R>
+auto on_exception(std::string what_op) {
+  return [what_op = std::move(what_op)](const std::string& what) -> R {
+    return fail(error::io_error, fmt::format("gate: {} failed: {}", what_op, what));
+  };
+}
+}  // namespace
+
+void merge_gate::do_async_submit(change c, asio::any_completion_handler<verdict_signature> handler) {
+  auto ex = impl_->blocking_executor();
+  detail::spawn_operation(ex, ex, impl_->submit_op(std::move(c)), std::move(handler),
+                          on_exception<result<change_verdict>>("submitting"));
+}
+
+void merge_gate::do_async_run_once(asio::any_completion_handler<step_signature> handler) {
+  auto ex = impl_->blocking_executor();
+  detail::spawn_operation(ex, ex, impl_->run_once_op(), std::move(handler),
+                          on_exception<result<std::vector<change_verdict>>>("a step of the queue"));
+}
+
+void merge_gate::do_async_tip(asio::any_completion_handler<tip_signature> handler) {
+  auto ex = impl_->blocking_executor();
+  detail::spawn_operation(ex, ex, impl_->tip_op(), std::move(handler), on_exception<result<git::oid>>("reading the branch"));
+}
+
+void merge_gate::do_async_wait_verdict(std::string id, asio::any_completion_handler<verdict_signature> handler) {
+  auto ex = impl_->blocking_executor();
+  auto ws = std::make_shared<impl::wait_state>();
+  // The handler's cancellation reaches the watcher (the change stays queued).
+  auto slot = asio::get_associated_cancellation_slot(handler);
+  if (slot.is_connected()) slot.assign([ws](asio::cancellation_type) { ws->cancel(); });
+  auto op = impl_->wait_op(id, ws);
+  detail::spawn_operation(ex, ex, std::move(op), std::move(handler),
+                          on_exception<result<change_verdict>>("waiting for a verdict"));
+}
 
 result<std::size_t> merge_gate::queued() const {
   auto r = impl_->store_.range(impl_->queue_prefix());

@@ -37,7 +37,7 @@ result<std::optional<T>> take(json::object& o, std::string_view key, std::string
   if (!v)
     return result<std::optional<T>>(
         boost::system::in_place_error,
-        bad_option(spec, key, fmt::format("has the wrong type ({})", agentcore::detail::json_kind_name(it->value()))));
+        bad_option(spec, key, fmt::format("has the wrong type ({})", agentcore::json_kind_name(it->value()))));
   o.erase(it);
   return std::optional<T>(std::move(*v));
 }
@@ -201,7 +201,7 @@ result<price_table> prices_from_options(const json::object& options) {
   if (!p || p->is_null()) return price_table{};
   if (!p->is_object())
     return bad_option("model_options", "prices",
-                      fmt::format("has the wrong type ({})", agentcore::detail::json_kind_name(*p)));
+                      fmt::format("has the wrong type ({})", agentcore::json_kind_name(*p)));
   return parse_prices(p->as_object(), "model_options");
 }
 

@@ -90,7 +90,7 @@ result<json::object> parse_arguments(const tool_call& call) {
   if (!v.is_object())
     return fail(agentcore::error::invalid_argument,
                 fmt::format("the arguments of your call to '{}' must be a JSON object, not {}", call.name,
-                            detail::json_kind_name(v)));
+                            json_kind_name(v)));
   return std::move(v.as_object());
 }
 
@@ -113,7 +113,7 @@ json::value to_json_value(const message& m) {
 }
 
 result<message> message_from_json(const json::value& v) {
-  if (!v.is_object()) return bad("message", fmt::format("must be an object, not {}", detail::json_kind_name(v)));
+  if (!v.is_object()) return bad("message", fmt::format("must be an object, not {}", json_kind_name(v)));
   const auto& o = v.as_object();
   auto r = field<std::string>(o, "role", "model message");
   if (!r) return r.error();
@@ -174,7 +174,7 @@ json::value to_json_value(const request& r) {
 }
 
 result<request> request_from_json(const json::value& v) {
-  if (!v.is_object()) return bad("request", fmt::format("must be an object, not {}", detail::json_kind_name(v)));
+  if (!v.is_object()) return bad("request", fmt::format("must be an object, not {}", json_kind_name(v)));
   const auto& o = v.as_object();
   request r;
   auto system = json_field_or<std::string>(o, "system", "", "model request");
@@ -240,7 +240,7 @@ json::value to_json_value(const response& r) {
 }
 
 result<response> response_from_json(const json::value& v) {
-  if (!v.is_object()) return bad("response", fmt::format("must be an object, not {}", detail::json_kind_name(v)));
+  if (!v.is_object()) return bad("response", fmt::format("must be an object, not {}", json_kind_name(v)));
   const auto& o = v.as_object();
   response r;
   auto mv = o.find("message");

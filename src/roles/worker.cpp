@@ -7,6 +7,8 @@
 #include "detail/offload.hpp"
 #include "roles/what_happened.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -126,6 +128,8 @@ struct worker::state : std::enable_shared_from_this<state> {
   std::atomic<bool> stopping{false};
   std::mutex loop_mutex;
   agent::agent_loop* current = nullptr;  // the loop running now, for stop()
+  // The wait for the gate's verdict, for stop(): used on the strand only.
+  std::optional<asio::cancellation_signal> verdict_wait;
 
   // Keeps one lease alive until `done`; `lost` when it could not.
   struct heartbeat {
@@ -147,8 +151,14 @@ struct worker::state : std::enable_shared_from_this<state> {
 
   std::string interrupted;  // loop_mutex: why the attempt in hand was ended (interrupt())
   void stop_current() {
-    std::lock_guard lock(loop_mutex);
-    if (current) current->stop();
+    {
+      std::lock_guard lock(loop_mutex);
+      if (current) current->stop();
+    }
+    // A wait for a verdict ends too (on the strand, where it was started).
+    asio::post(strand, [self = shared_from_this()] {
+      if (self->verdict_wait) self->verdict_wait->emit(asio::cancellation_type::terminal);
+    });
   }
   std::string take_interrupted() {
     std::lock_guard lock(loop_mutex);
@@ -202,42 +212,21 @@ struct worker::state : std::enable_shared_from_this<state> {
     co_return out;
   }
 
-  asio::awaitable<result<git::oid>> tip() {
-    co_return co_await offload(blocking(), [&]() -> result<git::oid> {
-      auto repo = git::repository::open(repo_path);
-      if (!repo) return repo.error();
-      if (!o.remote.empty())  // the branch is the shared repository's
-        if (auto f = repo->fetch(o.remote, {"+" + o.branch + ":" + o.branch}); !f) return f.error();
-      return repo->resolve(o.branch);
-    });
-  }
+  /// The branch's tip to start from: the gate's view (the shared
+  /// repository's branch, when the gate has one).
+  asio::awaitable<result<git::oid>> tip() { co_return co_await gate.async_tip(asio::use_awaitable); }
 
-  /// Puts the change where a gate in another process finds it.
-  asio::awaitable<result<void>> publish_change(const std::string& change_id, const git::oid& head) {
-    if (o.remote.empty()) co_return result<void>();
-    co_return co_await offload(blocking(), [&]() -> result<void> {
-      auto repo = git::repository::open(repo_path);
-      if (!repo) return repo.error();
-      std::string ref = "refs/agentcore/changes/" + change_id;
-      auto made = repo->advance(ref, std::nullopt, head, "agentcore: change " + change_id);
-      if (!made) return made.error();
-      if (!made->advanced) {  // left by an earlier try of the same submission
-        auto again = repo->advance(ref, made->current, head, "agentcore: change " + change_id);
-        if (!again) return again.error();
-      }
-      return repo->push(o.remote, {"+" + ref + ":" + ref});
-    });
-  }
-
-  /// Removes a change's ref from the shared repository (best effort: a
-  /// leftover ref costs a little space, nothing else).
-  asio::awaitable<void> forget_change(const std::string& change_id) {
-    if (o.remote.empty()) co_return;
-    co_await offload(blocking(), [&] {
-      if (auto repo = git::repository::open(repo_path))
-        (void)repo->push(o.remote, {":refs/agentcore/changes/" + change_id});
-      return 0;
-    });
+  /// Waits for the gate's final verdict on a queued change; empty when the
+  /// worker was stopped first (the change stays with the gate).
+  asio::awaitable<result<std::optional<gate::change_verdict>>> wait_verdict(const std::string& change_id) {
+    if (stopping) co_return std::optional<gate::change_verdict>();
+    verdict_wait.emplace();  // a stop from now on emits it (stop_current, on the strand)
+    auto v = co_await gate.async_wait_verdict(
+        change_id, asio::bind_cancellation_slot(verdict_wait->slot(), asio::use_awaitable));
+    verdict_wait.reset();
+    if (!v && v.error() == error::canceled && stopping) co_return std::optional<gate::change_verdict>();
+    if (!v) co_return v.error();
+    co_return std::optional<gate::change_verdict>(std::move(*v));
   }
 
   asio::awaitable<result<work_report>> run_one() {
@@ -496,31 +485,19 @@ struct worker::state : std::enable_shared_from_this<state> {
       loop.reset();
       ws.reset();
       wt->release();  // the gate checks the change in a slot of its own (maybe this one)
-      if (auto pushed = co_await publish_change(c.id, submitted_head); !pushed) co_return pushed.error();
-      auto v = co_await offload(blocking(), [&] { return gate.submit(c); });
+      auto v = co_await gate.async_submit(c, asio::use_awaitable);
       if (!v) co_return v.error();
       gate::change_verdict verdict = std::move(*v);
-      // Refused at submission: no gate will ever fetch it, so its ref goes (the
-      // queue's leader removes the refs of the changes it decides).
-      if (verdict.kind != gate::verdict_kind::queued) co_await forget_change(c.id);
       if (verdict.kind == gate::verdict_kind::queued) {
         phase(t.id, "waiting");
-        asio::steady_timer timer(strand);
-        for (;;) {
-          if (stopping) {  // the change stays queued in the store; the gate (this run's or the next) decides
-            rep.result = work_result::submitted;
-            rep.detail = "stopped while the gate had the change";
-            co_return result<void>();
-          }
-          timer.expires_after(o.verdict_poll);
-          co_await timer.async_wait(asio::use_awaitable);
-          auto now = co_await offload(blocking(), [&] { return gate.verdict(c.id); });
-          if (!now) co_return now.error();
-          if (*now && (*now)->kind != gate::verdict_kind::queued) {
-            verdict = std::move(**now);
-            break;
-          }
+        auto decided = co_await wait_verdict(c.id);
+        if (!decided) co_return decided.error();
+        if (!*decided) {  // the change stays queued in the store; the gate (this run's or the next) decides
+          rep.result = work_result::submitted;
+          rep.detail = "stopped while the gate had the change";
+          co_return result<void>();
         }
+        verdict = std::move(**decided);
       }
       rep.verdicts.push_back(verdict);
       rep.detail = verdict.detail;

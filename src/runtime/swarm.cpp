@@ -379,7 +379,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
       if (stopping) break;
       auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
       if (queued && *queued > 0) {
-        auto r = co_await offload(blocking.get_executor(), [&] { return gate->run_once(); });
+        auto r = co_await gate->async_run_once(asio::use_awaitable);
         if (!r && r.error() == error::in_use) {
           // Another process leads the queue: stand by, and take over when its lease ends.
           if (!standby) publish("gate_standby", r.error().message());
@@ -546,11 +546,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
     auto close_cycle = [&]() -> asio::awaitable<result<bool>> {
       // The goal checks run on the branch here: with a shared repository, as it is there now.
       if (!cfg.remote.empty()) {
-        auto synced = co_await offload(blocking.get_executor(), [&]() -> result<void> {
-          auto repo = git::repository::open(cfg.repository);
-          if (!repo) return repo.error();
-          return repo->fetch(cfg.remote, {"+" + cfg.branch + ":" + cfg.branch});
-        });
+        auto synced = co_await gate->async_tip(asio::use_awaitable);
         if (!synced) publish("error", "cannot fetch the shared branch before the goal checks: " + synced.error().message());
       }
       auto j = co_await judge->async_close_cycle(asio::use_awaitable);
@@ -682,12 +678,7 @@ struct swarm::state : std::enable_shared_from_this<state> {
         // follows the shared one (fetched at most once a second), and its
         // moves count as the cycle's activity.
         last_fetch = std::chrono::steady_clock::now();
-        auto tip = co_await offload(blocking.get_executor(), [&]() -> result<git::oid> {
-          auto repo = git::repository::open(cfg.repository);
-          if (!repo) return repo.error();
-          if (auto f = repo->fetch(cfg.remote, {"+" + cfg.branch + ":" + cfg.branch}); !f) return f.error();
-          return repo->resolve(cfg.branch);
-        });
+        auto tip = co_await gate->async_tip(asio::use_awaitable);
         if (tip && *tip != cycle_tip) {
           if (!cycle_tip.is_zero()) branch_moved = true;
           else cycle_tip = *tip;
@@ -843,6 +834,7 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
   go.check.sandbox.mode = c.sandbox;
   go.ceiling = c.ceiling;  // the gate holds every change to it, whatever its contract says
   go.remote = c.remote;
+  go.blocking = s->blocking.get_executor();
   go.leader_ttl = c.lease;  // a dead gate's queue passes on as soon as a dead worker's task does
   if (!c.name.empty()) go.instance = c.name;
   auto g = gate::merge_gate::open(c.repository, *s->store, *s->pool, std::move(go));
@@ -915,7 +907,6 @@ result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks
     wo.loop.commands.sandbox.mode = c.sandbox;
     wo.loop.events = s->bus;
     wo.loop.prices = s->prices;
-    wo.remote = c.remote;
     if (s->run_budget) wo.task_budget_exhausted = [raw = s.get()](const task_id& id) { return raw->task_budget_exhausted(id); };
     s->workers.push_back(std::make_unique<roles::worker>(*s->board, *s->store, c.repository, *s->pool, *s->gate,
                                                          *s->clients.at("worker"), std::move(wo)));

@@ -56,3 +56,14 @@ TEST_CASE("core.json.ids_and_store_types_convert") {
   store::lease_status ls{5, std::chrono::seconds(30), std::chrono::milliseconds(1500)};
   CHECK(to_json_string(json::value_from(ls)) == R"({"id":5,"ttl_s":30,"remaining_ms":1500})");
 }
+
+TEST_CASE("core.json.kind_names_read_as_a_message_says_them") {
+  CHECK(json_kind_name(json::value(nullptr)) == "null");
+  CHECK(json_kind_name(json::value(true)) == "a boolean");
+  CHECK(json_kind_name(json::value(-3)) == "an integer");
+  CHECK(json_kind_name(json::value(3u)) == "an integer");
+  CHECK(json_kind_name(json::value(0.5)) == "a number");
+  CHECK(json_kind_name(json::value("x")) == "a string");
+  CHECK(json_kind_name(json::array{}) == "an array");
+  CHECK(json_kind_name(json::object{}) == "an object");
+}

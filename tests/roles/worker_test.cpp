@@ -251,9 +251,11 @@ TEST_CASE("roles.worker.a_change_refused_at_submission_leaves_no_ref_in_the_shar
     r.log = "refused by the host";
     return result<gate::check_result>(r);
   })};
-  worker_fixture f(go);
-  auto shared = f.dir.path().string() + "-shared.git";
+  test::temp_dir shared_dir("shared");
+  auto shared = shared_dir.path().string();
   REQUIRE(test::sh("git init -q --bare '" + shared + "'").exit == 0);
+  go.remote = shared;  // the gate publishes what it queues there
+  worker_fixture f(go);
   REQUIRE(f.git("push -q '" + shared + "' main").exit == 0);
   f.propose("greet", f.terms);
   test::scripted_client model([](const model::request&, int turn) -> std::optional<model::result_type> {
@@ -261,15 +263,12 @@ TEST_CASE("roles.worker.a_change_refused_at_submission_leaves_no_ref_in_the_shar
       return test::calls({{"write_file", R"({"path":"src/greet.c","content":"const char* greet = \"hi\";\n"})"}});
     return test::calls({{"finish", R"({"summary":"added src/greet.c"})"}});
   });
-  roles::worker_options o;
-  o.remote = shared;
-  auto r = f.run(model, o);
+  auto r = f.run(model);
   CHECK(r.result == roles::work_result::rejected);
   REQUIRE_FALSE(r.verdicts.empty());
   CHECK(r.verdicts.back().kind == gate::verdict_kind::checks_failed);
   auto refs = test::sh("git --git-dir='" + shared + "' for-each-ref refs/agentcore/changes");
   CHECK_MESSAGE(refs.out.empty(), "change refs left behind: " << refs.out);
-  test::sh("rm -rf '" + shared + "'");
 }
 
 // A rejection's reason, its failing check and the end of that check's output

@@ -41,6 +41,11 @@ const json::object* object_at(const json::object& o, std::string_view key);
 const json::array* array_at(const json::object& o, std::string_view key);
 std::string string_at(const json::object& o, std::string_view key);
 
+/// What kind of JSON value v is, as a message says it: "an object",
+/// "a string", "an integer", "null". For errors that name what was found
+/// ("'tasks' must be an array, got a string").
+std::string_view json_kind_name(const json::value& v);
+
 // --- strong ids as JSON strings ---
 template <class Tag>
 void tag_invoke(json::value_from_tag, json::value& v, const basic_id<Tag>& id) {
@@ -52,7 +57,6 @@ basic_id<Tag> tag_invoke(json::value_to_tag<basic_id<Tag>>, const json::value& v
 }
 
 namespace detail {
-std::string json_kind_name(const json::value& v);
 error_info json_field_error(std::string_view what, std::string_view key, std::string_view expected,
                             const json::value* got);
 }  // namespace detail

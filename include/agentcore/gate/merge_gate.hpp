@@ -9,6 +9,13 @@
 //                      .contract = c, .checks = {"make lint"}});   // rejected now, or queued
 //   g.run_until_empty();                                          // lands what passes
 //
+// From an event loop, the same without blocking a thread of it:
+//   auto v = co_await g.async_submit(c, asio::use_awaitable);      // result<change_verdict>
+//   auto final = co_await g.async_wait_verdict(c.id, asio::use_awaitable);  // a store watch, no polling
+//   auto step = co_await g.async_run_once(asio::use_awaitable);
+// Each completes with a result<T> (docs/conventions.md); the blocking work
+// (git, the checks, the store) runs on gate_options::blocking.
+//
 // Policies:
 //   serial      merge one change onto the branch, run the deep checks, advance.
 //   batch       merge up to batch_size changes in order, run the deep checks once;
@@ -23,6 +30,7 @@
 // leader key), so a second runner gets `in_use` naming the first.
 #pragma once
 
+#include <agentcore/core/detail/never_inline.hpp>
 #include <agentcore/board/task_board.hpp>
 #include <agentcore/contract/ceiling.hpp>
 #include <agentcore/contract/contract.hpp>
@@ -32,6 +40,10 @@
 #include <agentcore/git/worktree_pool.hpp>
 #include <agentcore/store/store.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -40,6 +52,8 @@
 #include <vector>
 
 namespace agentcore::gate {
+
+namespace asio = boost::asio;
 
 enum class policy { serial, batch, optimistic };
 
@@ -77,8 +91,15 @@ struct gate_options {
   /// changes (refs/agentcore/changes/*) from it before each step, and moves
   /// the branch there first, by fast-forward push: a landing counts once the
   /// shared branch has it. Submitting (per-change checks) needs the change's
-  /// commits in this gate's own repository.
+  /// commits in this gate's own repository; submit() publishes each change
+  /// there (refs/agentcore/changes/<id>) for the queue's leader, and the
+  /// gate removes the ref once the change is decided. tip() reads the shared
+  /// branch.
   std::string remote;
+  /// Where the async operations do their blocking work (git, the checks, the
+  /// store's calls). Empty: a pool of the gate's own, made at the first
+  /// async operation, of as many threads as the machine has cores (at least 2).
+  asio::any_io_executor blocking;
 };
 
 /// A change a worker submits: its commit, the commit it started from, and its terms.
@@ -146,6 +167,10 @@ struct prune_report {
 
 class merge_gate {
 public:
+  using verdict_signature = void(result<change_verdict>);
+  using step_signature = void(result<std::vector<change_verdict>>);
+  using tip_signature = void(result<git::oid>);
+
   /// Opens the gate for `options.branch` of the repository. The store and the
   /// pool must outlive the gate.
   static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
@@ -155,7 +180,49 @@ public:
   /// Per-change checks: the contract on the diff from base, then the fast
   /// checks in the change's worktree. Returns `queued` or why not. Safe to
   /// call from several threads at once (each check run takes a pool slot).
+  /// With gate_options::remote, the change's commit is published to the
+  /// shared repository first (refs/agentcore/changes/<id>), and removed
+  /// again when the change is refused here. Submitting an id again returns
+  /// its verdict as it stands (idempotent).
   result<change_verdict> submit(change c);
+
+  /// submit() without blocking the caller: completes with the same result.
+  template <class CompletionToken>
+  auto async_submit(change c, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, verdict_signature>(
+        [this](auto handler, change c) { do_async_submit(std::move(c), ::agentcore::detail::never_inline(std::move(handler))); },
+        token, std::move(c));
+  }
+
+  /// Completes with the change's final verdict (merged, or why not) once the
+  /// gate decides it, in this process or another: at once when it is decided
+  /// already, else on a watch of its verdict in the store (no polling).
+  /// `not_found` when the change was never submitted (or its verdict was
+  /// pruned); `canceled` when the handler's cancellation slot is emitted
+  /// (the change stays queued; a later wait finds its verdict).
+  template <class CompletionToken>
+  auto async_wait_verdict(std::string change_id, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, verdict_signature>(
+        [this](auto handler, std::string id) { do_async_wait_verdict(std::move(id), ::agentcore::detail::never_inline(std::move(handler))); },
+        token, std::move(change_id));
+  }
+
+  /// run_once() without blocking the caller.
+  template <class CompletionToken>
+  auto async_run_once(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, step_signature>(
+        [this](auto handler) { do_async_run_once(::agentcore::detail::never_inline(std::move(handler))); }, token);
+  }
+
+  /// The branch's tip as a submitter sees it: with gate_options::remote, the
+  /// shared repository's branch, fetched into this repository first (a new
+  /// change starts from there).
+  result<git::oid> tip();
+  template <class CompletionToken>
+  auto async_tip(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, tip_signature>(
+        [this](auto handler) { do_async_tip(::agentcore::detail::never_inline(std::move(handler))); }, token);
+  }
 
   /// Lands queued changes until the queue is empty; returns the verdicts made.
   /// Error `in_use` when another live gate runs this branch's queue.
@@ -185,6 +252,10 @@ public:
 
 private:
   explicit merge_gate(std::unique_ptr<impl> p);
+  void do_async_submit(change c, asio::any_completion_handler<verdict_signature> handler);
+  void do_async_wait_verdict(std::string id, asio::any_completion_handler<verdict_signature> handler);
+  void do_async_run_once(asio::any_completion_handler<step_signature> handler);
+  void do_async_tip(asio::any_completion_handler<tip_signature> handler);
   std::unique_ptr<impl> impl_;
 };
 

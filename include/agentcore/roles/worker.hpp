@@ -62,13 +62,11 @@ struct worker_options {
   /// "budget_exhausted"); otherwise (the role's or the run's) the task is
   /// released untouched and the report says which budget ran out.
   std::function<bool(const task_id&)> task_budget_exhausted;
-  std::chrono::milliseconds verdict_poll{50};  ///< how often to look for the gate's verdict
   git::signature author{"agentcore worker", "worker@agentcore.invalid", 0, 0};
   event_bus* events = nullptr;
-  /// A shared repository (URL or path) when the gate runs elsewhere: the
-  /// worker starts from the branch as it is there, and pushes each change to
-  /// refs/agentcore/changes/<change id> there before submitting it.
-  std::string remote;
+  // A shared repository (the gate elsewhere) is the gate's setting
+  // (gate_options::remote): the worker starts from gate.tip() and the gate
+  // publishes what it submits.
 };
 
 enum class work_result {
