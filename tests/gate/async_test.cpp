@@ -5,10 +5,12 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 
@@ -135,4 +137,91 @@ TEST_CASE("gate.async.tip_reads_the_shared_branch") {
   REQUIRE_MESSAGE(t.has_value(), t.error().message());
   CHECK(*t == moved);
   CHECK(shared.ref_target("refs/heads/main").value() == moved);
+}
+
+namespace {
+
+// A check that waits on something else: its answer comes from another
+// thread (a review service's reply), after the call has returned.
+class review_check final : public gate::check {
+public:
+  explicit review_check(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+  std::string name() const override { return "api review"; }
+  std::atomic<int> calls{0};
+
+protected:
+  void do_async_run(std::filesystem::path worktree, gate::check_options,
+                    boost::asio::any_completion_handler<run_signature> handler) override {
+    ++calls;
+    boost::asio::post(ex_, [worktree, h = std::move(handler)]() mutable {
+      gate::check_result r;
+      r.command = "api review";
+      r.exit_code = std::filesystem::exists(worktree / "POISON") ? 1 : 0;
+      r.log = r.exit_code ? "review: POISON must not be added\n" : "review: fine\n";
+      std::move(h)(result<gate::check_result>(std::move(r)));
+    });
+  }
+
+private:
+  boost::asio::any_io_executor ex_;
+};
+
+// A blocking one.
+class count_check final : public gate::check {
+public:
+  std::string name() const override { return "count"; }
+  result<gate::check_result> run(const std::filesystem::path& worktree, const gate::check_options&) override {
+    gate::check_result r;
+    r.command = "count";
+    r.exit_code = std::filesystem::is_directory(worktree) ? 0 : 1;
+    return r;
+  }
+};
+
+class nothing_check final : public gate::check {
+public:
+  std::string name() const override { return "nothing"; }
+};
+
+}  // namespace
+
+TEST_CASE("gate.async.a_check_that_waits_on_a_service_judges_changes") {
+  gate_fixture fx;
+  boost::asio::thread_pool service(1);
+  auto review = std::make_shared<review_check>(service.get_executor());
+  gate::gate_options o{.mode = gate::policy::serial};
+  o.host_fast_checks = {review};
+  auto g = fx.open_gate(std::move(o));
+  auto good = g->submit(fx.make_change("good")).value();
+  CHECK(good.kind == gate::verdict_kind::queued);
+  auto bad = g->submit(fx.make_change("bad", /*poison=*/true)).value();
+  CHECK(bad.kind == gate::verdict_kind::checks_failed);
+  REQUIRE(bad.checks.size() == 1);
+  CHECK(bad.checks[0].command == "api review");
+  CHECK(bad.checks[0].log.find("POISON must not be added") != std::string::npos);
+  CHECK(review->calls == 2);
+
+  // Asynchronously too.
+  waiting<gate::check_result> direct;
+  review->async_run(fx.dir.path(), {}, direct.handler());
+  CHECK(direct.get().value().passed());
+}
+
+TEST_CASE("gate.async.a_blocking_check_runs_asynchronously_and_one_of_neither_kind_says_so") {
+  gate_fixture fx;
+  count_check counting;
+  waiting<gate::check_result> r;
+  counting.async_run(fx.dir.path(), {}, r.handler());
+  auto got = r.get();
+  REQUIRE(got.has_value());
+  CHECK(got->passed());
+  CHECK(got->command == "count");
+
+  nothing_check nothing;
+  auto blocked = nothing.run(fx.dir.path(), {});
+  REQUIRE_FALSE(blocked.has_value());
+  CHECK(blocked.error().message().find("'nothing' overrides neither") != std::string::npos);
+  waiting<gate::check_result> r2;
+  nothing.async_run(fx.dir.path(), {}, r2.handler());
+  CHECK_FALSE(r2.get().has_value());
 }
