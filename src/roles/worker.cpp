@@ -325,9 +325,49 @@ struct worker::state : std::enable_shared_from_this<state> {
     });
   }
 
+  // One task in hand, from claim to verdict: what the steps of work() share.
+  struct attempt {
+    board::task& t;
+    std::vector<store::lease_id>& leases;
+    std::shared_ptr<heartbeat>& hb;
+    work_report& rep;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    contract::task_contract terms;
+    std::optional<contract::compiled_contract> compiled;
+    std::optional<git::worktree> wt;
+    git::oid change_base;  // the branch's commit the change is on
+    std::vector<std::shared_ptr<agent::tool>> tools;
+    std::optional<agent::workspace> ws;
+    std::unique_ptr<agent::agent_loop> loop;  // refers to ws
+    agent::outcome out;                       // the agent's last run
+    int fixes = 0, conflicts = 0;
+    std::vector<std::string> conflicted;  // paths the last merge left conflict markers in
+    git::oid head;                        // the change's commit
+    bool fixing = false;                  // the self-check sent the agent back to work
+  };
+  // What a step of work() says: empty to go on, else work()'s end.
+  using step_end = std::optional<result<void>>;
+  static step_end ended(error_info e) { return step_end(result<void>(std::move(e))); }
+
   asio::awaitable<result<void>> work(board::task& t, std::vector<store::lease_id>& leases,
                                      std::shared_ptr<heartbeat>& hb, work_report& rep) {
-    auto started = std::chrono::steady_clock::now();
+    attempt a{t, leases, hb, rep};
+    if (auto end = co_await prepare(a)) co_return std::move(*end);
+    phase(t.id, "working");
+    a.out = co_await run_loop(*a.loop, {}, task_statement(t));
+    account(rep, a.out);
+    for (;;) {
+      if (auto end = co_await unless_finished(a)) co_return std::move(*end);
+      if (auto end = co_await commit_and_check(a)) co_return std::move(*end);
+      if (a.fixing) continue;
+      if (auto end = co_await submit_and_wait(a)) co_return std::move(*end);
+      if (auto end = co_await take_back_after_conflict(a)) co_return std::move(*end);
+    }
+  }
+
+  // The task's terms, the branch's tip, a slot and an agent loop.
+  asio::awaitable<step_end> prepare(attempt& a) {
+    auto& t = a.t;
     // A task claimed again and again without an end (its model calls fail,
     // its worker dies) is given up: abandoned with why, for the planner to
     // split or a person to look at, not claimed forever.
@@ -337,222 +377,242 @@ struct worker::state : std::enable_shared_from_this<state> {
       gave_up["summary"] = fmt::format("claimed {} times without an end (the limit is {}); last: {}", t.attempts,
                                        o.max_attempts,
                                        t.notes.empty() ? std::string("nothing noted") : t.notes.back().text);
-      co_return co_await abandon(t, rep, std::move(gave_up));
+      co_return co_await abandon(t, a.rep, std::move(gave_up));
     }
-    contract::task_contract terms = o.default_contract;
+    a.terms = o.default_contract;
     if (!t.contract.is_null()) {
       auto c = contract::contract_from_json(t.contract);
-      if (!c) co_return co_await abandon(t, rep, bad_contract(c.error()));
-      terms = std::move(*c);
+      if (!c) co_return co_await abandon(t, a.rep, bad_contract(c.error()));
+      a.terms = std::move(*c);
     }
-    if (terms.time == contract::time_box{}) terms.time = o.default_contract.time;
-    if (terms.time == contract::time_box{}) terms.time = o.loop.limits;
-    auto compiled = contract::compiled_contract::compile(terms);
-    if (!compiled) co_return co_await abandon(t, rep, bad_contract(compiled.error()));
+    if (a.terms.time == contract::time_box{}) a.terms.time = o.default_contract.time;
+    if (a.terms.time == contract::time_box{}) a.terms.time = o.loop.limits;
+    auto compiled = contract::compiled_contract::compile(a.terms);
+    if (!compiled) co_return co_await abandon(t, a.rep, bad_contract(compiled.error()));
+    a.compiled.emplace(std::move(*compiled));
 
     phase(t.id, "preparing");
     auto base = co_await tip();
     if (!base) {
-      (void)co_await release(t, rep, "the worker could not read the branch: " + base.error().message());
-      co_return base.error();
+      (void)co_await release(t, a.rep, "the worker could not read the branch: " + base.error().message());
+      co_return ended(base.error());
     }
     auto wt = co_await offload(blocking(), [&] { return pool.acquire(*base, o.slot_wait); });
-    if (!wt) co_return co_await release(t, rep, "no worktree slot came free: " + wt.error().message());
-    git::oid change_base = *base;
-    std::vector<std::shared_ptr<agent::tool>> tools = agent::standard_tools(o.tools);
-    tools.insert(tools.end(), o.extra_tools.begin(), o.extra_tools.end());
-
-    std::optional<agent::workspace> ws;
-    std::unique_ptr<agent::agent_loop> loop;
-    auto make_loop = [&]() -> error_info {
-      loop.reset();  // it refers to the workspace replaced here
-      auto w = agent::workspace::open(wt->path(), terms, {.git_dir = wt->admin_dir()});
-      if (!w) return w.error();
-      ws.emplace(std::move(*w));
-      agent::loop_options lo = o.loop;
-      lo.tags = {.role = "worker", .task = t.id.str(), .workdir = wt->path().string()};
-      lo.commands.sandbox.read_only.push_back(wt->git_dir());  // git works in the slot wherever the repository is
-      lo.limits = remaining(terms.time, rep, started);
-      if (!lo.events) lo.events = events();
-      loop = std::make_unique<agent::agent_loop>(model, *ws, tools, std::move(lo));
-      return {};
-    };
-    if (auto e = make_loop()) {
-      (void)co_await release(t, rep, e.message());
-      co_return e;
+    if (!wt) co_return co_await release(t, a.rep, "no worktree slot came free: " + wt.error().message());
+    a.wt.emplace(std::move(*wt));
+    a.change_base = *base;
+    a.tools = agent::standard_tools(o.tools);
+    a.tools.insert(a.tools.end(), o.extra_tools.begin(), o.extra_tools.end());
+    if (auto e = make_loop(a)) {
+      (void)co_await release(t, a.rep, e.message());
+      co_return ended(e);
     }
-    phase(t.id, "working");
-    agent::outcome out = co_await run_loop(*loop, {}, task_statement(t));
-    account(rep, out);
-    int fixes = 0, conflicts = 0;
-    std::vector<std::string> conflicted;
+    co_return step_end();
+  }
 
-    for (;;) {
-      if (hb && hb->lost) {
-        rep.result = work_result::claim_lost;
-        rep.detail = "the claim's lease expired while the agent worked; the work was dropped";
-        co_return result<void>();
+  // A fresh agent loop over the slot, with what is left of the time box.
+  error_info make_loop(attempt& a) {
+    a.loop.reset();  // it refers to the workspace replaced here
+    auto w = agent::workspace::open(a.wt->path(), a.terms, {.git_dir = a.wt->admin_dir()});
+    if (!w) return w.error();
+    a.ws.emplace(std::move(*w));
+    agent::loop_options lo = o.loop;
+    lo.tags = {.role = "worker", .task = a.t.id.str(), .workdir = a.wt->path().string()};
+    lo.commands.sandbox.read_only.push_back(a.wt->git_dir());  // git works in the slot wherever the repository is
+    lo.limits = remaining(a.terms.time, a.rep, a.started);
+    if (!lo.events) lo.events = events();
+    a.loop = std::make_unique<agent::agent_loop>(model, *a.ws, a.tools, std::move(lo));
+    return {};
+  }
+
+  // The agent's run ended some other way than finishing: what becomes of the task.
+  asio::awaitable<step_end> unless_finished(attempt& a) {
+    auto& t = a.t;
+    auto& out = a.out;
+    auto& rep = a.rep;
+    if (a.hb && a.hb->lost) {
+      rep.result = work_result::claim_lost;
+      rep.detail = "the claim's lease expired while the agent worked; the work was dropped";
+      co_return result<void>();
+    }
+    switch (out.kind) {
+      case agent::outcome_kind::stopped: {
+        // (No ?: of strings inside the co_await: GCC 12 destroys such a temporary twice in a coroutine.)
+        std::string why = take_interrupted();
+        if (why.empty()) why = "the worker was stopped";
+        co_return co_await release(t, rep, std::move(why));
       }
-      switch (out.kind) {
-        case agent::outcome_kind::stopped: {
-          // (No ?: of strings inside the co_await: GCC 12 destroys such a temporary twice in a coroutine.)
-          std::string why = take_interrupted();
-          if (why.empty()) why = "the worker was stopped";
-          co_return co_await release(t, rep, std::move(why));
-        }
-        case agent::outcome_kind::failed:
-          if (out.error.code() == model::make_error_code(model::error::budget_exhausted)) {
-            rep.budget_exhausted = out.error;
-            // The task's own budget is spent: this task is done for, not the
-            // worker; a planner may split it. Another budget (the role's, the
-            // run's) is the host's to act on: the task goes back untouched.
-            if (o.task_budget_exhausted && o.task_budget_exhausted(t.id)) {
-              auto report = outcome_report(out);
-              report["kind"] = "budget_exhausted";
-              report["summary"] = out.error.message();
-              co_return co_await abandon(t, rep, std::move(report));
-            }
-            co_return co_await release(t, rep, out.error.message());
+      case agent::outcome_kind::failed:
+        if (out.error.code() == model::make_error_code(model::error::budget_exhausted)) {
+          rep.budget_exhausted = out.error;
+          // The task's own budget is spent: this task is done for, not the
+          // worker; a planner may split it. Another budget (the role's, the
+          // run's) is the host's to act on: the task goes back untouched.
+          if (o.task_budget_exhausted && o.task_budget_exhausted(t.id)) {
+            auto report = outcome_report(out);
+            report["kind"] = "budget_exhausted";
+            report["summary"] = out.error.message();
+            co_return co_await abandon(t, rep, std::move(report));
           }
-          co_return co_await release(t, rep, "the model could not be asked: " + out.error.message());
-        case agent::outcome_kind::time_box:
-        case agent::outcome_kind::stalled: co_return co_await abandon(t, rep, outcome_report(out));
-        case agent::outcome_kind::finished: break;
-      }
-      // Commit, then check the change as the gate will.
-      phase(t.id, "self_check");
-      std::string message = fmt::format("task {}: {}\n\n{}", t.id.str(), t.title, out.summary);
-      // Every write went through the workspace and no command ran: the slot
-      // need only look at those paths (commit and clean-up cost follow the change).
-      if (ws && !ws->untracked_changes() && conflicted.empty() && rep.conflicts_resolved == 0)
-        wt->only_changed(ws->written());
-      else
-        wt->anything_changed();
-      auto head = co_await offload(blocking(), [&] { return wt->commit_all(message, o.author); });
-      if (!head) {
-        (void)co_await release(t, rep, "committing the work failed: " + head.error().message());
-        co_return head.error();
-      }
-      auto wrong = co_await self_check(*compiled, change_base, *head, wt->path(), conflicted);
-      if (!wrong) {
-        (void)co_await release(t, rep, "the self-check could not run: " + wrong.error().message());
-        co_return wrong.error();
-      }
-      if (!wrong->empty()) {
-        if (fixes >= o.fix_rounds || stopping) {
-          auto report = outcome_report(out);
-          report["kind"] = "self_check_failed";
-          report["summary"] = *wrong;
-          co_return co_await abandon(t, rep, std::move(report));
+          co_return co_await release(t, rep, out.error.message());
         }
-        ++fixes;
-        rep.fix_rounds_used = fixes;
-        if (auto e = make_loop()) co_return e;  // a new run, with what is left of the time box
-        phase(t.id, "working", "fixing: " + wrong->substr(0, wrong->find('\n')));
-        out = co_await run_loop(*loop, std::move(out.messages), *wrong);
-        account(rep, out);
-        continue;
-      }
-
-      // Submit: the board first (the claim ends), then the gate.
-      phase(t.id, "submitting");
-      json::object report = outcome_report(out);
-      report["head"] = head->hex();
-      report["base"] = change_base.hex();
-      // The change's id with it: a restart finds a submission a crash kept
-      // from reaching the gate, and hands it over (runtime::swarm).
-      std::string change_id = fmt::format("{}-{}-{}", t.id.str(), t.attempts, conflicts);
-      report["change"] = change_id;
-      auto sub = co_await offload(blocking(), [&] { return board.submit(t.id, o.id, report); });
-      if (!sub) {
-        if (sub.error() == error::claim_lost) {
-          rep.result = work_result::claim_lost;
-          rep.detail = sub.error().message();
-          co_return result<void>();
-        }
-        co_return sub.error();
-      }
-      end_heartbeat(hb);
-      hb.reset();
-      gate::change c{.id = change_id,
-                     .task = t.id,
-                     .base = change_base,
-                     .head = *head,
-                     .priority = t.priority,
-                     .contract = terms,
-                     .checks = terms.acceptance_checks};
-      git::oid submitted_head = *head;
-      loop.reset();
-      ws.reset();
-      wt->release();  // the gate checks the change in a slot of its own (maybe this one)
-      auto v = co_await gate.async_submit(c, asio::use_awaitable);
-      if (!v) co_return v.error();
-      gate::change_verdict verdict = std::move(*v);
-      if (verdict.kind == gate::verdict_kind::queued) {
-        phase(t.id, "waiting");
-        auto decided = co_await wait_verdict(c.id);
-        if (!decided) co_return decided.error();
-        if (!*decided) {  // the change stays queued in the store; the gate (this run's or the next) decides
-          rep.result = work_result::submitted;
-          rep.detail = "stopped while the gate had the change";
-          co_return result<void>();
-        }
-        verdict = std::move(**decided);
-      }
-      rep.verdicts.push_back(verdict);
-      rep.detail = verdict.detail;
-      if (verdict.kind == gate::verdict_kind::merged) {
-        rep.result = work_result::merged;
-        co_return result<void>();
-      }
-      if (verdict.kind != gate::verdict_kind::conflict || conflicts >= o.conflict_rounds || stopping) {
-        rep.result = work_result::rejected;
-        co_return result<void>();
-      }
-
-      // A conflict: take the task back, merge the branch in, let the model resolve it.
-      ++conflicts;
-      phase(t.id, "resolving", fmt::format("conflict in {}", fmt::join(verdict.paths, ", ")));
-      auto lease2 = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
-      if (!lease2) co_return lease2.error();
-      auto back = co_await offload(blocking(), [&] { return board.reclaim(t.id, o.id, *lease2); });
-      if (!back) {
-        rep.result = work_result::rejected;
-        rep.detail = back.error().message();
-        co_return result<void>();
-      }
-      leases.push_back(*lease2);
-      hb = start_heartbeat(*lease2);
-      auto new_tip = co_await tip();
-      if (!new_tip) {
-        (void)co_await release(t, rep, "the worker could not read the branch: " + new_tip.error().message());
-        co_return new_tip.error();
-      }
-      wt = co_await offload(blocking(), [&] { return pool.acquire(submitted_head, o.slot_wait); });
-      if (!wt) co_return co_await release(t, rep, "no worktree slot came free: " + wt.error().message());
-      auto paths = co_await offload(blocking(), [&] { return wt->merge_in(*new_tip); });
-      if (!paths) {
-        (void)co_await release(t, rep, "merging the branch in failed: " + paths.error().message());
-        co_return paths.error();
-      }
-      change_base = *new_tip;
-      conflicted = *paths;
-      ++rep.conflicts_resolved;
-      if (auto e = make_loop()) co_return e;
-      if (conflicted.empty()) {
-        out.kind = agent::outcome_kind::finished;  // merged cleanly: nothing for the model to do
-        continue;
-      }
-      std::string ask = fmt::format(
-          "Your change could not be merged: the branch moved on and conflicts with it in: {}. The branch's new tip is "
-          "now merged into your worktree; those files contain git conflict markers (<<<<<<<, =======, >>>>>>>). "
-          "Resolve each conflict so that both your change and the branch's change do what they meant, remove every "
-          "marker, run the checks, then call finish.",
-          fmt::join(conflicted, ", "));
-      phase(t.id, "working", "resolving conflicts");
-      out = co_await run_loop(*loop, std::move(out.messages), std::move(ask));
-      account(rep, out);
+        co_return co_await release(t, rep, "the model could not be asked: " + out.error.message());
+      case agent::outcome_kind::time_box:
+      case agent::outcome_kind::stalled: co_return co_await abandon(t, rep, outcome_report(out));
+      case agent::outcome_kind::finished: break;
     }
+    co_return step_end();
+  }
+
+  // Commits the work, then checks it as the gate will; a failure goes back
+  // to the agent (a.fixing) for at most fix_rounds rounds.
+  asio::awaitable<step_end> commit_and_check(attempt& a) {
+    auto& t = a.t;
+    auto& out = a.out;
+    auto& rep = a.rep;
+    a.fixing = false;
+    phase(t.id, "self_check");
+    std::string message = fmt::format("task {}: {}\n\n{}", t.id.str(), t.title, out.summary);
+    // Every write went through the workspace and no command ran: the slot
+    // need only look at those paths (commit and clean-up cost follow the change).
+    if (a.ws && !a.ws->untracked_changes() && a.conflicted.empty() && rep.conflicts_resolved == 0)
+      a.wt->only_changed(a.ws->written());
+    else
+      a.wt->anything_changed();
+    auto head = co_await offload(blocking(), [&] { return a.wt->commit_all(message, o.author); });
+    if (!head) {
+      (void)co_await release(t, rep, "committing the work failed: " + head.error().message());
+      co_return ended(head.error());
+    }
+    a.head = *head;
+    auto wrong = co_await self_check(*a.compiled, a.change_base, a.head, a.wt->path(), a.conflicted);
+    if (!wrong) {
+      (void)co_await release(t, rep, "the self-check could not run: " + wrong.error().message());
+      co_return ended(wrong.error());
+    }
+    if (wrong->empty()) co_return step_end();
+    if (a.fixes >= o.fix_rounds || stopping) {
+      auto report = outcome_report(out);
+      report["kind"] = "self_check_failed";
+      report["summary"] = *wrong;
+      co_return co_await abandon(t, rep, std::move(report));
+    }
+    rep.fix_rounds_used = ++a.fixes;
+    if (auto e = make_loop(a)) co_return ended(e);  // a new run, with what is left of the time box
+    phase(t.id, "working", "fixing: " + wrong->substr(0, wrong->find('\n')));
+    out = co_await run_loop(*a.loop, std::move(out.messages), *wrong);
+    account(rep, out);
+    a.fixing = true;
+    co_return step_end();
+  }
+
+  // Submits the change (the board first: the claim ends; then the gate) and
+  // waits for the verdict. Goes on only for a conflict the worker may resolve.
+  asio::awaitable<step_end> submit_and_wait(attempt& a) {
+    auto& t = a.t;
+    auto& rep = a.rep;
+    phase(t.id, "submitting");
+    json::object report = outcome_report(a.out);
+    report["head"] = a.head.hex();
+    report["base"] = a.change_base.hex();
+    // The change's id with it: a restart finds a submission a crash kept
+    // from reaching the gate, and hands it over (runtime::swarm).
+    std::string change_id = fmt::format("{}-{}-{}", t.id.str(), t.attempts, a.conflicts);
+    report["change"] = change_id;
+    auto sub = co_await offload(blocking(), [&] { return board.submit(t.id, o.id, report); });
+    if (!sub) {
+      if (sub.error() != error::claim_lost) co_return ended(sub.error());
+      rep.result = work_result::claim_lost;
+      rep.detail = sub.error().message();
+      co_return result<void>();
+    }
+    end_heartbeat(a.hb);
+    a.hb.reset();
+    gate::change c{.id = change_id,
+                   .task = t.id,
+                   .base = a.change_base,
+                   .head = a.head,
+                   .priority = t.priority,
+                   .contract = a.terms,
+                   .checks = a.terms.acceptance_checks};
+    a.loop.reset();
+    a.ws.reset();
+    a.wt->release();  // the gate checks the change in a slot of its own (maybe this one)
+    auto v = co_await gate.async_submit(c, asio::use_awaitable);
+    if (!v) co_return ended(v.error());
+    gate::change_verdict verdict = std::move(*v);
+    if (verdict.kind == gate::verdict_kind::queued) {
+      phase(t.id, "waiting");
+      auto decided = co_await wait_verdict(c.id);
+      if (!decided) co_return ended(decided.error());
+      if (!*decided) {  // the change stays queued in the store; the gate (this run's or the next) decides
+        rep.result = work_result::submitted;
+        rep.detail = "stopped while the gate had the change";
+        co_return result<void>();
+      }
+      verdict = std::move(**decided);
+    }
+    rep.verdicts.push_back(verdict);
+    rep.detail = verdict.detail;
+    if (verdict.kind == gate::verdict_kind::merged) {
+      rep.result = work_result::merged;
+      co_return result<void>();
+    }
+    if (verdict.kind != gate::verdict_kind::conflict || a.conflicts >= o.conflict_rounds || stopping) {
+      rep.result = work_result::rejected;
+      co_return result<void>();
+    }
+    co_return step_end();
+  }
+
+  // A conflict: take the task back, merge the branch in, let the model resolve it.
+  asio::awaitable<step_end> take_back_after_conflict(attempt& a) {
+    auto& t = a.t;
+    auto& rep = a.rep;
+    ++a.conflicts;
+    const auto& paths_in_conflict = rep.verdicts.back().paths;
+    phase(t.id, "resolving", fmt::format("conflict in {}", fmt::join(paths_in_conflict, ", ")));
+    auto lease = co_await offload(blocking(), [&] { return store.grant(o.lease_ttl); });
+    if (!lease) co_return ended(lease.error());
+    auto back = co_await offload(blocking(), [&] { return board.reclaim(t.id, o.id, *lease); });
+    if (!back) {
+      rep.result = work_result::rejected;
+      rep.detail = back.error().message();
+      co_return result<void>();
+    }
+    a.leases.push_back(*lease);
+    a.hb = start_heartbeat(*lease);
+    auto new_tip = co_await tip();
+    if (!new_tip) {
+      (void)co_await release(t, rep, "the worker could not read the branch: " + new_tip.error().message());
+      co_return ended(new_tip.error());
+    }
+    auto wt = co_await offload(blocking(), [&] { return pool.acquire(a.head, o.slot_wait); });
+    if (!wt) co_return co_await release(t, rep, "no worktree slot came free: " + wt.error().message());
+    a.wt.emplace(std::move(*wt));
+    auto paths = co_await offload(blocking(), [&] { return a.wt->merge_in(*new_tip); });
+    if (!paths) {
+      (void)co_await release(t, rep, "merging the branch in failed: " + paths.error().message());
+      co_return ended(paths.error());
+    }
+    a.change_base = *new_tip;
+    a.conflicted = *paths;
+    ++rep.conflicts_resolved;
+    if (auto e = make_loop(a)) co_return ended(e);
+    if (a.conflicted.empty()) {
+      a.out.kind = agent::outcome_kind::finished;  // merged cleanly: nothing for the model to do
+      co_return step_end();
+    }
+    std::string ask = fmt::format(
+        "Your change could not be merged: the branch moved on and conflicts with it in: {}. The branch's new tip is "
+        "now merged into your worktree; those files contain git conflict markers (<<<<<<<, =======, >>>>>>>). "
+        "Resolve each conflict so that both your change and the branch's change do what they meant, remove every "
+        "marker, run the checks, then call finish.",
+        fmt::join(a.conflicted, ", "));
+    phase(t.id, "working", "resolving conflicts");
+    a.out = co_await run_loop(*a.loop, std::move(a.out.messages), std::move(ask));
+    account(rep, a.out);
+    co_return step_end();
   }
 };
 
