@@ -487,8 +487,26 @@ struct swarm::state : std::enable_shared_from_this<state> {
     });
   }
 
+  // --- the run: begin, the main loop's rounds, wind down, the report ---
+
+  std::size_t empty_drains = 0;     // strand: drained looks in a row with nothing done
+  store::revision start_rev = 0;    // the store's revision when this process's run began
+  store::revision last_seen_rev = 0;
+
   asio::awaitable<result<swarm_report>> run() {
     auto self = shared_from_this();
+    if (auto began = co_await begin(); !began) co_return began.error();
+    error_info failure = co_await main_loop();
+    if (store_failed) failure = store_failed;
+    co_await wind_down(failure);
+    if (failure) co_return failure;
+    co_await final_report();
+    publish("finished", report.reason);
+    co_return report;
+  }
+
+  // What a previous run left (claims, submissions), then the loops.
+  asio::awaitable<result<void>> begin() {
     started = std::chrono::steady_clock::now();
     publish("started", fmt::format("{} planners, {} workers, {} slots, gate {}", planners.size(), workers.size(),
                                    cfg.slots, cfg.gate_policy == gate::policy::batch ? "batch" : "serial/optimistic"));
@@ -500,8 +518,9 @@ struct swarm::state : std::enable_shared_from_this<state> {
     }
     // Processes that do not judge end when the one that does says the run is
     // over (a record newer than this process's start).
-    auto start_rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
-    if (!start_rev) co_return start_rev.error();
+    auto rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
+    if (!rev) co_return rev.error();
+    start_rev = last_seen_rev = *rev;
     if (cfg.roles.judge && !cfg.roles.all()) {
       auto w = co_await offload(blocking.get_executor(), [&] {
         return store->commit(store::txn().put(run_key, json::serialize(json::object{{"state", "running"}})));
@@ -510,221 +529,224 @@ struct swarm::state : std::enable_shared_from_this<state> {
     }
     if (cfg.roles.gate) asio::co_spawn(strand, gate_loop(), asio::detached);
     for (auto& w : workers) asio::co_spawn(strand, worker_loop(*w), asio::detached);
+    co_return result<void>();
+  }
 
-    std::size_t empty_drains = 0;
-    const bool waves = cfg.plan_when == swarm_config::plan_schedule::drained;
-    // One planning round over every planner; how many tasks they proposed.
-    auto plan = [&]() -> asio::awaitable<std::size_t> {
-      need_plan = false;
-      worker_went_idle = false;
-      last_plan = std::chrono::steady_clock::now();
-      std::size_t proposed = 0;
-      if (auto spent = budget_left("planner")) {
-        // The planners' budget (or the run's) is spent: no more planning;
-        // what is on the board is still worked, and then the run ends.
-        if (!planner_budget_said) publish("budget", spent.message());
-        planner_budget_said = true;
-        co_return proposed;
-      }
-      for (auto& p : planners) {
-        auto r = co_await p->async_plan(asio::use_awaitable);
-        if (!r) {
-          if (store_gone(r.error())) break;
-          publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
-          continue;
-        }
-        proposed += r->proposed.size();
-        report.split += r->split.size();
-      }
-      if (proposed > 0) {
-        empty_drains = 0;
-        poke_workers();
-      }
-      co_return proposed;
-    };
-    // Closes the judge's cycle; true when the run is over.
-    auto close_cycle = [&]() -> asio::awaitable<result<bool>> {
-      // The goal checks run on the branch here: with a shared repository, as it is there now.
-      if (!cfg.remote.empty()) {
-        auto synced = co_await gate->async_tip(asio::use_awaitable);
-        if (!synced) publish("error", "cannot fetch the shared branch before the goal checks: " + synced.error().message());
-      }
-      auto j = co_await judge->async_close_cycle(asio::use_awaitable);
-      if (!j) co_return result<bool>(boost::system::in_place_error, j.error());
-      ++report.cycles;
-      report.judgements.push_back(*j);
-      cycle_tip = git::oid();  // the next cycle's activity starts from the branch as it is then
-      branch_moved = false;
-      publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
-      if (j->verdict == roles::decision::stop) {
-        report.goal_met = j->goal_met;
-        report.reason = j->reason;
-        co_return true;
-      }
-      if (cfg.max_cycles > 0 && report.cycles >= cfg.max_cycles) {
-        report.reason = fmt::format("max_cycles ({}) reached", cfg.max_cycles);
-        co_return true;
-      }
-      if (j->verdict == roles::decision::restart) {
-        publish("restart", j->reason);
-        // Fresh context: planners rebuilt from the repository's state and the
-        // judge's findings (not from any history), and attempts that began
-        // before this cycle ended (their tasks go back with why), so that no
-        // agent carries on from a plan the judge gave up.
-        const auto& f = j->figures;
-        findings = fmt::format("{} (cycle {}: {} merged, {} rejected, {} stalls, {} abandoned, {} of {} changed lines "
-                               "rewritten within the cycle)",
-                               j->reason, j->cycle, f.merged, f.rejected, f.stalls, f.abandoned, f.churn_lines,
-                               f.changed_lines);
-        if (cfg.roles.planner) make_planners();
-        std::vector<std::string> stale;
-        {
-          std::lock_guard lock(claims_mutex);
-          for (const auto& [w, at] : claimed_at)
-            if (at < cycle_started) stale.push_back(w);
-        }
-        for (auto& w : workers)
-          if (std::find(stale.begin(), stale.end(), w->options().id.str()) != stale.end())
-            w->interrupt("ended by the judge's restart (the attempt began before the cycle): " + j->reason);
-      }
-      cycle_started = std::chrono::steady_clock::now();
-      need_plan = true;
-      co_return false;
-    };
-
-    // The run ends with nothing to do. A run that judged nothing yet (a
-    // restart of one that had already finished, say) runs the goal checks
-    // first: its report says whether the goal is met, not just that it idled.
-    auto nothing_left = [&]() -> asio::awaitable<result<void>> {
-      if (report.cycles == 0 && cfg.roles.judge) {
-        auto over = co_await close_cycle();
-        if (!over) co_return over.error();
-        if (*over) co_return result<void>();
-      }
-      if (auto spent = budget_left("planner"))
-        report.reason = "nothing left to do: the planners' budget is spent (" + spent.message() + ")";
-      else
-        report.reason = "nothing left to do: the planners propose no more tasks";
-      co_return result<void>();
-    };
-
-    store::revision last_seen_rev = *start_rev;
-    error_info failure;  // the run's error: returned once everything is wound down
+  // Until the run is over: the run's error, if it ends with one.
+  asio::awaitable<error_info> main_loop() {
     while (!finished) {
       if (stopping) {
         report.stopped = true;
         report.reason = "stopped";
         break;
       }
-      if (store_failed) break;  // wound down below, then the error
+      if (store_failed) break;  // wound down, then the error
       if (!budget_stop.empty()) {
         report.budget_exhausted = budget_stop;
         report.reason = "a budget ran out: " + budget_stop;
         break;
       }
-      if (!cfg.roles.judge) {
-        // This process's share: plan when the board moved, and end with the run.
-        auto kv = co_await offload(blocking.get_executor(), [&] { return store->get(run_key); });
-        if (kv && *kv && (*kv)->mod_revision > *start_rev) {
-          auto j = parse_json((*kv)->value);
-          if (j && j->is_object() && j->as_object().contains("reason")) {
-            report.reason = "the run is over: " + std::string(j->as_object().at("reason").as_string());
-            break;
-          }
-        }
-        if (cfg.roles.planner) {
-          auto rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
-          if (rev && *rev != last_seen_rev) {
-            last_seen_rev = *rev;
-            need_plan = true;
-          }
-          auto since = std::chrono::steady_clock::now() - last_plan;
-          if (need_plan && since >= plan_interval) co_await plan();
-        }
-        co_await sleep(wake_main, 500ms);
-        continue;
-      }
-      // Planning rounds: when tasks finish, at most one a second unless a
-      // worker found nothing to do (each round reads the whole board).
-      auto since = std::chrono::steady_clock::now() - last_plan;
-      if (!waves && need_plan && (since >= plan_interval || worker_went_idle)) co_await plan();
-      // A board with nothing left on it (looked at only while no worker holds a task).
-      bool drained = false;
-      if (worker_tokens == total_tokens) {
-        auto open = co_await open_tasks();
-        if (!open) {
-          failure = open.error();
-          break;
-        }
-        auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
-        drained = *open == 0 && queued && *queued == 0;
-      }
-      auto now = judge->current();
-      bool activity = now.merged + now.rejected + now.abandoned > 0;
-      // Finished tasks beyond the newest keep_finished leave the board for
-      // the archive, and the gate forgets as many decided changes (at most
-      // every 5 s: each look reads the board and the gate's records).
-      if (std::chrono::steady_clock::now() - last_archive >= 5s) {
-        last_archive = std::chrono::steady_clock::now();
-        if (board->options().archive) {
-          auto moved = co_await offload(blocking.get_executor(), [&] { return board->archive_finished(cfg.keep_finished); });
-          if (!moved) publish("error", "archiving finished tasks: " + moved.error().message());
-        }
-        auto pruned = co_await offload(blocking.get_executor(), [&] { return gate->prune(cfg.keep_finished); });
-        if (!pruned) publish("error", "pruning the gate's records: " + pruned.error().message());
-      }
-      if (!cfg.remote.empty() && std::chrono::steady_clock::now() - last_fetch >= 1s) {
-        // Split across processes: the gate may lead elsewhere; the branch here
-        // follows the shared one (fetched at most once a second), and its
-        // moves count as the cycle's activity.
-        last_fetch = std::chrono::steady_clock::now();
-        auto tip = co_await gate->async_tip(asio::use_awaitable);
-        if (tip && *tip != cycle_tip) {
-          if (!cycle_tip.is_zero()) branch_moved = true;
-          else cycle_tip = *tip;
-        }
-      }
-      activity = activity || branch_moved;
-      if (waves && drained) {
-        // A wave is over: it is a cycle for the judge, then the next wave is planned.
-        if (activity) {
-          auto over = co_await close_cycle();
-          if (!over) {
-            failure = over.error();
-            break;
-          }
-          if (*over) break;
-          continue;
-        }
-        if (need_plan && co_await plan() > 0) continue;
-        if (auto e = co_await nothing_left(); !e) failure = e.error();
-        break;
-      }
-      // Cycle's end: the judge's count, or a drained board.
-      if (judge->cycle_over() || drained) {
-        if (drained && !activity && ++empty_drains > 1) {
-          if (auto e = co_await nothing_left(); !e) failure = e.error();
-          break;
-        }
-        auto over = co_await close_cycle();
-        if (!over) {
-          failure = over.error();
-          break;
-        }
-        if (*over) break;
-        continue;
-      }
-      co_await sleep(wake_main, 250ms);
+      result<bool> round = false;  // (no ?: inside co_await: GCC 12 destroys its temporary twice)
+      if (cfg.roles.judge)
+        round = co_await judged_round();
+      else
+        round = co_await share_round();
+      if (!round) co_return round.error();
+      if (*round) break;
     }
+    co_return error_info();
+  }
 
-    if (store_failed) failure = store_failed;
+  // One round of a process without the judge (its share of a split run):
+  // plan when the board moved, end with the run. True: the run is over.
+  asio::awaitable<result<bool>> share_round() {
+    auto kv = co_await offload(blocking.get_executor(), [&] { return store->get(run_key); });
+    if (kv && *kv && (*kv)->mod_revision > start_rev) {
+      auto j = parse_json((*kv)->value);
+      if (j && j->is_object() && j->as_object().contains("reason")) {
+        report.reason = "the run is over: " + std::string(j->as_object().at("reason").as_string());
+        co_return true;
+      }
+    }
+    if (cfg.roles.planner) {
+      auto rev = co_await offload(blocking.get_executor(), [&] { return store->current_revision(); });
+      if (rev && *rev != last_seen_rev) {
+        last_seen_rev = *rev;
+        need_plan = true;
+      }
+      auto since = std::chrono::steady_clock::now() - last_plan;
+      if (need_plan && since >= plan_interval) co_await plan();
+    }
+    co_await sleep(wake_main, 500ms);
+    co_return false;
+  }
+
+  // One round of the process that judges. True: the run is over.
+  asio::awaitable<result<bool>> judged_round() {
+    const bool waves = cfg.plan_when == swarm_config::plan_schedule::drained;
+    // Planning rounds: when tasks finish, at most one a second unless a
+    // worker found nothing to do (each round reads the whole board).
+    auto since = std::chrono::steady_clock::now() - last_plan;
+    if (!waves && need_plan && (since >= plan_interval || worker_went_idle)) co_await plan();
+    // A board with nothing left on it (looked at only while no worker holds a task).
+    bool drained = false;
+    if (worker_tokens == total_tokens) {
+      auto open = co_await open_tasks();
+      if (!open) co_return result<bool>(boost::system::in_place_error, open.error());
+      auto queued = co_await offload(blocking.get_executor(), [&] { return gate->queued(); });
+      drained = *open == 0 && queued && *queued == 0;
+    }
+    auto now = judge->current();
+    bool activity = now.merged + now.rejected + now.abandoned > 0;
+    co_await housekeeping();
+    activity = activity || branch_moved;
+    if (waves && drained) {
+      // A wave is over: it is a cycle for the judge, then the next wave is planned.
+      if (activity) co_return co_await close_cycle();
+      if (need_plan && co_await plan() > 0) co_return false;
+      co_return co_await nothing_left();
+    }
+    // Cycle's end: the judge's count, or a drained board.
+    if (judge->cycle_over() || drained) {
+      if (drained && !activity && ++empty_drains > 1) co_return co_await nothing_left();
+      co_return co_await close_cycle();
+    }
+    co_await sleep(wake_main, 250ms);
+    co_return false;
+  }
+
+  // Finished tasks beyond the newest keep_finished leave the board for the
+  // archive, and the gate forgets as many decided changes (at most every 5 s:
+  // each look reads the board and the gate's records). Split across
+  // processes, the branch here follows the shared one (at most once a
+  // second), and its moves count as the cycle's activity.
+  asio::awaitable<void> housekeeping() {
+    if (std::chrono::steady_clock::now() - last_archive >= 5s) {
+      last_archive = std::chrono::steady_clock::now();
+      if (board->options().archive) {
+        auto moved = co_await offload(blocking.get_executor(), [&] { return board->archive_finished(cfg.keep_finished); });
+        if (!moved) publish("error", "archiving finished tasks: " + moved.error().message());
+      }
+      auto pruned = co_await offload(blocking.get_executor(), [&] { return gate->prune(cfg.keep_finished); });
+      if (!pruned) publish("error", "pruning the gate's records: " + pruned.error().message());
+    }
+    if (!cfg.remote.empty() && std::chrono::steady_clock::now() - last_fetch >= 1s) {
+      last_fetch = std::chrono::steady_clock::now();
+      auto tip = co_await gate->async_tip(asio::use_awaitable);
+      if (tip && *tip != cycle_tip) {
+        if (!cycle_tip.is_zero()) branch_moved = true;
+        else cycle_tip = *tip;
+      }
+    }
+  }
+
+  // One planning round over every planner; how many tasks they proposed.
+  asio::awaitable<std::size_t> plan() {
+    need_plan = false;
+    worker_went_idle = false;
+    last_plan = std::chrono::steady_clock::now();
+    std::size_t proposed = 0;
+    if (auto spent = budget_left("planner")) {
+      // The planners' budget (or the run's) is spent: no more planning;
+      // what is on the board is still worked, and then the run ends.
+      if (!planner_budget_said) publish("budget", spent.message());
+      planner_budget_said = true;
+      co_return proposed;
+    }
+    for (auto& p : planners) {
+      auto r = co_await p->async_plan(asio::use_awaitable);
+      if (!r) {
+        if (store_gone(r.error())) break;
+        publish("error", fmt::format("planner '{}': {}", p->options().name, r.error().message()));
+        continue;
+      }
+      proposed += r->proposed.size();
+      report.split += r->split.size();
+    }
+    if (proposed > 0) {
+      empty_drains = 0;
+      poke_workers();
+    }
+    co_return proposed;
+  }
+
+  // Closes the judge's cycle; true when the run is over.
+  asio::awaitable<result<bool>> close_cycle() {
+    // The goal checks run on the branch here: with a shared repository, as it is there now.
+    if (!cfg.remote.empty()) {
+      auto synced = co_await gate->async_tip(asio::use_awaitable);
+      if (!synced) publish("error", "cannot fetch the shared branch before the goal checks: " + synced.error().message());
+    }
+    auto j = co_await judge->async_close_cycle(asio::use_awaitable);
+    if (!j) co_return result<bool>(boost::system::in_place_error, j.error());
+    ++report.cycles;
+    report.judgements.push_back(*j);
+    cycle_tip = git::oid();  // the next cycle's activity starts from the branch as it is then
+    branch_moved = false;
+    publish("cycle", fmt::format("cycle {}: {} ({})", j->cycle, to_string(j->verdict), j->reason));
+    if (j->verdict == roles::decision::stop) {
+      report.goal_met = j->goal_met;
+      report.reason = j->reason;
+      co_return true;
+    }
+    if (cfg.max_cycles > 0 && report.cycles >= cfg.max_cycles) {
+      report.reason = fmt::format("max_cycles ({}) reached", cfg.max_cycles);
+      co_return true;
+    }
+    if (j->verdict == roles::decision::restart) restart_fresh(*j);
+    cycle_started = std::chrono::steady_clock::now();
+    need_plan = true;
+    co_return false;
+  }
+
+  // The judge's restart. Fresh context: planners rebuilt from the
+  // repository's state and the judge's findings (not from any history), and
+  // attempts that began before this cycle ended (their tasks go back with
+  // why), so that no agent carries on from a plan the judge gave up.
+  void restart_fresh(const roles::judgement& j) {
+    publish("restart", j.reason);
+    const auto& f = j.figures;
+    findings = fmt::format("{} (cycle {}: {} merged, {} rejected, {} stalls, {} abandoned, {} of {} changed lines "
+                           "rewritten within the cycle)",
+                           j.reason, j.cycle, f.merged, f.rejected, f.stalls, f.abandoned, f.churn_lines,
+                           f.changed_lines);
+    if (cfg.roles.planner) make_planners();
+    std::vector<std::string> stale;
+    {
+      std::lock_guard lock(claims_mutex);
+      for (const auto& [w, at] : claimed_at)
+        if (at < cycle_started) stale.push_back(w);
+    }
+    for (auto& w : workers)
+      if (std::find(stale.begin(), stale.end(), w->options().id.str()) != stale.end())
+        w->interrupt("ended by the judge's restart (the attempt began before the cycle): " + j.reason);
+  }
+
+  // The run ends with nothing to do (always true: over). A run that judged
+  // nothing yet (a restart of one that had already finished, say) runs the
+  // goal checks first: its report says whether the goal is met, not just
+  // that it idled.
+  asio::awaitable<result<bool>> nothing_left() {
+    if (report.cycles == 0 && cfg.roles.judge) {
+      auto over = co_await close_cycle();
+      if (!over) co_return over;
+      if (*over) co_return true;
+    }
+    if (auto spent = budget_left("planner"))
+      report.reason = "nothing left to do: the planners' budget is spent (" + spent.message() + ")";
+    else
+      report.reason = "nothing left to do: the planners propose no more tasks";
+    co_return true;
+  }
+
+  // Agents stop, their tasks go back; the gate ends its step.
+  asio::awaitable<void> wind_down(const error_info& failure) {
     // The judge's process tells the others (not when it was merely stopped).
     if (cfg.roles.judge && !cfg.roles.all() && !report.stopped && !failure)
       (void)co_await offload(blocking.get_executor(), [&] {
         return store->commit(store::txn().put(
             run_key, json::serialize(json::object{{"state", "finished"}, {"reason", report.reason}})));
       });
-    // Wind down: agents stop, their tasks go back; the gate ends its step.
     publish("stopping", failure ? failure.message() : report.reason);
     stopping = true;
     for (auto& w : workers) w->stop();
@@ -736,9 +758,10 @@ struct swarm::state : std::enable_shared_from_this<state> {
     if (wake_gate) wake_gate->cancel();
     while (loops_running > 0) co_await sleep(wake_main, 50ms);
     finished = true;
-    if (failure) co_return failure;
+  }
 
-    // The report.
+  // The report's counts: the board's (and the archive's), the judgements'.
+  asio::awaitable<void> final_report() {
     auto all = co_await offload(blocking.get_executor(), [&] { return board->list(); });
     if (all) {
       report.tasks_total = all->size();
@@ -752,23 +775,18 @@ struct swarm::state : std::enable_shared_from_this<state> {
         report.tasks_by_state[std::string(to_string(st))] += *n;
       }
     }
-    for (const auto& j : report.judgements) {
-      report.merged += j.figures.merged;
-      report.rejected += j.figures.rejected;
-      report.contract_violations += j.figures.contract_violations;
-      report.stalls += j.figures.stalls;
-      report.abandoned += j.figures.abandoned;
-    }
-    auto last = judge->current();  // what happened after the last judgement
-    report.merged += last.merged;
-    report.rejected += last.rejected;
-    report.contract_violations += last.contract_violations;
-    report.stalls += last.stalls;
-    report.abandoned += last.abandoned;
+    auto add = [&](const roles::cycle_figures& f) {
+      report.merged += f.merged;
+      report.rejected += f.rejected;
+      report.contract_violations += f.contract_violations;
+      report.stalls += f.stalls;
+      report.abandoned += f.abandoned;
+    };
+    for (const auto& j : report.judgements) add(j.figures);
+    add(judge->current());  // what happened after the last judgement
     // Split across processes, merges happen in other processes' gates: the
     // board's count is the run's.
-    if (!cfg.roles.all())
-      report.merged = std::max(report.merged, report.tasks_by_state["merged"]);
+    if (!cfg.roles.all()) report.merged = std::max(report.merged, report.tasks_by_state["merged"]);
     report.refused_writes = refused;
     {
       std::lock_guard lock(spent_mutex);
@@ -776,8 +794,6 @@ struct swarm::state : std::enable_shared_from_this<state> {
       report.cost = spent_cost;
     }
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-    publish("finished", report.reason);
-    co_return report;
   }
 };
 
