@@ -487,6 +487,184 @@ struct swarm::state : std::enable_shared_from_this<state> {
     });
   }
 
+  // --- the parts, made by swarm::create ---
+
+  // The store, the board and its archive, the slots and the gate, over the repository.
+  error_info open_parts() {
+    const auto& c = cfg;
+    auto repo = git::repository::open(c.repository);
+    if (!repo)
+      return fail(error::invalid_argument,
+                  fmt::format("runtime: cannot open the repository '{}': {}", c.repository.string(), repo.error().message()));
+    if (auto tip = repo->resolve(c.branch); !tip)
+      return fail(error::invalid_argument, fmt::format("runtime: the repository '{}' has no branch '{}': {}",
+                                                       c.repository.string(), c.branch, tip.error().message()));
+    auto st = open_store(c.store);
+    if (!st) return st.error();
+    store = std::move(*st);
+    if (auto* fst = dynamic_cast<store::file_store*>(store.get()))
+      if (auto e = check_store_identity(*repo, *fst)) return e;
+    auto archived = open_archive(c.store, *store);
+    if (!archived) return archived.error();
+    board.emplace(*store, board::board_options{.events = bus, .archive = *archived});
+    if (auto ok = board->verify_archive(); !ok) return ok.error();
+    auto slots = git::worktree_pool::open(c.repository, {.root = c.worktrees, .slots = c.slots});
+    if (!slots) return slots.error();
+    pool = std::move(*slots);
+    gate::gate_options go{.branch = c.branch,
+                          .mode = c.gate_policy,
+                          .batch_size = c.batch_size,
+                          .batch_wait = c.batch_wait,
+                          .deep_checks = c.deep_checks,
+                          .events = bus,
+                          .board = &*board};
+    go.check.sandbox.mode = c.sandbox;
+    go.ceiling = c.ceiling;  // the gate holds every change to it, whatever its contract says
+    go.remote = c.remote;
+    go.blocking = blocking.get_executor();
+    go.leader_ttl = c.lease;  // a dead gate's queue passes on as soon as a dead worker's task does
+    if (!c.name.empty()) go.instance = c.name;
+    auto g = gate::merge_gate::open(c.repository, *store, *pool, std::move(go));
+    if (!g) return g.error();
+    gate = std::move(*g);
+    return {};
+  }
+
+  // Prices and budgets: every client, the host's too, is charged to them.
+  model::budget_picker picker;
+  error_info make_budgets() {
+    auto priced = model::prices_from_options(cfg.model_options);
+    if (!priced) return fail(error::invalid_argument, "runtime: model_options: " + priced.error().message());
+    prices = std::move(*priced);
+    if (!cfg.budgets.any()) return {};
+    run_budget = model::budget::make("run", cfg.budgets.run);
+    for (const char* role : {"planner", "worker", "judge", "other"}) {
+      auto it = cfg.budgets.roles.find(role);
+      role_budgets[role] = run_budget->child(fmt::format("{} role", role),
+                                             it == cfg.budgets.roles.end() ? model::budget_limits{} : it->second);
+    }
+    picker = [this](const model::request& r) { return pick_budget(r); };
+    return {};
+  }
+
+  // Model clients, one per spec (the host's hook first), for the roles this process runs.
+  error_info make_clients() {
+    const auto& c = cfg;
+    auto reg = model::registry::with_builtins();
+    if (auto e = reg.load_plugins_from_env()) return e;
+    std::map<std::string, std::shared_ptr<model::client>> by_spec;
+    auto client = [&](std::string_view role, const std::string& spec) -> result<std::shared_ptr<model::client>> {
+      if (hooks.client_for)
+        if (auto hc = hooks.client_for(role)) return picker ? model::with_budget(std::move(hc), picker, prices) : hc;
+      if (auto it = by_spec.find(spec); it != by_spec.end()) return it->second;
+      auto made = reg.make(spec, {.executor = ex, .options = c.model_options, .budgets = picker});
+      if (!made)
+        return fail(error::invalid_argument,
+                    fmt::format("runtime: the {} model '{}': {}", role, spec, made.error().message()));
+      by_spec[spec] = *made;
+      return *made;
+    };
+    auto add = [&](const std::string& key, std::string_view role, const std::string& spec) -> error_info {
+      auto m = client(role, spec);
+      if (!m) return m.error();
+      clients[key] = *m;
+      return {};
+    };
+    if (c.roles.planner && (c.planners > 0 || !c.subsystems.empty())) {
+      if (auto e = add("planner", "planner", c.models.planner)) return e;
+      for (const auto& sub : c.subsystems)
+        if (auto e = add("sub:" + sub.name, sub.name, sub.model.empty() ? c.models.planner : sub.model)) return e;
+    }
+    if (c.roles.worker && c.workers > 0)
+      if (auto e = add("worker", "worker", c.models.worker)) return e;
+    if (!c.models.judge.empty())
+      if (auto e = add("judge", "judge", c.models.judge)) return e;
+    if (c.review && !clients.count("judge"))
+      return fail(error::invalid_argument, "runtime: review is on but no judge model is configured (models.judge)");
+    return {};
+  }
+
+  // Slots: workers take one each while they hold a task; the gate and the judge keep theirs.
+  void make_workers() {
+    const auto& c = cfg;
+    worker_tokens = total_tokens = c.slots > 2 ? c.slots - 2 : 1;
+    const std::size_t n = c.roles.worker ? c.workers : 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      roles::worker_options wo{.id = worker_id(c.name.empty() ? fmt::format("w{}", i + 1)
+                                                              : fmt::format("{}-w{}", c.name, i + 1)),
+                               .branch = c.branch,
+                               .lease_ttl = c.lease,
+                               .default_contract = c.contract,
+                               .events = bus};
+      wo.loop.executor = strand;
+      wo.loop.blocking = blocking.get_executor();
+      wo.loop.commands.sandbox.mode = c.sandbox;
+      wo.loop.events = bus;
+      wo.loop.prices = prices;
+      if (run_budget) wo.task_budget_exhausted = [this](const task_id& id) { return task_budget_exhausted(id); };
+      workers.push_back(std::make_unique<roles::worker>(*board, *store, c.repository, *pool, *gate,
+                                                        *clients.at("worker"), std::move(wo)));
+    }
+  }
+
+  void make_judge() {
+    const auto& c = cfg;
+    roles::judge_options jo{.merges_per_cycle = c.merges_per_cycle,
+                            .cycle_time = c.cycle_time,
+                            .goal_checks = c.goal_checks,
+                            .goal = c.goal,
+                            .branch = c.branch,
+                            .restart_stalls = c.restart_stalls,
+                            .converge_cycles = c.converge_cycles,
+                            .reviewer = c.review ? clients.at("judge").get() : nullptr,
+                            .executor = strand,
+                            .blocking = blocking.get_executor()};
+    jo.checks.sandbox.mode = c.sandbox;
+    jo.prices = prices;
+    jo.rules = hooks.judge;
+    judge = std::make_unique<roles::judge>(*bus, *board, c.repository, *pool, std::move(jo));
+  }
+
+  // Wake-ups: tasks finishing wake the planners, ready tasks the workers,
+  // submissions the gate; spending and refused writes are counted for the report.
+  void subscribe() {
+    auto* raw = this;
+    subs.push_back(bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
+      using enum board::task_state;
+      if (t.to == ready) raw->poke_workers();
+      if (t.to == submitted) raw->poke_gate();
+      if (t.to == merged || t.to == rejected || t.to == abandoned || t.to == failed || t.to == reverted) {
+        asio::post(raw->strand, [raw] { raw->need_plan = true; });
+        raw->poke_main();
+      }
+    }));
+    subs.push_back(bus->subscribe<roles::worker_phase>([raw](const roles::worker_phase& p) {
+      std::lock_guard lock(raw->claims_mutex);
+      if (p.phase == "claimed") raw->claimed_at[p.worker] = std::chrono::steady_clock::now();
+      else if (p.phase == "merged" || p.phase == "rejected" || p.phase == "abandoned" || p.phase == "released" ||
+               p.phase == "claim_lost" || p.phase == "submitted" || p.phase == "idle")
+        raw->claimed_at.erase(p.worker);
+    }));
+    subs.push_back(bus->subscribe<agent::turn_event>([raw](const agent::turn_event& e) {
+      std::lock_guard lock(raw->spent_mutex);
+      raw->spent_usage += e.usage;
+      raw->spent_cost += e.cost;
+    }));
+    if (run_budget)  // a finished task's budget is not needed again
+      subs.push_back(bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
+        using enum board::task_state;
+        if (t.to == merged || t.to == superseded || t.to == failed) {  // an abandoned task may be requeued: it keeps its budget
+          std::lock_guard lock(raw->task_budgets_mutex);
+          raw->task_budgets.erase(t.id.str());
+        }
+      }));
+    subs.push_back(bus->subscribe<agent::tool_call_event>([raw](const agent::tool_call_event& e) {
+      if (e.is_error && (e.answer_head.find("not allowed by the task's contract") != std::string::npos ||
+                         e.answer_head.find("refused") != std::string::npos))
+        ++raw->refused;
+    }));
+  }
+
   // --- the run: begin, the main loop's rounds, wind down, the report ---
 
   std::size_t empty_drains = 0;     // strand: drained looks in a row with nothing done
@@ -814,174 +992,19 @@ swarm::~swarm() {
 
 result<std::unique_ptr<swarm>> swarm::create(swarm_config cfg, swarm_hooks hooks) {
   auto s = std::make_shared<state>(std::move(cfg), std::move(hooks));
-  auto& c = s->cfg;
-  if (c.repository.empty()) return fail(error::invalid_argument, "runtime: swarm_config::repository is empty");
+  if (s->cfg.repository.empty()) return fail(error::invalid_argument, "runtime: swarm_config::repository is empty");
   if (s->hooks.events) s->bus = s->hooks.events;
   else {
     s->own_bus = std::make_unique<event_bus>();
     s->bus = s->own_bus.get();
   }
-  auto repo = git::repository::open(c.repository);
-  if (!repo)
-    return fail(error::invalid_argument,
-                fmt::format("runtime: cannot open the repository '{}': {}", c.repository.string(), repo.error().message()));
-  if (auto tip = repo->resolve(c.branch); !tip)
-    return fail(error::invalid_argument, fmt::format("runtime: the repository '{}' has no branch '{}': {}",
-                                                     c.repository.string(), c.branch, tip.error().message()));
-  auto st = open_store(c.store);
-  if (!st) return st.error();
-  s->store = std::move(*st);
-  if (auto* fst = dynamic_cast<store::file_store*>(s->store.get()))
-    if (auto e = check_store_identity(*repo, *fst)) return e;
-  auto archive = open_archive(c.store, *s->store);
-  if (!archive) return archive.error();
-  s->board.emplace(*s->store, board::board_options{.events = s->bus, .archive = *archive});
-  if (auto ok = s->board->verify_archive(); !ok) return ok.error();
-  auto pool = git::worktree_pool::open(c.repository, {.root = c.worktrees, .slots = c.slots});
-  if (!pool) return pool.error();
-  s->pool = std::move(*pool);
-  gate::gate_options go{.branch = c.branch,
-                        .mode = c.gate_policy,
-                        .batch_size = c.batch_size,
-                        .batch_wait = c.batch_wait,
-                        .deep_checks = c.deep_checks,
-                        .events = s->bus,
-                        .board = &*s->board};
-  go.check.sandbox.mode = c.sandbox;
-  go.ceiling = c.ceiling;  // the gate holds every change to it, whatever its contract says
-  go.remote = c.remote;
-  go.blocking = s->blocking.get_executor();
-  go.leader_ttl = c.lease;  // a dead gate's queue passes on as soon as a dead worker's task does
-  if (!c.name.empty()) go.instance = c.name;
-  auto g = gate::merge_gate::open(c.repository, *s->store, *s->pool, std::move(go));
-  if (!g) return g.error();
-  s->gate = std::move(*g);
-
-  // Prices and budgets: every client, the host's too, is charged to them.
-  auto prices = model::prices_from_options(c.model_options);
-  if (!prices) return fail(error::invalid_argument, "runtime: model_options: " + prices.error().message());
-  s->prices = std::move(*prices);
-  model::budget_picker picker;
-  if (c.budgets.any()) {
-    s->run_budget = model::budget::make("run", c.budgets.run);
-    for (const char* role : {"planner", "worker", "judge", "other"}) {
-      auto it = c.budgets.roles.find(role);
-      s->role_budgets[role] =
-          s->run_budget->child(fmt::format("{} role", role), it == c.budgets.roles.end() ? model::budget_limits{} : it->second);
-    }
-    picker = [raw = s.get()](const model::request& r) { return raw->pick_budget(r); };
-  }
-
-  // Model clients, one per spec.
-  auto reg = model::registry::with_builtins();
-  if (auto e = reg.load_plugins_from_env()) return e;
-  std::map<std::string, std::shared_ptr<model::client>> by_spec;
-  auto client = [&](std::string_view role, const std::string& spec) -> result<std::shared_ptr<model::client>> {
-    if (s->hooks.client_for)
-      if (auto hc = s->hooks.client_for(role)) return picker ? model::with_budget(std::move(hc), picker, s->prices) : hc;
-    if (auto it = by_spec.find(spec); it != by_spec.end()) return it->second;
-    auto made = reg.make(spec, {.executor = s->ex, .options = c.model_options, .budgets = picker});
-    if (!made)
-      return fail(error::invalid_argument,
-                  fmt::format("runtime: the {} model '{}': {}", role, spec, made.error().message()));
-    by_spec[spec] = *made;
-    return *made;
-  };
-  if (c.roles.planner && (c.planners > 0 || !c.subsystems.empty())) {
-    auto p = client("planner", c.models.planner);
-    if (!p) return p.error();
-    s->clients["planner"] = *p;
-    for (const auto& sub : c.subsystems) {
-      auto sp = client(sub.name, sub.model.empty() ? c.models.planner : sub.model);
-      if (!sp) return sp.error();
-      s->clients["sub:" + sub.name] = *sp;
-    }
-  }
-  const std::size_t workers = c.roles.worker ? c.workers : 0;
-  if (workers > 0) {
-    auto w = client("worker", c.models.worker);
-    if (!w) return w.error();
-    s->clients["worker"] = *w;
-  }
-  if (!c.models.judge.empty()) {
-    auto j = client("judge", c.models.judge);
-    if (!j) return j.error();
-    s->clients["judge"] = *j;
-  }
-
-  // Slots: workers take one each while they hold a task; the gate and the judge keep theirs.
-  s->worker_tokens = s->total_tokens = c.slots > 2 ? c.slots - 2 : 1;
-  for (std::size_t i = 0; i < workers; ++i) {
-    roles::worker_options wo{.id = worker_id(c.name.empty() ? fmt::format("w{}", i + 1)
-                                                            : fmt::format("{}-w{}", c.name, i + 1)),
-                             .branch = c.branch,
-                             .lease_ttl = c.lease,
-                             .default_contract = c.contract,
-                             .events = s->bus};
-    wo.loop.executor = s->strand;
-    wo.loop.blocking = s->blocking.get_executor();
-    wo.loop.commands.sandbox.mode = c.sandbox;
-    wo.loop.events = s->bus;
-    wo.loop.prices = s->prices;
-    if (s->run_budget) wo.task_budget_exhausted = [raw = s.get()](const task_id& id) { return raw->task_budget_exhausted(id); };
-    s->workers.push_back(std::make_unique<roles::worker>(*s->board, *s->store, c.repository, *s->pool, *s->gate,
-                                                         *s->clients.at("worker"), std::move(wo)));
-  }
-  if (c.roles.planner) s->make_planners();
-  if (c.review && !s->clients.count("judge"))
-    return fail(error::invalid_argument, "runtime: review is on but no judge model is configured (models.judge)");
-  roles::judge_options jo{.merges_per_cycle = c.merges_per_cycle,
-                          .cycle_time = c.cycle_time,
-                          .goal_checks = c.goal_checks,
-                          .goal = c.goal,
-                          .branch = c.branch,
-                          .restart_stalls = c.restart_stalls,
-                          .converge_cycles = c.converge_cycles,
-                          .reviewer = c.review ? s->clients.at("judge").get() : nullptr,
-                          .executor = s->strand,
-                          .blocking = s->blocking.get_executor()};
-  jo.checks.sandbox.mode = c.sandbox;
-  jo.prices = s->prices;
-  jo.rules = s->hooks.judge;
-  s->judge = std::make_unique<roles::judge>(*s->bus, *s->board, c.repository, *s->pool, std::move(jo));
-
-  // Wake-ups: tasks finishing wake the planners, ready tasks the workers,
-  // submissions the gate; refused writes are counted for the report.
-  auto* raw = s.get();
-  s->subs.push_back(s->bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
-    using enum board::task_state;
-    if (t.to == ready) raw->poke_workers();
-    if (t.to == submitted) raw->poke_gate();
-    if (t.to == merged || t.to == rejected || t.to == abandoned || t.to == failed || t.to == reverted) {
-      asio::post(raw->strand, [raw] { raw->need_plan = true; });
-      raw->poke_main();
-    }
-  }));
-  s->subs.push_back(s->bus->subscribe<roles::worker_phase>([raw](const roles::worker_phase& p) {
-    std::lock_guard lock(raw->claims_mutex);
-    if (p.phase == "claimed") raw->claimed_at[p.worker] = std::chrono::steady_clock::now();
-    else if (p.phase == "merged" || p.phase == "rejected" || p.phase == "abandoned" || p.phase == "released" ||
-             p.phase == "claim_lost" || p.phase == "submitted" || p.phase == "idle")
-      raw->claimed_at.erase(p.worker);
-  }));
-  s->subs.push_back(s->bus->subscribe<agent::turn_event>([raw](const agent::turn_event& e) {
-    std::lock_guard lock(raw->spent_mutex);
-    raw->spent_usage += e.usage;
-    raw->spent_cost += e.cost;
-  }));
-  if (s->run_budget)  // a finished task's budget is not needed again
-    s->subs.push_back(s->bus->subscribe<board::task_transition>([raw](const board::task_transition& t) {
-      using enum board::task_state;
-      if (t.to == merged || t.to == superseded || t.to == failed) {  // an abandoned task may be requeued: it keeps its budget
-        std::lock_guard lock(raw->task_budgets_mutex);
-        raw->task_budgets.erase(t.id.str());
-      }
-    }));
-  s->subs.push_back(s->bus->subscribe<agent::tool_call_event>([raw](const agent::tool_call_event& e) {
-    if (e.is_error && (e.answer_head.find("not allowed by the task's contract") != std::string::npos ||
-                       e.answer_head.find("refused") != std::string::npos))
-      ++raw->refused;
-  }));
+  if (auto e = s->open_parts()) return e;
+  if (auto e = s->make_budgets()) return e;
+  if (auto e = s->make_clients()) return e;
+  s->make_workers();
+  if (s->cfg.roles.planner) s->make_planners();
+  s->make_judge();
+  s->subscribe();
   return std::unique_ptr<swarm>(new swarm(std::move(s)));
 }
 
