@@ -8,7 +8,7 @@
 
 #include <cstring>
 #include <map>
-#include <unordered_set>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,19 +23,25 @@ public:
   detail::object_writer writer;  // opened at the first write
 
   /// Objects this handle has read or written: a commit naming one needs no
-  /// existence check. Bounded; forgetting only costs a check.
-  struct oid_hash {
-    std::size_t operator()(const oid& o) const noexcept {
+  /// existence check. A fixed table (each id in the slot its hash picks; a
+  /// newer id takes the slot): its memory is the same from the first object
+  /// on, over any run's length (a set that filled and was cleared made the
+  /// process's memory saw-tooth). Forgetting only costs a check.
+  struct known_objects {
+    static constexpr std::size_t slots = 8192;  // 160 KiB, made at the first use
+    std::unique_ptr<oid[]> table;
+    static std::size_t slot(const oid& o) noexcept {
       std::size_t h;
       std::memcpy(&h, o.bytes.data(), sizeof h);
-      return h;
+      return h & (slots - 1);
     }
-  };
-  std::unordered_set<oid, oid_hash> known;
-  void remember(const oid& id) {
-    if (known.size() >= 16384) known.clear();  // about 1 MiB at most
-    known.insert(id);
-  }
+    bool contains(const oid& id) const noexcept { return table && !id.is_zero() && table[slot(id)] == id; }
+    void insert(const oid& id) {
+      if (!table) table = std::make_unique<oid[]>(slots);
+      table[slot(id)] = id;
+    }
+  } known;
+  void remember(const oid& id) { known.insert(id); }
 
   /// Writes an object with agentcore's loose-object writer.
   result<oid> write_object(git_object_t type, std::string_view data);
