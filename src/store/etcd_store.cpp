@@ -284,139 +284,167 @@ struct etcd_store::impl {
     co_return error_info{};
   }
 
-  /// Sends `body` to `path`, moving on to the next endpoint on failures that
-  /// allow it, until one answers or `request_timeout` passes.
-  awaitable<reply> call(std::string path, std::string body, repeat how) {
-    const auto deadline = clock_type::now() + opt.request_timeout;
+  /// What one call() has seen so far, over its attempts.
+  struct call_state {
+    std::string path;
+    repeat how;
+    clock_type::time_point deadline;
     std::map<std::string, std::string> last_failure;  // endpoint -> why
     std::set<std::size_t> tls_refused;               // endpoints whose last failure was TLS
     bool reauthenticated = false, maybe_applied = false;
+    std::size_t index = 0;  // the endpoint tried (modulo their number)
+  };
+  /// What one attempt came to: the caller's answer, the next endpoint (why
+  /// this one failed), or the same one after authenticating again.
+  struct attempt_end {
+    enum kind { answer, next, reauthenticate } what = answer;
+    reply r;
+    std::string why;
+  };
+  static attempt_end answer(reply r) { return {attempt_end::answer, std::move(r), {}}; }
+  static attempt_end next(std::string why) { return {attempt_end::next, {}, std::move(why)}; }
+
+  /// Sends `body` to `path`, moving on to the next endpoint on failures that
+  /// allow it, until one answers or `request_timeout` passes.
+  awaitable<reply> call(std::string path, std::string body, repeat how) {
+    call_state cs{.path = std::move(path), .how = how, .deadline = clock_type::now() + opt.request_timeout};
     std::chrono::milliseconds backoff{25};
     const std::size_t n = eps.size();
-    std::size_t index = current.load();
+    cs.index = current.load();
     for (std::size_t attempt = 0;; ++attempt) {
       if (is_closed()) co_return reply{closed_error()};
       if (attempt > 0 && attempt % n == 0) {  // every endpoint failed once more: wait a little
-        if (clock_type::now() + backoff >= deadline) break;
+        if (clock_type::now() + backoff >= cs.deadline) break;
         asio::steady_timer t(io, backoff);
         co_await t.async_wait(use_awaitable);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
       }
-      if (clock_type::now() >= deadline) break;
-      const net::url& to = eps[index % n];
+      if (clock_type::now() >= cs.deadline) break;
+      const net::url& to = eps[cs.index % n];
       auto lim = limits_for_call();
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(cs.deadline - clock_type::now());
       lim.total = std::max(left, std::chrono::milliseconds(1));
-      auto req = make_request(path, body);
+      auto req = make_request(cs.path, body);
       req.resend_on_stale = how == repeat::anywhere;
       auto r = co_await send(to, std::move(req), lim);
-      auto next_endpoint = [&](std::string why) {
-        last_failure[to.origin()] = std::move(why);
-        ++index;
-        if (n > 1) failovers.fetch_add(1, std::memory_order_relaxed);
-      };
-      if (!r) {
-        const error_info& e = r.error();
-        if (e == error::canceled) co_return reply{e};
-        if (e.code() == net::error::too_large) co_return reply{e};
-        bool unsent = e.code() == net::error::connect_failed || e.code() == net::error::resolve_failed ||
-                      e.code() == net::error::tls_failed || e.code() == net::error::bad_url;
-        if (!unsent && how == repeat::if_unsent) co_return reply{e, true, maybe_applied};
-        if (!unsent) maybe_applied = true;
-        if (e.code() == net::error::tls_failed) tls_refused.insert(index % n);
-        else tls_refused.erase(index % n);
-        next_endpoint(e.message());
-        // Certificates do not fix themselves: once every endpoint refused TLS, say so now.
-        if (tls_refused.size() == n) break;
+      attempt_end end = r ? on_answer(cs, to, *r) : on_transport_failure(cs, r.error());
+      if (end.what == attempt_end::answer) co_return std::move(end.r);
+      if (end.what == attempt_end::reauthenticate) {
+        cs.reauthenticated = true;
+        if (auto e = co_await authenticate(to); e) co_return reply{e};
+        --attempt;
         continue;
       }
-      std::string_view text = r->body;
-      auto parsed = parse_json(text);
-      const json::object* o = parsed && parsed->is_object() ? &parsed->get_object() : nullptr;
-      if (r->status / 100 == 2) {
-        if (!o) {  // not etcd (a proxy's page, another service): it did not apply here
-          next_endpoint(fmt::format("POST {}{}: answered {} with a body that is not JSON ('{}'); is this an etcd "
-                                    "client URL?",
-                                    to.origin(), path, r->status, snippet(text)));
-          continue;
-        }
-        // A streamed answer (lease keep-alive) wraps its message in "result".
-        if (auto* res = object_at(*o, "result")) {
-          current.store(index % n);
-          co_return reply{*res, false, maybe_applied};
-        }
-        if (auto* err = object_at(*o, "error")) o = err;
-        else {
-          current.store(index % n);
-          co_return reply{std::move(parsed->get_object()), false, maybe_applied};
-        }
+      cs.last_failure[to.origin()] = std::move(end.why);
+      ++cs.index;
+      if (n > 1) failovers.fetch_add(1, std::memory_order_relaxed);
+      // Certificates do not fix themselves: once every endpoint refused TLS, say so now.
+      if (cs.tls_refused.size() == n) break;
+    }
+    co_return gave_up(cs);
+  }
+
+  /// The request did not get an HTTP answer.
+  attempt_end on_transport_failure(call_state& cs, const error_info& e) {
+    if (e == error::canceled) return answer(reply{e});
+    if (e.code() == net::error::too_large) return answer(reply{e});
+    bool unsent = e.code() == net::error::connect_failed || e.code() == net::error::resolve_failed ||
+                  e.code() == net::error::tls_failed || e.code() == net::error::bad_url;
+    if (!unsent && cs.how == repeat::if_unsent) return answer(reply{e, true, cs.maybe_applied});
+    if (!unsent) cs.maybe_applied = true;
+    const std::size_t at = cs.index % eps.size();
+    if (e.code() == net::error::tls_failed) cs.tls_refused.insert(at);
+    else cs.tls_refused.erase(at);
+    return next(e.message());
+  }
+
+  /// An HTTP answer: etcd's JSON, its error (a gRPC status), or not etcd at all.
+  attempt_end on_answer(call_state& cs, const net::url& to, net::http_response& r) {
+    std::string_view text = r.body;
+    auto parsed = parse_json(text);
+    const json::object* o = parsed && parsed->is_object() ? &parsed->get_object() : nullptr;
+    if (r.status / 100 == 2) {
+      if (!o)  // not etcd (a proxy's page, another service): it did not apply here
+        return next(fmt::format("POST {}{}: answered {} with a body that is not JSON ('{}'); is this an etcd client "
+                                "URL?",
+                                to.origin(), cs.path, r.status, snippet(text)));
+      // A streamed answer (lease keep-alive) wraps its message in "result".
+      if (auto* res = object_at(*o, "result")) {
+        current.store(cs.index % eps.size());
+        return answer(reply{*res, false, cs.maybe_applied});
       }
-      if (!o) {
-        auto why = fmt::format("POST {}{}: answered HTTP {} with a body that is not JSON ('{}'); is this an etcd "
-                               "client URL?",
-                               to.origin(), path, r->status, snippet(text));
-        if (how == repeat::if_unsent && r->status >= 500) co_return reply{net::fail(net::error::protocol, why), true};
-        next_endpoint(std::move(why));
-        continue;
-      }
-      // A gRPC status from etcd.
-      auto code = i64(*o, "code");
-      std::string message = string_at(*o, "message");
-      if (message.empty()) message = string_at(*o, "error");
-      auto named = fmt::format("etcd {}: {}", to.origin(), message);
-      switch (code) {
-        case 16:  // unauthenticated: the token expired
-          if (!opt.username.empty() && !reauthenticated) {
-            reauthenticated = true;
-            if (auto e = co_await authenticate(to); e) co_return reply{e};
-            --attempt;
-            continue;
-          }
-          co_return reply{fail(error::permission_denied, named + "; check the credentials")};
-        case 7: co_return reply{fail(error::permission_denied, named)};
-        case 5:
-          co_return reply{fail(message.find("lease") != std::string::npos ? error::lease_not_found : error::not_found,
-                               named),
-                          false, maybe_applied};
-        case 3:
-          if (message.find("user name is empty") != std::string::npos)
-            co_return reply{fail(error::permission_denied,
-                                 named + "; the cluster has authentication on: set etcd_options username and password")};
-          co_return reply{fail(error::invalid_argument, named)};
-        case 11:
-          co_return reply{fail(message.find("compacted") != std::string::npos ? error::compacted
-                                                                                : error::invalid_argument,
-                               named)};
-        case 8:   // too many requests: not applied
-          next_endpoint(named);
-          continue;
-        case 14:  // unavailable
-        case 4:   // deadline exceeded
-        default: {
-          bool not_proposed = message.find("no leader") != std::string::npos ||
-                              message.find("not capable") != std::string::npos ||
-                              message.find("too many requests") != std::string::npos;
-          if (!not_proposed && how == repeat::if_unsent) co_return reply{fail(error::outcome_unknown, named), true};
-          if (!not_proposed) maybe_applied = true;
-          next_endpoint(named);
-          continue;
-        }
+      if (auto* err = object_at(*o, "error")) o = err;
+      else {
+        current.store(cs.index % eps.size());
+        return answer(reply{std::move(parsed->get_object()), false, cs.maybe_applied});
       }
     }
+    if (!o) {
+      auto why = fmt::format("POST {}{}: answered HTTP {} with a body that is not JSON ('{}'); is this an etcd "
+                             "client URL?",
+                             to.origin(), cs.path, r.status, snippet(text));
+      if (cs.how == repeat::if_unsent && r.status >= 500) return answer(reply{net::fail(net::error::protocol, why), true});
+      return next(std::move(why));
+    }
+    return on_grpc_status(cs, to, *o);
+  }
+
+  /// etcd's error: a gRPC status code and message, named as agentcore's errors.
+  attempt_end on_grpc_status(call_state& cs, const net::url& to, const json::object& o) {
+    enum grpc : std::int64_t {
+      invalid_argument = 3, deadline_exceeded = 4, not_found = 5, permission_denied = 7, resource_exhausted = 8,
+      out_of_range = 11, unavailable = 14, unauthenticated = 16
+    };
+    std::string message = string_at(o, "message");
+    if (message.empty()) message = string_at(o, "error");
+    auto named = fmt::format("etcd {}: {}", to.origin(), message);
+    switch (i64(o, "code")) {
+      case unauthenticated:  // the token expired
+        if (!opt.username.empty() && !cs.reauthenticated) return {attempt_end::reauthenticate, {}, {}};
+        return answer(reply{fail(error::permission_denied, named + "; check the credentials")});
+      case permission_denied: return answer(reply{fail(error::permission_denied, named)});
+      case not_found:
+        return answer(reply{fail(message.find("lease") != std::string::npos ? error::lease_not_found : error::not_found,
+                                 named),
+                            false, cs.maybe_applied});
+      case invalid_argument:
+        if (message.find("user name is empty") != std::string::npos)
+          return answer(reply{fail(error::permission_denied,
+                                   named + "; the cluster has authentication on: set etcd_options username and password")});
+        return answer(reply{fail(error::invalid_argument, named)});
+      case out_of_range:
+        return answer(reply{
+            fail(message.find("compacted") != std::string::npos ? error::compacted : error::invalid_argument, named)});
+      case resource_exhausted: return next(named);  // too many requests: not applied
+      case unavailable:
+      case deadline_exceeded:
+      default: {
+        bool not_proposed = message.find("no leader") != std::string::npos ||
+                            message.find("not capable") != std::string::npos ||
+                            message.find("too many requests") != std::string::npos;
+        if (!not_proposed && cs.how == repeat::if_unsent) return answer(reply{fail(error::outcome_unknown, named), true});
+        if (!not_proposed) cs.maybe_applied = true;
+        return next(named);
+      }
+    }
+  }
+
+  /// No endpoint answered in time: why, per endpoint.
+  reply gave_up(const call_state& cs) {
     std::string why;
-    for (const auto& [ep, w] : last_failure) why += fmt::format("{}{}", why.empty() ? "" : "; ", w);
-    if (!tls_refused.empty() && tls_refused.size() == n)
-      co_return reply{fail(error::permission_denied,
-                           fmt::format("etcd: every endpoint refused TLS for {} ({}); check ca_file (the CA that "
-                                       "signed the cluster's certificates) and, if the cluster asks for one, the "
-                                       "client certificate (cert_file, key_file)",
-                                       path, why)),
-                      false, maybe_applied};
-    co_return reply{fail(error::unavailable,
-                         fmt::format("etcd: no endpoint answered {} within {} ({}); check that the cluster is "
-                                     "running and has a quorum",
-                                     path, ms(opt.request_timeout), why.empty() ? "no attempt" : why)),
-                    maybe_applied && how == repeat::if_unsent, maybe_applied};
+    for (const auto& [ep, w] : cs.last_failure) why += fmt::format("{}{}", why.empty() ? "" : "; ", w);
+    if (!cs.tls_refused.empty() && cs.tls_refused.size() == eps.size())
+      return reply{fail(error::permission_denied,
+                        fmt::format("etcd: every endpoint refused TLS for {} ({}); check ca_file (the CA that signed "
+                                    "the cluster's certificates) and, if the cluster asks for one, the client "
+                                    "certificate (cert_file, key_file)",
+                                    cs.path, why)),
+                   false, cs.maybe_applied};
+    return reply{fail(error::unavailable,
+                      fmt::format("etcd: no endpoint answered {} within {} ({}); check that the cluster is running "
+                                  "and has a quorum",
+                                  cs.path, ms(opt.request_timeout), why.empty() ? "no attempt" : why)),
+                 cs.maybe_applied && cs.how == repeat::if_unsent, cs.maybe_applied};
   }
 
   // --- operations ---
@@ -728,8 +756,9 @@ struct etcd_store::impl {
   // --- watches ---
 
   /// Parses the stream's bytes into the state; an error ends the stream.
+  /// Takes a chunk of the watch's stream (newline-separated JSON messages);
+  /// what ends the watch, if anything.
   error_info feed(etcd_watch_state& w, std::string_view chunk) {
-    std::vector<watch_event> arrived;
     error_info ended;
     {
       std::lock_guard lock(w.mutex);
@@ -739,59 +768,8 @@ struct etcd_store::impl {
                                                              "size cap",
                                                              w.user_prefix, opt.max_response));
       std::size_t start = 0;
-      for (std::size_t nl; !ended && (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-        std::string_view line(w.partial.data() + start, nl - start);
-        if (line.find_first_not_of(" \r\t") == std::string_view::npos) continue;
-        auto v = parse_json(line);
-        if (!v || !v->is_object()) {
-          ended = net::fail(net::error::protocol,
-                            fmt::format("etcd watch on '{}': a message is not JSON ('{}')", w.user_prefix, snippet(line)));
-          break;
-        }
-        if (auto* err = object_at(v->get_object(), "error")) {
-          ended = fail(error::unavailable, fmt::format("etcd watch on '{}': {}", w.user_prefix,
-                                                       string_at(*err, "message")));
-          break;
-        }
-        auto* res = object_at(v->get_object(), "result");
-        if (!res) continue;
-        if (bool_at(*res, "created")) w.created = true;
-        if (bool_at(*res, "canceled")) {
-          auto compact = i64(*res, "compact_revision");
-          if (compact > 0)
-            ended = fail(error::compacted,
-                         fmt::format("etcd watch on '{}': history before revision {} was compacted and the watch "
-                                     "started at {}; read the state with range() and watch from its revision",
-                                     w.user_prefix, compact - 1, w.start - 1));
-          else
-            ended = fail(error::canceled, fmt::format("etcd watch on '{}' was canceled by the server: {}",
-                                                      w.user_prefix, string_at(*res, "cancel_reason")));
-          break;
-        }
-        if (auto* evs = array_at(*res, "events")) {
-          for (const auto& e : *evs) {
-            if (!e.is_object()) continue;
-            auto* kv = object_at(e.get_object(), "kv");
-            if (!kv) continue;
-            auto x = from_kv(*kv);
-            if (!x) {
-              ended = x.error();
-              break;
-            }
-            watch_event ev;
-            if (string_at(e.get_object(), "type") == "DELETE") {
-              ev.type = watch_event::kind::erase;
-              ev.kv.key = std::move(x->key);
-              ev.kv.mod_revision = x->mod_revision;
-            } else {
-              ev.kv = std::move(*x);
-            }
-            w.stream_through = std::max(w.stream_through, ev.kv.mod_revision + 1);
-            w.start = std::max(w.start, ev.kv.mod_revision + 2);  // reconnect after it
-            w.buffer.push_back(std::move(ev));
-          }
-        }
-      }
+      for (std::size_t nl; !ended && (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1)
+        ended = take_message(w, std::string_view(w.partial.data() + start, nl - start));
       w.partial.erase(0, start);
       if (!ended && w.buffer.size() > opt.max_buffered_events)
         ended = fail(error::compacted,
@@ -799,22 +777,71 @@ struct etcd_store::impl {
                                  "too slow: read the state with range() and watch from its revision",
                                  w.user_prefix, opt.max_buffered_events));
       if (ended && !w.failure) w.failure = ended;
-      if (w.pending && (!w.buffer.empty() || w.failure)) {
-        auto h = std::move(*w.pending);
-        w.pending.reset();
-        auto work = std::move(w.pending_work);  // released after the completion is posted
-        if (!w.buffer.empty()) {
-          arrived = std::move(w.buffer);
-          w.buffer.clear();
-          w.next = std::max(w.next, arrived.back().kv.mod_revision + 1);
-          agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(std::move(arrived)));
-        } else {
-          agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(w.failure));
-        }
-      }
+      deliver(w);
     }
     w.cv.notify_all();
     return ended;
+  }
+
+  /// One message of the stream (w.mutex held): its events join the buffer.
+  error_info take_message(etcd_watch_state& w, std::string_view line) {
+    if (line.find_first_not_of(" \r\t") == std::string_view::npos) return {};
+    auto v = parse_json(line);
+    if (!v || !v->is_object())
+      return net::fail(net::error::protocol,
+                       fmt::format("etcd watch on '{}': a message is not JSON ('{}')", w.user_prefix, snippet(line)));
+    if (auto* err = object_at(v->get_object(), "error"))
+      return fail(error::unavailable, fmt::format("etcd watch on '{}': {}", w.user_prefix, string_at(*err, "message")));
+    auto* res = object_at(v->get_object(), "result");
+    if (!res) return {};
+    if (bool_at(*res, "created")) w.created = true;
+    if (bool_at(*res, "canceled")) {
+      auto compact = i64(*res, "compact_revision");
+      if (compact > 0)
+        return fail(error::compacted, fmt::format("etcd watch on '{}': history before revision {} was compacted and "
+                                                  "the watch started at {}; read the state with range() and watch "
+                                                  "from its revision",
+                                                  w.user_prefix, compact - 1, w.start - 1));
+      return fail(error::canceled, fmt::format("etcd watch on '{}' was canceled by the server: {}", w.user_prefix,
+                                               string_at(*res, "cancel_reason")));
+    }
+    auto* evs = array_at(*res, "events");
+    if (!evs) return {};
+    for (const auto& e : *evs) {
+      if (!e.is_object()) continue;
+      auto* kv = object_at(e.get_object(), "kv");
+      if (!kv) continue;
+      auto x = from_kv(*kv);
+      if (!x) return x.error();
+      watch_event ev;
+      if (string_at(e.get_object(), "type") == "DELETE") {
+        ev.type = watch_event::kind::erase;
+        ev.kv.key = std::move(x->key);
+        ev.kv.mod_revision = x->mod_revision;
+      } else {
+        ev.kv = std::move(*x);
+      }
+      w.stream_through = std::max(w.stream_through, ev.kv.mod_revision + 1);
+      w.start = std::max(w.start, ev.kv.mod_revision + 2);  // reconnect after it
+      w.buffer.push_back(std::move(ev));
+    }
+    return {};
+  }
+
+  /// Completes a waiting async_next with what is buffered, or the failure (w.mutex held).
+  void deliver(etcd_watch_state& w) {
+    if (!w.pending || (w.buffer.empty() && !w.failure)) return;
+    auto h = std::move(*w.pending);
+    w.pending.reset();
+    auto work = std::move(w.pending_work);  // released after the completion is posted
+    if (w.buffer.empty()) {
+      agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(w.failure));
+      return;
+    }
+    std::vector<watch_event> arrived = std::move(w.buffer);
+    w.buffer.clear();
+    w.next = std::max(w.next, arrived.back().kv.mod_revision + 1);
+    agentcore::detail::post_completion(std::move(h), result<std::vector<watch_event>>(std::move(arrived)));
   }
 
   void end_watch(etcd_watch_state& w, error_info why) {
