@@ -35,6 +35,27 @@ error_info gave_up(std::string_view what, const task_id& id, int attempts) {
                           what, id.str(), attempts));
 }
 
+// What one try of a compare-and-swap loop came to: the answer (a value or an
+// error), or `again` when a compare failed because someone wrote meanwhile.
+template <class T>
+struct attempt {
+  std::optional<result<T>> answer;
+  attempt(std::nullopt_t) {}
+  attempt(error_info e) : answer(result<T>(std::move(e))) {}
+  attempt(T v) : answer(result<T>(std::move(v))) {}
+};
+constexpr std::nullopt_t again = std::nullopt;
+
+// The board's compare-and-swap loop: `once` reads what it needs, checks it
+// and commits a transaction guarded by the versions it read; a try lost to
+// a concurrent writer runs again on fresh reads, `attempts` times at most.
+template <class T, class F>
+result<T> until_committed(int attempts, std::string_view what, const task_id& id, F once) {
+  for (int i = 0; i < attempts; ++i)
+    if (attempt<T> a = once(); a.answer) return std::move(*a.answer);
+  return gave_up(what, id, attempts);
+}
+
 error_info too_big(std::string_view what, const task_id& id, const store::txn& x) {
   return fail(error::invalid_argument,
               fmt::format("board: {} of task '{}' touches {} keys in one transaction; the store allows {}: "
@@ -255,7 +276,7 @@ result<task> task_board::propose(task t) {
   if (auto e = validate(t)) return e;
   t.state = task_state::proposed;
   t.claimed_by.reset();
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, "proposal", t.id, [&]() -> attempt<task> {
     auto existing = load(t.id);
     if (!existing) return existing.error();
     if (*existing) {
@@ -282,12 +303,10 @@ result<task> task_board::propose(task t) {
     if (x.ops.size() > store::max_txn_ops) return too_big("proposal", t.id, x);
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(t.id, task_state::proposed, stored.state, std::nullopt, c->rev, true);
-      return stored;
-    }
-  }
-  return gave_up("proposal", t.id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(t.id, task_state::proposed, stored.state, std::nullopt, c->rev, true);
+    return stored;
+  });
 }
 
 result<std::optional<task>> task_board::claim(const worker_id& worker, store::lease_id lease) {
@@ -373,7 +392,7 @@ result<std::optional<task>> task_board::try_claim_once(const worker_id& worker, 
 
 result<task> task_board::leave_claim(const task_id& id, const worker_id& worker, task_state to, json::value report,
                                      std::string note) {
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, to_string(to), id, [&]() -> attempt<task> {
     auto l = load(id);
     if (!l) return l.error();
     if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
@@ -393,7 +412,7 @@ result<task> task_board::leave_claim(const task_id& id, const worker_id& worker,
     task_state from = t.state;
     t.state = to;
     if (to != task_state::submitted) t.claimed_by.reset();
-    if (!report.is_null()) t.result = std::move(report);
+    if (!report.is_null()) t.result = report;  // a copy: a try lost to a writer runs again
     if (!note.empty()) t.notes.push_back({worker.str(), note, now_ms()});
     store::txn x;
     x.if_version(task_key(id), (*l)->version).if_version(claim_key(id), (*ck)->version);
@@ -402,12 +421,10 @@ result<task> task_board::leave_claim(const task_id& id, const worker_id& worker,
     x.put(task_key(id), to_json(t));
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(id, from, to, worker, c->rev);
-      return t;
-    }
-  }
-  return gave_up(to_string(to), id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(id, from, to, worker, c->rev);
+    return t;
+  });
 }
 
 void task_board::stage_claim(store::txn& x, const task& t, const worker_id& worker, store::lease_id lease) const {
@@ -417,7 +434,7 @@ void task_board::stage_claim(store::txn& x, const task& t, const worker_id& work
 }
 
 result<task> task_board::reclaim(const task_id& id, const worker_id& worker, store::lease_id lease) {
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, "reclaim", id, [&]() -> attempt<task> {
     auto l = load(id);
     if (!l) return l.error();
     if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
@@ -440,12 +457,10 @@ result<task> task_board::reclaim(const task_id& id, const worker_id& worker, sto
                                 id.str(), lease));
       return c.error();
     }
-    if (c->succeeded) {
-      publish(id, task_state::rejected, task_state::claimed, worker, c->rev);
-      return t;
-    }
-  }
-  return gave_up("reclaim", id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(id, task_state::rejected, task_state::claimed, worker, c->rev);
+    return t;
+  });
 }
 
 result<task> task_board::release(const task_id& id, const worker_id& worker, std::string note) {
@@ -463,7 +478,7 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
     return fail(error::invalid_argument, fmt::format("board: finish task '{}' as {}: the outcome must be merged, "
                                                      "rejected or failed",
                                                      id.str(), to_string(outcome)));
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, "finish", id, [&]() -> attempt<task> {
     auto l = load(id);
     if (!l) return l.error();
     if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
@@ -509,17 +524,15 @@ result<task> task_board::finish(const task_id& id, task_state outcome, json::val
     if (x.ops.size() > store::max_txn_ops) return too_big("finish", id, x);
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(id, from, outcome, worker, c->rev);
-      for (const auto& p : promoted) publish(p, task_state::proposed, task_state::ready, std::nullopt, c->rev);
-      return t;
-    }
-  }
-  return gave_up("finish", id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(id, from, outcome, worker, c->rev);
+    for (const auto& p : promoted) publish(p, task_state::proposed, task_state::ready, std::nullopt, c->rev);
+    return t;
+  });
 }
 
 result<task> task_board::revert(const task_id& id, json::value report) {
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, "revert", id, [&]() -> attempt<task> {
     auto l = load(id);
     if (!l) return l.error();
     if (!*l && options_.archive) {
@@ -534,7 +547,7 @@ result<task> task_board::revert(const task_id& id, json::value report) {
         if (!report.is_null()) t.result = report;
         auto c = store_.commit(store::txn().if_absent(task_key(id)).put(task_key(id), to_json(t)));
         if (!c) return c.error();
-        if (!c->succeeded) continue;  // on the board again meanwhile: as below
+        if (!c->succeeded) return again;  // on the board again meanwhile: as below
         // Out of the archive (a crash before this leaves a stale copy there; the board's wins).
         if (auto gone = options_.archive->remove(id); !gone) return gone.error();
         publish(id, from, task_state::reverted, std::nullopt, c->rev);
@@ -553,16 +566,14 @@ result<task> task_board::revert(const task_id& id, json::value report) {
     x.put(task_key(id), to_json(t));
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(id, from, task_state::reverted, std::nullopt, c->rev);
-      return t;
-    }
-  }
-  return gave_up("revert", id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(id, from, task_state::reverted, std::nullopt, c->rev);
+    return t;
+  });
 }
 
 result<task> task_board::requeue(const task_id& id, std::string note) {
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<task>(options_.max_attempts, "requeue", id, [&]() -> attempt<task> {
     auto l = load(id);
     if (!l) return l.error();
     if (!*l) return fail(error::not_found, fmt::format("board: no task '{}'", id.str()));
@@ -574,7 +585,7 @@ result<task> task_board::requeue(const task_id& id, std::string note) {
     store::txn x;
     x.if_version(task_key(id), (*l)->version);
     t.claimed_by.reset();
-    if (!note.empty()) t.notes.push_back({"board", std::move(note), now_ms()});
+    if (!note.empty()) t.notes.push_back({"board", note, now_ms()});  // a copy: a try may run again
     if (blocked->kvs.empty()) {
       t.state = task_state::ready;
       add_ready(x, t);
@@ -585,12 +596,10 @@ result<task> task_board::requeue(const task_id& id, std::string note) {
     x.put(task_key(id), to_json(t));
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(id, from, t.state, std::nullopt, c->rev);
-      return t;
-    }
-  }
-  return gave_up("requeue", id, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(id, from, t.state, std::nullopt, c->rev);
+    return t;
+  });
 }
 
 result<std::vector<task>> task_board::split(const task_id& parent, std::vector<task> children) {
@@ -607,7 +616,7 @@ result<std::vector<task>> task_board::split(const task_id& parent, std::vector<t
     if (!child_ids.insert(c.id.str()).second)
       return fail(error::invalid_task, fmt::format("board: split of '{}' names child '{}' twice", parent.str(), c.id.str()));
   }
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+  return until_committed<std::vector<task>>(options_.max_attempts, "split", parent, [&]() -> attempt<std::vector<task>> {
     auto pl = load(parent);
     if (!pl) return pl.error();
     if (!*pl) return fail(error::not_found, fmt::format("board: no task '{}' to split", parent.str()));
@@ -661,13 +670,11 @@ result<std::vector<task>> task_board::split(const task_id& parent, std::vector<t
     if (x.ops.size() > store::max_txn_ops) return too_big("split", parent, x);
     auto c = store_.commit(x);
     if (!c) return c.error();
-    if (c->succeeded) {
-      publish(parent, from, task_state::superseded, std::nullopt, c->rev);
-      for (const auto& s : stored) publish(s.id, task_state::proposed, s.state, std::nullopt, c->rev);
-      return stored;
-    }
-  }
-  return gave_up("split", parent, options_.max_attempts);
+    if (!c->succeeded) return again;  // written meanwhile: read again
+    publish(parent, from, task_state::superseded, std::nullopt, c->rev);
+    for (const auto& s : stored) publish(s.id, task_state::proposed, s.state, std::nullopt, c->rev);
+    return stored;
+  });
 }
 
 result<std::size_t> task_board::reconcile() {

@@ -346,3 +346,74 @@ TEST_CASE_TEMPLATE("board.a_merged_task_can_be_reverted_and_requeued", B, BACKEN
   CHECK(to_string(task_state::reverted) == "reverted");
   CHECK(parse_task_state("reverted") == task_state::reverted);
 }
+
+namespace {
+// A store on which the first transaction that writes a key ending in `key`
+// loses a race: just before it commits, another writer rewrites that key
+// (same value, new version), so the board's compare fails and it tries again.
+class racing_store final : public agentcore::store::store {
+public:
+  racing_store(std::unique_ptr<agentcore::store::store> inner, std::string key) : inner_(std::move(inner)), key_(std::move(key)) {}
+  int races = 0;
+
+protected:
+  result<std::optional<agentcore::store::key_value>> do_get(std::string_view k) override { return inner_->get(k); }
+  result<agentcore::store::range_result> do_range(std::string_view p, agentcore::store::range_options o) override { return inner_->range(p, o); }
+  result<agentcore::store::commit_result> do_commit(const agentcore::store::txn& t) override {
+    if (races == 0)
+      for (const auto& op : t.ops)
+        if (op.type == agentcore::store::op::kind::put && op.key.ends_with(key_)) {
+          auto now = inner_->get(op.key).value();
+          if (!now) continue;  // a key the transaction makes
+          ++races;
+          REQUIRE(inner_->commit(agentcore::store::txn().put(op.key, now->value)).value().succeeded);
+          break;
+        }
+    return inner_->commit(t);
+  }
+  result<agentcore::store::revision> do_current_revision() override { return inner_->current_revision(); }
+  result<agentcore::store::lease_id> do_grant(std::chrono::seconds ttl) override { return inner_->grant(ttl); }
+  result<agentcore::store::lease_status> do_keep_alive(agentcore::store::lease_id id) override { return inner_->keep_alive(id); }
+  result<void> do_revoke(agentcore::store::lease_id id) override { return inner_->revoke(id); }
+  result<agentcore::store::lease_status> do_lease_info(agentcore::store::lease_id id) override { return inner_->lease_info(id); }
+  result<std::unique_ptr<agentcore::store::watcher>> do_watch(std::string p, agentcore::store::revision from) override {
+    return inner_->watch(std::move(p), from);
+  }
+  void do_close() override { inner_->close(); }
+
+private:
+  std::unique_ptr<agentcore::store::store> inner_;
+  std::string key_;
+};
+}  // namespace
+
+// A transition whose first try loses a race to another writer runs again on
+// fresh reads, and what it carries (a submission's report, a requeue's note)
+// is written all the same: nothing the caller handed over is lost on a retry.
+TEST_CASE("board.a_retried_transition_keeps_its_report_and_note") {
+  auto inner = store::memory_store::create();
+  auto* raw_inner = inner.get();
+  board::task_board setup(*raw_inner);
+  REQUIRE(setup.propose(make_task("t1")).has_value());
+  auto lease = raw_inner->grant(std::chrono::seconds(30)).value();
+  REQUIRE(setup.claim(worker_id{"w1"}, lease).value().has_value());
+
+  racing_store racing(std::move(inner), "/t1");
+  board::task_board b(racing);
+  json::object report{{"summary", "the work"}, {"head", "abc"}};
+  auto sub = b.submit(task_id{"t1"}, worker_id{"w1"}, report);
+  REQUIRE_MESSAGE(sub.has_value(), sub.error().message());
+  CHECK(racing.races == 1);
+  auto t = b.get(task_id{"t1"}).value().value();
+  CHECK(t.state == board::task_state::submitted);
+  REQUIRE(t.result.is_object());
+  CHECK(t.result.as_object().at("summary") == "the work");
+
+  REQUIRE(b.finish(task_id{"t1"}, board::task_state::rejected, nullptr).has_value());
+  racing.races = 0;
+  REQUIRE(b.requeue(task_id{"t1"}, "try again: the tests failed").has_value());
+  CHECK(racing.races == 1);
+  t = b.get(task_id{"t1"}).value().value();
+  REQUIRE_FALSE(t.notes.empty());
+  CHECK(t.notes.back().text == "try again: the tests failed");
+}
