@@ -229,8 +229,10 @@ void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e) {
 
 class merge_gate::impl {
 public:
-  impl(store::store& s, git::worktree_pool& pool, gate_options o, git::repository queue_repo, git::repository submit_repo)
-      : store_(s), pool_(pool), options_(std::move(o)), repo_(std::move(queue_repo)), submit_repo_(std::move(submit_repo)) {
+  impl(store::store& s, git::worktree_pool& pool, gate_options o, git::repository queue_repo, git::repository submit_repo,
+       git::repository tip_repo)
+      : store_(s), pool_(pool), options_(std::move(o)), repo_(std::move(queue_repo)), submit_repo_(std::move(submit_repo)),
+        tip_repo_(std::move(tip_repo)) {
     std::string name = options_.branch;
     if (name.starts_with("refs/heads/")) name = name.substr(11);
     for (char& ch : name)
@@ -624,12 +626,14 @@ public:
   }
 
   result<git::oid> tip() {
-    std::lock_guard lk(submit_mutex_);
+    // A handle of its own: a worker starting a task does not wait behind
+    // another's submission (which holds submit_repo_ for its diff).
+    std::lock_guard lk(tip_mutex_);
     if (!options_.remote.empty())  // the branch is the shared repository's
-      if (auto f = submit_repo_.fetch(options_.remote, {"+" + options_.branch + ":" + options_.branch}); !f)
+      if (auto f = tip_repo_.fetch(options_.remote, {"+" + options_.branch + ":" + options_.branch}); !f)
         return error_info(f.error().code(), fmt::format("gate: fetching '{}' from the shared repository '{}': {}",
                                                   options_.branch, options_.remote, f.error().message()));
-    auto t = submit_repo_.ref_target(options_.branch);
+    auto t = tip_repo_.ref_target(options_.branch);
     if (!t) return t.error();
     if (!*t) return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
     return **t;
@@ -1219,7 +1223,8 @@ public:
   gate_options options_;
   git::repository repo_;         // the queue's (run_mutex_)
   git::repository submit_repo_;  // submit()'s (submit_mutex_)
-  std::mutex run_mutex_, submit_mutex_;
+  git::repository tip_repo_;     // tip()'s (tip_mutex_)
+  std::mutex run_mutex_, submit_mutex_, tip_mutex_;
   std::string root_;
   std::string instance_;
   store::lease_id lease_ = 0;  // run_mutex_
@@ -1235,7 +1240,9 @@ result<std::unique_ptr<merge_gate>> merge_gate::open(const std::filesystem::path
   if (!a) return a.error();
   auto b = git::repository::open(repository);
   if (!b) return b.error();
-  auto p = std::make_unique<impl>(s, pool, std::move(options), std::move(*a), std::move(*b));
+  auto c = git::repository::open(repository);
+  if (!c) return c.error();
+  auto p = std::make_unique<impl>(s, pool, std::move(options), std::move(*a), std::move(*b), std::move(*c));
   return std::unique_ptr<merge_gate>(new merge_gate(std::move(p)));
 }
 
