@@ -438,6 +438,22 @@ public:
     if (for_board(v, task)) tell_board(*task, v);
   }
 
+  /// Makes the board update noted for one change, if it is still pending.
+  result<void> tell_board_if_pending(const std::string& id) {
+    auto kv = store_.get(board_pending_key(id));
+    if (!kv) return kv.error();
+    if (!*kv) return {};
+    auto j = parse_json((**kv).value);
+    if (!j || !j->is_object()) return {};
+    auto task = json_field<std::string>(j->as_object(), "task");
+    auto it = j->as_object().find("verdict");
+    if (!task || it == j->as_object().end()) return {};
+    auto v = verdict_from_json(it->value());
+    if (!v) return {};
+    tell_board(task_id(*task), *v);
+    return {};
+  }
+
   /// The board updates a crashed leader had not made yet.
   result<void> redo_board_updates() {
     if (!options_.board) return {};
@@ -739,13 +755,13 @@ public:
       return decided.has_value();
     });
     if (!got) co_return got.error();
-    // With a board, the wait ends once the board has the verdict too: the
-    // waiter reads a task that says what the verdict says.
-    if (options_.board) {
-      auto told = co_await wait_for_key(board_pending_key(id), *ws, id,
-                                         [](const store::key_value* kv) -> result<bool> { return kv == nullptr; });
-      if (!told) co_return told.error();
-    }
+    // With a board, the wait ends once the board has the verdict too (the
+    // waiter then reads a task that says what the verdict says): an update
+    // the deciding gate has not made yet (it is on its way, or that gate
+    // died or failed to make it), this one makes (the same update, once
+    // either way), never waiting on another process for it.
+    if (options_.board)
+      if (auto r = tell_board_if_pending(id); !r) co_return r.error();
     co_return std::move(*decided);
   }
 
