@@ -7,6 +7,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <doctest/doctest.h>
 
@@ -224,4 +225,37 @@ TEST_CASE("gate.async.a_blocking_check_runs_asynchronously_and_one_of_neither_ki
   waiting<gate::check_result> r2;
   nothing.async_run(fx.dir.path(), {}, r2.handler());
   CHECK_FALSE(r2.get().has_value());
+}
+
+// A deciding gate that recorded its verdict but never told the board (it
+// died, or its board update failed) must not leave a waiter stuck: the wait
+// makes the pending update itself, and the task says what the verdict says.
+TEST_CASE("gate.async.a_wait_makes_a_board_update_the_deciding_gate_left_pending") {
+  gate_fixture fx;
+  board::task_board board(*fx.store);
+  REQUIRE(board.propose(board::task{.id = task_id{"t1"}, .title = "t1"}).has_value());
+  auto lease = fx.store->grant(std::chrono::seconds(30)).value();
+  REQUIRE(board.claim(worker_id{"w1"}, lease).value().has_value());
+  REQUIRE(board.submit(task_id{"t1"}, worker_id{"w1"}, json::object{{"change", "t1-1-0"}}).has_value());
+  auto g = fx.open_gate({.mode = gate::policy::serial, .board = &board});
+
+  // What a deciding gate writes in one transaction, before it tells the board.
+  gate::change_verdict v{.change_id = "t1-1-0", .kind = gate::verdict_kind::checks_failed, .detail = "'make': exit 2"};
+  auto verdict = json::serialize(json::value_from(v));
+  REQUIRE(fx.store
+              ->commit(store::txn()
+                           .put("gate/main/verdict/t1-1-0", verdict)
+                           .put("gate/main/board_pending/t1-1-0",
+                                json::serialize(json::object{{"task", "t1"}, {"verdict", json::value_from(v)}})))
+              .value()
+              .succeeded);
+  REQUIRE(board.get(task_id{"t1"}).value().value().state == board::task_state::submitted);
+
+  waiting<gate::change_verdict> w;
+  g->async_wait_verdict("t1-1-0", w.handler());
+  auto got = w.get();
+  REQUIRE_MESSAGE(got.has_value(), got.error().message());
+  CHECK(got->kind == gate::verdict_kind::checks_failed);
+  CHECK(board.get(task_id{"t1"}).value().value().state == board::task_state::rejected);
+  CHECK_FALSE(fx.store->get("gate/main/board_pending/t1-1-0").value().has_value());
 }
