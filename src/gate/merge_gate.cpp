@@ -14,6 +14,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 
 #include <mutex>
@@ -672,8 +673,8 @@ public:
   /// What a wait's cancellation reaches: the watcher it waits on.
   struct wait_state {
     std::mutex m;
-    bool canceled = false;
-    store::watcher* watcher = nullptr;
+    std::atomic<bool> canceled{false};
+    store::watcher* watcher = nullptr;  // m
     void cancel() {
       std::lock_guard lk(m);
       canceled = true;
@@ -687,7 +688,7 @@ public:
                                              id));
   }
 
-  /// The verdict stored under `key` in `kvs` (a range's or a watch's), if final.
+  /// The verdict a key-value holds (from a range or a watch), if it is final.
   static result<std::optional<change_verdict>> final_in(const store::key_value& kv) {
     auto j = parse_json(kv.value);
     if (!j) return j.error();
