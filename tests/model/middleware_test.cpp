@@ -62,7 +62,12 @@ protected:
     }
     auto timer = std::make_shared<asio::steady_timer>(ex_, s.delay);
     auto slot = asio::get_associated_cancellation_slot(handler);
-    if (slot.is_connected()) slot.assign([timer](asio::cancellation_type) { timer->cancel(); });
+    // The slot's handler must not own the timer: the caller's cancellation
+    // signal may outlive this operation (and the io_context the timer is on).
+    if (slot.is_connected())
+      slot.assign([weak = std::weak_ptr<asio::steady_timer>(timer)](asio::cancellation_type) {
+        if (auto t = weak.lock()) t->cancel();
+      });
     if (s.delta_first && on_delta) on_delta({model::delta::text, 0, "partial", {}, {}});
     timer->async_wait([this, timer, s = std::move(s), on_delta, h = std::move(handler)](
                           boost::system::error_code ec) mutable {
