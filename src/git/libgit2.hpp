@@ -29,6 +29,7 @@ using diff_ptr = handle<git_diff, git_diff_free>;
 using patch_ptr = handle<git_patch, git_patch_free>;
 using signature_ptr = handle<git_signature, git_signature_free>;
 using odb_ptr = handle<git_odb, git_odb_free>;
+using revwalk_ptr = handle<git_revwalk, git_revwalk_free>;
 
 inline git_oid to_git(const oid& o) {
   git_oid g;

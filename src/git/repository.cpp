@@ -495,11 +495,26 @@ result<bool> repository::is_ancestor(const oid& ancestor, const oid& descendant)
     odb_ptr odb(raw);
     if (!git_odb_exists(odb.get(), &a)) return false;  // (it looks again after a refresh of the packs)
   }
-  int rc = git_graph_descendant_of(impl_->repo.get(), &d, &a);
-  if (rc < 0)
+  // The commits reachable from `ancestor` and not from `descendant` (git's
+  // `rev-list ancestor ^descendant`): none when it is an ancestor. Not
+  // git_graph_descendant_of: its merge-base walk, to say no, can walk a whole
+  // history of commits made in the same second (a swarm's), which it did
+  // on a gate's every submission (up to 1.5 s on 80,000 commits); this walk
+  // goes little further than the commits between the two.
+  auto failed = [&](int rc) {
     return result<bool>(boost::system::in_place_error,
                         last_error(rc, fmt::format("is {} an ancestor of {}", ancestor.hex(), descendant.hex())));
-  return rc == 1;
+  };
+  git_revwalk* raw = nullptr;
+  if (int rc = git_revwalk_new(&raw, impl_->repo.get()); rc < 0) return failed(rc);
+  revwalk_ptr walk(raw);
+  if (int rc = git_revwalk_push(walk.get(), &a); rc < 0) return failed(rc);
+  if (int rc = git_revwalk_hide(walk.get(), &d); rc < 0) return failed(rc);
+  git_oid first;
+  int rc = git_revwalk_next(&first, walk.get());
+  if (rc == GIT_ITEROVER) return true;
+  if (rc < 0) return failed(rc);
+  return false;
 }
 
 result<std::vector<std::string>> repository::list_files(const oid& commit_or_tree) {

@@ -1,8 +1,10 @@
 #include "git/git_fixture.hpp"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -55,6 +57,48 @@ TEST_CASE("git.repository.commits_trees_and_refs") {
   auto bad = fx.repo.resolve("refs/heads/none");
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message().find("refs/heads/none") != std::string::npos);
+}
+
+// A swarm's history: every commit in the same second, a merge commit per
+// landed change, each change based on a tip a few merges old. is_ancestor
+// must answer what git answers for every pair (it walks commits, and commit
+// dates that tie are where a walk's order goes wrong).
+TEST_CASE("git.repository.is_ancestor_agrees_with_git_on_a_swarms_history") {
+  git_fixture fx;
+  std::vector<git::oid> tips{fx.commit(std::nullopt, {{"f.txt", file_spec{"0\n"}}}, "root")};
+  std::vector<git::oid> all = tips;
+  std::mt19937 rng(5);
+  for (int i = 1; i <= 40; ++i) {
+    auto behind = std::uniform_int_distribution<std::size_t>(0, std::min<std::size_t>(5, tips.size() - 1))(rng);
+    auto base = tips[tips.size() - 1 - behind];
+    auto change = fx.commit(base, {{fmt::format("f{}.txt", i), file_spec{"x\n"}}}, fmt::format("change {}", i));
+    auto tree = fx.repo.commit_tree(change).value();
+    auto merge = fx.repo.create_commit(tree, {tips.back(), change}, fmt::format("merge {}", i), fx.sig).value();
+    tips.push_back(merge);
+    all.push_back(change);
+    all.push_back(merge);
+  }
+  std::map<git::oid, std::set<std::string>> reachable;  // by git rev-list
+  for (const auto& c : all) {
+    std::istringstream in(fx.git("rev-list " + c.hex()).out);
+    for (std::string line; std::getline(in, line);) reachable[c].insert(line);
+  }
+  int yes = 0;
+  for (const auto& a : all)
+    for (const auto& d : all) {
+      bool git_says = reachable[d].contains(a.hex());
+      auto mine = fx.repo.is_ancestor(a, d);
+      REQUIRE(mine.has_value());
+      CHECK_MESSAGE(*mine == git_says, a.hex() << " ancestor of " << d.hex() << ": git says " << git_says);
+      yes += git_says;
+    }
+  CHECK(yes > static_cast<int>(all.size()));  // both answers are exercised
+  CHECK(yes < static_cast<int>(all.size() * all.size()) / 2 + static_cast<int>(all.size()));
+  // A commit this repository does not have is nobody's ancestor; a missing
+  // descendant is an error.
+  auto unknown = git::oid::from_hex(std::string(40, '7')).value();
+  CHECK_FALSE(fx.repo.is_ancestor(unknown, tips.back()).value());
+  CHECK_FALSE(fx.repo.is_ancestor(tips.front(), unknown).has_value());
 }
 
 TEST_CASE("git.repository.diff_statistics") {
