@@ -262,12 +262,14 @@ public:
   // - empty files are never paired (git: rename_empty is off for merges);
   // - identical contents first, a link only with a link, a file with a file,
   //   the same basename preferred;
-  // - then similar contents, regular files only, at least 50% by git's
-  //   measure (chunks of up to 64 bytes ending at a newline, CR of CRLF
-  //   ignored in text), only for sources the other side touched (a rename
-  //   no change of the other side meets makes no difference to the merge),
-  //   the best pairs first, within git's merge rename limit (7000).
-  result<std::map<std::string, std::string>> renames(const change_map& side, const change_map& other) {
+  // - then, for sources the other side touched (a rename no change of the
+  //   other side meets makes no difference to the merge), regular files only,
+  //   by git's measure of similarity (chunks of up to 64 bytes ending at a
+  //   newline, CR of CRLF ignored in text): first the basename pass (below),
+  //   then the best pairs at least 50% similar, within git's merge rename
+  //   limit (7000).
+  result<std::map<std::string, std::string>> renames(const change_map& side, const change_map& other,
+                                                     const git_tree* side_tree) {
     static const oid empty_blob = oid::from_hex("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391").value();
     auto candidate = [&](const std::optional<tree_entry>& e) {
       return e && (is_file(*e) || e->mode == file_mode::link) && e->id != empty_blob;
@@ -279,7 +281,6 @@ public:
     }
     std::map<std::string, std::string> out;
     if (sources.empty() || dests.empty()) return out;
-    auto basename = [](std::string_view p) { return p.substr(p.rfind('/') + 1); };
     auto is_link = [](const tree_entry& e) { return e.mode == file_mode::link; };
     std::vector<bool> src_used(sources.size()), dst_used(dests.size());
     // Identical contents.
@@ -292,14 +293,15 @@ public:
       for (auto it = lo; it != hi; ++it) {
         std::size_t i = it->second;
         if (src_used[i] || is_link(*sources[i]->second.before) != is_link(after)) continue;
-        if (!best || (basename(sources[i]->first) == basename(dests[d]->first) &&
-                      basename(sources[*best]->first) != basename(dests[d]->first)))
+        if (!best || (basename_of(sources[i]->first) == basename_of(dests[d]->first) &&
+                      basename_of(sources[*best]->first) != basename_of(dests[d]->first)))
           best = i;
       }
       if (!best) continue;
       src_used[*best] = dst_used[d] = true;
       out[sources[*best]->first] = dests[d]->first;
     }
+    if (auto e = basename_matches(sources, dests, src_used, dst_used, other, side_tree, out)) return e;
     // Similar contents: relevant regular files only.
     std::vector<std::size_t> srcs, dsts;
     for (std::size_t i = 0; i < sources.size(); ++i)
@@ -321,7 +323,7 @@ public:
         auto sc = rename_score(sources[i]->second.before->id, dests[d]->second.after->id);
         if (!sc) return sc.error();
         if (*sc < min_rename_score) continue;
-        mine.push_back({*sc, basename(sources[i]->first) == basename(dests[d]->first), d, i});
+        mine.push_back({*sc, basename_of(sources[i]->first) == basename_of(dests[d]->first), d, i});
       }
       std::sort(mine.begin(), mine.end(), [](const scored& a, const scored& b) {
         return std::tie(b.score, b.same_name, a.src) < std::tie(a.score, a.same_name, b.src);
@@ -338,6 +340,92 @@ public:
       out[sources[p.src]->first] = dests[p.dst]->first;
     }
     return out;
+  }
+
+  using entries = std::vector<const change_map::value_type*>;
+  static std::string_view basename_of(std::string_view p) { return p.substr(p.rfind('/') + 1); }
+  static std::string_view dirname_of(std::string_view p) {
+    auto slash = p.rfind('/');
+    return slash == std::string_view::npos ? std::string_view() : p.substr(0, slash);
+  }
+
+  // git's hint for a basename that is not unique (diffcore-rename's
+  // dir_rename_guess): for each directory this side removed, the directory
+  // most of its exactly renamed files went to (a tie: the first by name).
+  static std::map<std::string, std::string, std::less<>> rename_guesses(const std::map<std::string, std::string>& exact,
+                                                                       const git_tree* side) {
+    std::map<std::string, std::map<std::string, int>, std::less<>> counts;
+    std::map<std::string, bool, std::less<>> removed;
+    for (const auto& [from, to] : exact) {
+      auto dir = dirname_of(from);
+      if (dir.empty()) continue;
+      auto known = removed.find(dir);
+      if (known == removed.end()) {
+        git_tree_entry* kept = nullptr;
+        bool gone = !side || git_tree_entry_bypath(&kept, side, std::string(dir).c_str()) != 0;
+        if (kept) git_tree_entry_free(kept);
+        known = removed.emplace(std::string(dir), gone).first;
+      }
+      if (known->second) ++counts[std::string(dir)][std::string(dirname_of(to))];
+    }
+    std::map<std::string, std::string, std::less<>> out;
+    for (const auto& [dir, to] : counts) {
+      auto best = std::max_element(to.begin(), to.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+      out.emplace(dir, best->first);
+    }
+    return out;
+  }
+
+  // git's basename pass (diffcore-rename's find_basename_matches), between
+  // the exact renames and the matrix: a source the other side touched is
+  // paired with the destination of its basename when that basename is unique
+  // among the remaining sources (all of them, touched or not) and among the
+  // remaining destinations, or else with the file of its basename in the
+  // directory rename_guesses() names for its own, if they are at least 75%
+  // similar; such a pair is made before, and so instead of, a better-scored
+  // one of another name.
+  error_info basename_matches(const entries& sources, const entries& dests, std::vector<bool>& src_used,
+                              std::vector<bool>& dst_used, const change_map& other, const git_tree* side,
+                              std::map<std::string, std::string>& out) {
+    constexpr int min_basename_score = min_rename_score + (max_rename_score - min_rename_score) / 2;
+    constexpr std::ptrdiff_t shared = -1;  // the basename is not unique
+    std::unordered_map<std::string_view, std::ptrdiff_t> src_base, dst_base;
+    std::unordered_map<std::string_view, std::size_t> dst_at;
+    auto note = [](auto& by_base, std::string_view base, std::size_t i) {
+      auto [it, fresh] = by_base.try_emplace(base, static_cast<std::ptrdiff_t>(i));
+      if (!fresh) it->second = shared;
+    };
+    for (std::size_t i = 0; i < sources.size(); ++i)
+      if (!src_used[i]) note(src_base, basename_of(sources[i]->first), i);
+    for (std::size_t d = 0; d < dests.size(); ++d)
+      if (!dst_used[d]) {
+        note(dst_base, basename_of(dests[d]->first), d);
+        dst_at.emplace(dests[d]->first, d);
+      }
+    const auto guesses = rename_guesses(out, side);
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+      if (src_used[i] || !other.contains(sources[i]->first)) continue;
+      auto base = basename_of(sources[i]->first);
+      auto named = dst_base.find(base);
+      if (named == dst_base.end()) continue;
+      std::ptrdiff_t d = named->second;
+      if (d == shared || src_base[base] == shared) {
+        d = shared;
+        if (auto g = guesses.find(dirname_of(sources[i]->first)); g != guesses.end())
+          if (auto at = dst_at.find(g->second + "/" + std::string(base)); at != dst_at.end())
+            d = static_cast<std::ptrdiff_t>(at->second);
+      }
+      if (d == shared || dst_used[d]) continue;
+      const auto& from = *sources[i]->second.before;
+      const auto& to = *dests[d]->second.after;
+      if (!is_file(from) || !is_file(to)) continue;  // git scores other kinds 0
+      auto sc = rename_score(from.id, to.id);
+      if (!sc) return sc.error();
+      if (*sc < min_basename_score) continue;
+      src_used[i] = dst_used[d] = true;
+      out[sources[i]->first] = dests[d]->first;
+    }
+    return {};
   }
 
   // Directories one side renamed (git's directory-rename detection): a
@@ -528,9 +616,9 @@ public:
     repository::impl::dir_map O_dirs, T_dirs;
     if (auto e = r_.collect(bt->get(), ot->get(), "", O, &O_dirs)) return e;
     if (auto e = r_.collect(bt->get(), tt->get(), "", T, &T_dirs)) return e;
-    auto rn_o = renames(O, T);
+    auto rn_o = renames(O, T, ot->get());
     if (!rn_o) return rn_o.error();
-    auto rn_t = renames(T, O);
+    auto rn_t = renames(T, O, tt->get());
     if (!rn_t) return rn_t.error();
 
     std::map<std::string, std::optional<tree_entry>> result;  // changes to ours' tree

@@ -240,6 +240,48 @@ std::vector<scenario> rename_fidelity_scenarios() {
     renamed_in.theirs = {{"keep.txt", std::nullopt}, {"old/keep.txt", f("keep\n")}};
     v.push_back(renamed_in);
   }
+  // git's basename pass (diffcore-rename's find_basename_matches): after the
+  // exact renames, a source and a destination whose basename is unique among
+  // the remaining ones on both sides pair at 75% similarity, before (and so
+  // instead of) a better-scored destination of another name.
+  auto near = [](const std::string& tag, std::set<int> changed) {  // 20 lines, `changed` rewritten, same lengths
+    std::string s;
+    for (int i = 0; i < 20; ++i)
+      s += changed.contains(i) ? fmt::format("LINE {} OF {}\n", i, tag) : fmt::format("line {} of {}\n", i, tag);
+    return s;
+  };
+  const auto x = lines("x", 20), theirs_x = lines("x", 20, 15, "theirs edit");
+  v.push_back({"clean: a unique basename at 85% wins over another name at 95%",
+               {{"a/x.c", f(x)}, {"a/keep.c", f("keep\n")}},
+               {{"a/x.c", std::nullopt}, {"b/x.c", f(near("x", {0, 1, 2}))}, {"b/y.c", f(near("x", {0}))}},
+               {{"a/x.c", f(theirs_x)}}});
+  v.push_back({"clean: a unique basename below 75% leaves the pairing to the best score",
+               {{"a/x.c", f(x)}, {"a/keep.c", f("keep\n")}},
+               {{"a/x.c", std::nullopt}, {"b/x.c", f(near("x", {0, 1, 2, 3, 4, 5, 6}))}, {"b/y.c", f(near("x", {0}))}},
+               {{"a/x.c", f(theirs_x)}}});
+  v.push_back({"clean: a basename another remaining source shares is not unique (even a source the other side left alone)",
+               {{"a/x.c", f(x)}, {"c/x.c", f(lines("other x", 20))}, {"a/keep.c", f("keep\n")}, {"c/keep.c", f("keep c\n")}},
+               {{"a/x.c", std::nullopt}, {"c/x.c", std::nullopt}, {"b/x.c", f(near("x", {0, 1, 2}))}, {"b/y.c", f(near("x", {0}))}},
+               {{"a/x.c", f(theirs_x)}}});
+  // A basename that is not unique: where the exact renames say its directory
+  // went (a directory this side removed), a file of that name is tried first.
+  {
+    scenario sc{"clean: sources of one basename, the directory's exact renames point at the destination", {}, {}, {}};
+    sc.base = {{"a/Makefile", f(x)}, {"a/one.c", f(lines("one"))}, {"a/two.c", f(lines("two"))},
+               {"c/Makefile", f(lines("c make", 20))}, {"c/k.c", f(lines("k"))}};
+    sc.ours = {{"a/Makefile", std::nullopt}, {"a/one.c", std::nullopt}, {"a/two.c", std::nullopt},
+               {"z/one.c", f(lines("one"))}, {"z/two.c", f(lines("two"))}, {"z/Makefile", f(near("x", {0, 1, 2}))},
+               {"z/rules.mk", f(near("x", {0}))}, {"c/Makefile", std::nullopt}};
+    sc.theirs = {{"a/Makefile", f(theirs_x)}};
+    v.push_back(sc);
+    scenario two_dests = sc;
+    two_dests.name = "clean: destinations of one basename, the directory's exact renames point at one of them";
+    two_dests.base.erase("c/Makefile");
+    two_dests.ours.erase("c/Makefile");
+    two_dests.ours.erase("z/rules.mk");
+    two_dests.ours["q/Makefile"] = f(near("x", {0}));
+    v.push_back(two_dests);
+  }
   // A directory of hundreds of files moved and edited on one side, some of
   // them edited elsewhere on the other: git follows every rename.
   {
