@@ -26,7 +26,19 @@ install(FILES ${PROJECT_BINARY_DIR}/agentcoreConfig.cmake
               ${PROJECT_BINARY_DIR}/agentcoreConfigVersion.cmake
         DESTINATION ${AGENTCORE_CMAKE_DIR})
 
-# pkg-config: the prefix is written in at configure time; relocating the
-# install tree means passing --define-prefix to pkg-config.
+# pkg-config: the prefix is found from the .pc file's own place (${pcfiledir}),
+# so an install tree can move, and `cmake --install --prefix` gets a .pc that
+# is right for where it put it.
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" OR IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(AGENTCORE_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+  set(AGENTCORE_PC_LIBDIR "${CMAKE_INSTALL_FULL_LIBDIR}")
+  set(AGENTCORE_PC_INCLUDEDIR "${CMAKE_INSTALL_FULL_INCLUDEDIR}")
+else()
+  file(RELATIVE_PATH _agentcore_pc_up "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
+  string(REGEX REPLACE "/$" "" _agentcore_pc_up "${_agentcore_pc_up}")
+  set(AGENTCORE_PC_PREFIX "\${pcfiledir}/${_agentcore_pc_up}")
+  set(AGENTCORE_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+  set(AGENTCORE_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
 configure_file(cmake/agentcore.pc.in ${PROJECT_BINARY_DIR}/agentcore.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/agentcore.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

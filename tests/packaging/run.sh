@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Packaging test: installs agentcore into a scratch prefix, then builds and runs
 # tests/packaging/consumer against it three ways, as a host would:
-#   (a) build + install agentcore (tests, examples, bench off) into <scratch>/prefix
+#   (a) install agentcore into <scratch>/prefix: from <build-tree> when given
+#       (the tree the test is registered in, already built: one build of the
+#       library fewer), else built here with tests, examples and bench off
 #   (b) consumer via find_package(agentcore), CMAKE_PREFIX_PATH=<scratch>/prefix
 #   (c) consumer via add_subdirectory(<source-dir>)
 #   (d) consumer via pkg-config, compiled with plain c++ against the prefix
 # Stops at the first failure with a message naming the step.
 #
-# usage: tests/packaging/run.sh <agentcore-source-dir> <scratch-dir>
+# usage: tests/packaging/run.sh <agentcore-source-dir> <scratch-dir> [<build-tree>]
 # env:   CXX (compiler, default c++), AGENTCORE_JOBS (build jobs, default 2)
 set -euo pipefail
 
-if (($# != 2)); then
-  echo "usage: $0 <agentcore-source-dir> <scratch-dir>" >&2
+if (($# != 2 && $# != 3)); then
+  echo "usage: $0 <agentcore-source-dir> <scratch-dir> [<build-tree>]" >&2
   exit 2
 fi
 src=$(cd "$1" && pwd)
 mkdir -p "$2"
 scratch=$(cd "$2" && pwd)
+tree=${3:+$(cd "$3" && pwd)}
 jobs=${AGENTCORE_JOBS:-2}
 consumer=$src/tests/packaging/consumer
 prefix=$scratch/prefix
@@ -48,15 +51,21 @@ begin() {
 rm -rf "$prefix" "$scratch/agentcore-build" "$scratch/consumer-find_package" \
   "$scratch/consumer-subdirectory" "$scratch/pkgconfig"
 
-begin "(a) build and install agentcore into ${prefix}"
-cmake -S "$src" -B "$scratch/agentcore-build" "${generator[@]}" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_INSTALL_PREFIX="$prefix" \
-  -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF \
-  -DAGENTCORE_INSTALL=ON -DAGENTCORE_SANITIZE=OFF ||
-  fail "configuring agentcore failed"
-cmake --build "$scratch/agentcore-build" -j "$jobs" || fail "building agentcore failed"
-cmake --install "$scratch/agentcore-build" || fail "installing agentcore failed"
+if [[ -n $tree ]]; then
+  begin "(a) install agentcore from ${tree} into ${prefix}"
+  [[ -f $tree/CMakeCache.txt ]] || fail "${tree} is not a CMake build tree"
+  cmake --install "$tree" --prefix "$prefix" || fail "installing agentcore from ${tree} failed"
+else
+  begin "(a) build and install agentcore into ${prefix}"
+  cmake -S "$src" -B "$scratch/agentcore-build" "${generator[@]}" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$prefix" \
+    -DAGENTCORE_BUILD_TESTS=OFF -DAGENTCORE_BUILD_EXAMPLES=OFF -DAGENTCORE_BUILD_BENCH=OFF \
+    -DAGENTCORE_INSTALL=ON -DAGENTCORE_SANITIZE=OFF ||
+    fail "configuring agentcore failed"
+  cmake --build "$scratch/agentcore-build" -j "$jobs" || fail "building agentcore failed"
+  cmake --install "$scratch/agentcore-build" || fail "installing agentcore failed"
+fi
 config=$(find "$prefix" -name agentcoreConfig.cmake -print -quit)
 [[ -n $config ]] || fail "no agentcoreConfig.cmake under ${prefix}"
 [[ -f $prefix/include/agentcore/store/memory_store.hpp ]] || fail "headers not installed under ${prefix}/include"
@@ -90,8 +99,11 @@ pc=$(find "$prefix" -name agentcore.pc -print -quit)
 PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 export PKG_CONFIG_PATH
 pkg-config --exists --print-errors agentcore || fail "pkg-config cannot use ${pc}"
+# The .pc file names its prefix relative to itself (${pcfiledir}), so an
+# install tree can move: it must resolve to where it was installed.
 pc_prefix=$(pkg-config --variable=prefix agentcore)
-[[ $pc_prefix == "$prefix" ]] || fail "agentcore.pc says prefix=${pc_prefix}, expected ${prefix}"
+[[ -d $pc_prefix && $(cd "$pc_prefix" && pwd -P) == $(cd "$prefix" && pwd -P) ]] ||
+  fail "agentcore.pc says prefix=${pc_prefix}, which is not ${prefix}"
 mkdir -p "$scratch/pkgconfig"
 # shellcheck disable=SC2046  # pkg-config's output is meant to be word-split
 "$cxx" -O1 "$consumer/main.cpp" -o "$scratch/pkgconfig/agentcore-consumer" $(pkg-config --cflags --libs agentcore) ||
