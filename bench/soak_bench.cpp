@@ -30,6 +30,8 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdlib>
 #include <fstream>
 #include <malloc.h>
@@ -38,6 +40,7 @@
 #include <spawn.h>
 #include <cstring>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 extern char** environ;
@@ -255,30 +258,67 @@ soak_figures long_run(const fs::path& dir, std::size_t first, std::size_t total)
   std::vector<std::pair<double, double>> rss_samples, heap_samples;
   const std::size_t step = std::max<std::size_t>(500, (total - first) / 30);
   auto t0 = steady::now();
+  // The samples are taken on a thread of their own: malloc_trim walks every
+  // arena, and on the swarm's threads it stalled them long enough for
+  // 2-second leases to expire now and then.
+  std::condition_variable wake;
+  std::deque<std::size_t> due;
+  bool sampling_done = false;
+  std::thread sampler([&] {
+    for (;;) {
+      std::size_t n = 0;
+      {
+        std::unique_lock lock(samples_mutex);
+        wake.wait(lock, [&] { return sampling_done || !due.empty(); });
+        if (due.empty()) return;
+        n = due.front();
+        due.pop_front();
+      }
+      ::malloc_trim(0);
+      auto rss = rss_kib();
+      auto heap = heap_in_use_kib();
+      if (n == first) rss_first = rss;
+      {
+        std::lock_guard lock(samples_mutex);
+        rss_samples.emplace_back(static_cast<double>(n), static_cast<double>(rss));
+        heap_samples.emplace_back(static_cast<double>(n), static_cast<double>(heap));
+      }
+      if (n == first || (n - first) % (step * 5) == 0) {
+        fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", n,
+                   seconds_since(t0), rss, heap);
+        if (std::getenv("AGENTCORE_SOAK_ARENAS"))  // each arena's size/free, MiB
+          fmt::print(stderr, "    arenas:{}\n   {}\n", arena_summary(), rss_kinds());
+      }
+    }
+  });
+  auto stop_sampling = [&] {
+    {
+      std::lock_guard lock(samples_mutex);
+      sampling_done = true;
+    }
+    wake.notify_all();
+    if (sampler.joinable()) sampler.join();
+  };
+  struct at_exit {
+    decltype(stop_sampling)& f;
+    ~at_exit() { f(); }
+  } join_sampler{stop_sampling};
   auto sub = s->events().subscribe<board::task_transition>([&](const board::task_transition& t) {
     if (t.to != board::task_state::merged) return;
     auto n = ++merged;
     if (n < first || (n - first) % step != 0) return;
-    ::malloc_trim(0);
-    auto rss = rss_kib();
-    auto heap = heap_in_use_kib();
-    if (n == first) rss_first = rss;
     {
       std::lock_guard lock(samples_mutex);
-      rss_samples.emplace_back(static_cast<double>(n), static_cast<double>(rss));
-      heap_samples.emplace_back(static_cast<double>(n), static_cast<double>(heap));
+      due.push_back(n);
     }
-    if (n == first || (n - first) % (step * 5) == 0) {
-      fmt::print(stderr, "  {} lifecycles in {:.1f} s, RSS {} KiB (trimmed), heap in use {} KiB (all arenas)\n", n,
-                 seconds_since(t0), rss, heap);
-      if (std::getenv("AGENTCORE_SOAK_ARENAS"))  // each arena's size/free, MiB
-        fmt::print(stderr, "    arenas:{}\n   {}\n", arena_summary(), rss_kinds());
-    }
+    wake.notify_one();
   });
   auto errors = s->events().subscribe<runtime::swarm_event>([](const runtime::swarm_event& e) {
     if (e.what == "error") fmt::print(stderr, "  soak: {}\n", e.detail);
   });
-  auto r = check(s->run(), "soak: run");
+  auto ran = s->run();
+  stop_sampling();
+  auto r = check(std::move(ran), "soak: run");
   // For a heap profiler: end here with the swarm still alive, so that all it
   // holds shows as not freed (compare the profiles of two run lengths).
   auto end_sample = [&] {
