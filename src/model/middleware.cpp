@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <deque>
+#include <optional>
 #include <random>
 
 namespace agentcore::model {
@@ -49,12 +50,18 @@ public:
   engine_kind engine() const override { return inner_->engine(); }
 
 protected:
+  // The call's state. Its timer goes when the call completes (finish()), not
+  // with the state: the state lives as long as the inner client's completion
+  // handler, which may be destroyed later on another thread, after the
+  // caller's io_context, and a timer must not outlive its io_context.
   struct state {
     state(std::shared_ptr<client> i, retry_options o, const asio::any_io_executor& ex)
-        : inner(std::move(i)), options(o), timer(ex) {}
+        : inner(std::move(i)), options(o) {
+      timer.emplace(ex);
+    }
     std::shared_ptr<client> inner;
     retry_options options;
-    asio::steady_timer timer;
+    std::optional<asio::steady_timer> timer;
     request req;
     delta_handler on_delta;
     handler_slot handler;
@@ -74,7 +81,7 @@ protected:
     if (st->outer.is_connected())
       st->outer.assign([st](asio::cancellation_type t) {
         st->canceled = true;
-        st->timer.cancel();
+        if (st->timer) st->timer->cancel();
         st->signal.emit(t);
       });
     start(st);
@@ -102,8 +109,8 @@ private:
         else delay = std::max(delay, *asked);
       }
       if (wait) {
-        st->timer.expires_after(delay);
-        st->timer.async_wait([st](boost::system::error_code ec) {
+        st->timer->expires_after(delay);
+        st->timer->async_wait([st](boost::system::error_code ec) {
           if (ec || st->canceled) return finish(st, canceled_error(st->inner->name()));
           start(st);
         });
@@ -126,6 +133,7 @@ private:
 
   static void finish(const std::shared_ptr<state>& st, result_type r) {
     if (st->outer.is_connected()) st->outer.clear();
+    st->timer.reset();
     complete(std::move(*st->handler), std::move(r));
   }
 
@@ -275,9 +283,15 @@ public:
   engine_kind engine() const override { return inner_->engine(); }
 
 protected:
+  // As retry_client's: the timers go when the call completes, not with the
+  // state, which the inner client's completion handler may keep past the
+  // caller's io_context.
   struct state {
-    explicit state(const asio::any_io_executor& ex) : total(ex), first(ex) {}
-    asio::steady_timer total, first;
+    explicit state(const asio::any_io_executor& ex) {
+      total.emplace(ex);
+      first.emplace(ex);
+    }
+    std::optional<asio::steady_timer> total, first;
     asio::cancellation_signal signal;
     asio::cancellation_slot outer;
     handler_slot handler;
@@ -299,12 +313,12 @@ protected:
       };
     };
     if (options_.total.count() > 0) {
-      st->total.expires_after(options_.total);
-      st->total.async_wait(expire("total"));
+      st->total->expires_after(options_.total);
+      st->total->async_wait(expire("total"));
     }
     if (options_.first_byte.count() > 0) {
-      st->first.expires_after(options_.first_byte);
-      st->first.async_wait(expire("first byte"));
+      st->first->expires_after(options_.first_byte);
+      st->first->async_wait(expire("first byte"));
     }
     delta_handler wrapped;
     if (on_delta)
@@ -317,8 +331,8 @@ protected:
     call(*inner_, std::move(req), std::move(wrapped),
          asio::bind_cancellation_slot(st->signal.slot(), [st, name, o](result_type r) {
            st->done = true;
-           st->total.cancel();
-           st->first.cancel();
+           st->total.reset();  // cancels its wait
+           st->first.reset();
            if (!st->expired.empty() && !r)
              r = net::fail(net::error::timed_out,
                            fmt::format("model: {}: no {} within {} ms", name,
