@@ -107,6 +107,60 @@ model::request ask(std::string role = "worker", std::string task = "") {
 
 }  // namespace
 
+namespace {
+
+// An inner client that keeps the delta handlers it was given after their
+// calls end (as a client keeping a connection's state may): whatever a
+// middleware's call keeps in them lives on, past the caller's io_context.
+class keeping_client final : public model::client {
+public:
+  std::string name() const override { return "keeping"; }
+  std::vector<model::delta_handler> kept;
+  std::atomic<int> unavailable{0};  ///< calls to fail first (retryable)
+
+protected:
+  void do_chat(model::request, model::delta_handler on_delta,
+               asio::any_completion_handler<model::chat_signature> handler) override {
+    if (on_delta) kept.push_back(std::move(on_delta));
+    if (unavailable > 0 && unavailable-- > 0) return complete(std::move(handler), status_error(model::error::unavailable));
+    complete(std::move(handler), answer());
+  }
+};
+
+}  // namespace
+
+// A call's timers (the retry's back-off, the time limits) go when the call
+// completes: the call's state may live on in the inner client's handlers,
+// after the io_context the timers were made on (under ASan, destroying such
+// a timer then was a heap-use-after-free: CI, retry_backs_off_...).
+TEST_CASE("model.middleware.a_calls_timers_go_when_it_completes") {
+  auto inner = std::make_shared<keeping_client>();
+  {
+    asio::io_context io;
+    // The retry waits once (a back-off timer that has waited is one whose
+    // destruction reaches its io_context's scheduler).
+    inner->unavailable = 1;
+    auto retried = model::with_retry(io.get_executor(), inner, {.initial_delay = milliseconds(1)});
+    auto timed = model::with_timeouts(io.get_executor(), inner, {.first_byte = milliseconds(10'000), .total = milliseconds(10'000)});
+    std::promise<model::result_type> a, b;
+    auto fa = a.get_future(), fb = b.get_future();
+    auto ignore = [](const model::delta&) {};
+    retried->async_stream(ask(), ignore, [&](model::result_type r) { a.set_value(std::move(r)); });
+    timed->async_stream(ask(), ignore, [&](model::result_type r) { b.set_value(std::move(r)); });
+    for (auto until = steady::now() + milliseconds(10'000);
+         steady::now() < until && (fa.wait_for(milliseconds(0)) != std::future_status::ready ||
+                                   fb.wait_for(milliseconds(0)) != std::future_status::ready);) {
+      io.restart();
+      io.run_for(milliseconds(5));
+    }
+    auto ra = fa.get(), rb = fb.get();
+    REQUIRE_MESSAGE(ra.has_value(), ra.error().message());
+    REQUIRE_MESSAGE(rb.has_value(), rb.error().message());
+    CHECK(inner->kept.size() == 3);
+  }  // the io_context is gone; the inner client still holds both calls' state
+  inner->kept.clear();
+}
+
 TEST_CASE("model.middleware.retry_backs_off_and_honours_retry_after") {
   io_thread io;
   auto inner = std::make_shared<scripted_client>(io.io.get_executor());
