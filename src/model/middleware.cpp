@@ -242,6 +242,10 @@ private:
                 {
                   std::lock_guard lock(s->mutex);
                   s->timer_armed = false;
+                  // Nothing is waiting now; cancel() says so to the timer,
+                  // whose destruction then leaves its io_context alone (the
+                  // limiter may be destroyed after it).
+                  s->timer.cancel();
                 }
                 pump(s);
               });
