@@ -235,15 +235,7 @@ merge_gate::impl::impl(store::store& s, git::worktree_pool& pool, gate_options o
   if (options_.leader_ttl.count() < 1) options_.leader_ttl = std::chrono::seconds(1);
 }
 
-merge_gate::impl::~impl() {
-  resign();
-  // Destroyed from a completion running on the gate's own pool: the pool
-  // cannot join the thread it runs on, so a thread of its own joins it once
-  // that completion has returned.
-  std::lock_guard lk(pool_mutex_);
-  if (own_pool_ && own_pool_->get_executor().running_in_this_thread())
-    std::thread([p = std::move(own_pool_)] { p->join(); }).detach();
-}
+merge_gate::impl::~impl() { resign(); }
 
 // --- the async operations ---
 

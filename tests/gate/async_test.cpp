@@ -259,29 +259,3 @@ TEST_CASE("gate.async.a_wait_makes_a_board_update_the_deciding_gate_left_pending
   CHECK(board.get(task_id{"t1"}).value().value().state == board::task_state::rejected);
   CHECK_FALSE(fx.store->get("gate/main/board_pending/t1-1-0").value().has_value());
 }
-
-// A host that ends with the gate's last completion destroys the gate there,
-// on a thread of the gate's own pool (no gate_options::blocking): the pool
-// cannot join the thread it runs on (under ASan: a use after free of the
-// pool's scheduler when the completion returned into it).
-TEST_CASE("gate.async.a_gate_destroyed_from_a_completion_on_its_own_pool") {
-  gate_fixture fx;
-  auto g = fx.open_gate();
-  auto expected = fx.main_tip();
-  std::promise<std::pair<bool, bool>> done;  // the tip was right; the gate was gone when the handler returned
-  auto f = done.get_future();
-  auto* raw = g.get();
-  raw->async_tip([&, gate = std::move(g)](result<git::oid> t) mutable {
-    bool right = t.has_value() && *t == expected;
-    gate.reset();  // ~merge_gate on the pool's own thread
-    done.set_value({right, gate == nullptr});
-  });
-  REQUIRE(f.wait_for(30s) == std::future_status::ready);
-  auto [right, gone] = f.get();
-  CHECK(right);
-  CHECK(gone);
-  // The gate's store and repository are usable after it: nothing of the
-  // gate holds them (a new gate opens and reads the same branch).
-  auto again = fx.open_gate();
-  CHECK(again->tip().value() == expected);
-}

@@ -172,9 +172,7 @@ public:
   using tip_signature = void(result<git::oid>);
 
   /// Opens the gate for `options.branch` of the repository. The store and the
-  /// pool must outlive the gate, and the gate its async operations: destroy
-  /// it when none is outstanding (from a completion handler is fine, also
-  /// one running on the gate's own pool).
+  /// pool must outlive the gate.
   static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
                                                   git::worktree_pool& pool, gate_options options);
   ~merge_gate();
