@@ -172,7 +172,10 @@ public:
   using tip_signature = void(result<git::oid>);
 
   /// Opens the gate for `options.branch` of the repository. The store and the
-  /// pool must outlive the gate.
+  /// pool must outlive the gate, and the gate its async operations: destroy
+  /// it when none is outstanding (a completion handler may: completions run
+  /// on the handler's executor, or the system executor, never the gate's own
+  /// pool).
   static result<std::unique_ptr<merge_gate>> open(const std::filesystem::path& repository, store::store& s,
                                                   git::worktree_pool& pool, gate_options options);
   ~merge_gate();
