@@ -18,6 +18,13 @@ using gate_detail::now_us;
 result<std::vector<merge_gate::impl::built>> merge_gate::impl::build_chain(git::oid tip, std::vector<item>& items,
                                                                            std::vector<change_verdict>& out) {
   std::vector<built> chain;
+  // An item that does not merge gets its verdict at once and drops out.
+  auto drop = [&](const item& it, change_verdict v) -> error_info {
+    auto d = decide(it.c, std::move(v), it.key);
+    if (!d) return d.error();
+    out.push_back(std::move(*d));
+    return {};
+  };
   for (auto& it : items) {
     git::merge_result m;
     std::vector<git::oid> parents{tip};
@@ -25,18 +32,14 @@ result<std::vector<merge_gate::impl::built>> merge_gate::impl::build_chain(git::
     if (it.c.revert_of) {
       auto ps = repo_.commit_parents(*it.c.revert_of);
       if (!ps || ps->empty()) {
-        auto v = decide(it.c, {it.c.id, verdict_kind::error,
-                               fmt::format("cannot revert {}: it cannot be read or has no parent", it.c.revert_of->hex())},
-                        it.key);
-        if (!v) return v.error();
-        out.push_back(std::move(*v));
+        if (auto e = drop(it, {it.c.id, verdict_kind::error,
+                               fmt::format("cannot revert {}: it cannot be read or has no parent", it.c.revert_of->hex())}))
+          return e;
         continue;
       }
       auto r = repo_.merge(*it.c.revert_of, tip, ps->front());
       if (!r) {
-        auto v = decide(it.c, {it.c.id, verdict_kind::error, r.error().message()}, it.key);
-        if (!v) return v.error();
-        out.push_back(std::move(*v));
+        if (auto e = drop(it, {it.c.id, verdict_kind::error, r.error().message()})) return e;
         continue;
       }
       m = std::move(*r);
@@ -44,9 +47,7 @@ result<std::vector<merge_gate::impl::built>> merge_gate::impl::build_chain(git::
     } else {
       auto r = repo_.merge(it.c.base, tip, it.c.head);
       if (!r) {
-        auto v = decide(it.c, {it.c.id, verdict_kind::error, r.error().message()}, it.key);
-        if (!v) return v.error();
-        out.push_back(std::move(*v));
+        if (auto e = drop(it, {it.c.id, verdict_kind::error, r.error().message()})) return e;
         continue;
       }
       m = std::move(*r);
@@ -58,9 +59,7 @@ result<std::vector<merge_gate::impl::built>> merge_gate::impl::build_chain(git::
       for (const auto& c : m.conflicts) v.paths.push_back(c.path);
       v.detail = fmt::format("{} conflicting paths, first '{}' ({})", m.conflicts.size(), m.conflicts[0].path,
                              git::to_string(m.conflicts[0].kind));
-      auto d = decide(it.c, std::move(v), it.key);
-      if (!d) return d.error();
-      out.push_back(std::move(*d));
+      if (auto e = drop(it, std::move(v))) return e;
       continue;
     }
     auto commit = repo_.create_commit(*m.tree, parents, message, options_.committer);
