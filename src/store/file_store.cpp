@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -256,16 +257,25 @@ public:
     if (ticket == 0) return {};
     // Waiters block on an atomic (a futex), not on mu_: waking dozens of
     // committers after each sync must not make them queue for the mutex
-    // the next commits need.
+    // the next commits need. There are two, one per parity of the batch
+    // number, so that the end of a sync wakes the committers it made
+    // durable, not also those waiting for the next one. A committer whose
+    // record the writer has not taken yet waits for the next batch; the
+    // writer publishes a batch (taken_mark_) before writing it, so a
+    // committer never waits for a batch that has come and gone (a stale
+    // read costs at most one early wake, after which it looks again).
     for (;;) {
-      auto epoch = epoch_.load(std::memory_order_acquire);
+      std::uint64_t mark = taken_mark_.load(std::memory_order_acquire);
+      std::uint64_t parity = (mark & 1) ^ (ticket > (mark >> 1) ? 1 : 0);
+      auto& slot = wake_[parity];
+      auto epoch = slot.load(std::memory_order_acquire);
       if (durable_atomic_.load(std::memory_order_acquire) >= ticket) return {};
       if (broken_.load(std::memory_order_acquire)) {
         std::lock_guard lk(mu_);
         if (durable_ >= ticket) return {};
         return failed_ ? failed_ : fail(error::closed, "store: closed before the commit was written");
       }
-      epoch_.wait(epoch, std::memory_order_acquire);
+      slot.wait(epoch, std::memory_order_acquire);
     }
   }
 
@@ -687,17 +697,60 @@ private:
 
   // Group commit: commits that arrive while a sync runs share the next one.
   // With many committers on few cores, the committers just acknowledged need
-  // a moment to come back with their next commit; taking the batch at once
-  // would sync a handful and leave the rest for another sync. So, when syncs
-  // are what acknowledgement waits for, wait until as many commits are
-  // pending as the last batch had, but no longer than about two syncs.
+  // a moment to come back with their next commit, and there are two ways to
+  // use that moment:
+  //   whole:     wait until as many commits are pending as the last batch
+  //              had (no longer than about two syncs), so that one sync
+  //              serves every committer; the CPU idles while it runs.
+  //   pipelined: wait for half as many, no longer than one sync, so that
+  //              half the committers compute while the other half's sync
+  //              runs; twice the syncs, each overlapped with work.
+  // With a fill time F (whole mode's wait) and a sync time S, a cycle takes
+  // F + S whole and max(2S, F) pipelined: pipelined wins when S < F, and by
+  // enough to pay for twice the syncs' fixed costs when S is not much
+  // smaller. Measured on this project's 2-core machine: on a real disk with
+  // 64 committers (F 201 us, S 177 us) pipelined makes 196,938 commits/s
+  // against 159,112; with 16 (F 82, S 158) whole, 59,398 against 46,809; on
+  // tmpfs (S 5-9 us) whole by far, as pipelined batches shrink to two or
+  // three commits. So the writer keeps S and F (measured in whole mode, and
+  // again every probe_every pipelined batches) and pipelines while
+  // F/3 <= S <= F.
   void linger(std::unique_lock<std::mutex>& lk) {
     if (options_.fsync != fsync_policy::always || last_batch_ <= 1) return;
+    auto& a = adapt_;
+    if (a.pipelined && ++a.since_probe < adaptive_state::probe_every) {
+      auto cap = std::clamp<std::chrono::steady_clock::duration>(last_write_, std::chrono::microseconds(20),
+                                                                 std::chrono::milliseconds(2));
+      sleep(lk, taken_ + std::max<std::uint64_t>(1, last_batch_ / 2), cap);
+      return;
+    }
+    if (a.pipelined) {
+      // A probe: one batch to gather the whole cohort (the last two
+      // batches), then one whose wait measures F.
+      a.pipelined = false;
+      a.since_probe = 0;
+      a.regroup = true;
+    }
+    std::uint64_t want = a.regroup ? last_batch_ + a.previous_batch : last_batch_;
     auto cap = std::clamp<std::chrono::steady_clock::duration>(2 * last_write_, std::chrono::microseconds(50),
                                                                std::chrono::milliseconds(2));
-    sleep(lk, taken_ + last_batch_, cap);
+    auto began = std::chrono::steady_clock::now();
+    bool filled = sleep(lk, taken_ + want, cap);
+    if (a.regroup) {
+      a.regroup = false;
+      return;
+    }
+    auto fill = std::chrono::steady_clock::now() - began;
+    if (!filled) return;  // committers slower than two syncs: whole
+    a.fill = a.fill.count() == 0 ? fill : (3 * a.fill + fill) / 4;
+    a.pipelined = 3 * a.sync >= a.fill && a.sync <= a.fill;
   }
 
+  /// After each batch's write: keeps the sync time (see linger).
+  void note_sync(std::chrono::steady_clock::duration took) {
+    auto& a = adapt_;
+    a.sync = a.sync.count() == 0 ? took : (7 * a.sync + took) / 8;
+  }
   bool has_work() const {
     return appended_.load() > taken_ || boundary_seq_.load() > boundaries_taken_ || stop_;
   }
@@ -715,9 +768,15 @@ private:
     return woke;
   }
 
+  /// Wakes the committers waiting for the batch of `parity` (after it is
+  /// durable), or all of them.
+  void wake_waiters(int parity) {
+    wake_[parity].fetch_add(1, std::memory_order_acq_rel);
+    wake_[parity].notify_all();
+  }
   void wake_waiters() {
-    epoch_.fetch_add(1, std::memory_order_acq_rel);
-    epoch_.notify_all();
+    wake_waiters(0);
+    wake_waiters(1);
   }
 
   void run() {
@@ -767,11 +826,15 @@ private:
         upto = appended_.load();
         boundaries_taken_ = boundary_seq_.load();
       });
+      adapt_.previous_batch = last_batch_;
       last_batch_ = std::max<std::uint64_t>(1, upto - taken_);
       taken_ = upto;
+      const int parity = static_cast<int>(++batches_ & 1);
+      taken_mark_.store(upto << 1 | static_cast<std::uint64_t>(parity), std::memory_order_release);
       auto t0 = std::chrono::steady_clock::now();
       error_info e = write_batch(buf, bounds);
       last_write_ = std::chrono::steady_clock::now() - t0;
+      note_sync(last_write_);
       lk.lock();
       if (e) {
         fail_locked(lk, std::move(e));
@@ -779,7 +842,7 @@ private:
       }
       durable_ = upto;
       durable_atomic_.store(upto, std::memory_order_release);
-      wake_waiters();
+      wake_waiters(parity);
       complete_waiters_locked(lk);
       durable_cv_.notify_all();
     }
@@ -846,12 +909,21 @@ private:
   std::atomic<bool> writer_waiting_{false};
   std::uint64_t snapshots_planned_ = 0;  // under the engine's lock
   // Writer thread only.
-  std::uint64_t taken_ = 0, boundaries_taken_ = 0, last_batch_ = 1;
+  std::uint64_t taken_ = 0, boundaries_taken_ = 0, last_batch_ = 1, batches_ = 0;
   std::chrono::steady_clock::duration last_write_{};
+  struct adaptive_state {  // see linger()
+    static constexpr int probe_every = 64;
+    bool pipelined = false, regroup = false;
+    int since_probe = 0;
+    std::uint64_t previous_batch = 0;
+    std::chrono::steady_clock::duration sync{}, fill{};  // moving averages
+  } adapt_;  // the writer thread's
   std::atomic<std::uint64_t> durable_atomic_{0};
+  // The newest batch the writer took: its last ticket << 1 | its parity.
+  std::atomic<std::uint64_t> taken_mark_{0};
   // int: libstdc++ waits on a 4-byte atomic directly with a futex; wider
   // types go through a shared mutex-and-condvar pool. Wrapping is harmless.
-  std::atomic<int> epoch_{0};
+  std::array<std::atomic<int>, 2> wake_{};
   std::atomic<bool> broken_{false};
   std::size_t segment_fill_ = 0, since_snapshot_ = 0;
   bool force_snapshot_ = false, stop_ = false, stopped_ = false, dirty_ = false;
