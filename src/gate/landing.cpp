@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 
 namespace agentcore::gate {
 
@@ -202,44 +203,56 @@ result<git::oid> merge_gate::impl::branch_tip() {
   return **tip;
 }
 
-/// serial and batch: land `items` with deep checks, bisecting on failure.
-result<void> merge_gate::impl::land(std::vector<item> items, std::vector<change_verdict>& out, int depth) {
-  for (int attempt = 0; attempt < 16 && !items.empty(); ++attempt) {
-    auto tip = repo_.ref_target(options_.branch);
+/// serial and batch: land `items` with deep checks, bisecting on failure
+/// (the decisions are batch_landing's; this carries them out with git, the
+/// checks and the store).
+result<void> merge_gate::impl::land(std::vector<item> items, std::vector<change_verdict>& out) {
+  std::map<std::string, item> by_id;
+  std::vector<std::string> order;
+  for (auto& it : items) {
+    order.push_back(it.c.id);
+    by_id.emplace(it.c.id, std::move(it));
+  }
+  batch_landing plan(std::move(order));
+  // The branch can move under a tested group (another writer of the
+  // branch); the group is then merged and tested again on the new tip, a
+  // bounded number of times: what is left stays queued for the next step.
+  int moves = 0;
+  while (auto group = plan.next()) {
+    auto tip = branch_tip();
     if (!tip) return tip.error();
-    if (!*tip) return fail(error::not_found, fmt::format("gate: branch '{}' does not exist", options_.branch));
-    auto chain = build_chain(**tip, items, out);
+    std::vector<item> members;
+    for (const auto& id : *group) members.push_back(by_id.at(id));
+    auto chain = build_chain(*tip, members, out);  // what does not merge gets its verdict here
     if (!chain) return chain.error();
-    if (chain->empty()) return {};
+    for (const auto& id : *group)
+      if (std::none_of(chain->begin(), chain->end(), [&](const built& b) { return b.it.c.id == id; })) plan.drop(id);
+    if (chain->empty()) continue;
     step("merged_in_memory", ids(*chain), chain->back().commit.hex());
     bool passed = false;
     auto checks = run_checks(options_.deep_checks, chain->back().commit, passed, options_.host_deep_checks);
     if (!checks) return checks.error();
-    if (!options_.deep_checks.empty() || !options_.host_deep_checks.empty()) step("deep_checks", ids(*chain), passed ? "passed" : "failed");
-    if (passed) {
-      auto moved = advance(**tip, *chain, out, false);
+    if (!options_.deep_checks.empty() || !options_.host_deep_checks.empty())
+      step("deep_checks", ids(*chain), passed ? "passed" : "failed");
+    auto o = plan.tested(passed);
+    if (!o.land.empty()) {
+      auto moved = advance(*tip, *chain, out, false);
       if (!moved) return moved.error();
-      if (*moved == landed::yes) return {};
-      items.clear();  // the branch moved: merge the same changes onto the new tip
-      for (auto& b : *chain) items.push_back(std::move(b.it));
-      continue;
-    }
-    if (chain->size() == 1) {
-      change_verdict v{chain->front().it.c.id, verdict_kind::deep_checks_failed, {}};
+      if (*moved == landed::branch_moved) {
+        if (++moves > 16) return {};
+        plan.retest(std::move(o.land));
+      }
+    } else if (o.reject) {
+      change_verdict v{*o.reject, verdict_kind::deep_checks_failed, {}};
       v.detail = fmt::format("'{}': {}", checks->back().command, checks->back().outcome());
       v.checks = std::move(*checks);
-      auto d = decide(chain->front().it.c, std::move(v), chain->front().it.key);
+      const item& failed = by_id.at(*o.reject);
+      auto d = decide(failed.c, std::move(v), failed.key);
       if (!d) return d.error();
       out.push_back(std::move(*d));
-      return {};
+    } else if (o.split) {
+      step("bisect", ids(*chain), fmt::format("{} changes failed together: splitting", chain->size()));
     }
-    step("bisect", ids(*chain), fmt::format("{} changes failed together: splitting", chain->size()));
-    // Bisect: land the first half (itself bisected if need be), then the rest.
-    std::vector<item> left, right;
-    for (std::size_t i = 0; i < chain->size(); ++i)
-      (i < chain->size() / 2 ? left : right).push_back(std::move((*chain)[i].it));
-    if (auto r = land(std::move(left), out, depth + 1); !r) return r;
-    return land(std::move(right), out, depth + 1);
   }
   return {};
 }
@@ -262,7 +275,7 @@ result<void> merge_gate::impl::land_optimistic(item it, std::vector<change_verdi
   }
   auto since = store_.range(since_green_prefix());
   if (!since) return since.error();
-  if (since->kvs.size() < std::max<std::size_t>(options_.optimistic_every, 1)) return {};
+  if (!policy_.check_due(since->kvs.size())) return {};
   return check_branch(out);
 }
 
@@ -285,18 +298,16 @@ result<void> merge_gate::impl::check_branch(std::vector<change_verdict>& out) {
     }
     if (since->kvs.empty()) return {};  // broken before any optimistic merge: nothing to revert
     // Bisect the merges since the last green commit for the first bad one.
-    std::size_t lo = 0, hi = since->kvs.size() - 1;
-    while (lo < hi) {
-      std::size_t mid = (lo + hi) / 2;
-      auto at = git::oid::from_hex(since->kvs[mid].value);
+    culprit_search search(since->kvs.size());
+    while (auto mid = search.probe()) {
+      auto at = git::oid::from_hex(since->kvs[*mid].value);
       if (!at) return at.error();
       bool ok = false;
       auto c = run_checks(options_.deep_checks, *at, ok, options_.host_deep_checks);
       if (!c) return c.error();
-      if (ok) lo = mid + 1;
-      else hi = mid;
+      search.tested(ok);
     }
-    const auto& culprit = since->kvs[lo];
+    const auto& culprit = since->kvs[search.culprit()];
     auto culprit_commit = git::oid::from_hex(culprit.value);
     if (!culprit_commit) return culprit_commit.error();
     std::string culprit_id = culprit.key.substr(culprit.key.rfind('/') + 1);
@@ -337,18 +348,17 @@ result<std::vector<change_verdict>> merge_gate::impl::run_once() {
   std::lock_guard lk(run_mutex_);
   if (auto r = ensure_leader(); !r) return r.error();
   if (auto r = sync_from_remote(); !r) return r.error();
-  std::size_t take = options_.mode == policy::batch ? std::max<std::size_t>(options_.batch_size, 1) : 1;
-  auto items = read_queue(take);
+  auto items = read_queue(policy_.most());
   if (!items) return items.error();
   std::vector<change_verdict> out;
   if (items->empty()) return out;
-  if (options_.mode == policy::batch && options_.batch_wait.count() > 0 && items->size() < take) {
-    // Not full yet: wait for company until the oldest has waited batch_wait.
-    auto now = std::chrono::steady_clock::now();
-    auto oldest = now;
-    for (const auto& it : *items) oldest = std::min(oldest, first_seen_.try_emplace(it.c.id, now).first->second);
-    if (now - oldest < options_.batch_wait) return out;
-  }
+  // How long the oldest has waited, as this gate saw them come (batch_wait).
+  auto now = std::chrono::steady_clock::now();
+  auto oldest = now;
+  for (const auto& it : *items) oldest = std::min(oldest, first_seen_.try_emplace(it.c.id, now).first->second);
+  std::size_t take = policy_.take(items->size(), std::chrono::duration_cast<std::chrono::milliseconds>(now - oldest));
+  if (take == 0) return out;
+  items->resize(take);
   for (const auto& it : *items) first_seen_.erase(it.c.id);
   if (options_.mode == policy::optimistic) {
     if (auto r = land_optimistic(std::move(items->front()), out); !r) return r.error();

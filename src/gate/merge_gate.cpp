@@ -220,7 +220,8 @@ void tag_invoke(json::value_from_tag, json::value& v, const branch_moved& e) {
 
 merge_gate::impl::impl(store::store& s, git::worktree_pool& pool, gate_options o, git::repository queue_repo,
                        git::repository submit_repo, git::repository tip_repo)
-    : store_(s), pool_(pool), options_(std::move(o)), repo_(std::move(queue_repo)), submit_repo_(std::move(submit_repo)),
+    : store_(s), pool_(pool), options_(std::move(o)), policy_(policy_of(options_)), repo_(std::move(queue_repo)),
+      submit_repo_(std::move(submit_repo)),
       tip_repo_(std::move(tip_repo)) {
   std::string name = options_.branch;
   if (name.starts_with("refs/heads/")) name = name.substr(11);

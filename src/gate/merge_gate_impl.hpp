@@ -10,6 +10,7 @@
 #pragma once
 
 #include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/gate/queue_policy.hpp>
 
 #include <agentcore/git/repository.hpp>
 
@@ -136,7 +137,7 @@ public:
   result<void> finish_landing_checked(const json::object& landing, std::vector<change_verdict>& out);
   std::pair<std::string, std::optional<task_id>> landed_by(const git::oid& commit);
   result<git::oid> branch_tip();
-  result<void> land(std::vector<item> items, std::vector<change_verdict>& out, int depth = 0);
+  result<void> land(std::vector<item> items, std::vector<change_verdict>& out);
   result<void> land_optimistic(item it, std::vector<change_verdict>& out);
   result<void> check_branch(std::vector<change_verdict>& out);
   result<std::vector<change_verdict>> run_once();
@@ -163,6 +164,7 @@ public:
   store::store& store_;
   git::worktree_pool& pool_;
   gate_options options_;
+  queue_policy policy_;  // the decisions (queue_policy.hpp); the rest of this class carries them out
   git::repository repo_;         // the queue's (run_mutex_)
   git::repository submit_repo_;  // submit()'s (submit_mutex_)
   git::repository tip_repo_;     // tip()'s (tip_mutex_)

@@ -208,7 +208,7 @@ result<change_verdict> merge_gate::impl::submit(change c) {
 result<change_verdict> merge_gate::impl::enqueue(change c, change_verdict v) {
   v.change_id = c.id;
   v.kind = verdict_kind::queued;
-  std::string key = fmt::format("{}{:04}/{:016x}/{}", queue_prefix(), 2000 - std::clamp(c.priority, -1000, 1000),
+  std::string key = fmt::format("{}{:04}/{:016x}/{}", queue_prefix(), queue_policy::rank(c.priority),
                                 static_cast<std::uint64_t>(now_us()), c.id);
   store::txn x;
   x.if_absent(verdict_key(c.id));

@@ -23,6 +23,8 @@
 //   optimistic  land after the fast checks alone; every optimistic_every merges run
 //               the deep checks on the branch, and when they fail, bisect the merges
 //               since the last green commit and revert the culprit.
+// These decisions are queue_policy.hpp's, a pure state machine the gate
+// carries out with git and the checks (and a simulator with synthetic ones).
 // A higher-priority change is never batched behind a lower one. The queue's
 // state lives in the store: after a crash, the next gate to lead the queue
 // finishes or re-runs what was in flight, and the branch is always at a gated
@@ -36,6 +38,7 @@
 #include <agentcore/contract/contract.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/gate/checks.hpp>
+#include <agentcore/gate/queue_policy.hpp>
 #include <agentcore/git/types.hpp>
 #include <agentcore/git/worktree_pool.hpp>
 #include <agentcore/store/store.hpp>
@@ -54,8 +57,6 @@
 namespace agentcore::gate {
 
 namespace asio = boost::asio;
-
-enum class policy { serial, batch, optimistic };
 
 struct gate_options {
   std::string branch = "refs/heads/main";
@@ -101,6 +102,9 @@ struct gate_options {
   /// async operation, of as many threads as the machine has cores (at least 2).
   asio::any_io_executor blocking;
 };
+
+/// The options of the gate's that are its queue's policy (queue_policy.hpp).
+queue_policy_options policy_of(const gate_options& o);
 
 /// A change a worker submits: its commit, the commit it started from, and its terms.
 struct change {
