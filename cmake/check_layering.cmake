@@ -14,7 +14,7 @@ if(NOT ROOT)
   message(FATAL_ERROR "check_layering: pass -DROOT=<agentcore's source directory>")
 endif()
 
-set(modules core process net store board contract git gate model agent roles runtime observe)
+set(modules core process net store board contract git gate model agent roles runtime observe sim)
 set(may_use_core "")
 set(may_use_process core)
 set(may_use_net core)
@@ -27,6 +27,8 @@ set(may_use_model core process net)
 set(may_use_agent core process contract git model)
 set(may_use_roles core process store board contract git gate model agent)
 set(may_use_runtime core process net store board contract git gate model agent roles observe)
+# sim runs the real board, contract check and queue policy on a virtual clock.
+set(may_use_sim core store board contract gate)
 # observe's dashboard reads the board and acts on the gate through
 # observe::dashboard_controls, which the runtime implements.
 set(may_use_observe core net)

@@ -36,6 +36,7 @@
 
 #include <agentcore/gate/checks.hpp>
 #include <agentcore/gate/merge_gate.hpp>
+#include <agentcore/gate/queue_policy.hpp>
 
 #include <agentcore/model/cli.hpp>
 #include <agentcore/model/client.hpp>
@@ -62,3 +63,4 @@
 #include <agentcore/observe/jsonl_sink.hpp>
 #include <agentcore/observe/metrics.hpp>
 #include <agentcore/observe/progress.hpp>
+#include <agentcore/sim/sim.hpp>

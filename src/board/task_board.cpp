@@ -11,11 +11,6 @@ namespace agentcore::board {
 
 namespace {
 
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-std::int64_t now_ms() { return now_us() / 1000; }
 
 std::string last_component(std::string_view key) {
   auto slash = key.rfind('/');
@@ -79,7 +74,14 @@ task_board::task_board(store::store& s, board_options options) : store_(s), opti
   if (options_.shards > 256) options_.shards = 256;
   if (options_.claim_window == 0) options_.claim_window = 1;
   if (options_.max_attempts < 1) options_.max_attempts = 1;
-  rng_.seed(std::random_device{}());
+  rng_.seed(options_.seed ? *options_.seed : std::random_device{}());
+}
+
+std::int64_t task_board::now_us() const {
+  if (options_.clock)
+    return std::chrono::duration_cast<std::chrono::microseconds>(options_.clock->now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 board_stats task_board::stats() const noexcept { return {claims_.load(), conflicts_.load()}; }

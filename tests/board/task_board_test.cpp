@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include <set>
 
 using namespace agentcore;
@@ -416,4 +418,30 @@ TEST_CASE("board.a_retried_transition_keeps_its_report_and_note") {
   t = b.get(task_id{"t1"}).value().value();
   REQUIRE_FALSE(t.notes.empty());
   CHECK(t.notes.back().text == "try again: the tests failed");
+}
+
+TEST_CASE("board.a_virtual_clock_and_a_seed_make_claims_reproducible") {
+  // What a simulation relies on: ages from its clock, not the wall clock,
+  // and the claim window's choice from a seed.
+  auto claims = [](std::uint64_t seed) {
+    auto clk = std::make_shared<virtual_clock>();
+    auto s = store::memory_store::create({.clock = clk});
+    task_board b(*s, {.claim_window = 8, .shards = 1, .clock = clk, .seed = seed});
+    for (int i = 0; i < 40; ++i) {
+      REQUIRE(b.propose(make_task(fmt::format("t{:02}", i))));
+      clk->advance(1s);
+    }
+    auto first = b.get(task_id("t00")).value().value();
+    auto last = b.get(task_id("t39")).value().value();
+    // The ready index's ages are the virtual clock's: 39 s apart.
+    CHECK(last.ready_since_us - first.ready_since_us == 39'000'000);
+    auto lease = s->grant(60s).value();
+    std::vector<std::string> order;
+    while (auto t = b.claim(worker_id("w"), lease).value()) order.push_back(t->id.str());
+    CHECK(order.size() == 40);
+    return order;
+  };
+  auto a = claims(7), b = claims(7), c = claims(8);
+  CHECK(a == b);
+  CHECK(a != c);
 }

@@ -24,6 +24,7 @@
 
 #include <agentcore/board/archive.hpp>
 #include <agentcore/board/task.hpp>
+#include <agentcore/core/clock.hpp>
 #include <agentcore/core/event_bus.hpp>
 #include <agentcore/store/store.hpp>
 
@@ -66,6 +67,13 @@ struct board_options {
   /// propose(), dependencies and revert() look for a task the store no
   /// longer has (see archive.hpp). None: nothing is archived.
   std::shared_ptr<task_archive> archive;
+  /// Where ages (task::ready_since_us, which order the ready index) and
+  /// note times come from: the system clock when null. A simulation passes
+  /// its virtual clock (times then count from that clock's epoch).
+  std::shared_ptr<agentcore::clock> clock;
+  /// Seeds the claim window's random choice; std::random_device when unset.
+  /// With one shard and a seed (and a virtual clock), claims are reproducible.
+  std::optional<std::uint64_t> seed;
 };
 
 struct board_stats {
@@ -176,6 +184,8 @@ private:
   /// Shared by release/submit/abandon: the worker must still hold the claim.
   result<task> leave_claim(const task_id& id, const worker_id& worker, task_state to, json::value report, std::string note);
   std::uint64_t random(std::uint64_t bound);
+  std::int64_t now_us() const;
+  std::int64_t now_ms() const { return now_us() / 1000; }
 
   store::store& store_;
   board_options options_;
