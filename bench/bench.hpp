@@ -59,5 +59,7 @@ std::vector<figure> run_observe(const run_options& options);
 std::vector<figure> run_security(const run_options& options);
 /// One run of the soak area (RSS growth over a long run, kill -9 and resume). Throws `failure`.
 std::vector<figure> run_soak(const run_options& options);
+/// One run of the sim area (the capacity simulator's speed and its comparisons). Throws `failure`.
+std::vector<figure> run_sim(const run_options& options);
 
 }  // namespace agentcore::bench

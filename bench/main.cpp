@@ -59,6 +59,8 @@ const std::vector<area>& areas() {
        bench::run_security},
       {"soak", "a long run's RSS growth per 1k task lifecycles (10k to 100k, /dev/shm), kill -9 and resume trials",
        bench::run_soak},
+      {"sim", "the capacity simulator: a week of 500 agents, agentcore's queue vs GitHub's on its example, lock cliff",
+       bench::run_sim},
   };
   return all;
 }

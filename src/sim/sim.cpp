@@ -164,6 +164,8 @@ private:
   // --- the gate ---
   void enqueue(change_rec c);
   void gate_kick();
+  void gh_fill();
+  void gh_done(std::uint64_t gen);
   void gate_next_group();
   void land(const change_rec& c);
   void verdict_conflict(const change_rec& c);
@@ -215,6 +217,15 @@ private:
   std::vector<change_rec> since_green_;
   std::uint64_t landed_ = 0;
   std::unordered_map<int, std::uint64_t> file_landed_;  // file -> the landing that last changed it
+
+  // github_merge_queue
+  struct gh_entry {
+    change_rec c;
+    std::uint64_t gen = 0;  // its build (0: none running)
+    bool passed = false, done = false;
+  };
+  std::deque<gh_entry> gh_;
+  std::uint64_t gh_gen_ = 0;
 
   // figures
   report r_;
@@ -532,8 +543,61 @@ void simulation::release_lock(int w) {
 // ---- the gate ----------------------------------------------------------------
 
 void simulation::enqueue(change_rec c) {
+  if (s_.queue == queue_kind::github_merge_queue) {
+    gh_.push_back({std::move(c)});
+    gh_fill();
+    return;
+  }
   queue_.push_back(std::move(c));
   gate_kick();
+}
+
+// ---- GitHub's merge queue (a model, for comparison) --------------------------
+
+void simulation::gh_fill() {
+  // The first github_builds entries build, each on top of those ahead of it.
+  std::set<int> ahead;
+  for (std::size_t i = 0; i < gh_.size() && i < static_cast<std::size_t>(s_.github_builds);) {
+    auto& e = gh_[i];
+    if (e.gen == 0) {
+      if (conflicts(e.c, ahead)) {  // does not merge on top of the entries ahead: removed
+        change_rec c = e.c;
+        gh_.erase(gh_.begin() + static_cast<std::ptrdiff_t>(i));
+        verdict_conflict(c);
+        continue;
+      }
+      bool passed = !chance(s_.checks.flake, rng_);
+      for (std::size_t j = 0; j <= i; ++j) passed = passed && !gh_[j].c.bad;
+      double took = draw(s_.checks.deep_seconds, rng_);
+      gate_busy_s_ += took / s_.github_builds;
+      e.gen = ++gh_gen_;
+      e.passed = passed;
+      e.done = false;
+      std::uint64_t gen = e.gen;
+      after(took, [this, gen] { gh_done(gen); });
+    }
+    for (int f : tasks_.at(e.c.task).files) ahead.insert(f);
+    ++i;
+  }
+}
+
+void simulation::gh_done(std::uint64_t gen) {
+  auto it = std::find_if(gh_.begin(), gh_.end(), [&](const gh_entry& e) { return e.gen == gen; });
+  if (it == gh_.end()) return;  // a build that was started again
+  it->done = true;
+  // The head merges when its build passes; builds behind it that finished wait their turn.
+  while (!gh_.empty() && gh_.front().done) {
+    gh_entry head = std::move(gh_.front());
+    gh_.pop_front();
+    if (head.passed) {
+      land(head.c);
+      continue;
+    }
+    verdict_rejected(head.c);
+    for (auto& e : gh_) e.gen = 0;  // they built on top of the failed head: again
+    break;
+  }
+  gh_fill();
 }
 
 bool simulation::conflicts(const change_rec& c, const std::set<int>& pending) {
@@ -812,6 +876,7 @@ result<report> simulation::run() {
   report& r = r_;
   r.coordination = s_.coordination;
   r.workers = s_.workers;
+  r.queue = s_.queue;
   r.policy = s_.gate.mode;
   r.batch_size = s_.gate.batch_size;
   r.optimistic_every = s_.gate.optimistic_every;
@@ -865,6 +930,8 @@ error_info validate(const scenario& s) {
   if (s.workers < 1 || s.workers > 100'000) return bad("workers", "must be between 1 and 100000");
   if (s.planners < 1 || s.planners > 10'000) return bad("planners", "must be between 1 and 10000");
   if (s.gate.mode == gate::policy::batch && s.gate.batch_size < 1) return bad("gate.batch_size", "must be at least 1");
+  if (s.queue == queue_kind::github_merge_queue && (s.github_builds < 1 || s.github_builds > 1000))
+    return bad("github_builds", "must be between 1 and 1000");
   if (s.repository.subsystems < 1) return bad("repository.subsystems", "must be at least 1");
   if (s.repository.files_per_subsystem < 1) return bad("repository.files_per_subsystem", "must be at least 1");
   if (!(s.repository.files_per_unit > 0)) return bad("repository.files_per_unit", "must be positive");
@@ -903,6 +970,7 @@ result<report> run(const scenario& s) {
 void tag_invoke(json::value_from_tag, json::value& v, const report& r) {
   json::object o{{"design", to_string(r.coordination)},
                  {"workers", r.workers},
+                 {"queue", r.queue == queue_kind::agentcore ? "agentcore" : "github_merge_queue"},
                  {"policy", r.policy == gate::policy::serial  ? "serial"
                             : r.policy == gate::policy::batch ? "batch"
                                                               : "optimistic"},

@@ -204,3 +204,24 @@ TEST_CASE("sim.bad_scenarios_are_errors_naming_the_field") {
   CHECK(message(s).find("'gate.batch_size'") != std::string::npos);
 }
 
+
+TEST_CASE("sim.github_merge_queue_model_lands_good_changes_and_restarts_behind_a_failure") {
+  auto s = throughput(sim::design::planner_worker, 40);
+  s.queue = sim::queue_kind::github_merge_queue;
+  s.github_builds = 5;
+  s.checks.deep_seconds = {1800, 1800};
+  s.checks.fast_catches = 0;
+  s.checks.flake = 0;
+  s.worker.breaks_build = 0.1;
+  s.horizon = 48h;
+  auto r = simulate(s);
+  CAPTURE(r.merges_per_hour);
+  // Five builds of 30 minutes: at most 10 an hour; failures cost restarts.
+  CHECK(r.merges_per_hour <= 10.05);
+  CHECK(r.merges_per_hour > 4);
+  CHECK(r.rejected > 0);
+  CHECK(r.reverts == 0);
+  s.worker.breaks_build = 0;
+  auto clean = simulate(s);
+  CHECK(clean.merges_per_hour > r.merges_per_hour);
+}

@@ -98,6 +98,16 @@ struct work_profile {
 };
 
 enum class design { strict_locks, flat_optimistic, planner_worker };
+
+/// Which merge queue integrates the changes.
+///   agentcore:           agentcore's gate, one server, deciding by `scenario::gate`
+///                        (gate/queue_policy.hpp).
+///   github_merge_queue:  a model of GitHub's merge queue, for comparison: the
+///                        first `github_builds` entries each build speculatively
+///                        on top of those ahead of it, at once; the head merges
+///                        when its build passes; a failing head is removed and
+///                        the builds behind it start again.
+enum class queue_kind { agentcore, github_merge_queue };
 std::string_view to_string(design d) noexcept;
 std::optional<design> parse_design(std::string_view s) noexcept;
 
@@ -106,6 +116,8 @@ struct scenario {
   int workers = 10;
   int planners = 2;  ///< planner_worker: planners and sub-planners splitting features at once
   gate::queue_policy_options gate{.mode = gate::policy::batch, .batch_size = 8};
+  queue_kind queue = queue_kind::agentcore;
+  int github_builds = 5;  ///< github_merge_queue: builds at once
   model_profile planner;
   double planner_turns_per_unit = 2;
   worker_profile worker;
@@ -125,6 +137,7 @@ struct scenario {
 struct report {
   design coordination = design::planner_worker;
   int workers = 0;
+  queue_kind queue = queue_kind::agentcore;
   gate::policy policy = gate::policy::batch;
   std::size_t batch_size = 0;
   std::size_t optimistic_every = 0;
