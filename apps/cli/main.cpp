@@ -8,6 +8,7 @@
 //   agentcore status [--config FILE]
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
+//   agentcore sim CONFIG [--json] [--out DIR]
 //
 //   agentcore demo [--dir DIR] [--model SPEC | --config FILE]   (a live run: the config's models)
 //
@@ -29,6 +30,7 @@
 #include <agentcore/roles/worker.hpp>
 #include <agentcore/runtime/config.hpp>
 #include <agentcore/runtime/swarm.hpp>
+#include <agentcore/sim/sim.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
@@ -55,7 +57,7 @@ struct args {
   std::map<std::string, std::string> flags;  // --name value (or "" for switches)
 };
 
-const std::set<std::string> switches{"--force", "--help"};
+const std::set<std::string> switches{"--force", "--help", "--json"};
 
 result<args> parse(int argc, char** argv) {
   args a;
@@ -91,6 +93,8 @@ int usage(std::ostream& out, int code) {
          "  agentcore serve [--config FILE] [--store URI] [--serve HOST:PORT]  the dashboard over a board\n"
          "      [--serve-allow-host NAME[,NAME...]]\n"
          "  agentcore replay-log FILE                                      a run's timeline from its event log\n"
+         "  agentcore sim CONFIG [--json] [--out DIR]                      capacity planning: workers, designs, gate\n"
+         "                                                                 policies on a simulated run (sim/sim.hpp)\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
          "  agentcore gate submit BRANCH [--config FILE] [--task ID]       gate a hand-made branch\n"
@@ -612,6 +616,128 @@ int cmd_serve(const args& a) {
   return 0;
 }
 
+// agentcore sim CONFIG [--json] [--out DIR]: capacity planning (sim/sim.hpp).
+// CONFIG is {"scenario": {...}, "sweep": {"workers": [...], "designs": [...],
+// "policies": [{...}, ...]}}; without "sweep", the scenario runs once.
+int cmd_sim(const args& a) {
+  if (a.words.size() < 2)
+    return fail_with(fail(error::invalid_argument,
+                          "sim needs a configuration: agentcore sim CONFIG (a JSON file: {\"scenario\": {...}, "
+                          "\"sweep\": {\"workers\": [1, 10, 100]}})"));
+  fs::path path = a.words[1];
+  std::ifstream f(path);
+  if (!f) return fail_with(fail(error::not_found, fmt::format("sim: no configuration at '{}'", path.string())));
+  std::stringstream text;
+  text << f.rdbuf();
+  auto where = [&](const error_info& e) { return fail_with(error_info(e.code(), fmt::format("{}: {}", path.string(), e.message()))); };
+  auto doc = parse_json(text.str());
+  if (!doc) return where(doc.error());
+  if (!doc->is_object()) return where(fail(error::invalid_argument, "the configuration must be a JSON object"));
+  const auto& root = doc->as_object();
+  for (const auto& kv : root)
+    if (kv.key() != "scenario" && kv.key() != "sweep")
+      return where(fail(error::invalid_argument,
+                        fmt::format("unknown field '{}': the configuration has \"scenario\" and \"sweep\"",
+                                    std::string_view(kv.key()))));
+  sim::scenario base;
+  if (auto* s = root.if_contains("scenario")) {
+    auto r = sim::scenario_from_json(*s);
+    if (!r) return where(r.error());
+    base = *r;
+  }
+  bool json_out = a.flags.count("--json") > 0;
+  auto* sw = root.if_contains("sweep");
+  if (!sw) {
+    auto r = sim::run(base);
+    if (!r) return where(r.error());
+    if (json_out) {
+      std::cout << boost::json::serialize(boost::json::value_from(*r)) << "\n";
+      return 0;
+    }
+    std::cout << fmt::format("{} workers, {}, gate {}: {:.1f} merges/h, {:.2f}/h in model cost, queue wait {:.0f} min "
+                             "(median), conflicts {:.0f}%, reverts {:.0f}%, gate busy {:.0f}%{}\n",
+                             r->workers, sim::to_string(r->coordination), sim::describe(base.gate), r->merges_per_hour,
+                             r->cost_per_hour, r->queue_wait_median_s / 60, 100 * r->conflict_rate,
+                             100 * r->revert_rate, 100 * r->gate_utilisation,
+                             r->time_to_goal_h ? fmt::format(", goal reached in {:.1f} h", *r->time_to_goal_h)
+                                               : std::string());
+    return 0;
+  }
+  if (!sw->is_object()) return where(fail(error::invalid_argument, "'sweep' must be an object"));
+  sim::sweep_options o;
+  for (const auto& kv : sw->as_object()) {
+    std::string_view key = kv.key();
+    const auto& v = kv.value();
+    if (!v.is_array()) return where(fail(error::invalid_argument, fmt::format("'sweep.{}' must be an array", key)));
+    if (key == "workers") {
+      o.workers.clear();
+      for (const auto& x : v.as_array()) {
+        if (!x.is_int64() || x.as_int64() < 1 || x.as_int64() > 100000)
+          return where(fail(error::invalid_argument, "'sweep.workers' must list worker counts from 1 to 100000"));
+        o.workers.push_back(static_cast<int>(x.as_int64()));
+      }
+    } else if (key == "designs") {
+      o.designs.clear();
+      for (const auto& x : v.as_array()) {
+        auto d = x.is_string() ? sim::parse_design(std::string_view(x.as_string())) : std::nullopt;
+        if (!d)
+          return where(fail(error::invalid_argument, "'sweep.designs' lists \"strict_locks\", \"flat_optimistic\" "
+                                                     "or \"planner_worker\""));
+        o.designs.push_back(*d);
+      }
+    } else if (key == "policies") {
+      o.policies.clear();
+      for (const auto& x : v.as_array()) {
+        auto p = sim::policy_from_json(x);
+        if (!p) return where(p.error());
+        o.policies.push_back(*p);
+      }
+    } else {
+      return where(fail(error::invalid_argument,
+                        fmt::format("unknown field 'sweep.{}': a sweep has \"workers\", \"designs\" and \"policies\"", key)));
+    }
+  }
+  auto r = sim::sweep(base, o);
+  if (!r) return where(r.error());
+  fs::path out = a.flags.count("--out") ? fs::path(a.flags.at("--out")) : fs::absolute(path).parent_path();
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  auto write = [&](const fs::path& file, const std::string& content) -> bool {
+    std::ofstream of(file, std::ios::binary | std::ios::trunc);
+    of << content;
+    of.close();
+    if (!of) {
+      fail_with(fail(error::io_error, fmt::format("sim: could not write '{}'", file.string())));
+      return false;
+    }
+    return true;
+  };
+  std::string report = boost::json::serialize(boost::json::value_from(*r));
+  if (!write(out / "sim-report.json", report + "\n") || !write(out / "sim-throughput.svg", sim::throughput_svg(*r)) ||
+      !write(out / "sim-queue-wait.svg", sim::queue_wait_svg(*r)))
+    return 1;
+  if (json_out) {
+    std::cout << report << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("{:<16} {:<22} {:>7} {:>9} {:>9} {:>10} {:>9} {:>7}\n", "design", "gate", "workers", "merges/h",
+                           "cost/h", "wait min", "conflict", "gate %");
+  for (const auto* rows : {&r->by_design, &r->by_policy})
+    for (const auto& x : *rows)
+      std::cout << fmt::format("{:<16} {:<22} {:>7} {:>9.1f} {:>9.2f} {:>10.0f} {:>8.0f}% {:>6.0f}%\n",
+                               sim::to_string(x.coordination),
+                               x.queue == sim::queue_kind::github_merge_queue
+                                   ? std::string("github merge queue")
+                                   : sim::describe({.mode = x.policy, .batch_size = x.batch_size,
+                                                    .optimistic_every = x.optimistic_every}),
+                               x.workers, x.merges_per_hour, x.cost_per_hour, x.queue_wait_median_s / 60,
+                               100 * x.conflict_rate, 100 * x.gate_utilisation);
+  std::cout << "\n" << sim::answer(*r);
+  std::cout << fmt::format("\nwrote {}, {} and {}\n", (out / "sim-report.json").string(),
+                           (out / "sim-throughput.svg").string(), (out / "sim-queue-wait.svg").string());
+  return 0;
+}
+
 // agentcore replay-log FILE: a run's timeline from its event log.
 int cmd_replay_log(const args& a) {
   if (a.words.size() < 2)
@@ -642,6 +768,7 @@ int main(int argc, char** argv) {
   if (w[0] == "demo") return cmd_demo(*a);
   if (w[0] == "status") return cmd_status(*a);
   if (w[0] == "replay-log") return cmd_replay_log(*a);
+  if (w[0] == "sim") return cmd_sim(*a);
   if (w[0] == "serve") return cmd_serve(*a);
   if (w[0] == "task" && w.size() >= 2 && w[1] == "show") return cmd_task_show(*a);
   if (w[0] == "gate" && w.size() >= 2 && w[1] == "submit") return cmd_gate_submit(*a);

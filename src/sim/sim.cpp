@@ -1010,3 +1010,282 @@ void tag_invoke(json::value_from_tag, json::value& v, const report& r) {
 }
 
 }  // namespace agentcore::sim
+
+// ---- scenarios as JSON -------------------------------------------------------
+
+namespace agentcore::sim {
+
+namespace {
+
+// Reads an object's fields into a struct: a missing field keeps its value;
+// a field of the wrong kind, out of range, or unknown (a typo) is an error
+// naming it by its path ("worker.stall").
+class reader {
+public:
+  reader(const json::object& o, std::string path) : o_(o), path_(std::move(path)) {}
+
+  error_info error() const { return err_; }
+
+  void number(std::string_view key, double& out) {
+    if (auto* v = take(key)) {
+      if (v->is_number()) out = v->to_number<double>();
+      else wrong(key, "a number", *v);
+    }
+  }
+  void integer(std::string_view key, int& out) {
+    if (auto* v = take(key)) {
+      if (v->is_int64() && v->as_int64() >= INT32_MIN && v->as_int64() <= INT32_MAX) out = static_cast<int>(v->as_int64());
+      else if (v->is_uint64() && v->as_uint64() <= INT32_MAX) out = static_cast<int>(v->as_uint64());
+      else wrong(key, "an integer", *v);
+    }
+  }
+  void size(std::string_view key, std::size_t& out) {
+    int n = static_cast<int>(out);
+    integer(key, n);
+    if (n < 0) wrong(key, "a count (0 or more)", json::value(n));
+    else out = static_cast<std::size_t>(n);
+  }
+  void seconds(std::string_view key, std::chrono::seconds& out) {
+    double v = static_cast<double>(out.count());
+    number(key, v);
+    out = std::chrono::seconds(static_cast<std::int64_t>(v));
+  }
+  void boolean(std::string_view key, bool& out) {
+    if (auto* v = take(key)) {
+      if (v->is_bool()) out = v->as_bool();
+      else wrong(key, "true or false", *v);
+    }
+  }
+  /// {"median": M, "p90": P} or a number (always that).
+  void dist(std::string_view key, lognormal& out) {
+    auto* v = take(key);
+    if (!v) return;
+    if (v->is_number()) {
+      out = {v->to_number<double>(), v->to_number<double>()};
+      return;
+    }
+    if (!v->is_object()) return wrong(key, "a number or {\"median\": ..., \"p90\": ...}", *v);
+    reader r(v->as_object(), join(key));
+    r.number("median", out.median);
+    r.number("p90", out.p90);
+    r.finish();
+    if (!err_) err_ = r.error();
+  }
+  template <class F>
+  void object(std::string_view key, F&& read) {
+    auto* v = take(key);
+    if (!v) return;
+    if (!v->is_object()) return wrong(key, "an object", *v);
+    reader r(v->as_object(), join(key));
+    read(r);
+    r.finish();
+    if (!err_) err_ = r.error();
+  }
+  template <class E, class Parse>
+  void choice(std::string_view key, E& out, Parse parse, std::string_view choices) {
+    auto* v = take(key);
+    if (!v) return;
+    std::optional<E> e;
+    if (v->is_string()) e = parse(std::string_view(v->as_string()));
+    if (!e) return wrong(key, choices, *v);
+    out = *e;
+  }
+  /// A field read by other means.
+  void read_elsewhere(std::string_view key) { seen_.insert(std::string(key)); }
+  /// Every field must have been read: anything else is a typo or a field of a newer version.
+  void finish() {
+    if (err_) return;
+    for (const auto& kv : o_)
+      if (!seen_.count(std::string(kv.key()))) {
+        err_ = fail(error::invalid_argument, fmt::format("sim: unknown field '{}' in the scenario", join(kv.key())));
+        return;
+      }
+  }
+
+private:
+  std::string join(std::string_view key) const { return path_.empty() ? std::string(key) : path_ + "." + std::string(key); }
+  const json::value* take(std::string_view key) {
+    seen_.insert(std::string(key));
+    auto* v = o_.if_contains(key);
+    return v && !v->is_null() ? v : nullptr;
+  }
+  void wrong(std::string_view key, std::string_view expected, const json::value& got) {
+    if (!err_)
+      err_ = fail(error::invalid_argument,
+                  fmt::format("sim: '{}' must be {}, got {}", join(key), expected, json_kind_name(got)));
+  }
+  const json::object& o_;
+  std::string path_;
+  std::set<std::string> seen_;
+  error_info err_;
+};
+
+std::optional<gate::policy> parse_policy(std::string_view s) {
+  if (s == "serial") return gate::policy::serial;
+  if (s == "batch") return gate::policy::batch;
+  if (s == "optimistic") return gate::policy::optimistic;
+  return std::nullopt;
+}
+
+std::string_view policy_name(gate::policy p) {
+  return p == gate::policy::serial ? "serial" : p == gate::policy::batch ? "batch" : "optimistic";
+}
+
+std::optional<queue_kind> parse_queue(std::string_view s) {
+  if (s == "agentcore") return queue_kind::agentcore;
+  if (s == "github_merge_queue") return queue_kind::github_merge_queue;
+  return std::nullopt;
+}
+
+void read_model(reader& r, model_profile& m) {
+  r.dist("turn_seconds", m.turn_seconds);
+  r.dist("tokens_per_turn", m.tokens_per_turn);
+  r.number("cost_per_million_tokens", m.cost_per_million_tokens);
+}
+
+json::object dist_json(const lognormal& d) { return {{"median", d.median}, {"p90", d.p90}}; }
+
+json::object model_json(const model_profile& m) {
+  return {{"turn_seconds", dist_json(m.turn_seconds)},
+          {"tokens_per_turn", dist_json(m.tokens_per_turn)},
+          {"cost_per_million_tokens", m.cost_per_million_tokens}};
+}
+
+}  // namespace
+
+result<gate::queue_policy_options> policy_from_json(const json::value& v) {
+  if (!v.is_object())
+    return fail(error::invalid_argument, fmt::format("sim: a gate policy must be an object, got {}", json_kind_name(v)));
+  gate::queue_policy_options p;
+  reader r(v.as_object(), "gate");
+  r.choice("mode", p.mode, parse_policy, "\"serial\", \"batch\" or \"optimistic\"");
+  r.size("batch_size", p.batch_size);
+  double wait_s = static_cast<double>(p.batch_wait.count()) / 1000;
+  r.number("batch_wait_s", wait_s);
+  p.batch_wait = std::chrono::milliseconds(static_cast<std::int64_t>(wait_s * 1000));
+  r.size("optimistic_every", p.optimistic_every);
+  r.finish();
+  if (auto e = r.error()) return e;
+  return p;
+}
+
+json::object policy_to_json(const gate::queue_policy_options& p) {
+  return {{"mode", policy_name(p.mode)},
+          {"batch_size", p.batch_size},
+          {"batch_wait_s", static_cast<double>(p.batch_wait.count()) / 1000},
+          {"optimistic_every", p.optimistic_every}};
+}
+
+result<scenario> scenario_from_json(const json::value& v) {
+  if (!v.is_object())
+    return fail(error::invalid_argument, fmt::format("sim: a scenario must be a JSON object, got {}", json_kind_name(v)));
+  scenario s;
+  reader r(v.as_object(), "");
+  r.choice("design", s.coordination, parse_design, "\"strict_locks\", \"flat_optimistic\" or \"planner_worker\"");
+  r.integer("workers", s.workers);
+  r.integer("planners", s.planners);
+  if (auto* g = v.as_object().if_contains("gate"); g && !g->is_null()) {
+    auto p = policy_from_json(*g);
+    if (!p) return p.error();
+    s.gate = *p;
+  }
+  r.read_elsewhere("gate");
+  r.choice("queue", s.queue, parse_queue, "\"agentcore\" or \"github_merge_queue\"");
+  r.integer("github_builds", s.github_builds);
+  r.object("planner", [&](reader& m) {
+    read_model(m, s.planner);
+    m.number("turns_per_unit", s.planner_turns_per_unit);
+  });
+  r.object("worker", [&](reader& w) {
+    read_model(w, s.worker.model);
+    w.dist("turns_per_unit", s.worker.turns_per_unit);
+    w.number("success_per_unit", s.worker.success_per_unit);
+    w.number("stall", s.worker.stall);
+    w.number("out_of_contract", s.worker.out_of_contract);
+    w.number("breaks_build", s.worker.breaks_build);
+    w.number("rebase_turns", s.worker.rebase_turns);
+  });
+  r.object("repository", [&](reader& p) {
+    p.integer("subsystems", s.repository.subsystems);
+    p.integer("files_per_subsystem", s.repository.files_per_subsystem);
+    p.number("subsystem_hotness", s.repository.subsystem_hotness);
+    p.number("file_hotness", s.repository.file_hotness);
+    p.number("files_per_unit", s.repository.files_per_unit);
+    p.number("same_file_conflict", s.repository.same_file_conflict);
+  });
+  r.object("checks", [&](reader& c) {
+    c.dist("fast_seconds", s.checks.fast_seconds);
+    c.dist("deep_seconds", s.checks.deep_seconds);
+    c.number("fast_catches", s.checks.fast_catches);
+    c.number("flake", s.checks.flake);
+  });
+  r.object("work", [&](reader& w) {
+    w.integer("features", s.work.features);
+    w.dist("feature_units", s.work.feature_units);
+    w.number("hard_units", s.work.hard_units);
+    w.integer("max_task_units", s.work.max_task_units);
+    w.number("follow_up", s.work.follow_up);
+  });
+  r.number("lock_hold_fraction", s.lock_hold_fraction);
+  r.seconds("lock_timeout_s", s.lock_timeout);
+  r.seconds("lease_s", s.lease);
+  double hours = static_cast<double>(s.horizon.count());
+  r.number("horizon_h", hours);
+  s.horizon = std::chrono::hours(static_cast<std::int64_t>(hours));
+  r.boolean("stop_at_goal", s.stop_at_goal);
+  int seed = static_cast<int>(s.seed);
+  r.integer("seed", seed);
+  s.seed = static_cast<std::uint64_t>(seed);
+  r.finish();
+  if (auto e = r.error()) return e;
+  if (auto e = validate(s)) return e;
+  return s;
+}
+
+void tag_invoke(json::value_from_tag, json::value& v, const scenario& s) {
+  v = json::object{
+      {"design", to_string(s.coordination)},
+      {"workers", s.workers},
+      {"planners", s.planners},
+      {"gate", policy_to_json(s.gate)},
+      {"queue", s.queue == queue_kind::agentcore ? "agentcore" : "github_merge_queue"},
+      {"github_builds", s.github_builds},
+      {"planner", [&] {
+         auto o = model_json(s.planner);
+         o["turns_per_unit"] = s.planner_turns_per_unit;
+         return o;
+       }()},
+      {"worker", [&] {
+         auto o = model_json(s.worker.model);
+         o["turns_per_unit"] = dist_json(s.worker.turns_per_unit);
+         o["success_per_unit"] = s.worker.success_per_unit;
+         o["stall"] = s.worker.stall;
+         o["out_of_contract"] = s.worker.out_of_contract;
+         o["breaks_build"] = s.worker.breaks_build;
+         o["rebase_turns"] = s.worker.rebase_turns;
+         return o;
+       }()},
+      {"repository", json::object{{"subsystems", s.repository.subsystems},
+                                  {"files_per_subsystem", s.repository.files_per_subsystem},
+                                  {"subsystem_hotness", s.repository.subsystem_hotness},
+                                  {"file_hotness", s.repository.file_hotness},
+                                  {"files_per_unit", s.repository.files_per_unit},
+                                  {"same_file_conflict", s.repository.same_file_conflict}}},
+      {"checks", json::object{{"fast_seconds", dist_json(s.checks.fast_seconds)},
+                              {"deep_seconds", dist_json(s.checks.deep_seconds)},
+                              {"fast_catches", s.checks.fast_catches},
+                              {"flake", s.checks.flake}}},
+      {"work", json::object{{"features", s.work.features},
+                            {"feature_units", dist_json(s.work.feature_units)},
+                            {"hard_units", s.work.hard_units},
+                            {"max_task_units", s.work.max_task_units},
+                            {"follow_up", s.work.follow_up}}},
+      {"lock_hold_fraction", s.lock_hold_fraction},
+      {"lock_timeout_s", s.lock_timeout.count()},
+      {"lease_s", s.lease.count()},
+      {"horizon_h", s.horizon.count()},
+      {"stop_at_goal", s.stop_at_goal},
+      {"seed", s.seed}};
+}
+
+}  // namespace agentcore::sim

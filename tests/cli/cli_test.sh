@@ -35,6 +35,28 @@ has "no configuration at 'nowhere.json'"
 expect "unknown command" 2 "$agentcore" frobnicate
 has "unknown command 'frobnicate'"
 
+# Capacity planning: a sweep writes its report and plots next to the
+# configuration and answers in words; a typo is an error naming the field.
+mkdir -p plan
+cat > plan/team.json <<'JSON'
+{"scenario": {"workers": 4, "work": {"features": 0}, "horizon_h": 24,
+              "checks": {"deep_seconds": {"median": 1800, "p90": 1800}}, "gate": {"mode": "serial"}},
+ "sweep": {"workers": [1, 4, 16], "designs": ["planner_worker"],
+           "policies": [{"mode": "serial"}, {"mode": "batch", "batch_size": 8}]}}
+JSON
+expect "sim sweep" 0 "$agentcore" sim plan/team.json
+has "saturates at"
+has "sim-throughput.svg"
+[[ -s plan/sim-report.json && -s plan/sim-throughput.svg && -s plan/sim-queue-wait.svg ]] || fail "sim wrote no report or plots"
+grep -q "<polyline" plan/sim-throughput.svg || fail "the throughput plot has no line"
+expect "sim one run as JSON" 0 "$agentcore" sim <(echo '{"scenario": {"workers": 3, "horizon_h": 12, "work": {"features": 5}}}') --json
+has '"merges_per_hour"'
+echo '{"scenario": {"worker": {"stal": 0.1}}}' > plan/typo.json
+expect "sim with a typo" 1 "$agentcore" sim plan/typo.json
+has "unknown field 'worker.stal'"
+expect "sim without a configuration" 1 "$agentcore" sim
+has "sim needs a configuration"
+
 # A configuration the run can use: a replayed transcript, one worker, a goal check.
 cat > transcript.jsonl <<'JSONL'
 {"v":1,"role":"planner","turn":0,"hash":"0000000000000000","request":{"system":"","messages":[],"tools":[],"max_tokens":1,"stop":[],"tags":{"role":"planner","task":""}},"response":{"message":{"role":"assistant","parts":[{"type":"text","text":"{\"tasks\":[{\"id\":\"hello\",\"title\":\"Add hello\",\"description\":\"create src/hello.c\",\"contract\":{\"allowed_paths\":[\"src/**\"]}}]}"}]},"stop":"end_turn","usage":{"input":100,"output":20,"cache_read":0,"cache_write":0},"latency_ms":0,"model":"replay"}}

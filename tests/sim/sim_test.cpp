@@ -225,3 +225,52 @@ TEST_CASE("sim.github_merge_queue_model_lands_good_changes_and_restarts_behind_a
   auto clean = simulate(s);
   CHECK(clean.merges_per_hour > r.merges_per_hour);
 }
+
+TEST_CASE("sim.scenarios_read_back_what_they_write_and_name_wrong_fields") {
+  sim::scenario s;
+  s.coordination = sim::design::flat_optimistic;
+  s.workers = 33;
+  s.gate = {.mode = gate::policy::optimistic, .optimistic_every = 7};
+  s.checks.deep_seconds = {1200, 2400};
+  s.worker.stall = 0.25;
+  s.horizon = 36h;
+  s.seed = 99;
+  auto j = boost::json::value_from(s);
+  auto back = sim::scenario_from_json(j);
+  REQUIRE_MESSAGE(back, (back ? "" : back.error().message()));
+  CHECK(boost::json::serialize(boost::json::value_from(*back)) == boost::json::serialize(j));
+  auto message = [](std::string_view text) {
+    auto r = sim::scenario_from_json(parse_json(text).value());
+    REQUIRE(!r);
+    return r.error().message();
+  };
+  CHECK(message(R"({"worker": {"stal": 0.1}})").find("unknown field 'worker.stal'") != std::string::npos);
+  CHECK(message(R"({"checks": {"deep_seconds": "long"}})").find("'checks.deep_seconds' must be") != std::string::npos);
+  CHECK(message(R"({"design": "anarchy"})").find("'design' must be") != std::string::npos);
+  CHECK(message(R"({"gate": {"mode": "yolo"}})").find("'gate.mode' must be") != std::string::npos);
+  CHECK(message(R"({"workers": -3})").find("'workers'") != std::string::npos);
+}
+
+TEST_CASE("sim.a_sweep_answers_where_the_gate_saturates_and_what_to_use_beyond") {
+  sim::scenario base = throughput(sim::design::planner_worker, 4);
+  base.gate = {.mode = gate::policy::serial};
+  base.checks.deep_seconds = {1800, 1800};
+  sim::sweep_options o;
+  o.workers = {1, 4, 16};
+  o.designs = {sim::design::strict_locks, sim::design::planner_worker};
+  o.policies = {{.mode = gate::policy::serial}, {.mode = gate::policy::batch, .batch_size = 8}};
+  auto r = sim::sweep(base, o);
+  REQUIRE(r);
+  CHECK(r->by_design.size() == 6);
+  CHECK(r->by_policy.size() == 6);
+  auto text = sim::answer(*r);
+  CAPTURE(text);
+  CHECK(text.find("saturates at") != std::string::npos);
+  CHECK(text.find("use batch 8") != std::string::npos);  // at 16 workers batching beats one change at a time
+  auto svg = sim::throughput_svg(*r);
+  CHECK(svg.starts_with("<svg"));
+  std::size_t lines = 0;
+  for (auto at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++lines;
+  CHECK(lines == 2);  // one per design
+  CHECK(sim::queue_wait_svg(*r).find("batch 8") != std::string::npos);
+}

@@ -177,6 +177,48 @@ result<report> run(const scenario& s);
 /// The scenario's fields checked: what is out of range and what to use.
 error_info validate(const scenario& s);
 
+/// A sweep: the base scenario at each worker count, under each design (with
+/// the base policy) and under each policy (with the base design).
+struct sweep_options {
+  std::vector<int> workers{1, 2, 5, 10, 20, 50, 100};
+  std::vector<design> designs{design::strict_locks, design::flat_optimistic, design::planner_worker};
+  std::vector<gate::queue_policy_options> policies{
+      {.mode = gate::policy::serial},
+      {.mode = gate::policy::batch, .batch_size = 4},
+      {.mode = gate::policy::batch, .batch_size = 8},
+      {.mode = gate::policy::batch, .batch_size = 16},
+      {.mode = gate::policy::optimistic, .optimistic_every = 10}};
+};
+
+struct sweep_result {
+  scenario base;
+  std::vector<report> by_design;  ///< each design x workers, the base policy
+  std::vector<report> by_policy;  ///< each policy x workers, the base design
+};
+
+/// Runs the sweep (planners scale with workers: the base ratio, at least one).
+result<sweep_result> sweep(const scenario& base, const sweep_options& options = {});
+/// The answer in words: where the gate saturates with the base policy, the
+/// policy to use beyond that, and the merges and cost an hour to expect.
+std::string answer(const sweep_result& r);
+/// SVG line charts: merges an hour against workers, one line per design;
+/// the median queue wait against workers, one line per policy.
+std::string throughput_svg(const sweep_result& r);
+std::string queue_wait_svg(const sweep_result& r);
+/// "batch 8", "optimistic every 10", "serial".
+std::string describe(const gate::queue_policy_options& p);
+
 void tag_invoke(json::value_from_tag, json::value& v, const report& r);
+void tag_invoke(json::value_from_tag, json::value& v, const scenario& s);
+void tag_invoke(json::value_from_tag, json::value& v, const sweep_result& r);
+/// Reads a scenario (the JSON tag_invoke writes): a missing field keeps its
+/// default; a field of the wrong kind, out of range or unknown is an error
+/// naming it by its path ("worker.stall"). Durations: "lease_s",
+/// "lock_timeout_s", "horizon_h"; distributions: {"median": M, "p90": P} or
+/// a number; "gate": {"mode": "batch", "batch_size": 8, "batch_wait_s": 0,
+/// "optimistic_every": 10}.
+result<scenario> scenario_from_json(const json::value& v);
+result<gate::queue_policy_options> policy_from_json(const json::value& v);
+json::object policy_to_json(const gate::queue_policy_options& p);
 
 }  // namespace agentcore::sim
