@@ -9,6 +9,7 @@
 //   agentcore task show ID [--config FILE]
 //   agentcore gate submit BRANCH [--config FILE] [--task ID]
 //   agentcore sim CONFIG [--json] [--out DIR]
+//   agentcore sim --from EVENT_LOG [CONFIG] [--json] [--out DIR]
 //
 //   agentcore demo [--dir DIR] [--model SPEC | --config FILE]   (a live run: the config's models)
 //
@@ -95,6 +96,7 @@ int usage(std::ostream& out, int code) {
          "  agentcore replay-log FILE                                      a run's timeline from its event log\n"
          "  agentcore sim CONFIG [--json] [--out DIR]                      capacity planning: workers, designs, gate\n"
          "                                                                 policies on a simulated run (sim/sim.hpp)\n"
+         "      [--from REPOSITORY/.agentcore/events.jsonl]                fitted to a real run's event log\n"
          "  agentcore status [--config FILE]                               the board: counts and tasks\n"
          "  agentcore task show ID [--config FILE]                         one task, as JSON\n"
          "  agentcore gate submit BRANCH [--config FILE] [--task ID]       gate a hand-made branch\n"
@@ -620,20 +622,25 @@ int cmd_serve(const args& a) {
 // CONFIG is {"scenario": {...}, "sweep": {"workers": [...], "designs": [...],
 // "policies": [{...}, ...]}}; without "sweep", the scenario runs once.
 int cmd_sim(const args& a) {
-  if (a.words.size() < 2)
+  bool from_log = a.flags.count("--from") > 0;
+  if (a.words.size() < 2 && !from_log)
     return fail_with(fail(error::invalid_argument,
                           "sim needs a configuration: agentcore sim CONFIG (a JSON file: {\"scenario\": {...}, "
-                          "\"sweep\": {\"workers\": [1, 10, 100]}})"));
-  fs::path path = a.words[1];
-  std::ifstream f(path);
-  if (!f) return fail_with(fail(error::not_found, fmt::format("sim: no configuration at '{}'", path.string())));
-  std::stringstream text;
-  text << f.rdbuf();
+                          "\"sweep\": {\"workers\": [1, 10, 100]}}), or a run's event log: agentcore sim --from "
+                          "REPOSITORY/.agentcore/events.jsonl [CONFIG]"));
+  fs::path path = a.words.size() >= 2 ? fs::path(a.words[1]) : fs::path(a.flags.at("--from"));
   auto where = [&](const error_info& e) { return fail_with(error_info(e.code(), fmt::format("{}: {}", path.string(), e.message()))); };
-  auto doc = parse_json(text.str());
-  if (!doc) return where(doc.error());
-  if (!doc->is_object()) return where(fail(error::invalid_argument, "the configuration must be a JSON object"));
-  const auto& root = doc->as_object();
+  json::object root;
+  if (a.words.size() >= 2) {
+    std::ifstream f(path);
+    if (!f) return fail_with(fail(error::not_found, fmt::format("sim: no configuration at '{}'", path.string())));
+    std::stringstream text;
+    text << f.rdbuf();
+    auto doc = parse_json(text.str());
+    if (!doc) return where(doc.error());
+    if (!doc->is_object()) return where(fail(error::invalid_argument, "the configuration must be a JSON object"));
+    root = doc->as_object();
+  }
   for (const auto& kv : root)
     if (kv.key() != "scenario" && kv.key() != "sweep")
       return where(fail(error::invalid_argument,
@@ -644,6 +651,19 @@ int cmd_sim(const args& a) {
     auto r = sim::scenario_from_json(*s);
     if (!r) return where(r.error());
     base = *r;
+  }
+  if (from_log) {
+    fs::path log = a.flags.at("--from");
+    std::ifstream in(log);
+    if (!in) return fail_with(fail(error::not_found, fmt::format("sim: no event log at '{}'", log.string())));
+    auto c = sim::calibrate(in, base);
+    if (!c) return fail_with(error_info(c.error().code(), fmt::format("{}: {}", log.string(), c.error().message())));
+    base = c->fitted;
+    std::ostream& notes = a.flags.count("--json") ? std::cerr : std::cout;
+    notes << fmt::format("calibrated from {} ({} events{}):\n", log.string(), c->events,
+                         c->skipped ? fmt::format(", {} unreadable lines skipped", c->skipped) : std::string());
+    for (const auto& n : c->notes) notes << "  " << n << "\n";
+    notes << "\n";
   }
   bool json_out = a.flags.count("--json") > 0;
   auto* sw = root.if_contains("sweep");

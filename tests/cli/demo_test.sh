@@ -48,6 +48,15 @@ echo "$timeline"
 grep -qE '^  attempt 2 by w[0-9]+: claimed [0-9:]+, merged after' <<<"$timeline" || fail "replay-log shows no second attempt"
 grep -qE 'working [0-9.]+s' <<<"$timeline" || fail "replay-log shows no time spent working"
 "$agentcore" replay-log "$work/nonexistent.jsonl" 2>/dev/null && fail "replay-log of a missing file succeeded"
+# The capacity simulator, calibrated from this run's log (a replayed
+# transcript: its answer times are not real ones and are kept, and say so).
+fitted=$("$agentcore" sim --from "$log") || fail "sim --from the demo's log exited non-zero"
+echo "$fitted"
+grep -q "^calibrated from $log" <<<"$fitted" || fail "sim --from does not say what it read"
+grep -q "worker turns per task: median 4" <<<"$fitted" || fail "sim --from did not fit the turns per task"
+grep -q "worker turn latency: .*replayed transcript" <<<"$fitted" || fail "sim --from took a replay's answer times as real"
+grep -qE "the run had [1-6] workers and 1 planners" <<<"$fitted" || fail "sim --from did not count the run's workers (those that claimed a task)"
+grep -qE "merges/h" <<<"$fitted" || fail "sim --from ran no simulation"
 # agentcore serve: the dashboard over the finished run's board (a file store).
 "$agentcore" init --repository "$repo" --config "$work/serve.json" >/dev/null
 "$agentcore" serve --config "$work/serve.json" --store "file:$work/demo/store" --serve 127.0.0.1:0 >"$work/serve.out" 2>&1 &

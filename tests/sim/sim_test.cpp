@@ -6,6 +6,9 @@
 #include <agentcore/sim/sim.hpp>
 
 #include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <sstream>
 #include <doctest/doctest.h>
 
 #include <string>
@@ -273,4 +276,54 @@ TEST_CASE("sim.a_sweep_answers_where_the_gate_saturates_and_what_to_use_beyond")
   for (auto at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++lines;
   CHECK(lines == 2);  // one per design
   CHECK(sim::queue_wait_svg(*r).find("batch 8") != std::string::npos);
+}
+
+TEST_CASE("sim.calibrate_fits_a_scenario_to_an_event_log") {
+  // A hand-written log in agentcore's event format (docs/events.md): worker
+  // turns of 10, 20, 30, 40 s; 4 attempts, 3 finished, 1 stalled; 4
+  // submissions, one out of contract, one failing its fast checks; deep
+  // checks of 600 s between merged_in_memory and deep_checks.
+  std::string log;
+  auto event = [&](std::string_view type, std::string_view role, std::string_view data, std::string_view time = "2026-12-01T10:00:00.000000Z") {
+    log += fmt::format(R"({{"v":1,"seq":1,"time":"{}","type":"{}","run":"r","cycle":1,"role":"{}","worker":"","task":"t","data":{}}})",
+                       time, type, role, data);
+    log += "\n";
+  };
+  for (int s : {10, 20, 30, 40})
+    event("agent.turn", "worker", fmt::format(R"({{"role":"worker","task":"t","seconds":{},"input_tokens":900,"output_tokens":100,"cost":0.003}})", s));
+  for (const char* kind : {"finished", "finished", "finished", "stalled"})
+    event("agent.outcome", "worker", fmt::format(R"({{"kind":"{}","turns":8}})", kind));
+  for (const char* v : {"queued", "queued", "contract_violated", "checks_failed"})
+    event("gate.verdict", "gate", fmt::format(R"({{"verdict":"{}","checks":[{{"duration_ms":90000}}]}})", v));
+  for (int i = 0; i < 3; ++i) {
+    event("gate.step", "gate", R"({"step":"merged_in_memory"})", fmt::format("2026-12-01T1{}:00:00.000000Z", i));
+    event("gate.step", "gate", R"({"step":"deep_checks","detail":"passed"})", fmt::format("2026-12-01T1{}:10:00.000000Z", i));
+  }
+  for (const char* w : {"w1", "w2"}) event("roles.worker_phase", "worker", fmt::format(R"({{"worker":"{}","phase":"claimed"}})", w));
+  log += "{\"v\":1,\"torn";  // a torn last line is skipped
+  std::istringstream in(log);
+  auto c = sim::calibrate(in, sim::scenario{});
+  REQUIRE_MESSAGE(c, (c ? "" : c.error().message()));
+  CHECK(c->skipped == 1);
+  const auto& s = c->fitted;
+  CHECK(s.worker.model.turn_seconds.median == doctest::Approx(30));
+  CHECK(s.worker.model.turn_seconds.p90 == doctest::Approx(40));
+  CHECK(s.worker.model.cost_per_million_tokens == doctest::Approx(3));
+  CHECK(s.worker.turns_per_unit.median == doctest::Approx(8));
+  CHECK(s.worker.success_per_unit == doctest::Approx(0.75));
+  CHECK(s.worker.stall == doctest::Approx(0.25));
+  CHECK(s.worker.out_of_contract == doctest::Approx(0.25));
+  CHECK(s.checks.fast_seconds.median == doctest::Approx(90));
+  CHECK(s.checks.deep_seconds.median == doctest::Approx(600));
+  CHECK(s.workers == 2);
+  // Too little of something keeps the base's value, and the notes say so.
+  CHECK(s.planner.turn_seconds.median == sim::scenario{}.planner.turn_seconds.median);
+  bool said = false;
+  for (const auto& n : c->notes) said = said || n.find("planner turn latency: 0 samples, too few") != std::string::npos;
+  CHECK(said);
+  // Not agentcore's events: an error saying so.
+  std::istringstream other("{\"v\":2,\"type\":\"x\"}\n");
+  auto bad = sim::calibrate(other, {});
+  REQUIRE(!bad);
+  CHECK(bad.error().message().find("not a version-1 event") != std::string::npos);
 }

@@ -40,6 +40,7 @@
 #include <agentcore/gate/queue_policy.hpp>
 
 #include <chrono>
+#include <iosfwd>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -176,6 +177,23 @@ result<report> run(const scenario& s);
 
 /// The scenario's fields checked: what is out of range and what to use.
 error_info validate(const scenario& s);
+
+/// A scenario fitted to a real run's event log (docs/events.md): model
+/// latency and tokens per role (agent.turn), turns per task and the shares of
+/// attempts that finish or stall (agent.outcome), tasks per plan (roles.plan),
+/// the shares of changes out of contract or breaking the build and how many
+/// of those the fast checks catch (gate.verdict), check durations (the fast
+/// checks' in gate.verdict, the deep checks' from gate.step), workers and
+/// planners. A run's task counts as one unit of work. What the log has too
+/// little of keeps the base scenario's value; `notes` says, for each, what
+/// was fitted from how many samples, or why not.
+struct calibration {
+  scenario fitted;
+  std::vector<std::string> notes;
+  std::size_t events = 0;   ///< events read
+  std::size_t skipped = 0;  ///< lines that were not JSON (a torn last line)
+};
+result<calibration> calibrate(std::istream& event_log, const scenario& base);
 
 /// A sweep: the base scenario at each worker count, under each design (with
 /// the base policy) and under each policy (with the base design).
