@@ -154,7 +154,8 @@ private:
   void attempt(int w, const std::string& id);
   void keep_alive_during(int w, double seconds);
   bool live_lease(int w);
-  void finish_attempt(int w, bool bad, bool out_of_contract, double planned_turns);
+  void finish_attempt(int w, bool bad, bool out_of_contract);
+  static worker_id worker_name(int w) { return worker_id(fmt::format("w{}", w)); }
   void submit(int w, bool bad, bool out_of_contract);
   void end_attempt(int w, bool landed);
   double spend(const model_profile& m, double turns);
@@ -354,7 +355,7 @@ bool simulation::live_lease(int w) {
 void simulation::claim(int w) {
   if (!live_lease(w)) return;
   auto& ws = workers_[w];
-  auto t = board_.claim(worker_id(fmt::format("w{}", w)), ws.lease);
+  auto t = board_.claim(worker_name(w), ws.lease);
   if (!ok(t)) return;
   if (!*t && s_.coordination != design::planner_worker && more_features()) {
     // No planner: the agent makes itself a task from the goal.
@@ -368,7 +369,7 @@ void simulation::claim(int w) {
     nt.title = id;
     nt.priority = priority_for(info.units, false);
     if (!ok(board_.propose(std::move(nt)))) return;
-    t = board_.claim(worker_id(fmt::format("w{}", w)), ws.lease);
+    t = board_.claim(worker_name(w), ws.lease);
     if (!ok(t)) return;
   }
   if (!*t) {
@@ -445,17 +446,17 @@ void simulation::attempt(int w, const std::string& id) {
     workers_[w].attempt_work += took;
     if (!success) {
       auto& ws = workers_[w];
-      if (!ok(board_.abandon(task_id(ws.task), worker_id(fmt::format("w{}", w)), json::object{{"sim", "gave up"}}))) return;
+      if (!ok(board_.abandon(task_id(ws.task), worker_name(w), json::object{{"sim", "gave up"}}))) return;
       if (!ok(board_.requeue(task_id(ws.task)))) return;
       wake_idle(1);
       end_attempt(w, false);
       return;
     }
-    finish_attempt(w, bad, out, 0);
+    finish_attempt(w, bad, out);
   });
 }
 
-void simulation::finish_attempt(int w, bool bad, bool out_of_contract, double) {
+void simulation::finish_attempt(int w, bool bad, bool out_of_contract) {
   // The fast checks: a share of build breaks shows here, and the worker fixes it.
   double took = draw(s_.checks.fast_seconds, rng_);
   if (bad && chance(s_.checks.fast_catches, rng_)) {
@@ -472,7 +473,7 @@ void simulation::finish_attempt(int w, bool bad, bool out_of_contract, double) {
 void simulation::submit(int w, bool bad, bool out_of_contract) {
   auto& ws = workers_[w];
   const auto& info = tasks_.at(ws.task);
-  if (!ok(board_.submit(task_id(ws.task), worker_id(fmt::format("w{}", w))))) return;
+  if (!ok(board_.submit(task_id(ws.task), worker_name(w)))) return;
   ++r_.submissions;
   // The real contract check, on the paths the change touched.
   contract::diff d;
@@ -728,7 +729,7 @@ void simulation::verdict_conflict(const change_rec& c) {
   ++r_.conflicts;
   int w = c.worker;
   auto& ws = workers_[w];
-  worker_id wid(fmt::format("w{}", w));
+  worker_id wid = worker_name(w);
   if (!live_lease(w)) return;
   if (!ok(board_.finish(task_id(c.task), board::task_state::rejected, json::object{{"sim", "conflict"}}))) return;
   if (!ok(board_.reclaim(task_id(c.task), wid, ws.lease))) return;
